@@ -1,0 +1,343 @@
+//! mock-upstream: a small, fast, OpenAI-compatible upstream for the benchmark
+//! harness in `bench/`.
+//!
+//! * `POST /v1/chat/completions` answers a fixed ~500-byte `chat.completion`
+//!   JSON (with `usage`); when the request body has `"stream": true` it answers
+//!   `--chunks` SSE events (`data: {chat.completion.chunk}\n\n`), the first one
+//!   at once and the next ones every `--chunk-interval-ms`, then
+//!   `data: [DONE]\n\n`.
+//! * `GET /v1/models` lists the one model; `GET /healthz` says ok;
+//!   `GET /stats` reports how many completions were served (the harness uses it
+//!   to check that a proxy really forwarded its requests).
+//! * `--delay-ms` adds a fixed delay before every completion (0 by default).
+//!
+//! The first line printed on stdout is the bound address (`127.0.0.1:PORT`),
+//! so `--listen 127.0.0.1:0` can be used to take a free port.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+const COMPLETION: &str = concat!(
+    r#"{"id":"chatcmpl-mock-0123456789abcdef","object":"chat.completion","created":1700000000,"#,
+    r#""model":"mock-model","system_fingerprint":"fp_mock","choices":[{"index":0,"message":"#,
+    r#"{"role":"assistant","content":"This is a fixed answer from the modelgate benchmark mock "#,
+    r#"upstream. It is padded to about five hundred bytes so that every proxy forwards a "#,
+    r#"realistic body, the same one in every run, for every request and every proxy."},"#,
+    r#""logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"#,
+    r#""completion_tokens":48,"total_tokens":60}}"#,
+    "\n"
+);
+
+const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"model","created":1700000000,"owned_by":"mock"}]}
+"#;
+
+static COMPLETIONS: AtomicU64 = AtomicU64::new(0);
+
+struct Config {
+    listen: String,
+    delay: Duration,
+    chunks: usize,
+    interval: Duration,
+    threads: usize,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: mock-upstream [--listen 127.0.0.1:0] [--delay-ms 0] [--chunks 20] \
+         [--chunk-interval-ms 10] [--threads 1]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Config {
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".to_string(),
+        delay: Duration::ZERO,
+        chunks: 20,
+        interval: Duration::from_millis(10),
+        threads: 1,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if key == "-h" || key == "--help" {
+            usage();
+        }
+        let val = inline.or_else(|| args.next()).unwrap_or_else(|| usage());
+        let num = || val.parse::<u64>().unwrap_or_else(|_| usage());
+        match key.as_str() {
+            "--listen" => cfg.listen = val.clone(),
+            "--delay-ms" => cfg.delay = Duration::from_millis(num()),
+            "--chunks" => cfg.chunks = (num() as usize).max(1),
+            "--chunk-interval-ms" => cfg.interval = Duration::from_millis(num()),
+            "--threads" => cfg.threads = (num() as usize).max(1),
+            _ => usage(),
+        }
+    }
+    cfg
+}
+
+/// True when the JSON body has `"stream"` followed by `: true` (any whitespace).
+fn wants_stream(body: &[u8]) -> bool {
+    let key = b"\"stream\"";
+    let mut i = 0;
+    while i + key.len() <= body.len() {
+        if &body[i..i + key.len()] == key {
+            let mut j = i + key.len();
+            while j < body.len() && body[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < body.len() && body[j] == b':' {
+                j += 1;
+                while j < body.len() && body[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if body[j..].starts_with(b"true") {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn chunk_event(index: usize, total: usize) -> Bytes {
+    let delta = if index == 0 {
+        r#"{"role":"assistant","content":""}"#.to_string()
+    } else {
+        format!(r#"{{"content":"tok{index} "}}"#)
+    };
+    let finish = if index + 1 == total { r#""stop""# } else { "null" };
+    Bytes::from(format!(
+        "data: {{\"id\":\"chatcmpl-mock-0123456789abcdef\",\"object\":\"chat.completion.chunk\",\
+         \"created\":1700000000,\"model\":\"mock-model\",\"system_fingerprint\":\"fp_mock\",\
+         \"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+    ))
+}
+
+/// SSE body: event `k` is sent at `start + k * interval`, then `[DONE]`.
+struct SseBody {
+    next: usize,
+    total: usize,
+    interval: Duration,
+    start: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+enum MockBody {
+    Full(Option<Bytes>),
+    Sse(SseBody),
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Sse(s) => {
+                if s.next > s.total {
+                    return Poll::Ready(None);
+                }
+                if s.next == s.total {
+                    s.next += 1;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                        b"data: [DONE]\n\n",
+                    )))));
+                }
+                if s.next > 0 && !s.interval.is_zero() {
+                    let deadline = s.start + s.interval * (s.next as u32);
+                    let sleep = s
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    s.sleep = None;
+                }
+                let ev = chunk_event(s.next, s.total);
+                s.next += 1;
+                Poll::Ready(Some(Ok(Frame::data(ev))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            MockBody::Full(b) => b.is_none(),
+            MockBody::Sse(s) => s.next > s.total,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MockBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            MockBody::Full(None) => SizeHint::with_exact(0),
+            MockBody::Sse(_) => SizeHint::default(),
+        }
+    }
+}
+
+fn full(status: StatusCode, ctype: &'static str, body: Bytes) -> Response<MockBody> {
+    let mut r = Response::new(MockBody::Full(Some(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    cfg: &'static Config,
+) -> Result<Response<MockBody>, Infallible> {
+    let path = req.uri().path();
+    let is_completion = path == "/v1/chat/completions" || path == "/chat/completions";
+    match (req.method(), path) {
+        (&Method::POST, _) if is_completion => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return Ok(full(
+                        StatusCode::BAD_REQUEST,
+                        "application/json",
+                        Bytes::from_static(b"{\"error\":{\"message\":\"bad body\"}}\n"),
+                    ))
+                }
+            };
+            COMPLETIONS.fetch_add(1, Ordering::Relaxed);
+            let stream = wants_stream(&body);
+            if !cfg.delay.is_zero() {
+                tokio::time::sleep(cfg.delay).await;
+            }
+            if stream {
+                let mut r = Response::new(MockBody::Sse(SseBody {
+                    next: 0,
+                    total: cfg.chunks,
+                    interval: cfg.interval,
+                    start: tokio::time::Instant::now(),
+                    sleep: None,
+                }));
+                let h = r.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                Ok(r)
+            } else {
+                Ok(full(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from_static(COMPLETION.as_bytes()),
+                ))
+            }
+        }
+        (&Method::GET, "/v1/models") | (&Method::GET, "/models") => Ok(full(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(MODELS.as_bytes()),
+        )),
+        (&Method::GET, "/healthz") => Ok(full(
+            StatusCode::OK,
+            "text/plain",
+            Bytes::from_static(b"ok\n"),
+        )),
+        (&Method::GET, "/stats") => Ok(full(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from(format!(
+                "{{\"completions\":{}}}\n",
+                COMPLETIONS.load(Ordering::Relaxed)
+            )),
+        )),
+        _ => Ok(full(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            Bytes::from_static(b"{\"error\":{\"message\":\"not found\"}}\n"),
+        )),
+    }
+}
+
+fn main() {
+    let cfg: &'static Config = Box::leak(Box::new(parse_args()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("mock-upstream: cannot bind {}: {e}", cfg.listen);
+                std::process::exit(1)
+            });
+        let addr = listener.local_addr().expect("local addr");
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{addr}");
+            let _ = out.flush();
+        }
+        eprintln!(
+            "mock-upstream: listening on {addr}; delay {:?}, {} chunks every {:?}",
+            cfg.delay, cfg.chunks, cfg.interval
+        );
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mock-upstream: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(req, cfg));
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_flag() {
+        assert!(wants_stream(br#"{"model":"m","stream":true}"#));
+        assert!(wants_stream(br#"{"model":"m","stream" :  true }"#));
+        assert!(!wants_stream(br#"{"model":"m","stream":false}"#));
+        assert!(!wants_stream(br#"{"model":"m"}"#));
+        assert!(!wants_stream(br#"{"stream""#));
+    }
+
+    #[test]
+    fn completion_is_about_500_bytes() {
+        let n = COMPLETION.len();
+        assert!((450..=560).contains(&n), "{n}");
+    }
+}
