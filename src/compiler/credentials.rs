@@ -1,0 +1,106 @@
+//! Where provider keys come from: Secrets and environment variables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::crd::ApiKeySource;
+use crate::secret::SecretString;
+
+/// The outcome of looking up a provider's key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyLookup {
+    Found(SecretString),
+    /// The source cannot be checked here (an `env` key seen by the controller, which does
+    /// not run with the gateway's environment).
+    Unchecked,
+    /// Why the key is not usable, phrased for the provider's owner.
+    Missing(String),
+}
+
+/// Looks up provider keys. The compiler stays pure: everything it learns about the world
+/// outside the manifests comes through this trait.
+pub trait Credentials {
+    fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup;
+}
+
+/// Secret data keyed by `(namespace, name)`.
+pub type SecretData = HashMap<(String, String), BTreeMap<String, Vec<u8>>>;
+
+/// Keys from a fixed set of Secrets plus an environment-variable reader.
+pub struct SecretsAndEnv<'a> {
+    pub secrets: &'a SecretData,
+    /// Reads an environment variable; `None` means "do not check environment variables".
+    pub env: Option<&'a dyn Fn(&str) -> Option<String>>,
+}
+
+impl Credentials for SecretsAndEnv<'_> {
+    fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
+        if let Some(secret_ref) = &source.secret_ref {
+            let Some(data) = self
+                .secrets
+                .get(&(namespace.to_string(), secret_ref.name.clone()))
+            else {
+                return KeyLookup::Missing(format!(
+                    "Secret {namespace}/{} does not exist; create it with the key '{}' or fix apiKey.secretRef",
+                    secret_ref.name, secret_ref.key
+                ));
+            };
+            let Some(bytes) = data.get(&secret_ref.key) else {
+                let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+                keys.sort_unstable();
+                return KeyLookup::Missing(format!(
+                    "Secret {namespace}/{} has no key '{}' (it has: {}); fix apiKey.secretRef.key",
+                    secret_ref.name,
+                    secret_ref.key,
+                    if keys.is_empty() {
+                        "none".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                ));
+            };
+            return usable_key(bytes, || {
+                format!(
+                    "key '{}' of Secret {namespace}/{}",
+                    secret_ref.key, secret_ref.name
+                )
+            });
+        }
+        if let Some(var) = &source.env {
+            let Some(read) = self.env else {
+                return KeyLookup::Unchecked;
+            };
+            return match read(var) {
+                Some(value) => usable_key(value.as_bytes(), || format!("environment variable {var}")),
+                None => KeyLookup::Missing(format!(
+                    "environment variable {var} is not set in the gateway's environment; export it or use apiKey.secretRef"
+                )),
+            };
+        }
+        KeyLookup::Missing("apiKey needs exactly one of secretRef or env".to_string())
+    }
+}
+
+/// Trims surrounding whitespace (keys pasted with a trailing newline are common) and checks
+/// the key can travel in an HTTP header. The key's bytes never appear in the message.
+fn usable_key(bytes: &[u8], describe: impl Fn() -> String) -> KeyLookup {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return KeyLookup::Missing(format!(
+            "{} is not valid UTF-8 text; store the key as plain text",
+            describe()
+        ));
+    };
+    let key = text.trim();
+    if key.is_empty() {
+        return KeyLookup::Missing(format!(
+            "{} is empty; store the provider's API key there",
+            describe()
+        ));
+    }
+    if !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return KeyLookup::Missing(format!(
+            "{} contains spaces or characters that cannot be sent in an HTTP header; store only the key",
+            describe()
+        ));
+    }
+    KeyLookup::Found(SecretString::new(key))
+}

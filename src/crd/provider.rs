@@ -1,0 +1,192 @@
+//! `LLMProvider`: where a model is served and with which credentials.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// An upstream that serves models: its API flavour, endpoint and credentials.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "modelgate.dev",
+    version = "v1alpha1",
+    kind = "LLMProvider",
+    plural = "llmproviders",
+    singular = "llmprovider",
+    shortname = "llmp",
+    shortname = "provider",
+    category = "modelgate",
+    namespaced,
+    status = "LLMProviderStatus",
+    doc = "An upstream LLM API (OpenAI, an OpenAI-compatible server such as Ollama or vLLM, or a local mock) that ModelAliases route to.",
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.type",
+        description = "API flavour"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "Resolved base URL"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether aliases can be served through this provider"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.type != 'openai-compatible' || has(self.baseUrl)").message("baseUrl is required when type is openai-compatible (for example http://ollama.ollama.svc:11434/v1)"))]
+#[x_kube(validation = Rule::new("self.type != 'mock' || !has(self.baseUrl)").message("a mock provider answers locally: remove baseUrl or choose another type"))]
+#[serde(rename_all = "camelCase")]
+pub struct LLMProviderSpec {
+    /// API flavour of the upstream: `openai` (the public OpenAI API or any server that
+    /// speaks it exactly), `openai-compatible` (Ollama, vLLM, Groq, Mistral, DeepSeek,
+    /// Together, OpenRouter, ...: needs `baseUrl`), or `mock` (answers locally and
+    /// deterministically, naming the provider and model that served the request; for
+    /// quickstarts and tests).
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+
+    /// Base URL of the API, up to and including its version prefix, e.g.
+    /// `https://api.openai.com/v1` or `http://ollama.ollama.svc:11434/v1`. The gateway appends
+    /// `/chat/completions`, `/completions` or `/embeddings`. Optional for `openai` (defaults to
+    /// the public API), required for `openai-compatible`, not allowed for `mock`. http(s) only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+([/?#].*)?$')").message("baseUrl must be an absolute http:// or https:// URL, for example https://api.openai.com/v1"))]
+    #[schemars(length(max = 2048))]
+    pub base_url: Option<String>,
+
+    /// Where the API key comes from; omit it for upstreams that need none (e.g. a local
+    /// Ollama). Set exactly one of `secretRef` or `env`. The key is sent as
+    /// `Authorization: Bearer <key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeySource>,
+
+    /// Allow-list of upstream model ids this provider serves. Empty or absent means any model.
+    /// A ModelAlias may name a listed model without a provider prefix (`target: gpt-4o-mini`)
+    /// when exactly one provider in its namespace lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), inner(length(min = 1, max = 256)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub models: Option<Vec<String>>,
+
+    /// Static extra HTTP headers sent upstream with every request (e.g. `OpenAI-Organization`,
+    /// `HTTP-Referer` for OpenRouter). Never put credentials here: use `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_`|~-]+$'))").message("header names may contain only letters, digits and !#$%&*+.^_`|~-"))]
+    #[x_kube(validation = Rule::new("self.all(k, !(k.lowerAscii() in ['authorization', 'proxy-authorization', 'api-key', 'x-api-key', 'cookie']))").message("headers must not carry credentials: put the key in apiKey instead"))]
+    #[schemars(extend("maxProperties" = 64))]
+    pub headers: Option<BTreeMap<String, String>>,
+
+    /// Timeouts for calls to this provider, as durations such as `500ms`, `10s`, `5m`, `1h30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+}
+
+/// The API flavour of a provider.
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderType {
+    /// The public OpenAI API (or a server that behaves exactly like it).
+    Openai,
+    /// Any server speaking the OpenAI API: Ollama, vLLM, Groq, Mistral, DeepSeek, Together, OpenRouter.
+    OpenaiCompatible,
+    /// Answers locally and deterministically; names the provider and model that served the request.
+    Mock,
+}
+
+impl ProviderType {
+    /// The name users write in `spec.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderType::Openai => "openai",
+            ProviderType::OpenaiCompatible => "openai-compatible",
+            ProviderType::Mock => "mock",
+        }
+    }
+}
+
+/// The source of a provider's API key: exactly one of `secretRef` or `env`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.env)").message("apiKey needs exactly one of secretRef or env"))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySource {
+    /// A key of a Secret in the provider's namespace. In standalone mode the Secret is a
+    /// manifest in the config files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Name of an environment variable of the gateway process that holds the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("env must be an environment variable name such as OPENAI_API_KEY"))]
+    #[schemars(length(max = 256))]
+    pub env: Option<String>,
+}
+
+/// A key inside a Secret in the same namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Per-provider timeouts. Durations are written like `500ms`, `10s`, `5m` or `1h30m`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Time allowed to open a connection to the upstream. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub connect: Option<String>,
+    /// Time allowed for a whole request, including a streamed response. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub request: Option<String>,
+    /// Longest silence allowed while reading the upstream's response, e.g. between two
+    /// streamed chunks. Default `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub idle: Option<String>,
+}
+
+/// CEL form of the duration grammar that `compiler::rules::parse_duration` accepts.
+const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|s|m|h))+$')";
+const DURATION_MESSAGE: &str = "must be a duration such as 500ms, 10s, 5m or 1h30m";
+
+/// What the controller observed about a provider. Never contains the key itself.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LLMProviderStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted`, `ResolvedRefs` and `Ready` conditions, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The base URL requests are sent to (the default one when `spec.baseUrl` is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The provider type the endpoint was resolved for.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub provider_type: Option<String>,
+    /// Whether the configured API key was found (false when the Secret or key is missing;
+    /// absent when the provider needs no key). The key itself is never published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_present: Option<bool>,
+}

@@ -1,0 +1,7 @@
+//! modelgate: stable, meaningful names for LLM models, served by an OpenAI-compatible
+//! gateway and managed as Kubernetes custom resources.
+
+pub mod compiler;
+pub mod crd;
+pub mod manifest;
+pub mod secret;

@@ -1,0 +1,142 @@
+//! Reads LLMProvider, ModelAlias and Secret manifests from YAML files, the way `kubectl apply -f`
+//! would, so the standalone gateway and `modelgate validate` see exactly what a cluster would.
+
+mod parse;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::compiler::{ObjectRef, SecretData};
+use crate::crd::{LLMProvider, ModelAlias};
+
+pub use parse::parse_documents;
+
+/// Where an object was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based index of the YAML document within the file.
+    pub document: usize,
+}
+
+/// A problem found while reading files, before compiling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadProblem {
+    pub origin: Origin,
+    /// The object, when its kind, namespace and name could be read.
+    pub object: Option<ObjectRef>,
+    /// `Kind namespace/name` or `document N` when the object is unknown.
+    pub subject: String,
+    pub field: String,
+    pub message: String,
+    /// Whether the rest of the file could not be read (a YAML syntax error).
+    pub fatal_for_file: bool,
+}
+
+impl fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}: {}",
+            self.origin.file.display(),
+            self.subject,
+            self.field,
+            self.message
+        )
+    }
+}
+
+/// Everything read from a set of paths.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub providers: Vec<LLMProvider>,
+    pub aliases: Vec<ModelAlias>,
+    pub secrets: SecretData,
+    /// Objects that exist in the files but could not be read.
+    pub unreadable: Vec<ObjectRef>,
+    pub origins: HashMap<ObjectRef, Origin>,
+    pub problems: Vec<LoadProblem>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Manifests {
+    /// Whether some file could not be read at all (so objects may be missing).
+    pub fn has_fatal_problem(&self) -> bool {
+        self.problems.iter().any(|p| p.fatal_for_file)
+    }
+}
+
+/// Reads every `.yaml`, `.yml` and `.json` file under the given files or directories
+/// (recursively, skipping hidden entries), in path order.
+pub fn load_paths(paths: &[PathBuf]) -> Manifests {
+    let mut manifests = Manifests::default();
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files, &mut manifests.problems);
+    }
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => parse_documents(&text, &file, &mut manifests),
+            Err(e) => manifests.problems.push(LoadProblem {
+                origin: Origin {
+                    file: file.clone(),
+                    document: 0,
+                },
+                object: None,
+                subject: "file".to_string(),
+                field: "-".to_string(),
+                message: format!("cannot read the file: {e}"),
+                fatal_for_file: true,
+            }),
+        }
+        manifests.files.push(file);
+    }
+    manifests
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProblem>) {
+    let problem = |message: String| LoadProblem {
+        origin: Origin {
+            file: path.to_path_buf(),
+            document: 0,
+        },
+        object: None,
+        subject: "path".to_string(),
+        field: "-".to_string(),
+        message,
+        fatal_for_file: true,
+    };
+    let metadata = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return problems.push(problem(format!("cannot read: {e}"))),
+    };
+    if metadata.is_file() {
+        files.push(path.to_path_buf());
+        return;
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => return problems.push(problem(format!("cannot list the directory: {e}"))),
+    };
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for child in children {
+        let name = child
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if child.is_dir() {
+            collect_files(&child, files, problems);
+        } else if [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            files.push(child);
+        }
+    }
+}
