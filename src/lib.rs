@@ -3,5 +3,8 @@
 
 pub mod compiler;
 pub mod crd;
+pub mod gateway;
 pub mod manifest;
+pub mod report;
 pub mod secret;
+pub mod validate;

@@ -1,1 +1,165 @@
-fn main() {}
+//! The `modelgate` command: gateway, validate, crds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
+
+#[derive(Parser)]
+#[command(
+    name = "modelgate",
+    version,
+    about = "Stable, meaningful names for LLM models: an OpenAI-compatible gateway and Kubernetes operator"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MODELGATE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible API, routing each request by its alias.
+    Gateway {
+        /// Manifest file or directory (LLMProvider, ModelAlias, Secret); repeatable. Watched for edits.
+        #[arg(long, short = 'c', required = true, env = "MODELGATE_CONFIG")]
+        config: Vec<PathBuf>,
+        /// Address of the OpenAI-compatible API.
+        #[arg(long, default_value = "0.0.0.0:12000", env = "MODELGATE_LISTEN")]
+        listen: SocketAddr,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:12001", env = "MODELGATE_ADMIN_LISTEN")]
+        admin_listen: SocketAddr,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
+        max_body_bytes: usize,
+    },
+    /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
+    Validate {
+        /// Manifest files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also require every provider key: Secrets must be in the files, env variables set.
+        #[arg(long)]
+        check_keys: bool,
+    },
+    /// Print the CustomResourceDefinitions, or write them into a directory.
+    Crds {
+        /// Write llmprovider.yaml and modelalias.yaml here instead of printing.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Gateway {
+            config,
+            listen,
+            admin_listen,
+            max_body_bytes,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+            };
+            let options = GatewayOptions {
+                config,
+                listen,
+                admin_listen,
+                max_body_bytes,
+            };
+            runtime.block_on(async move {
+                let running = match gateway::start(options.clone()).await {
+                    Ok(running) => running,
+                    Err(e) => return fail(&format!("the gateway cannot start: {e}")),
+                };
+                tracing::info!(
+                    api = %format!("http://{}", running.addr),
+                    admin = %format!("http://{}", running.admin_addr),
+                    config = ?options.config,
+                    "modelgate gateway serving"
+                );
+                match running.until_signal().await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&e.to_string()),
+                }
+            })
+        }
+        Command::Validate { paths, check_keys } => {
+            let result = modelgate::validate::validate(&paths, check_keys);
+            for line in &result.lines {
+                println!("{}", line.text);
+            }
+            let (errors, warnings) = (result.errors(), result.warnings());
+            eprintln!(
+                "{}: {} LLMProvider(s), {} ModelAlias(es) in {} file(s); {errors} error(s), {warnings} warning(s)",
+                if errors == 0 { "valid" } else { "invalid" },
+                result.providers,
+                result.aliases,
+                result.files
+            );
+            if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Crds { output_dir } => {
+            let files = match modelgate::crd::render_crds() {
+                Ok(files) => files,
+                Err(e) => return fail(&format!("cannot render the CRDs: {e}")),
+            };
+            for file in files {
+                match &output_dir {
+                    None => print!("---\n{}", file.yaml),
+                    Some(dir) => {
+                        let path = dir.join(file.file_name);
+                        if let Err(e) = std::fs::write(&path, &file.yaml) {
+                            return fail(&format!("cannot write {}: {e}", path.display()));
+                        }
+                        eprintln!("wrote {}", path.display());
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("modelgate: {message}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -89,17 +89,7 @@ pub(super) fn claim_names<'a>(
 
     // Oldest first; objects without a creation time (files) keep their input order.
     let mut by_age: Vec<usize> = (0..entries.len()).collect();
-    by_age.sort_by_key(|&i| {
-        (
-            entries[i]
-                .alias
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0),
-            i,
-        )
-    });
+    by_age.sort_by_key(|&i| (entries[i].alias.metadata.creation_timestamp.as_ref().map(|t| t.0), i));
     let mut owners: HashMap<String, usize> = HashMap::with_capacity(entries.len());
     for i in by_age {
         let Some(name) = entries[i].name.clone() else {
@@ -163,10 +153,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
         }
         if let Some(pos) = self.stack.iter().position(|&s| s == i) {
             let members = self.stack[pos..].to_vec();
-            let mut names: Vec<&str> = members
-                .iter()
-                .map(|&m| self.entries[m].display_name())
-                .collect();
+            let mut names: Vec<&str> = members.iter().map(|&m| self.entries[m].display_name()).collect();
             names.push(self.entries[i].display_name());
             return Err(Failure::Cycle {
                 members,
@@ -205,13 +192,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
             (None, Some(targets)) => targets
                 .iter()
                 .enumerate()
-                .map(|(n, leg)| {
-                    (
-                        format!("spec.targets[{n}].target"),
-                        leg.target.as_str(),
-                        leg.weight,
-                    )
-                })
+                .map(|(n, leg)| (format!("spec.targets[{n}].target"), leg.target.as_str(), leg.weight))
                 .collect(),
             (None, None) => Vec::new(),
         };
@@ -245,7 +226,10 @@ impl<'a, 'b> Resolver<'a, 'b> {
                         &entry.object,
                         field,
                         Reason::AliasCycle,
-                        format!("aliases refer to each other in a cycle: {}; point one of them at <provider>/<model>", cycle.1),
+                        format!(
+                            "aliases refer to each other in a cycle: {}; point one of them at <provider>/<model>",
+                            cycle.1
+                        ),
                     ));
                     failure = Some(Failure::Cycle {
                         members: cycle.0,
@@ -266,26 +250,17 @@ impl<'a, 'b> Resolver<'a, 'b> {
         self.stack.pop();
         match failure {
             Some(f) => Err(f),
-            None => Ok(Flat {
-                targets,
-                disabled_via,
-            }),
+            None => Ok(Flat { targets, disabled_via }),
         }
     }
 
     /// Resolves one target string of alias `i`. `Err(Ok((members, text)))` means alias `i` is
     /// on a cycle; `Err(Err(_))` is any other problem with this leg.
     #[allow(clippy::type_complexity)]
-    fn resolve_leg(
-        &mut self,
-        i: usize,
-        target: &str,
-    ) -> Result<Flat, Result<(Vec<usize>, String), LegError>> {
+    fn resolve_leg(&mut self, i: usize, target: &str) -> Result<Flat, Result<(Vec<usize>, String), LegError>> {
         let namespace = self.entries[i].key().namespace.clone();
         if let Some((provider, model)) = split_target(target) {
-            return self
-                .provider_target(&namespace, provider, model)
-                .map_err(Err);
+            return self.provider_target(&namespace, provider, model).map_err(Err);
         }
         let own = self.entries[i].name.as_deref() == Some(target);
         if let Some(&j) = self.owners.get(target).filter(|_| !own) {
@@ -302,16 +277,10 @@ impl<'a, 'b> Resolver<'a, 'b> {
                 })),
             };
         }
-        self.listed_model_target(&namespace, target, own)
-            .map_err(Err)
+        self.listed_model_target(&namespace, target, own).map_err(Err)
     }
 
-    fn provider_target(
-        &self,
-        namespace: &str,
-        provider: &str,
-        model: &str,
-    ) -> Result<Flat, LegError> {
+    fn provider_target(&self, namespace: &str, provider: &str, model: &str) -> Result<Flat, LegError> {
         let key = ObjectKey::new(namespace, provider);
         let Some(info) = self.providers.get(&key) else {
             return Err(LegError {
@@ -346,18 +315,11 @@ impl<'a, 'b> Resolver<'a, 'b> {
         })
     }
 
-    fn listed_model_target(
-        &self,
-        namespace: &str,
-        model: &str,
-        own_name: bool,
-    ) -> Result<Flat, LegError> {
+    fn listed_model_target(&self, namespace: &str, model: &str, own_name: bool) -> Result<Flat, LegError> {
         let mut listing: Vec<&ObjectKey> = self
             .providers
             .iter()
-            .filter(|(key, info)| {
-                key.namespace == namespace && info.models.iter().any(|m| m == model)
-            })
+            .filter(|(key, info)| key.namespace == namespace && info.models.iter().any(|m| m == model))
             .map(|(key, _)| key)
             .collect();
         listing.sort();
@@ -378,8 +340,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
                 },
             }),
             many => {
-                let names: Vec<String> =
-                    many.iter().map(|k| format!("{}/{model}", k.name)).collect();
+                let names: Vec<String> = many.iter().map(|k| format!("{}/{model}", k.name)).collect();
                 Err(LegError {
                     reason: Reason::AmbiguousTarget,
                     message: format!(

@@ -35,10 +35,7 @@ pub struct SecretsAndEnv<'a> {
 impl Credentials for SecretsAndEnv<'_> {
     fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
         if let Some(secret_ref) = &source.secret_ref {
-            let Some(data) = self
-                .secrets
-                .get(&(namespace.to_string(), secret_ref.name.clone()))
-            else {
+            let Some(data) = self.secrets.get(&(namespace.to_string(), secret_ref.name.clone())) else {
                 return KeyLookup::Missing(format!(
                     "Secret {namespace}/{} does not exist; create it with the key '{}' or fix apiKey.secretRef",
                     secret_ref.name, secret_ref.key
@@ -59,10 +56,7 @@ impl Credentials for SecretsAndEnv<'_> {
                 ));
             };
             return usable_key(bytes, || {
-                format!(
-                    "key '{}' of Secret {namespace}/{}",
-                    secret_ref.key, secret_ref.name
-                )
+                format!("key '{}' of Secret {namespace}/{}", secret_ref.key, secret_ref.name)
             });
         }
         if let Some(var) = &source.env {
@@ -91,10 +85,7 @@ fn usable_key(bytes: &[u8], describe: impl Fn() -> String) -> KeyLookup {
     };
     let key = text.trim();
     if key.is_empty() {
-        return KeyLookup::Missing(format!(
-            "{} is empty; store the provider's API key there",
-            describe()
-        ));
+        return KeyLookup::Missing(format!("{} is empty; store the provider's API key there", describe()));
     }
     if !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return KeyLookup::Missing(format!(

@@ -36,8 +36,7 @@ impl ObjectKey {
     /// Parses `namespace/name`.
     pub fn parse(text: &str) -> Option<Self> {
         let (namespace, name) = text.split_once('/')?;
-        (!namespace.is_empty() && !name.is_empty() && !name.contains('/'))
-            .then(|| ObjectKey::new(namespace, name))
+        (!namespace.is_empty() && !name.is_empty() && !name.contains('/')).then(|| ObjectKey::new(namespace, name))
     }
 }
 
@@ -179,12 +178,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: Reason,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn error(object: &ObjectRef, field: impl Into<String>, reason: Reason, message: impl Into<String>) -> Self {
         Diagnostic {
             object: object.clone(),
             field: field.into(),
@@ -194,12 +188,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(
-        object: &ObjectRef,
-        field: impl Into<String>,
-        reason: Reason,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn warning(object: &ObjectRef, field: impl Into<String>, reason: Reason, message: impl Into<String>) -> Self {
         Diagnostic {
             object: object.clone(),
             field: field.into(),
@@ -221,10 +210,6 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "",
             Severity::Warning => "warning: ",
         };
-        write!(
-            f,
-            "{}: {}{}: {}",
-            self.object, level, self.field, self.message
-        )
+        write!(f, "{}: {}{}: {}", self.object, level, self.field, self.message)
     }
 }

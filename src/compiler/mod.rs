@@ -15,9 +15,7 @@ mod table;
 use std::collections::HashMap;
 
 pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
-pub use diagnostic::{
-    ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity,
-};
+pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
 pub use providers::OPENAI_DEFAULT_BASE_URL;
 pub use table::{ProviderEndpoint, ResolvedTimeouts, Route, RouteTarget, RoutingTable};
 
@@ -51,10 +49,7 @@ impl Compiled {
     }
 
     /// The diagnostics of one object.
-    pub fn diagnostics_for<'s>(
-        &'s self,
-        object: &'s ObjectRef,
-    ) -> impl Iterator<Item = &'s Diagnostic> + 's {
+    pub fn diagnostics_for<'s>(&'s self, object: &'s ObjectRef) -> impl Iterator<Item = &'s Diagnostic> + 's {
         self.diagnostics.iter().filter(move |d| &d.object == object)
     }
 }
@@ -104,32 +99,26 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         match outcome {
             Ok(flat) => {
                 let disabled = match flat.disabled_via {
-                    Some(via) if via == name => {
-                        Some(format!("alias '{name}' is disabled (spec.active is false)"))
-                    }
+                    Some(via) if via == name => Some(format!("alias '{name}' is disabled (spec.active is false)")),
                     Some(via) => {
-                        let why = format!(
-                            "alias '{name}' routes through alias '{via}', which is disabled"
-                        );
+                        let why = format!("alias '{name}' routes through alias '{via}', which is disabled");
                         diagnostics.push(Diagnostic::warning(
                             &entry.object,
                             "spec",
                             Reason::DisabledByChain,
-                            format!("{why}; requests for '{name}' get 403 model_disabled until '{via}' is active again"),
+                            format!(
+                                "{why}; requests for '{name}' get 403 model_disabled until '{via}' is active again"
+                            ),
                         ));
                         Some(why)
                     }
                     None => None,
                 };
-                table
-                    .routes
-                    .insert(name.clone(), route(flat.targets, disabled));
+                table.routes.insert(name.clone(), route(flat.targets, disabled));
             }
             Err(_) if !spec.is_active() => {
                 let why = format!("alias '{name}' is disabled (spec.active is false)");
-                table
-                    .routes
-                    .insert(name.clone(), route(Vec::new(), Some(why)));
+                table.routes.insert(name.clone(), route(Vec::new(), Some(why)));
             }
             Err(_) => broken.push(entry.key().clone()),
         }
@@ -145,19 +134,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Compiled {
         keep_last_good(previous, &broken, &mut table, &mut diagnostics);
     }
 
-    diagnostics
-        .sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
+    diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
     Compiled { table, diagnostics }
 }
 
 /// Broken aliases keep serving the route they had in the previous table, with the providers
 /// it used, unless another alias now owns the name.
-fn keep_last_good(
-    previous: &RoutingTable,
-    broken: &[ObjectKey],
-    table: &mut RoutingTable,
-    out: &mut Vec<Diagnostic>,
-) {
+fn keep_last_good(previous: &RoutingTable, broken: &[ObjectKey], table: &mut RoutingTable, out: &mut Vec<Diagnostic>) {
     for key in broken {
         let Some(old) = previous.routes.values().find(|r| &r.source == key) else {
             continue;
@@ -168,9 +151,7 @@ fn keep_last_good(
         for target in &old.targets {
             if !table.providers.contains_key(&target.provider) {
                 if let Some(endpoint) = previous.providers.get(&target.provider) {
-                    table
-                        .providers
-                        .insert(target.provider.clone(), endpoint.clone());
+                    table.providers.insert(target.provider.clone(), endpoint.clone());
                 }
             }
         }

@@ -48,12 +48,10 @@ pub(super) fn compile_providers(
         .iter()
         .filter(|o| o.kind == crate::compiler::ObjectKind::LLMProvider)
     {
-        compiled
-            .entry(object.key.clone())
-            .or_insert_with(|| ProviderInfo {
-                endpoint: Err("its manifest could not be read".to_string()),
-                models: Vec::new(),
-            });
+        compiled.entry(object.key.clone()).or_insert_with(|| ProviderInfo {
+            endpoint: Err("its manifest could not be read".to_string()),
+            models: Vec::new(),
+        });
     }
     compiled
 }
@@ -70,10 +68,7 @@ fn compile_provider(
     check_provider_spec(object, spec, out);
     if let Some(first) = out[errors_before..].first() {
         return ProviderInfo {
-            endpoint: Err(format!(
-                "its spec is invalid ({}: {})",
-                first.field, first.message
-            )),
+            endpoint: Err(format!("its spec is invalid ({}: {})", first.field, first.message)),
             models,
         };
     }
@@ -105,9 +100,7 @@ fn compile_provider(
     };
     let defaults = ResolvedTimeouts::default();
     let timeouts = spec.timeouts.clone().unwrap_or_default();
-    let pick = |value: &Option<String>, default| {
-        value.as_deref().and_then(parse_duration).unwrap_or(default)
-    };
+    let pick = |value: &Option<String>, default| value.as_deref().and_then(parse_duration).unwrap_or(default);
     let endpoint = ProviderEndpoint {
         key: object.key.clone(),
         provider_type: spec.provider_type,

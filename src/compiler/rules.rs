@@ -89,12 +89,7 @@ pub fn split_target(target: &str) -> Option<(&str, &str)> {
 pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec<Diagnostic>) {
     if let Some(alias) = &spec.alias {
         if let Err(message) = check_alias_name(alias) {
-            out.push(Diagnostic::error(
-                object,
-                "spec.alias",
-                Reason::InvalidSpec,
-                message,
-            ));
+            out.push(Diagnostic::error(object, "spec.alias", Reason::InvalidSpec, message));
         }
     }
     match (&spec.target, &spec.targets) {
@@ -139,7 +134,10 @@ pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec
                     object,
                     "spec.targets",
                     Reason::InvalidSpec,
-                    format!("the weights of targets must add up to 100, but {} = {sum}", parts.join(" + ")),
+                    format!(
+                        "the weights of targets must add up to 100, but {} = {sum}",
+                        parts.join(" + ")
+                    ),
                 ));
             }
         }
@@ -200,10 +198,7 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
             ));
         }
         if let Some(var) = &key.env {
-            let valid = var
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 out.push(Diagnostic::error(
@@ -280,15 +275,9 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
 
 /// Header names that carry credentials and so are refused in `spec.headers`.
 pub fn is_credential_header(name: &str) -> bool {
-    [
-        "authorization",
-        "proxy-authorization",
-        "api-key",
-        "x-api-key",
-        "cookie",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
+    ["authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn check_base_url(text: &str) -> Result<(), String> {
@@ -298,14 +287,10 @@ fn check_base_url(text: &str) -> Result<(), String> {
         return Err(format!("{hint} ('{text}')"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "baseUrl '{text}' must not have a query or fragment"
-        ));
+        return Err(format!("baseUrl '{text}' must not have a query or fragment"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "baseUrl must not contain credentials: put the key in apiKey instead".to_string(),
-        );
+        return Err("baseUrl must not contain credentials: put the key in apiKey instead".to_string());
     }
     Ok(())
 }
@@ -319,10 +304,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(
-            parse_duration("2m5s100ms"),
-            Some(Duration::from_millis(125_100))
-        );
+        assert_eq!(parse_duration("2m5s100ms"), Some(Duration::from_millis(125_100)));
         for bad in ["", "10", "s", "1.5s", "10 s", "-1s", "1d", "1m30"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

@@ -106,11 +106,7 @@ fn model_ids_may_contain_slashes() {
     let compiled = compile_yaml(&alias("llama", "{target: ollama/meta-llama/Llama-3.1-8B}"));
     assert_eq!(
         targets(&compiled, "llama"),
-        vec![(
-            "team-a/ollama".into(),
-            "meta-llama/Llama-3.1-8B".into(),
-            100.0
-        )]
+        vec![("team-a/ollama".into(), "meta-llama/Llama-3.1-8B".into(), 100.0)]
     );
 }
 
@@ -259,8 +255,14 @@ fn weighted_splits_must_add_up_to_100() {
 fn nested_splits_multiply_out_and_merge() {
     let compiled = compile_yaml(&format!(
         "{}{}",
-        alias("canary", "{targets: [{target: stable, weight: 50}, {target: openai/gpt-4o, weight: 50}]}"),
-        alias("stable", "{targets: [{target: openai/gpt-4o-mini, weight: 80}, {target: openai/gpt-4o, weight: 20}]}")
+        alias(
+            "canary",
+            "{targets: [{target: stable, weight: 50}, {target: openai/gpt-4o, weight: 50}]}"
+        ),
+        alias(
+            "stable",
+            "{targets: [{target: openai/gpt-4o-mini, weight: 80}, {target: openai/gpt-4o, weight: 20}]}"
+        )
     ));
     assert_eq!(said(&compiled), vec![]);
     assert_eq!(
@@ -334,10 +336,7 @@ fn disabled_aliases_and_aliases_routing_through_them_are_disabled() {
 fn a_disabled_alias_with_a_broken_target_still_answers_disabled() {
     let compiled = compile_yaml(&alias("gone", "{target: nowhere/x, active: false}"));
     assert!(compiled.has_errors());
-    assert!(compiled
-        .table
-        .route("gone")
-        .is_some_and(|r| r.disabled.is_some()));
+    assert!(compiled.table.route("gone").is_some_and(|r| r.disabled.is_some()));
 }
 
 #[test]
@@ -380,14 +379,14 @@ spec: {type: openai, apiKey: {env: SET_VAR}}
         "LLMProvider team-a/wrong-key".into(),
         "spec.apiKey".into(),
         "KeyNotFound",
-        "Secret team-a/openai-key has no key 'token' (it has: apiKey); fix apiKey.secretRef.key"
-            .into()
+        "Secret team-a/openai-key has no key 'token' (it has: apiKey); fix apiKey.secretRef.key".into()
     )));
     assert!(messages.contains(&(
         "LLMProvider team-a/no-env".into(),
         "spec.apiKey".into(),
         "KeyNotFound",
-        "environment variable UNSET_VAR is not set in the gateway's environment; export it or use apiKey.secretRef".into()
+        "environment variable UNSET_VAR is not set in the gateway's environment; export it or use apiKey.secretRef"
+            .into()
     )));
     assert!(messages.contains(&(
         "ModelAlias team-a/a".into(),
@@ -424,10 +423,7 @@ metadata: {name: ftp, namespace: team-a}
 spec: {type: openai, baseUrl: "ftp://x/v1", headers: {Authorization: "Bearer x"}, timeouts: {connect: "10", idle: 0s}}
 "#,
     );
-    let messages: Vec<(String, String, String)> = said(&compiled)
-        .into_iter()
-        .map(|(o, f, _, m)| (o, f, m))
-        .collect();
+    let messages: Vec<(String, String, String)> = said(&compiled).into_iter().map(|(o, f, _, m)| (o, f, m)).collect();
     let expect = |o: &str, f: &str, m: &str| (o.to_string(), f.to_string(), m.to_string());
     assert_eq!(
         messages,
@@ -452,12 +448,7 @@ fn the_oldest_alias_keeps_a_contested_name() {
     let compiled = compile_yaml(&format!(
         "{team_b}{}{}",
         aged_alias("fast", "team-b", "2026-02-01T00:00:00Z", "{target: mock/m}"),
-        aged_alias(
-            "fast",
-            "team-a",
-            "2026-01-01T00:00:00Z",
-            "{target: openai/gpt-4o-mini}"
-        )
+        aged_alias("fast", "team-a", "2026-01-01T00:00:00Z", "{target: openai/gpt-4o-mini}")
     ));
     assert_eq!(
         said(&compiled),
@@ -477,24 +468,14 @@ fn the_oldest_alias_keeps_a_contested_name() {
 #[test]
 fn a_broken_edit_keeps_the_last_good_route() {
     let good = compile_yaml(&alias("smart", "{target: openai/gpt-4o}"));
-    let broken = compile_with(
-        &alias("smart", "{target: anthropic/claude}"),
-        Some(&good.table),
-    );
-    let route = broken
-        .table
-        .route("smart")
-        .expect("the last good route is kept");
+    let broken = compile_with(&alias("smart", "{target: anthropic/claude}"), Some(&good.table));
+    let route = broken.table.route("smart").expect("the last good route is kept");
     assert_eq!(route.targets[0].model, "gpt-4o");
     assert_eq!(
         route.stale.as_deref(),
         Some("serving the last accepted route for 'smart' (openai/gpt-4o (100%)) until the errors above are fixed")
     );
-    let reasons: Vec<&str> = broken
-        .diagnostics
-        .iter()
-        .map(|d| d.reason.as_str())
-        .collect();
+    let reasons: Vec<&str> = broken.diagnostics.iter().map(|d| d.reason.as_str()).collect();
     assert_eq!(reasons, vec!["ProviderNotFound", "ServingLastGood"]);
     // Deleting the alias, though, removes the route.
     let deleted = compile_with("", Some(&good.table));

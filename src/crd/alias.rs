@@ -42,11 +42,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether the gateway serves this alias"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.target) != has(self.targets)").message("set exactly one of target (a single model) or targets (a weighted split)"))]
 #[serde(rename_all = "camelCase")]

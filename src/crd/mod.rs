@@ -8,14 +8,11 @@ mod conditions;
 mod generate;
 mod provider;
 
-pub use alias::{
-    ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedRoute, ResolvedTarget, WeightedTarget,
-};
+pub use alias::{ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedRoute, ResolvedTarget, WeightedTarget};
 pub use conditions::{condition_type, ConditionStatus};
 pub use generate::{crd_documents, render_crds, CrdFile};
 pub use provider::{
-    ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef,
-    Timeouts,
+    ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef, Timeouts,
 };
 
 /// API group of every modelgate resource.

@@ -38,11 +38,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether aliases can be served through this provider"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.type != 'openai-compatible' || has(self.baseUrl)").message("baseUrl is required when type is openai-compatible (for example http://ollama.ollama.svc:11434/v1)"))]
 #[x_kube(validation = Rule::new("self.type != 'mock' || !has(self.baseUrl)").message("a mock provider answers locally: remove baseUrl or choose another type"))]

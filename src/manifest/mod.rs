@@ -123,19 +123,13 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadP
     let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
     for child in children {
-        let name = child
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let name = child.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
         if child.is_dir() {
             collect_files(&child, files, problems);
-        } else if [".yaml", ".yml", ".json"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-        {
+        } else if [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
             files.push(child);
         }
     }

@@ -39,16 +39,8 @@ pub fn parse_documents(text: &str, file: &Path, manifests: &mut Manifests) {
 }
 
 fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Manifests) {
-    let text = |field: &str| {
-        value
-            .get(field)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let (api_version, kind) = (
-        text("apiVersion").unwrap_or_default(),
-        text("kind").unwrap_or_default(),
-    );
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str()).map(str::to_string);
+    let (api_version, kind) = (text("apiVersion").unwrap_or_default(), text("kind").unwrap_or_default());
     let metadata = value.get("metadata");
     let name = metadata
         .and_then(|m| m.get("name"))
@@ -101,12 +93,7 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
     };
     let subject = format!("{} {namespace}/{name}", object_kind.as_str());
     if name.is_empty() {
-        return problem(
-            subject,
-            None,
-            "metadata.name",
-            "metadata.name is required".to_string(),
-        );
+        return problem(subject, None, "metadata.name", "metadata.name is required".to_string());
     }
     let object = ObjectRef {
         kind: object_kind,
@@ -154,8 +141,7 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
 fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, String)> {
     let mut unknown: Vec<String> = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let result: Result<T, _> =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
+    let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
     let parsed = result.map_err(|e| {
         let field = e.path().to_string();
         (
@@ -176,13 +162,7 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, St
     }
 }
 
-fn parse_secret(
-    value: serde_json::Value,
-    namespace: &str,
-    name: &str,
-    origin: Origin,
-    manifests: &mut Manifests,
-) {
+fn parse_secret(value: serde_json::Value, namespace: &str, name: &str, origin: Origin, manifests: &mut Manifests) {
     let secret: Secret = match serde_json::from_value(value) {
         Ok(secret) => secret,
         Err(e) => {

@@ -1,0 +1,277 @@
+//! The live routing state: a compiled table prepared for serving (HTTP clients, auth headers,
+//! pre-encoded model names, the `/v1/models` body), swapped atomically as a whole.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::metrics::LazyRouteMetrics;
+use crate::compiler::{ObjectKey, ProviderEndpoint, ResolvedTimeouts, RoutingTable};
+use crate::crd::ProviderType;
+
+/// Errors while preparing a table; the previous table keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("cannot build an HTTP client for LLMProvider {provider}: {source}")]
+    Client {
+        provider: ObjectKey,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// What serves requests right now.
+#[derive(Default)]
+pub struct LiveTable {
+    pub routes: HashMap<String, LiveRoute>,
+    /// The `GET /v1/models` body.
+    pub models_body: Bytes,
+}
+
+pub struct LiveRoute {
+    pub alias: Arc<str>,
+    pub disabled: Option<Arc<str>>,
+    pub targets: Vec<LiveTarget>,
+    /// Running sums of the targets' weights, for picking.
+    cumulative: Vec<f64>,
+    pub created: i64,
+    /// Whether the route is served from a stale (last good) definition.
+    pub stale: bool,
+}
+
+impl LiveRoute {
+    /// Picks a target by weight; `roll` is uniform in `[0, 1)`.
+    pub fn pick(&self, roll: f64) -> Option<&LiveTarget> {
+        match self.targets.len() {
+            0 => None,
+            1 => self.targets.first(),
+            _ => {
+                let total = self.cumulative.last().copied().unwrap_or(0.0);
+                let point = roll * total;
+                let index = self
+                    .cumulative
+                    .iter()
+                    .position(|&c| point < c)
+                    .unwrap_or(self.targets.len() - 1);
+                self.targets.get(index)
+            }
+        }
+    }
+}
+
+pub struct LiveTarget {
+    pub upstream: Arc<Upstream>,
+    /// Model id sent upstream.
+    pub model: Arc<str>,
+    /// The model id as a JSON string literal, spliced into request bodies.
+    pub model_json: Bytes,
+    pub metrics: LazyRouteMetrics,
+}
+
+/// A provider ready for requests.
+pub struct Upstream {
+    /// `namespace/name`, used in logs, errors and metric labels.
+    pub name: Arc<str>,
+    pub kind: UpstreamKind,
+}
+
+pub enum UpstreamKind {
+    Mock,
+    Http(HttpUpstream),
+}
+
+pub struct HttpUpstream {
+    pub client: reqwest::Client,
+    /// Base URL without trailing slash.
+    pub base_url: String,
+    /// `Authorization: Bearer …`, marked sensitive.
+    pub auth: Option<HeaderValue>,
+    pub headers: HeaderMap,
+    pub request_timeout: Duration,
+    /// The key, to scrub from upstream error bodies.
+    pub key: Option<crate::secret::SecretString>,
+}
+
+/// HTTP clients shared by providers with the same connection settings, so connection pools
+/// survive configuration reloads.
+#[derive(Default)]
+pub struct ClientPool(Mutex<HashMap<(Duration, Duration), reqwest::Client>>);
+
+impl ClientPool {
+    fn client(&self, timeouts: &ResolvedTimeouts) -> Result<reqwest::Client, reqwest::Error> {
+        let key = (timeouts.connect, timeouts.idle);
+        let mut clients = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.idle)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .no_proxy()
+            .build()?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// Prepares a compiled table for serving. Fallible; the swap that follows is not.
+pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, PrepareError> {
+    let mut upstreams: HashMap<&ObjectKey, Arc<Upstream>> = HashMap::with_capacity(table.providers.len());
+    for (key, endpoint) in &table.providers {
+        upstreams.insert(key, Arc::new(upstream(endpoint, clients)?));
+    }
+    let mut routes = HashMap::with_capacity(table.routes.len());
+    for (name, route) in &table.routes {
+        let mut targets = Vec::with_capacity(route.targets.len());
+        let mut cumulative = Vec::with_capacity(route.targets.len());
+        let mut sum = 0.0;
+        for target in &route.targets {
+            let Some(upstream) = upstreams.get(&target.provider) else {
+                continue;
+            };
+            sum += target.weight;
+            cumulative.push(sum);
+            targets.push(LiveTarget {
+                upstream: upstream.clone(),
+                model: Arc::from(target.model.as_str()),
+                model_json: Bytes::from(serde_json::Value::from(target.model.as_str()).to_string()),
+                metrics: LazyRouteMetrics::default(),
+            });
+        }
+        routes.insert(
+            name.clone(),
+            LiveRoute {
+                alias: Arc::from(name.as_str()),
+                disabled: route.disabled.as_deref().map(Arc::from),
+                targets,
+                cumulative,
+                created: route.created.unwrap_or(0),
+                stale: route.stale.is_some(),
+            },
+        );
+    }
+    Ok(LiveTable {
+        models_body: models_body(table),
+        routes,
+    })
+}
+
+fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstream, PrepareError> {
+    let name: Arc<str> = Arc::from(endpoint.key.to_string());
+    let kind = match endpoint.provider_type {
+        ProviderType::Mock => UpstreamKind::Mock,
+        ProviderType::Openai | ProviderType::OpenaiCompatible => {
+            let client = clients
+                .client(&endpoint.timeouts)
+                .map_err(|source| PrepareError::Client {
+                    provider: endpoint.key.clone(),
+                    source,
+                })?;
+            let auth = endpoint.api_key.as_ref().and_then(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            });
+            let mut headers = HeaderMap::new();
+            for (name, value) in &endpoint.headers {
+                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                    headers.insert(name, value);
+                }
+            }
+            UpstreamKind::Http(HttpUpstream {
+                client,
+                base_url: endpoint.base_url.clone(),
+                auth,
+                headers,
+                request_timeout: endpoint.timeouts.request,
+                key: endpoint.api_key.clone(),
+            })
+        }
+    };
+    Ok(Upstream { name, kind })
+}
+
+/// `GET /v1/models`: active, non-hidden aliases in name order, OpenAI list shape.
+fn models_body(table: &RoutingTable) -> Bytes {
+    let data: Vec<serde_json::Value> = table
+        .sorted_routes()
+        .into_iter()
+        .filter(|r| r.disabled.is_none() && !r.hidden)
+        .map(|r| model_object(&r.alias, r.created.unwrap_or(0), r.description.as_deref()))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
+/// One entry of `/v1/models`.
+pub fn model_object(alias: &str, created: i64, description: Option<&str>) -> serde_json::Value {
+    let mut object = serde_json::json!({"id": alias, "object": "model", "created": created, "owned_by": "modelgate"});
+    if let (Some(text), Some(map)) = (description, object.as_object_mut()) {
+        map.insert("description".to_string(), serde_json::Value::from(text));
+    }
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(weights: &[f64]) -> LiveRoute {
+        let upstream = Arc::new(Upstream {
+            name: Arc::from("ns/p"),
+            kind: UpstreamKind::Mock,
+        });
+        let mut sum = 0.0;
+        LiveRoute {
+            alias: Arc::from("a"),
+            disabled: None,
+            targets: weights
+                .iter()
+                .enumerate()
+                .map(|(i, _)| LiveTarget {
+                    upstream: upstream.clone(),
+                    model: Arc::from(i.to_string()),
+                    model_json: Bytes::new(),
+                    metrics: LazyRouteMetrics::default(),
+                })
+                .collect(),
+            cumulative: weights
+                .iter()
+                .map(|w| {
+                    sum += w;
+                    sum
+                })
+                .collect(),
+            created: 0,
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn picking_follows_the_weights() {
+        let route = route(&[80.0, 0.0, 20.0]);
+        let mut counts = [0usize; 3];
+        let rng = fastrand::Rng::with_seed(7);
+        const N: usize = 100_000;
+        for _ in 0..N {
+            let target = route.pick(rng.f64()).expect("a target");
+            counts[target.model.parse::<usize>().expect("index")] += 1;
+        }
+        assert_eq!(counts[1], 0, "a zero-weight target is never picked");
+        let share = counts[0] as f64 / N as f64;
+        // 80% ± 1% (the standard deviation at N = 100k is 0.13%).
+        assert!((share - 0.8).abs() < 0.01, "share {share}");
+    }
+
+    #[test]
+    fn edges_of_the_roll_stay_in_range() {
+        let route = route(&[50.0, 50.0]);
+        assert_eq!(&*route.pick(0.0).expect("t").model, "0");
+        assert_eq!(&*route.pick(0.999_999).expect("t").model, "1");
+    }
+}

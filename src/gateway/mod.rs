@@ -1,0 +1,284 @@
+//! The OpenAI-compatible gateway: routes requests by alias to providers, from an atomically
+//! swapped routing table.
+
+mod body;
+pub mod error;
+mod live;
+pub mod metrics;
+mod mock;
+mod proxy;
+pub mod standalone;
+mod usage;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use error::ApiError;
+pub use live::{prepare, ClientPool, LiveTable, PrepareError};
+use metrics::{Endpoint, Metrics};
+
+/// Default request body limit: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// State shared by every request.
+pub struct Shared {
+    pub live: ArcSwap<LiveTable>,
+    pub metrics: Metrics,
+    pub clients: ClientPool,
+    pub max_body_bytes: usize,
+    ready: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(max_body_bytes: usize) -> Self {
+        Shared {
+            live: ArcSwap::from_pointee(LiveTable::default()),
+            metrics: Metrics::new(),
+            clients: ClientPool::default(),
+            max_body_bytes,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Swaps in a prepared table (infallible) and marks the gateway ready.
+    pub fn install(&self, live: LiveTable, routes: usize, errors: usize) {
+        self.live.store(Arc::new(live));
+        self.metrics.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
+        self.metrics
+            .config_errors
+            .set(i64::try_from(errors).unwrap_or(i64::MAX));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// The client-facing API, served both under `/v1` and at the root (clients configured with a
+/// base URL without `/v1` call `/chat/completions`).
+pub fn api_router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(chat_completions))
+        .route("/completions", post(completions))
+        .route("/embeddings", post(embeddings))
+        .route("/models", get(list_models))
+        .route("/models/{id}", get(get_model))
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .fallback(|uri: Uri| async move { ApiError::unknown_path(uri.path()) })
+        .with_state(shared)
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn admin_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(shared)
+}
+
+async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    proxy::handle(shared, Endpoint::chat_completions, headers, body).await
+}
+
+async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    proxy::handle(shared, Endpoint::completions, headers, body).await
+}
+
+async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    proxy::handle(shared, Endpoint::embeddings, headers, body).await
+}
+
+async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
+    json(shared.live.load().models_body.clone())
+}
+
+async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let table = shared.live.load();
+    match table.routes.get(&id) {
+        None => ApiError::model_not_found(&id).into_response(),
+        Some(route) => match &route.disabled {
+            Some(why) => ApiError::model_disabled(&id, why).into_response(),
+            None => json(live::model_object(&route.alias, route.created, None).to_string().into()),
+        },
+    }
+}
+
+fn json(body: bytes::Bytes) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no routing table loaded yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let mut response = shared.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// How to run a standalone gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    pub config: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+/// Errors that stop the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] standalone::StartupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A gateway serving in the background; dropping it shuts it down.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(mut self) -> Result<(), GatewayError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+
+    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
+    pub async fn until_signal(self) -> Result<(), GatewayError> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Loads the files (failing with every problem listed), binds both ports and starts serving.
+pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
+    let table = standalone::initial(&options.config)?;
+    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
+    shared.install(live, table.routes.len(), 0);
+    let watcher = standalone::watch(shared.clone(), options.config.clone(), table)?;
+
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })
+    };
+    let listener = bind(options.listen).await?;
+    let admin = bind(options.admin_listen).await?;
+    let addr = listener.local_addr().map_err(GatewayError::Serve)?;
+    let admin_addr = admin.local_addr().map_err(GatewayError::Serve)?;
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let api = api_router(shared.clone());
+    let admin_app = admin_router(shared.clone());
+    let task = tokio::spawn(async move {
+        let _watcher = watcher;
+        let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+        let admin_task = tokio::spawn(async move {
+            axum::serve(admin, admin_app)
+                .with_graceful_shutdown(async {
+                    let _ = admin_stopped.await;
+                })
+                .await
+        });
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, api)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = admin_stop.send(());
+        let _ = admin_task.await;
+        served.map_err(GatewayError::Serve)
+    });
+    Ok(Running {
+        addr,
+        admin_addr,
+        shared,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,240 @@
+//! The hot path: route a request by its `model`, rewrite that one value, forward it with the
+//! provider's key, and stream the answer back as it arrives.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, Response, StatusCode};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::body::{probe, rewrite_model};
+use super::error::ApiError;
+use super::live::{HttpUpstream, UpstreamKind};
+use super::metrics::Endpoint;
+use super::mock::{self, MockRequest};
+use super::usage::Metered;
+use super::Shared;
+
+/// Client headers passed upstream. Everything else (notably the client's own
+/// `Authorization`) stays at the gateway.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 6] = [
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
+/// Upstream error bodies larger than this are cut.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::chat_completions => "/chat/completions",
+            Endpoint::completions => "/completions",
+            Endpoint::embeddings => "/embeddings",
+        }
+    }
+}
+
+/// Serves one completion or embedding request.
+pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response<Body> {
+    let started = Instant::now();
+    match route_and_forward(&shared, endpoint, &headers, body, started).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn route_and_forward(
+    shared: &Arc<Shared>,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
+    let reject = |error: ApiError| {
+        shared.metrics.rejected(error.code.unwrap_or("unknown"));
+        error
+    };
+    let bytes = read_body(body, headers, shared.max_body_bytes).await.map_err(reject)?;
+    let probed = probe(&bytes).map_err(reject)?;
+
+    let table = shared.live.load();
+    let route = table
+        .routes
+        .get(probed.model.as_ref())
+        .ok_or_else(|| reject(ApiError::model_not_found(&probed.model)))?;
+    if let Some(why) = &route.disabled {
+        return Err(reject(ApiError::model_disabled(&route.alias, why)));
+    }
+    let target = route
+        .pick(fastrand::f64())
+        .ok_or_else(|| reject(ApiError::model_not_found(&probed.model)))?;
+    let upstream = &target.upstream;
+    let metrics = target
+        .metrics
+        .get(&shared.metrics, &route.alias, &upstream.name, endpoint)
+        .clone();
+
+    let http = match &upstream.kind {
+        UpstreamKind::Mock => {
+            let response = mock::respond(&MockRequest {
+                endpoint,
+                alias: &route.alias,
+                provider: &upstream.name,
+                model: &target.model,
+                body: &bytes,
+                stream: probed.stream,
+            });
+            metrics.upstream.observe(started.elapsed().as_secs_f64());
+            return Ok(metered(response, metrics, started));
+        }
+        UpstreamKind::Http(http) => http,
+    };
+
+    let outgoing = rewrite_model(&bytes, probed.model_span, &target.model_json);
+    let mut request = http
+        .client
+        .post(format!("{}{}", http.base_url, endpoint.path()))
+        .timeout(http.request_timeout)
+        .headers(http.headers.clone())
+        .header(header::CONTENT_TYPE, "application/json");
+    for name in &FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    if let Some(auth) = &http.auth {
+        request = request.header(header::AUTHORIZATION, auth.clone());
+    }
+    let sent = Instant::now();
+    let upstream_response = request.body(outgoing).send().await.map_err(|e| {
+        let error = upstream_error(&e, &upstream.name);
+        metrics.count(error.status.as_u16());
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        tracing::warn!(provider = %upstream.name, alias = %route.alias, error = %describe(&e), "upstream request failed");
+        error
+    })?;
+    metrics.upstream.observe(sent.elapsed().as_secs_f64());
+
+    let status = upstream_response.status();
+    if !status.is_success() {
+        metrics.count(status.as_u16());
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
+    }
+    let mut response = Response::builder().status(status);
+    for (name, value) in upstream_response.headers() {
+        if !is_hop_by_hop(name) {
+            response = response.header(name, value);
+        }
+    }
+    let content_type = upstream_response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = Metered::new(
+        upstream_response.bytes_stream(),
+        metrics,
+        started,
+        status.as_u16(),
+        content_type.as_deref(),
+    );
+    response
+        .body(Body::from_stream(body))
+        .map_err(|_| ApiError::upstream_failed(&upstream.name))
+}
+
+fn metered(response: Response<Body>, metrics: Arc<super::metrics::RouteMetrics>, started: Instant) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let stream = body.into_data_stream();
+    let metered = Metered::new(stream, metrics, started, parts.status.as_u16(), content_type.as_deref());
+    Response::from_parts(parts, Body::from_stream(metered))
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
+        Err(e) => Err(ApiError::body_unreadable(&e.to_string())),
+    }
+}
+
+fn upstream_error(error: &reqwest::Error, provider: &str) -> ApiError {
+    if error.is_timeout() {
+        ApiError::upstream_timeout(provider)
+    } else if error.is_connect() {
+        ApiError::upstream_unreachable(provider)
+    } else {
+        ApiError::upstream_failed(provider)
+    }
+}
+
+/// The error chain of a reqwest error, for logs. It names the URL but never a header.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// An upstream error answer, passed through with its status. A rejected key becomes our own
+/// message (the client cannot fix it, and providers echo parts of the key back); any other
+/// body is passed through with the key scrubbed out, should the upstream have echoed it.
+async fn upstream_failure(response: reqwest::Response, http: &HttpUpstream, provider: &str) -> Response<Body> {
+    let status = response.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        tracing::warn!(%provider, %status, "the provider rejected its API key");
+        return ApiError::upstream_rejected_key(status, provider).into_response();
+    }
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ERROR_BODY {
+            body.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    let mut text = String::from_utf8_lossy(&body).into_owned();
+    if let Some(key) = &http.key {
+        text = text.replace(key.expose(), "[redacted]");
+    }
+    let mut reply = Response::new(Body::from(text));
+    *reply.status_mut() = status;
+    if let Some(content_type) = content_type {
+        reply.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    }
+    reply
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer"
+    )
+}

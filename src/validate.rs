@@ -1,0 +1,75 @@
+//! `modelgate validate`: the compiler over files, one line per problem, for CI before a sync.
+
+use std::path::PathBuf;
+
+use crate::compiler::{compile, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
+use crate::crd::ApiKeySource;
+use crate::manifest::load_paths;
+use crate::report::{self, Line};
+
+/// The outcome of a validation run.
+pub struct Validation {
+    pub lines: Vec<Line>,
+    pub providers: usize,
+    pub aliases: usize,
+    pub files: usize,
+}
+
+impl Validation {
+    pub fn errors(&self) -> usize {
+        self.lines.iter().filter(|l| l.severity == Severity::Error).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.lines.len() - self.errors()
+    }
+}
+
+/// Keys are checked only where the files can answer: a Secret in the files is checked, a
+/// Secret kept elsewhere (sealed, external) or an environment variable is not, unless
+/// `check_keys` asks for it.
+struct FileKeys<'a> {
+    secrets: &'a SecretData,
+    check_keys: bool,
+}
+
+impl Credentials for FileKeys<'_> {
+    fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
+        let env = |var: &str| std::env::var(var).ok();
+        let strict = SecretsAndEnv {
+            secrets: self.secrets,
+            env: Some(&env),
+        };
+        if self.check_keys {
+            return strict.lookup(namespace, source);
+        }
+        match &source.secret_ref {
+            Some(r) if self.secrets.contains_key(&(namespace.to_string(), r.name.clone())) => {
+                strict.lookup(namespace, source)
+            }
+            _ => KeyLookup::Unchecked,
+        }
+    }
+}
+
+/// Validates the manifests under `paths`.
+pub fn validate(paths: &[PathBuf], check_keys: bool) -> Validation {
+    let manifests = load_paths(paths);
+    let credentials = FileKeys {
+        secrets: &manifests.secrets,
+        check_keys,
+    };
+    let compiled = compile(&Inputs {
+        providers: &manifests.providers,
+        aliases: &manifests.aliases,
+        credentials: &credentials,
+        unreadable: &manifests.unreadable,
+        previous: None,
+    });
+    Validation {
+        lines: report::lines(&manifests, &compiled.diagnostics),
+        providers: manifests.providers.len(),
+        aliases: manifests.aliases.len(),
+        files: manifests.files.len(),
+    }
+}
