@@ -1,0 +1,78 @@
+"""The official OpenAI Python client against a running modelgate gateway.
+
+Run by tests/openai_client.rs, which starts the gateway and sets MODELGATE_BASE_URL.
+"""
+
+import os
+
+import openai
+import pytest
+
+BASE_URL = os.environ["MODELGATE_BASE_URL"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Clients keep their own key; the gateway never forwards it upstream.
+    return openai.OpenAI(base_url=BASE_URL, api_key="client-key", max_retries=0)
+
+
+def test_chat_completion_names_the_target_it_reached(client):
+    reply = client.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    assert reply.choices[0].message.content == (
+        "Hello from the modelgate mock provider default/mock (model fast-demo-model, alias fast)."
+    )
+    assert reply.model == "fast-demo-model"
+    assert reply.usage.completion_tokens > 0
+
+
+def test_chat_completion_through_an_upstream_provider(client):
+    reply = client.chat.completions.create(
+        model="relay", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.choices[0].message.content == "alpha served upstream-model-1"
+    assert reply.usage.prompt_tokens == 11
+
+
+def test_streamed_chat_completion(client):
+    stream = client.chat.completions.create(
+        model="prod.chat.v1",
+        messages=[{"role": "user", "content": "Hello!"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == (
+        "Hello from the modelgate mock provider default/mock (model smart-demo-model, alias prod.chat.v1)."
+    )
+    assert len(chunks) > 3, "the answer arrives as several chunks"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_embedding(client):
+    result = client.embeddings.create(model="embedder", input=["first", "second"])
+    assert [d.index for d in result.data] == [0, 1]
+    assert all(len(d.embedding) == 8 for d in result.data)
+    again = client.embeddings.create(model="embedder", input=["first", "second"])
+    assert again.data[0].embedding == result.data[0].embedding, "deterministic"
+
+
+def test_models_list(client):
+    ids = [model.id for model in client.models.list()]
+    assert ids == ["embedder", "fast", "prod.chat.v1", "relay"]
+
+
+def test_unknown_alias_is_not_found(client):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="no-such-alias", messages=[])
+    assert raised.value.code == "model_not_found"
+    assert "GET /v1/models" in raised.value.message
+
+
+def test_disabled_alias_is_permission_denied(client):
+    with pytest.raises(openai.PermissionDeniedError) as raised:
+        client.chat.completions.create(model="retired", messages=[])
+    assert raised.value.code == "model_disabled"
