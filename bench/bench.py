@@ -537,11 +537,12 @@ def ensure_tools(args) -> dict:
     # versions
     try:
         info["nginx"] = run_cmd([nginx_bin() or "nginx", "-v"], timeout=10, capture_output=True,
-                                text=True).stderr.strip() if need_nginx else None
+                                text=True).stderr.strip().rsplit("/", 1)[-1] if need_nginx else None
     except Exception:  # noqa: BLE001
         info["nginx"] = None
     try:
-        info["oha"] = run_cmd([oha_bin(), "--version"], timeout=10, capture_output=True, text=True).stdout.strip()
+        info["oha"] = run_cmd([oha_bin(), "--version"], timeout=10, capture_output=True,
+                              text=True).stdout.strip().split()[-1]
     except Exception:  # noqa: BLE001
         info["oha"] = None
     info["litellm"] = LITELLM_VERSION if need_litellm else None
@@ -811,11 +812,22 @@ def fig_latency(targets: list[Target], rounds: int, n: int, slow: bool) -> dict:
     return out
 
 
-def fig_maxrate(t: Target, args, sampler_pid: int | None) -> dict:
+def fig_maxrate(t: Target, args, sampler_pid: int | None, c1_p50_ms: float | None = None) -> dict:
     dur = args.step_seconds
     steps = []
+    if c1_p50_ms is not None and c1_p50_ms >= P99_LIMIT_MS:
+        log(f"max-rate {t.name}: skipped, its p50 at concurrency 1 ({c1_p50_ms:.2f} ms) is already over {P99_LIMIT_MS:g} ms")
+        return {"max_rate": 0, "first_failing_rate": None, "capped": False, "step_seconds": dur,
+                "connections": args.rate_connections, "steps": [], "peak_rss_kb": None,
+                "skipped": f"p50 at concurrency 1 is {c1_p50_ms:.2f} ms >= {P99_LIMIT_MS:g} ms"}
 
     def trial(rate: int) -> bool:
+        ok = attempt(rate)
+        if not ok and steps[-1].get("errors") == 0 and args.retry_failed_steps:
+            ok = attempt(rate)  # one retry: a latency-only failure may be a noise spike
+        return ok
+
+    def attempt(rate: int) -> bool:
         try:
             res = oha(t.url(), t.body(), duration=dur, c=args.rate_connections, rate=rate,
                       latency_correction=True, timeout_s=dur + 60)
@@ -837,6 +849,8 @@ def fig_maxrate(t: Target, args, sampler_pid: int | None) -> dict:
     try:
         lo, hi = 0, None
         rate = args.start_rate
+        if c1_p50_ms is not None and c1_p50_ms > 0:  # start near 1/(10 * latency), at most start_rate
+            rate = int(max(args.min_rate, min(args.start_rate, 100.0 / c1_p50_ms)))
         budget = args.max_steps
         while budget > 0 and rate <= args.max_rate:
             budget -= 1
@@ -859,6 +873,8 @@ def fig_maxrate(t: Target, args, sampler_pid: int | None) -> dict:
                 lo = mid
             else:
                 hi = mid
+        if hi is not None and lo == 0 and hi > args.min_rate and budget == 0:
+            log(f"max-rate {t.name}: step budget spent, no passing rate found")
     finally:
         if sampler:
             sampler.__exit__()
@@ -935,6 +951,17 @@ def cpu_times():
         parts = [int(x) for x in f.readline().split()[1:]]
     idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
     return sum(parts[:8]), idle
+
+
+def cpu_times_all() -> tuple[int, int]:
+    """(total, idle) jiffies of all CPUs."""
+    return cpu_times()
+
+
+def own_cpu_s() -> float:
+    """CPU seconds used by this driver and every child it has waited for (servers, oha)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def background_busy(seconds: float) -> float:
@@ -1048,12 +1075,14 @@ def render_md(R: dict) -> str:
     L.append(f"# modelgate benchmark — {R['finished_at']}{' (QUICK smoke run)' if R['quick'] else ''}")
     L.append("")
     L.append(f"Command: `{R['command']}` · total {R['duration_s'] / 60:.1f} min · machine: {R['env']['nproc']} cores "
-             f"({R['env']['cpu_model']}); before the run other work kept {R['env']['background_cpu_busy_pct']:.0f}% "
-             f"of the CPUs busy (load average {R['env']['loadavg_start']}; {R['env']['loadavg_end']} at the end).")
+             f"({R['env']['cpu_model']}). Other work on the machine (not this run's processes) kept "
+             f"{R['env']['background_cpu_busy_pct']:.0f}% of the CPUs busy just before the run and "
+             f"{R['env'].get('other_cpu_busy_pct_during_run', float('nan')):.0f}% during it "
+             f"(load average {R['env']['loadavg_start']} at the start, {R['env']['loadavg_end']} at the end).")
     L.append("")
     if R["env"].get("noisy"):
-        L.append("**Noisy run:** the load average shows other work on this 2-core machine during the run, "
-                 "so absolute numbers (and, to a lesser degree, ratios) are unreliable.")
+        L.append("**Noisy run:** other work shared this 2-core machine during the run (more than 10% of the "
+                 "CPUs), so absolute numbers, and to a lesser degree ratios, are unreliable.")
         L.append("")
     L.append("Proxies pinned to core 0, mock upstream and load generators to core 1. Added = proxy − direct, "
              "measured in the same run; ratios are against nginx (the floor).")
@@ -1092,6 +1121,8 @@ def render_md(R: dict) -> str:
         vals = {}
         for n, v in mr.items():
             s = f"{v['max_rate']:,}"
+            if v.get("skipped"):
+                s = "0 (c=1 p50 ≥ 5 ms)"
             if v.get("capped"):
                 s = f"≥ {s}"
             vals[n] = s
@@ -1222,6 +1253,7 @@ def parse_args(argv=None):
     a.max_steps = 8 if q else 14
     a.rate_precision = 0.10 if q else 0.05
     a.rate_connections = 32
+    a.retry_failed_steps = True
     a.soak_rate = 1000
     a.soak_stream_rate = 20
     a.soak_warmup = 3.0 if q else 15.0
@@ -1264,6 +1296,7 @@ def main(argv=None) -> int:
     log(f"before the run: load average {env['loadavg_start']}, other work kept "
         f"{env['background_cpu_busy_pct']:.0f}% of the CPUs busy")
 
+    cpu0, own0 = cpu_times_all(), own_cpu_s()
     tmp = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
     env["tmpdir"] = str(tmp)
     log(f"work dir {tmp}")
@@ -1346,7 +1379,8 @@ def main(argv=None) -> int:
             R["figures"]["maxrate"] = {}
             peaks = {}
             for t in targets:
-                res = fig_maxrate(t, args, t.proc.pid if t.proc else None)
+                c1 = (R["figures"].get("latency") or {}).get(t.name, {}).get("p50_ms")
+                res = fig_maxrate(t, args, t.proc.pid if t.proc else None, c1)
                 R["figures"]["maxrate"][t.name] = res
                 if res.get("peak_rss_kb") is not None:
                     peaks[t.name] = res["peak_rss_kb"]
@@ -1375,7 +1409,15 @@ def main(argv=None) -> int:
     R["finished_at"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     R["duration_s"] = time.time() - t_start
     env["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
-    env["noisy"] = (env.get("background_cpu_busy_pct") or 0) > 10 or float(env["loadavg_start"].split()[0]) > 1.0
+    cpu1, own1 = cpu_times_all(), own_cpu_s()
+    hz = os.sysconf("SC_CLK_TCK")
+    busy_s = ((cpu1[0] - cpu1[1]) - (cpu0[0] - cpu0[1])) / hz
+    wall_cpu_s = (cpu1[0] - cpu0[0]) / hz
+    env["run_cpu_busy_s"] = round(busy_s, 1)
+    env["run_own_cpu_s"] = round(own1 - own0, 1)
+    env["other_cpu_busy_pct_during_run"] = round(100.0 * max(0.0, busy_s - (own1 - own0)) / max(1.0, wall_cpu_s), 1)
+    env["noisy"] = (env.get("background_cpu_busy_pct") or 0) > 10 or \
+        (env.get("other_cpu_busy_pct_during_run") or 0) > 10
     R["verdicts"] = verdicts(R)
     if any("modelgate" in p for p in R["problems"]) or ("modelgate" in args.proxies and "modelgate" not in R["targets"]):
         exit_code = exit_code or 1
