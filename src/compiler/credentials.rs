@@ -25,11 +25,14 @@ pub trait Credentials {
 /// Secret data keyed by `(namespace, name)`.
 pub type SecretData = HashMap<(String, String), BTreeMap<String, Vec<u8>>>;
 
+/// Reads an environment variable.
+pub type EnvReader<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Keys from a fixed set of Secrets plus an environment-variable reader.
 pub struct SecretsAndEnv<'a> {
     pub secrets: &'a SecretData,
     /// Reads an environment variable; `None` means "do not check environment variables".
-    pub env: Option<&'a dyn Fn(&str) -> Option<String>>,
+    pub env: Option<EnvReader<'a>>,
 }
 
 impl Credentials for SecretsAndEnv<'_> {

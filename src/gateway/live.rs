@@ -256,7 +256,7 @@ mod tests {
     fn picking_follows_the_weights() {
         let route = route(&[80.0, 0.0, 20.0]);
         let mut counts = [0usize; 3];
-        let rng = fastrand::Rng::with_seed(7);
+        let mut rng = fastrand::Rng::with_seed(7);
         const N: usize = 100_000;
         for _ in 0..N {
             let target = route.pick(rng.f64()).expect("a target");

@@ -31,13 +31,13 @@ struct WithUsage {
 /// Reads `usage` from a JSON body or from the events of a server-sent event stream.
 pub enum UsageScanner {
     Json(Vec<u8>),
-    Sse(sse_parse::SseParser, Option<Usage>),
+    Sse(Box<sse_parse::SseParser>, Option<Usage>),
 }
 
 impl UsageScanner {
     pub fn for_content_type(content_type: Option<&str>) -> Self {
         if content_type.is_some_and(|c| c.starts_with("text/event-stream")) {
-            UsageScanner::Sse(sse_parse::SseParser::new(), None)
+            UsageScanner::Sse(Box::new(sse_parse::SseParser::new()), None)
         } else {
             UsageScanner::Json(Vec::new())
         }
