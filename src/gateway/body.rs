@@ -29,13 +29,14 @@ struct Fields<'a> {
 
 /// Validates the JSON and finds `model` without building a tree of the whole body.
 pub fn probe(body: &[u8]) -> Result<Probe<'_>, ApiError> {
-    let fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::invalid_json("the top level must be a JSON object")
-        } else {
-            ApiError::invalid_json(&e.to_string())
-        }
-    })?;
+    // serde would also read a struct from an array; the API takes objects only.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => ApiError::invalid_json("the top level must be a JSON object"),
+            Err(e) => ApiError::invalid_json(&e.to_string()),
+        });
+    }
+    let fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
     let raw = fields.model.ok_or_else(ApiError::missing_model)?;
     let text = raw.get();
     let model: Cow<'_, str> = serde_json::from_str(text).map_err(|_| ApiError::model_not_a_string())?;
