@@ -14,7 +14,8 @@ async fn the_official_openai_python_client_works_against_the_gateway() {
     });
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let config = ConfigDir::new();
-    let mock = "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n";
+    let mock =
+        "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n";
     config.write(
         "c.yaml",
         &(mock.to_string()
@@ -29,14 +30,24 @@ async fn the_official_openai_python_client_works_against_the_gateway() {
     let gateway = start_gateway(&config).await;
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let output = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", tests.to_str().expect("path")])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            tests.to_str().expect("path"),
+        ])
         .env("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the openai client tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the openai client tests failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("7 passed"), "{stdout}");
     assert_eq!(upstream.last().authorization.as_deref(), Some("Bearer sk-alpha"));
 }
