@@ -134,3 +134,92 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadP
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let mut manifests = Manifests::default();
+        parse_documents(text, Path::new("m.yaml"), &mut manifests);
+        manifests.problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn each_reading_problem_names_file_object_and_field() {
+        let text = r#"
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: a}
+spec: {target: p/m, weight: 3}
+---
+apiVersion: modelgate.dev/v1
+kind: ModelAlias
+metadata: {name: b}
+spec: {target: p/m}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: Bad_Name}
+spec: {target: p/m}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: c}
+spec: {target: p/m, active: "yes"}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: c}
+spec: {target: p/m}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelRoute
+metadata: {name: d}
+---
+kind: ConfigMap
+apiVersion: v1
+metadata: {name: ignored}
+---
+metadata: {name: nokind}
+"#;
+        assert_eq!(
+            problems(text),
+            vec![
+                "m.yaml: ModelAlias default/a: spec.weight: unknown field 'spec.weight'; check its spelling against `modelgate crds` or `kubectl explain`",
+                "m.yaml: ModelAlias default/b: apiVersion: apiVersion is 'modelgate.dev/v1'; it must be modelgate.dev/v1alpha1",
+                "m.yaml: ModelAlias default/Bad_Name: metadata.name: 'Bad_Name' is not a valid Kubernetes name: use lowercase letters, digits, '-' and '.'; set spec.alias to serve a name with capitals or '_'",
+                "m.yaml: ModelAlias default/c: spec.active: invalid type: string \"yes\", expected a boolean",
+                "m.yaml: ModelAlias default/c: metadata.name: ModelAlias default/c is defined twice: first in m.yaml (document 4); keep one definition",
+                "m.yaml: ModelRoute default/d: kind: unknown kind 'ModelRoute' in modelgate.dev; the kinds are LLMProvider and ModelAlias",
+                "m.yaml: document 8: kind: has no kind; every document needs apiVersion and kind (LLMProvider, ModelAlias or Secret)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_fatal_for_its_file() {
+        let mut manifests = Manifests::default();
+        parse_documents("kind: [unclosed\n", Path::new("bad.yaml"), &mut manifests);
+        assert!(manifests.has_fatal_problem());
+        assert!(
+            manifests.problems[0]
+                .to_string()
+                .starts_with("bad.yaml: document 1: -: not valid YAML: "),
+            "{}",
+            manifests.problems[0]
+        );
+    }
+
+    #[test]
+    fn secrets_merge_data_and_string_data() {
+        let mut manifests = Manifests::default();
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: n}\ndata: {a: aGVsbG8=}\nstringData: {b: world}\n";
+        parse_documents(text, Path::new("s.yaml"), &mut manifests);
+        let data = &manifests.secrets[&("n".to_string(), "s".to_string())];
+        assert_eq!(
+            (data["a"].as_slice(), data["b"].as_slice()),
+            (&b"hello"[..], &b"world"[..])
+        );
+    }
+}
