@@ -79,7 +79,7 @@ say "first run on this machine: building the test control plane from source"
 say "  kube-apiserver + kubectl $k8s_version, etcd $etcd_version ($(go env GOVERSION), $(nproc) cores)"
 say "  into $bin"
 say "  Go caches: $GOMODCACHE, $GOCACHE"
-say "  this takes several minutes the first time (longer on a busy machine); later runs reuse the binaries"
+say "  this takes roughly 7-15 minutes on 2 cores (kube-apiserver is most of it); later runs reuse the binaries"
 
 staging="$(mktemp -d "$root/bin.partial.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
