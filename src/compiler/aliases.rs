@@ -87,9 +87,15 @@ pub(super) fn claim_names<'a>(
         });
     }
 
-    // Oldest first; objects without a creation time (files) keep their input order.
+    // Oldest first. Creation times have one-second resolution, so ties go to the smaller
+    // namespace/name (the same answer on every replica); objects without a creation time
+    // (files) keep their input order.
     let mut by_age: Vec<usize> = (0..entries.len()).collect();
-    by_age.sort_by_key(|&i| (entries[i].alias.metadata.creation_timestamp.as_ref().map(|t| t.0), i));
+    by_age.sort_by(|&a, &b| {
+        let created = |i: usize| entries[i].alias.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let key = |i: usize| created(i).map(|_| entries[i].key());
+        (created(a), key(a), a).cmp(&(created(b), key(b), b))
+    });
     let mut owners: HashMap<String, usize> = HashMap::with_capacity(entries.len());
     for i in by_age {
         let Some(name) = entries[i].name.clone() else {

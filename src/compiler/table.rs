@@ -91,3 +91,60 @@ impl Default for ResolvedTimeouts {
         }
     }
 }
+
+impl Route {
+    /// The route as published in `ModelAlias.status.resolved`.
+    pub fn to_resolved(&self, generation: i64) -> crate::crd::ResolvedRoute {
+        crate::crd::ResolvedRoute {
+            alias: self.alias.clone(),
+            generation,
+            active: self.disabled.is_none(),
+            disabled_reason: self.disabled.clone(),
+            hidden: self.hidden,
+            description: self.description.clone(),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| crate::crd::ResolvedTarget {
+                    provider: t.provider.to_string(),
+                    model: t.model.clone(),
+                    weight: t.weight,
+                    chain: t.chain.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A route read back from `ModelAlias.status.resolved`; targets whose provider cannot be
+    /// parsed are dropped.
+    pub fn from_resolved(
+        resolved: &crate::crd::ResolvedRoute,
+        source: ObjectKey,
+        created: Option<i64>,
+    ) -> Route {
+        Route {
+            alias: resolved.alias.clone(),
+            source,
+            generation: Some(resolved.generation),
+            description: resolved.description.clone(),
+            hidden: resolved.hidden,
+            disabled: (!resolved.active).then(|| {
+                resolved.disabled_reason.clone().unwrap_or_else(|| format!("alias '{}' is disabled", resolved.alias))
+            }),
+            targets: resolved
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    Some(RouteTarget {
+                        provider: ObjectKey::parse(&t.provider)?,
+                        model: t.model.clone(),
+                        weight: t.weight,
+                        chain: t.chain.clone(),
+                    })
+                })
+                .collect(),
+            stale: None,
+            created,
+        }
+    }
+}

@@ -481,3 +481,14 @@ fn a_broken_edit_keeps_the_last_good_route() {
     let deleted = compile_with("", Some(&good.table));
     assert!(deleted.table.route("smart").is_none());
 }
+
+#[test]
+fn same_second_claims_go_to_the_smaller_key_whatever_the_input_order() {
+    let team_b = "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: openai, namespace: team-b}\nspec: {type: openai, models: [gpt-4o]}\n";
+    let a = aged_alias("fast", "team-a", "2026-01-01T00:00:00Z", "{target: openai/gpt-4o-mini}");
+    let b = aged_alias("fast", "team-b", "2026-01-01T00:00:00Z", "{target: openai/gpt-4o}");
+    for order in [format!("{team_b}{a}{b}"), format!("{team_b}{b}{a}")] {
+        let compiled = compile_yaml(&order);
+        assert_eq!(compiled.table.route("fast").map(|r| r.source.namespace.as_str()), Some("team-a"));
+    }
+}

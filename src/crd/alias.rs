@@ -145,6 +145,9 @@ pub struct ResolvedRoute {
     pub generation: i64,
     /// Whether requests are served (false when the alias, or an alias it routes through, is disabled).
     pub active: bool,
+    /// Why requests get 403 `model_disabled`, when `active` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
     /// Whether the alias is left out of `/v1/models`.
     pub hidden: bool,
     /// The alias's description, for `/v1/models`.
