@@ -35,7 +35,7 @@ pub fn kubeconfig() -> &'static str {
             "KUBECONFIG is not set: these tests need a Kubernetes API server. \
              Run them through tests/controlplane/run.sh, which starts a local one, e.g.\n    \
              tests/controlplane/run.sh cargo test -- --include-ignored\n\
-             or point KUBECONFIG at a cluster and set MODELGATE_USE_EXISTING_CLUSTER=1."
+             or point KUBECONFIG at a test cluster of your own (for kind: tests/kind/run.sh)."
         ),
     })
 }
