@@ -37,32 +37,40 @@ pub fn render_crds() -> Result<Vec<CrdFile>, serde_yaml_ng::Error> {
         .collect()
 }
 
-/// Removes `nullable: true`, which schemars puts on every `Option` field. Without it the
-/// apiserver drops an explicit `null` instead of storing it, so `has(self.field)` in the CEL
-/// rules means "the user set a value", and `field: null` behaves like an absent field.
+/// Makes the schemars output what the apiserver expects:
+/// - removes `nullable: true`, which schemars puts on every `Option` field. Without it the
+///   apiserver drops an explicit `null` instead of storing it, so `has(self.field)` in the CEL
+///   rules means "the user set a value", and `field: null` behaves like an absent field;
+/// - turns the formats Kubernetes does not know (`uint32`, `uint64`) into `int32`/`int64`
+///   (the ranges are already in `minimum`/`maximum`), so installing the CRDs prints no warning.
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-            strip_nullable(schema);
+            normalize(schema);
         }
     }
     crd
 }
 
-fn strip_nullable(schema: &mut JSONSchemaProps) {
+fn normalize(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
+    match schema.format.as_deref() {
+        Some("uint32" | "uint16" | "uint8") => schema.format = Some("int32".to_string()),
+        Some("uint64" | "uint") => schema.format = Some("int64".to_string()),
+        _ => {}
+    }
     for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        strip_nullable(child);
+        normalize(child);
     }
     match schema.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => strip_nullable(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(strip_nullable),
+        Some(JSONSchemaPropsOrArray::Schema(item)) => normalize(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(normalize),
         None => {}
     }
     if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(
         extra,
     )) = schema.additional_properties.as_mut()
     {
-        strip_nullable(extra);
+        normalize(extra);
     }
 }
