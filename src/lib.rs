@@ -2,9 +2,12 @@
 //! gateway and managed as Kubernetes custom resources.
 
 pub mod compiler;
+pub mod controller;
 pub mod crd;
 pub mod gateway;
+pub mod kubernetes;
 pub mod manifest;
 pub mod report;
 pub mod secret;
+pub mod signal;
 pub mod validate;

@@ -27,6 +27,26 @@ struct Cli {
     command: Command,
 }
 
+/// Which objects to read in a cluster.
+#[derive(clap::Args, Clone, Debug)]
+struct ScopeArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, env = "MODELGATE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Only LLMProviders and ModelAliases matching this label selector.
+    #[arg(long, env = "MODELGATE_SELECTOR")]
+    selector: Option<String>,
+}
+
+impl From<ScopeArgs> for modelgate::kubernetes::Scope {
+    fn from(args: ScopeArgs) -> Self {
+        modelgate::kubernetes::Scope {
+            namespace: args.namespace,
+            selector: args.selector,
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -37,9 +57,13 @@ enum LogFormat {
 enum Command {
     /// Serve the OpenAI-compatible API, routing each request by its alias.
     Gateway {
-        /// Manifest file or directory (LLMProvider, ModelAlias, Secret); repeatable. Watched for edits.
-        #[arg(long, short = 'c', required = true, env = "MODELGATE_CONFIG")]
+        /// Manifest file or directory (LLMProvider, ModelAlias, Secret); repeatable. Watched for
+        /// edits. Without it the gateway serves what the controller published in the cluster
+        /// (in-cluster config or KUBECONFIG).
+        #[arg(long, short = 'c', env = "MODELGATE_CONFIG", value_delimiter = ',')]
         config: Vec<PathBuf>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Address of the OpenAI-compatible API.
         #[arg(long, default_value = "0.0.0.0:12000", env = "MODELGATE_LISTEN")]
         listen: SocketAddr,
@@ -49,6 +73,27 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+    },
+    /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
+    /// their compiled routes for the gateways.
+    Controller {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:12002", env = "MODELGATE_ADMIN_LISTEN")]
+        admin_listen: SocketAddr,
+        /// Run without leader election (only ever one replica).
+        #[arg(long)]
+        no_leader_election: bool,
+        /// Name of the Lease replicas elect a leader with.
+        #[arg(long, default_value = "modelgate-controller", env = "MODELGATE_LEASE_NAME")]
+        lease_name: String,
+        /// Namespace of the Lease (default: the pod's namespace).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// This replica's identity in the Lease (default: the pod name, else host name and pid).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
     },
     /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
     Validate {
@@ -73,16 +118,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Gateway {
             config,
+            scope,
             listen,
             admin_listen,
             max_body_bytes,
         } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
             let options = GatewayOptions {
                 config,
+                scope: scope.into(),
                 listen,
                 admin_listen,
                 max_body_bytes,
@@ -103,6 +150,37 @@ fn main() -> ExitCode {
                     Err(e) => fail(&e.to_string()),
                 }
             })
+        }
+        Command::Controller {
+            scope,
+            admin_listen,
+            no_leader_election,
+            lease_name,
+            lease_namespace,
+            identity,
+        } => {
+            let runtime = match runtime() {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+            };
+            let identity = identity.unwrap_or_else(|| {
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "modelgate".to_string());
+                format!("{host}-{}", std::process::id())
+            });
+            let lease = (!no_leader_election).then(|| modelgate::controller::LeaseOptions {
+                name: lease_name,
+                namespace: lease_namespace,
+                identity,
+            });
+            let options = modelgate::controller::ControllerOptions {
+                scope: scope.into(),
+                admin_listen,
+                lease,
+            };
+            match runtime.block_on(modelgate::controller::run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("the controller stopped: {e}")),
+            }
         }
         Command::Validate { paths, check_keys } => {
             let result = modelgate::validate::validate(&paths, check_keys);
@@ -143,6 +221,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -350,6 +350,7 @@ async fn startup_fails_listing_every_problem() {
     );
     let options = modelgate::gateway::GatewayOptions {
         config: vec![config.path()],
+        scope: Default::default(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,

@@ -117,11 +117,7 @@ impl Route {
 
     /// A route read back from `ModelAlias.status.resolved`; targets whose provider cannot be
     /// parsed are dropped.
-    pub fn from_resolved(
-        resolved: &crate::crd::ResolvedRoute,
-        source: ObjectKey,
-        created: Option<i64>,
-    ) -> Route {
+    pub fn from_resolved(resolved: &crate::crd::ResolvedRoute, source: ObjectKey, created: Option<i64>) -> Route {
         Route {
             alias: resolved.alias.clone(),
             source,
@@ -129,7 +125,10 @@ impl Route {
             description: resolved.description.clone(),
             hidden: resolved.hidden,
             disabled: (!resolved.active).then(|| {
-                resolved.disabled_reason.clone().unwrap_or_else(|| format!("alias '{}' is disabled", resolved.alias))
+                resolved
+                    .disabled_reason
+                    .clone()
+                    .unwrap_or_else(|| format!("alias '{}' is disabled", resolved.alias))
             }),
             targets: resolved
                 .targets

@@ -489,6 +489,9 @@ fn same_second_claims_go_to_the_smaller_key_whatever_the_input_order() {
     let b = aged_alias("fast", "team-b", "2026-01-01T00:00:00Z", "{target: openai/gpt-4o}");
     for order in [format!("{team_b}{a}{b}"), format!("{team_b}{b}{a}")] {
         let compiled = compile_yaml(&order);
-        assert_eq!(compiled.table.route("fast").map(|r| r.source.namespace.as_str()), Some("team-a"));
+        assert_eq!(
+            compiled.table.route("fast").map(|r| r.source.namespace.as_str()),
+            Some("team-a")
+        );
     }
 }

@@ -123,6 +123,15 @@ impl ApiError {
         )
     }
 
+    pub fn no_provider(model: &str) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_error",
+            "no_provider_available",
+            format!("No provider is available for the model '{model}' right now (its LLMProvider is missing or has no usable key). Retry later, or ask the platform team to check the alias's status."),
+        )
+    }
+
     pub fn upstream_timeout(provider: &str) -> Self {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -2,6 +2,7 @@
 //! swapped routing table.
 
 mod body;
+pub mod cluster;
 pub mod error;
 mod live;
 pub mod metrics;
@@ -127,6 +128,15 @@ fn json(body: bytes::Bytes) -> Response {
     response
 }
 
+/// Stops the in-cluster watch task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
@@ -148,10 +158,13 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     response
 }
 
-/// How to run a standalone gateway.
+/// How to run a gateway.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
+    /// Manifest files (standalone mode); empty means in-cluster mode.
     pub config: Vec<PathBuf>,
+    /// In-cluster mode: which LLMProviders and ModelAliases to serve.
+    pub scope: crate::kubernetes::Scope,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
@@ -170,6 +183,8 @@ pub enum GatewayError {
     },
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot reach the Kubernetes API (no --config given, so the gateway reads the cluster): {0}")]
+    Kubernetes(#[source] kube::Error),
 }
 
 /// A gateway serving in the background; dropping it shuts it down.
@@ -195,7 +210,7 @@ impl Running {
 
     /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
     pub async fn until_signal(self) -> Result<(), GatewayError> {
-        shutdown_signal().await;
+        crate::signal::shutdown().await;
         tracing::info!("shutting down");
         self.shutdown().await
     }
@@ -209,13 +224,21 @@ impl Drop for Running {
     }
 }
 
-/// Loads the files (failing with every problem listed), binds both ports and starts serving.
+/// Loads the routing table (from files, failing with every problem listed, or from the
+/// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
-    let table = standalone::initial(&options.config)?;
     let shared = Arc::new(Shared::new(options.max_body_bytes));
-    let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
-    shared.install(live, table.routes.len(), 0);
-    let watcher = standalone::watch(shared.clone(), options.config.clone(), table)?;
+    // Whatever keeps the table current lives as long as the server.
+    let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
+        let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;
+        let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone()));
+        Box::new(AbortOnDrop(task))
+    } else {
+        let table = standalone::initial(&options.config)?;
+        let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
+        shared.install(live, table.routes.len(), 0);
+        Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
+    };
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -231,7 +254,7 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
     let api = api_router(shared.clone());
     let admin_app = admin_router(shared.clone());
     let task = tokio::spawn(async move {
-        let _watcher = watcher;
+        let _background = background;
         let (admin_stop, admin_stopped) = oneshot::channel::<()>();
         let admin_task = tokio::spawn(async move {
             axum::serve(admin, admin_app)
@@ -260,25 +283,4 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
         stop: Some(stop),
         task: Some(task),
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }

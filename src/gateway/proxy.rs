@@ -75,7 +75,7 @@ async fn route_and_forward(
     }
     let target = route
         .pick(fastrand::f64())
-        .ok_or_else(|| reject(ApiError::model_not_found(&probed.model)))?;
+        .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
     let upstream = &target.upstream;
     let metrics = target
         .metrics

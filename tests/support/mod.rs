@@ -231,6 +231,7 @@ pub async fn start_gateway(config: &ConfigDir) -> Running {
 pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Running {
     let options = GatewayOptions {
         config: vec![config.path()],
+        scope: Default::default(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,

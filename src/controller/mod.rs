@@ -1,0 +1,255 @@
+//! `modelgate controller`: validates LLMProviders and ModelAliases with the shared compiler,
+//! writes their status (conditions and the compiled route) and publishes Events. One replica
+//! leads (a Lease); the others wait to take over.
+
+mod metrics;
+pub mod reconcile;
+pub mod status;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef as KubeRef;
+use kube::{Client, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::compiler::{ObjectKey, ObjectRef};
+use crate::crd::{LLMProvider, ModelAlias};
+use crate::kubernetes::{drive, reflectors, Changes, Scope};
+use metrics::ControllerMetrics;
+use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
+use status::{alias_status, provider_status};
+use world::World;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    pub scope: Scope,
+    pub admin_listen: SocketAddr,
+    /// `None` runs without leader election (a single replica).
+    pub lease: Option<LeaseOptions>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election failed: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+struct Health {
+    metrics: Arc<ControllerMetrics>,
+    ready: AtomicBool,
+}
+
+/// Runs until SIGTERM or Ctrl-C; a leader releases its lease on the way out.
+pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
+    let client = Client::try_default().await.map_err(ControllerError::Client)?;
+    let health = Arc::new(Health {
+        metrics: Arc::new(ControllerMetrics::default()),
+        ready: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(options.admin_listen)
+        .await
+        .map_err(|source| ControllerError::Bind {
+            addr: options.admin_listen,
+            source,
+        })?;
+    tracing::info!(admin = %format!("http://{}", listener.local_addr().unwrap_or(options.admin_listen)), "modelgate controller starting");
+    let admin = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(health.clone());
+    tokio::spawn(async move { axum::serve(listener, admin).await });
+
+    let shutdown = crate::signal::shutdown();
+    tokio::pin!(shutdown);
+    let Some(lease) = options.lease.clone() else {
+        health.ready.store(true, Ordering::Release);
+        health.metrics.leader.set(1);
+        tokio::select! {
+            _ = lead(client, &options.scope, &health) => {},
+            _ = &mut shutdown => {},
+        }
+        return Ok(());
+    };
+
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(10)
+        .with_grace(3)
+        .build()
+        .await?;
+    let (mut leading, task) = manager.watch().await;
+    health.ready.store(true, Ordering::Release);
+    tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity, "waiting for leadership");
+    loop {
+        while !*leading.borrow_and_update() {
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() { break },
+                _ = &mut shutdown => return release(leading, task).await,
+            }
+        }
+        tracing::info!(identity = %lease.identity, "leading: reconciling");
+        health.metrics.leader.set(1);
+        let lost = async {
+            while *leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = lead(client.clone(), &options.scope, &health) => {},
+            _ = lost => tracing::warn!("lost leadership: standing by"),
+            _ = &mut shutdown => {
+                health.metrics.leader.set(0);
+                return release(leading, task).await;
+            }
+        }
+        health.metrics.leader.set(0);
+    }
+}
+
+async fn release(
+    leading: tokio::sync::watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+) -> Result<(), ControllerError> {
+    drop(leading);
+    if let Ok(Ok(manager)) = task.await {
+        manager.release().await?;
+        tracing::info!("released the lease");
+    }
+    Ok(())
+}
+
+/// Everything a leader does; returns only if the watches end.
+async fn lead(client: Client, scope: &Scope, health: &Health) {
+    let changes = Changes::default();
+    let reflectors = reflectors(&client, scope, &changes);
+    let world = Arc::new(World::new(
+        reflectors.providers.clone(),
+        reflectors.aliases.clone(),
+        reflectors.secrets.clone(),
+        changes,
+    ));
+    let reporter = Reporter {
+        controller: reconcile::FIELD_MANAGER.to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        world.clone(),
+        Recorder::new(client, reporter),
+        health.metrics.clone(),
+    ));
+
+    let (alias_tx, alias_rx) = mpsc::channel::<KubeRef<ModelAlias>>(4096);
+    let (provider_tx, provider_rx) = mpsc::channel::<KubeRef<LLMProvider>>(1024);
+    let config = Config::default().concurrency(16);
+    let aliases = Controller::for_stream(reflectors.alias_stream, reflectors.aliases)
+        .with_config(config.clone())
+        .reconcile_on(ReceiverStream::new(alias_rx))
+        .run(reconcile_alias, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let providers = Controller::for_stream(reflectors.provider_stream, reflectors.providers)
+        .with_config(config)
+        .reconcile_on(ReceiverStream::new(provider_rx))
+        .run(reconcile_provider, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let secrets = drive("Secret", reflectors.secret_stream);
+    let dependents = trigger_dependents(world, alias_tx, provider_tx);
+    tokio::join!(aliases, providers, secrets, dependents);
+}
+
+/// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
+/// after each change, queue exactly the objects whose status would now differ.
+async fn trigger_dependents(
+    world: Arc<World>,
+    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
+    providers: mpsc::Sender<KubeRef<LLMProvider>>,
+) {
+    let mut changes = world.changes.subscribe();
+    world.wait_ready().await;
+    loop {
+        // Let a burst of changes (a `kubectl apply` of many objects) settle into one pass.
+        while tokio::time::timeout(Duration::from_millis(50), changes.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {}
+        let snapshot = world.snapshot();
+        let now = Time(jiff::Timestamp::now());
+        for alias in world.aliases.state() {
+            let key = ObjectKey::new(alias.namespace().unwrap_or_default(), alias.name_any());
+            let desired = alias_status(
+                &alias,
+                snapshot.route_of(&key),
+                snapshot.diagnostics_of(&ObjectRef::alias(key.clone())),
+                &now,
+            );
+            if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
+            {
+                return;
+            }
+        }
+        for provider in world.providers.state() {
+            let key = ObjectKey::new(provider.namespace().unwrap_or_default(), provider.name_any());
+            let desired = provider_status(
+                &provider,
+                snapshot.compiled.table.providers.get(&key),
+                snapshot.diagnostics_of(&ObjectRef::provider(key.clone())),
+                &now,
+            );
+            if provider.status.as_ref() != Some(&desired)
+                && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
+            {
+                return;
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> Response {
+    if health.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics_text(State(health): State<Arc<Health>>) -> Response {
+    health.metrics.encode().into_response()
+}

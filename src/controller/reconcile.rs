@@ -1,0 +1,317 @@
+//! Reconcilers: compute the status from the compiled world, write it only when it differs,
+//! and publish an Event on each transition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+
+use super::metrics::{ControllerMetrics, Kind, Outcome};
+use super::status::{alias_status, provider_status};
+use super::world::World;
+use crate::compiler::{ObjectKey, ObjectRef};
+use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
+
+/// The one field manager that writes status.
+pub const FIELD_MANAGER: &str = "modelgate-controller";
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub world: Arc<World>,
+    pub recorder: Recorder,
+    pub metrics: Arc<ControllerMetrics>,
+    failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
+}
+
+impl Context {
+    pub fn new(client: Client, world: Arc<World>, recorder: Recorder, metrics: Arc<ControllerMetrics>) -> Self {
+        Context {
+            client,
+            world,
+            recorder,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(Kind, ObjectKey), ExponentialBackoff>> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot write the status of {kind:?} {object}: {source}")]
+    WriteStatus {
+        kind: Kind,
+        object: ObjectKey,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    /// A fixed label value for metrics.
+    fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::WriteStatus {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409 => "conflict",
+            ReconcileError::WriteStatus {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 404 => "not_found",
+            ReconcileError::WriteStatus {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 403 => "forbidden",
+            ReconcileError::WriteStatus {
+                source: kube::Error::Api(_),
+                ..
+            } => "api",
+            ReconcileError::WriteStatus { .. } => "transport",
+        }
+    }
+}
+
+/// Now, to the second (the precision the API stores).
+fn now() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+fn key_of<K: ResourceExt>(object: &K) -> ObjectKey {
+    ObjectKey::new(object.namespace().unwrap_or_default(), object.name_any())
+}
+
+pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let snapshot = ctx.world.snapshot();
+    let key = key_of(alias.as_ref());
+    let desired = alias_status(
+        &alias,
+        snapshot.route_of(&key),
+        snapshot.diagnostics_of(&ObjectRef::alias(key.clone())),
+        &now(),
+    );
+    if alias.status.as_ref() == Some(&desired) {
+        ctx.failures().remove(&(Kind::ModelAlias, key));
+        ctx.metrics
+            .reconciled(Kind::ModelAlias, Outcome::unchanged, started.elapsed().as_secs_f64());
+        return Ok(Action::await_change());
+    }
+    write_status::<ModelAlias, _>(&ctx, Kind::ModelAlias, &key, &desired).await?;
+    let previous = alias.status.as_ref().map(|s| s.conditions.as_slice());
+    if let Some(event) = transition_event(previous, &desired.conditions) {
+        publish(&ctx, alias.as_ref(), event).await;
+    }
+    ctx.failures().remove(&(Kind::ModelAlias, key));
+    ctx.metrics
+        .reconciled(Kind::ModelAlias, Outcome::written, started.elapsed().as_secs_f64());
+    Ok(Action::await_change())
+}
+
+pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let snapshot = ctx.world.snapshot();
+    let key = key_of(provider.as_ref());
+    let desired = provider_status(
+        &provider,
+        snapshot.compiled.table.providers.get(&key),
+        snapshot.diagnostics_of(&ObjectRef::provider(key.clone())),
+        &now(),
+    );
+    if provider.status.as_ref() == Some(&desired) {
+        ctx.failures().remove(&(Kind::LLMProvider, key));
+        ctx.metrics
+            .reconciled(Kind::LLMProvider, Outcome::unchanged, started.elapsed().as_secs_f64());
+        return Ok(Action::await_change());
+    }
+    write_status::<LLMProvider, _>(&ctx, Kind::LLMProvider, &key, &desired).await?;
+    let previous = provider.status.as_ref().map(|s| s.conditions.as_slice());
+    if let Some(event) = transition_event(previous, &desired.conditions) {
+        publish(&ctx, provider.as_ref(), event).await;
+    }
+    ctx.failures().remove(&(Kind::LLMProvider, key));
+    ctx.metrics
+        .reconciled(Kind::LLMProvider, Outcome::written, started.elapsed().as_secs_f64());
+    Ok(Action::await_change())
+}
+
+/// Server-side apply of the whole status, by the one field manager.
+async fn write_status<K, S>(ctx: &Context, kind: Kind, key: &ObjectKey, status: &S) -> Result<(), ReconcileError>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let patch = serde_json::json!({"apiVersion": API_VERSION, "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &key.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| ReconcileError::WriteStatus {
+        kind,
+        object: key.clone(),
+        source,
+    })
+}
+
+/// Invalid objects wait for a change (reconciles return `await_change`); API errors land here
+/// and retry with exponential backoff and jitter (`backon`): from 1 s, doubling, up to 5 min.
+pub fn error_policy<K: ResourceExt>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let kind = match error {
+        ReconcileError::WriteStatus { kind, .. } => *kind,
+    };
+    ctx.metrics.error(kind, error.reason());
+    let delay = ctx
+        .failures()
+        .entry((kind, key_of(object.as_ref())))
+        .or_insert_with(retry_delays)
+        .next()
+        .unwrap_or(MAX_RETRY_DELAY);
+    tracing::warn!(error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+/// Delays between retries of one object: 1 s, 2 s, 4 s … 5 min, each plus up to 100 % jitter.
+fn retry_delays() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_RETRY_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The Event for a change of conditions, if it is a transition worth telling: accepted (first
+/// time served), rejected, a name conflict, recovered. Unchanged conditions give none, so
+/// reconciles do not repeat Events.
+pub fn transition_event(previous: Option<&[Condition]>, next: &[Condition]) -> Option<Event> {
+    let (ready, accepted) = (
+        find(next, condition_type::READY)?,
+        find(next, condition_type::ACCEPTED)?,
+    );
+    let before = |type_| {
+        previous
+            .and_then(|p| find(p, type_))
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+    };
+    let note = |c: &Condition| {
+        let mut text = c.message.clone();
+        if text.len() > 1000 {
+            let mut end = 1000;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        Some(text)
+    };
+    let event = |type_, reason: &str, c: &Condition| Event {
+        type_,
+        reason: reason.to_string(),
+        note: note(c),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if accepted.reason == "AliasConflict" {
+        return (before(condition_type::ACCEPTED) != Some(("False", "AliasConflict")))
+            .then(|| event(EventType::Warning, "AliasConflict", accepted));
+    }
+    match (before(condition_type::READY), ready.status.as_str()) {
+        (Some(("False", _)), "True") => Some(event(EventType::Normal, "Recovered", ready)),
+        (None, "True") => Some(event(EventType::Normal, "Accepted", ready)),
+        (Some((was, reason)), "False") if was != "False" || reason != ready.reason => {
+            Some(event(EventType::Warning, "Rejected", ready))
+        }
+        (None, "False") => Some(event(EventType::Warning, "Rejected", ready)),
+        _ => None,
+    }
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, event: Event) {
+    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(error = %e, reason = %event.reason, "cannot publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: format!("{type_} {reason}"),
+            observed_generation: Some(1),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    fn reason(previous: Option<&[Condition]>, next: &[Condition]) -> Option<String> {
+        transition_event(previous, next).map(|e| e.reason)
+    }
+
+    #[test]
+    fn events_mark_transitions_only() {
+        let ok = [c("Accepted", "True", "Accepted"), c("Ready", "True", "Serving")];
+        let broken = [
+            c("Accepted", "True", "Accepted"),
+            c("Ready", "False", "ProviderNotFound"),
+        ];
+        let other = [c("Accepted", "True", "Accepted"), c("Ready", "False", "KeyNotFound")];
+        let conflict = [
+            c("Accepted", "False", "AliasConflict"),
+            c("Ready", "False", "AliasConflict"),
+        ];
+        assert_eq!(reason(None, &ok).as_deref(), Some("Accepted"));
+        assert_eq!(reason(Some(&ok), &ok), None, "no event when nothing changed");
+        assert_eq!(reason(Some(&ok), &broken).as_deref(), Some("Rejected"));
+        assert_eq!(reason(Some(&broken), &broken), None);
+        assert_eq!(
+            reason(Some(&broken), &other).as_deref(),
+            Some("Rejected"),
+            "a new reason is news"
+        );
+        assert_eq!(reason(Some(&broken), &ok).as_deref(), Some("Recovered"));
+        assert_eq!(reason(None, &conflict).as_deref(), Some("AliasConflict"));
+        assert_eq!(reason(Some(&conflict), &conflict), None);
+    }
+
+    #[test]
+    fn retries_back_off_up_to_the_cap() {
+        let delays: Vec<Duration> = retry_delays().take(12).collect();
+        assert!(
+            delays[0] >= Duration::from_secs(1) && delays[0] < Duration::from_secs(2),
+            "{delays:?}"
+        );
+        assert!(delays[3] >= Duration::from_secs(8), "{delays:?}");
+        assert!(delays.iter().all(|d| *d < MAX_RETRY_DELAY * 2), "{delays:?}");
+    }
+}

@@ -1,0 +1,302 @@
+//! Status as a pure function of the object, its compiled route and its diagnostics.
+//! Deterministic: the same world gives the same status, so an unchanged world writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route, OPENAI_DEFAULT_BASE_URL};
+use crate::crd::{
+    condition_type, ConditionStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, ProviderType,
+};
+
+/// Longest condition message the API accepts.
+const MAX_MESSAGE: usize = 32 * 1024;
+
+/// A condition, keeping `lastTransitionTime` from `previous` when the status did not change.
+pub fn condition(
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    generation: i64,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status.as_str())
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.as_str().to_string(),
+        reason: reason.to_string(),
+        message: truncate(message),
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
+}
+
+/// The errors of one condition kind: the first one's reason, and every message.
+fn errors_of(diagnostics: &[Diagnostic], kind: ConditionKind) -> Option<(&'static str, String)> {
+    let errors: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.is_error() && d.reason.condition() == kind)
+        .collect();
+    let first = errors.first()?;
+    let messages: Vec<String> = errors.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
+    Some((first.reason.as_str(), messages.join("; ")))
+}
+
+fn all_errors(diagnostics: &[Diagnostic]) -> Option<(&'static str, String)> {
+    errors_of(diagnostics, ConditionKind::Accepted).or_else(|| errors_of(diagnostics, ConditionKind::ResolvedRefs))
+}
+
+fn describe_route(route: &Route) -> String {
+    let targets: Vec<String> = route
+        .targets
+        .iter()
+        .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
+        .collect();
+    targets.join(", ")
+}
+
+fn round(weight: f64) -> f64 {
+    (weight * 100.0).round() / 100.0
+}
+
+/// The status of a ModelAlias. `route` is its compiled route when it compiled cleanly and owns
+/// its name; `diagnostics` are its own.
+pub fn alias_status(
+    alias: &ModelAlias,
+    route: Option<&Route>,
+    diagnostics: &[Diagnostic],
+    now: &Time,
+) -> ModelAliasStatus {
+    let generation = alias.metadata.generation.unwrap_or(0);
+    let previous = alias.status.clone().unwrap_or_default();
+    let prev = previous.conditions.as_slice();
+    let name = alias
+        .spec
+        .alias
+        .clone()
+        .or_else(|| alias.metadata.name.clone())
+        .unwrap_or_default();
+    let cond = |type_: &str, status, reason: &str, message: String| {
+        condition(type_, status, reason, message, generation, prev, now)
+    };
+
+    let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
+    let unresolved = errors_of(diagnostics, ConditionKind::ResolvedRefs);
+    let failure = all_errors(diagnostics);
+    let conflict = diagnostics.iter().any(|d| d.reason == Reason::AliasConflict);
+
+    let resolved = match route {
+        Some(route) if failure.is_none() => Some(route.to_resolved(generation)),
+        _ if conflict => None,
+        _ => previous.resolved.clone(),
+    };
+
+    let accepted = match &not_accepted {
+        Some((reason, message)) => cond(
+            condition_type::ACCEPTED,
+            ConditionStatus::False,
+            reason,
+            message.clone(),
+        ),
+        None => cond(
+            condition_type::ACCEPTED,
+            ConditionStatus::True,
+            "Accepted",
+            format!("alias '{name}' is valid and belongs to this ModelAlias"),
+        ),
+    };
+    let refs = match (&unresolved, &not_accepted) {
+        (Some((reason, message)), _) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::False,
+            reason,
+            message.clone(),
+        ),
+        (None, Some(_)) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::Unknown,
+            "NotAccepted",
+            "targets are resolved once the spec is accepted".to_string(),
+        ),
+        (None, None) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::True,
+            "ResolvedRefs",
+            "every target reaches a provider with its key".to_string(),
+        ),
+    };
+    let (ready, stalled) = match (&failure, route) {
+        (None, Some(route)) => {
+            let (reason, message) = match &route.disabled {
+                Some(why) => ("Disabled", format!("{why}; requests get 403 model_disabled")),
+                None => (
+                    "Serving",
+                    format!("serving '{}' from {}", route.alias, describe_route(route)),
+                ),
+            };
+            (
+                cond(condition_type::READY, ConditionStatus::True, reason, message),
+                cond(
+                    condition_type::STALLED,
+                    ConditionStatus::False,
+                    reason,
+                    "nothing blocks this alias".to_string(),
+                ),
+            )
+        }
+        (Some((reason, message)), _) => {
+            let serving = match &resolved {
+                Some(last) => format!(
+                    "; the gateway keeps serving the last accepted route (generation {}) until this is fixed",
+                    last.generation
+                ),
+                None => "; the alias is not served".to_string(),
+            };
+            (
+                cond(
+                    condition_type::READY,
+                    ConditionStatus::False,
+                    reason,
+                    format!("{message}{serving}"),
+                ),
+                cond(condition_type::STALLED, ConditionStatus::True, reason, message.clone()),
+            )
+        }
+        (None, None) => {
+            let message = "no route was compiled for this alias".to_string();
+            (
+                cond(
+                    condition_type::READY,
+                    ConditionStatus::False,
+                    "NotServed",
+                    message.clone(),
+                ),
+                cond(condition_type::STALLED, ConditionStatus::True, "NotServed", message),
+            )
+        }
+    };
+    ModelAliasStatus {
+        observed_generation: Some(generation),
+        conditions: vec![accepted, refs, ready, stalled],
+        resolved,
+    }
+}
+
+/// The status of an LLMProvider. `endpoint` is its compiled endpoint when it is usable.
+pub fn provider_status(
+    provider: &LLMProvider,
+    endpoint: Option<&ProviderEndpoint>,
+    diagnostics: &[Diagnostic],
+    now: &Time,
+) -> LLMProviderStatus {
+    let generation = provider.metadata.generation.unwrap_or(0);
+    let previous = provider.status.clone().unwrap_or_default();
+    let prev = previous.conditions.as_slice();
+    let cond = |type_: &str, status, reason: &str, message: String| {
+        condition(type_, status, reason, message, generation, prev, now)
+    };
+    let spec = &provider.spec;
+    let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
+    let unresolved = errors_of(diagnostics, ConditionKind::ResolvedRefs);
+    let failure = all_errors(diagnostics);
+    let endpoint_url = match (endpoint, spec.provider_type, &spec.base_url) {
+        (Some(e), _, _) => e.base_url.clone(),
+        (None, ProviderType::Mock, _) => "mock://local".to_string(),
+        (None, _, Some(url)) => url.trim_end_matches('/').to_string(),
+        (None, _, None) => OPENAI_DEFAULT_BASE_URL.to_string(),
+    };
+    let conditions = vec![
+        match &not_accepted {
+            Some((reason, message)) => cond(
+                condition_type::ACCEPTED,
+                ConditionStatus::False,
+                reason,
+                message.clone(),
+            ),
+            None => cond(
+                condition_type::ACCEPTED,
+                ConditionStatus::True,
+                "Accepted",
+                "the spec is valid".to_string(),
+            ),
+        },
+        match (&unresolved, &not_accepted) {
+            (Some((reason, message)), _) => cond(
+                condition_type::RESOLVED_REFS,
+                ConditionStatus::False,
+                reason,
+                message.clone(),
+            ),
+            (None, Some(_)) => cond(
+                condition_type::RESOLVED_REFS,
+                ConditionStatus::Unknown,
+                "NotAccepted",
+                "the key is looked up once the spec is accepted".to_string(),
+            ),
+            (None, None) => cond(
+                condition_type::RESOLVED_REFS,
+                ConditionStatus::True,
+                "ResolvedRefs",
+                if spec.api_key.is_some() {
+                    "the API key is present"
+                } else {
+                    "no API key is needed"
+                }
+                .to_string(),
+            ),
+        },
+        match &failure {
+            None => cond(
+                condition_type::READY,
+                ConditionStatus::True,
+                "Ready",
+                format!("aliases can route to {endpoint_url}"),
+            ),
+            Some((reason, message)) => cond(
+                condition_type::READY,
+                ConditionStatus::False,
+                reason,
+                format!("{message}; aliases routing here are not served"),
+            ),
+        },
+        match &failure {
+            None => cond(
+                condition_type::STALLED,
+                ConditionStatus::False,
+                "Ready",
+                "nothing blocks this provider".to_string(),
+            ),
+            Some((reason, message)) => cond(condition_type::STALLED, ConditionStatus::True, reason, message.clone()),
+        },
+    ];
+    LLMProviderStatus {
+        observed_generation: Some(generation),
+        conditions,
+        endpoint: Some(endpoint_url),
+        provider_type: Some(spec.provider_type.as_str().to_string()),
+        key_present: spec
+            .api_key
+            .as_ref()
+            .map(|_| !diagnostics.iter().any(|d| d.reason == Reason::KeyNotFound)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

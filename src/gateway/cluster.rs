@@ -1,0 +1,129 @@
+//! In-cluster mode: the routing table is what the controller published in
+//! `ModelAlias.status.resolved`, with endpoints and keys from the LLMProviders and their
+//! credential Secrets (those labelled `modelgate.dev/credential=true`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+
+use super::live::prepare;
+use super::Shared;
+use crate::compiler::{compile, Inputs, ObjectKey, Route, RoutingTable, SecretsAndEnv};
+use crate::crd::{LLMProvider, ModelAlias};
+use crate::kubernetes::{drive, reflectors, secret_data, Changes, Scope};
+
+/// Builds the routing table from the published routes. Pure but for reading the stores.
+pub fn table_from(
+    providers: &[Arc<LLMProvider>],
+    aliases: &[Arc<ModelAlias>],
+    secrets: &crate::compiler::SecretData,
+    previous: &RoutingTable,
+) -> RoutingTable {
+    let providers: Vec<LLMProvider> = providers.iter().map(|p| (**p).clone()).collect();
+    let env = |var: &str| std::env::var(var).ok();
+    let credentials = SecretsAndEnv {
+        secrets,
+        env: Some(&env),
+    };
+    let compiled = compile(&Inputs {
+        providers: &providers,
+        aliases: &[],
+        credentials: &credentials,
+        unreadable: &[],
+        previous: None,
+    });
+    let mut table = RoutingTable {
+        routes: Default::default(),
+        providers: compiled.table.providers,
+    };
+    // A provider that still exists but cannot be compiled now (its Secret went away, say)
+    // keeps its last endpoint: the last good route keeps working.
+    for provider in &providers {
+        let key = ObjectKey::new(provider.namespace().unwrap_or_default(), provider.name_any());
+        if let (std::collections::hash_map::Entry::Vacant(slot), Some(endpoint)) =
+            (table.providers.entry(key.clone()), previous.providers.get(&key))
+        {
+            slot.insert(endpoint.clone());
+        }
+    }
+    // Oldest first, so that if two objects ever publish one name, the older keeps it (as the
+    // controller decides).
+    let mut published: Vec<&Arc<ModelAlias>> = aliases
+        .iter()
+        .filter(|a| a.status.as_ref().is_some_and(|s| s.resolved.is_some()))
+        .collect();
+    published.sort_by_key(|a| {
+        (
+            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            a.namespace(),
+            a.name_any(),
+        )
+    });
+    for alias in published {
+        let Some(resolved) = alias.status.as_ref().and_then(|s| s.resolved.as_ref()) else {
+            continue;
+        };
+        if table.routes.contains_key(&resolved.alias) {
+            continue;
+        }
+        let key = ObjectKey::new(alias.namespace().unwrap_or_default(), alias.name_any());
+        let created = alias.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
+        table
+            .routes
+            .insert(resolved.alias.clone(), Route::from_resolved(resolved, key, created));
+    }
+    table
+}
+
+/// Watches the cluster and keeps `shared` serving its current table. Marks the gateway ready
+/// after the first full sync; keeps serving the last table while the API is away.
+pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
+    let changes = Changes::default();
+    let r = reflectors(&client, &scope, &changes);
+    let watches = async {
+        tokio::join!(
+            drive("LLMProvider", r.provider_stream),
+            drive("ModelAlias", r.alias_stream),
+            drive("Secret", r.secret_stream)
+        );
+    };
+    let builder = rebuild_on_change(r.providers, r.aliases, r.secrets, changes, shared);
+    tokio::join!(watches, builder);
+}
+
+async fn rebuild_on_change(
+    providers: Store<LLMProvider>,
+    aliases: Store<ModelAlias>,
+    secrets: Store<k8s_openapi::api::core::v1::Secret>,
+    changes: Changes,
+    shared: Arc<Shared>,
+) {
+    let mut changed = changes.subscribe();
+    let _ = providers.wait_until_ready().await;
+    let _ = aliases.wait_until_ready().await;
+    let _ = secrets.wait_until_ready().await;
+    let mut current = RoutingTable::default();
+    loop {
+        // Coalesce a burst of watch events into one rebuild.
+        while tokio::time::timeout(Duration::from_millis(10), changed.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {}
+        let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &current);
+        match prepare(&table, &shared.clients) {
+            Ok(live) => {
+                if !shared.is_ready() {
+                    tracing::info!(routes = table.routes.len(), "first sync done: serving");
+                }
+                shared.install(live, table.routes.len(), 0);
+                current = table;
+            }
+            Err(e) => tracing::error!("cannot prepare the routing table: {e}; still serving the previous one"),
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}

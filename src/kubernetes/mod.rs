@@ -1,0 +1,187 @@
+//! What the controller and the in-cluster gateway share: scope, watches and credentials.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::compiler::SecretData;
+
+/// Label that marks a Secret as a provider credential. Only Secrets with it are read, by the
+/// controller and the gateway alike: a Secret an LLMProvider references must carry it.
+pub const CREDENTIAL_LABEL: &str = "modelgate.dev/credential";
+/// The selector for [`CREDENTIAL_LABEL`].
+pub const CREDENTIAL_SELECTOR: &str = "modelgate.dev/credential=true";
+
+/// Which objects a process looks at.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// A label selector for LLMProviders and ModelAliases (e.g. to shard or test).
+    pub selector: Option<String>,
+}
+
+impl Scope {
+    pub fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+
+    pub fn watcher_config(&self) -> watcher::Config {
+        let config = watcher::Config::default();
+        match &self.selector {
+            Some(selector) => config.labels(selector),
+            None => config,
+        }
+    }
+}
+
+/// Counts changes seen by the watches, so consumers can tell when the world moved.
+#[derive(Clone)]
+pub struct Changes {
+    version: Arc<AtomicU64>,
+    tx: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            version: Arc::default(),
+            tx: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Changes {
+    pub fn bump(&self) {
+        let v = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.tx.send_replace(v);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+/// A reflector: a store kept in sync with the API, and the stream that drives it (yielding
+/// every touched object). The stream must be polled for the store to fill.
+pub fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: Changes,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if !matches!(
+                event,
+                Ok(watcher::Event::InitApply(_)) | Ok(watcher::Event::Init) | Err(_)
+            ) {
+                changes.bump();
+            }
+        })
+        .touched_objects();
+    (store, stream)
+}
+
+/// The credential Secrets' data, keyed by `(namespace, name)`.
+pub fn secret_data(secrets: &Store<Secret>) -> SecretData {
+    secrets
+        .state()
+        .iter()
+        .map(|secret| {
+            let key = (
+                secret.metadata.namespace.clone().unwrap_or_default(),
+                secret.metadata.name.clone().unwrap_or_default(),
+            );
+            let mut data: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            for (k, v) in secret.string_data.iter().flatten() {
+                data.insert(k.clone(), v.clone().into_bytes());
+            }
+            (key, data)
+        })
+        .collect()
+}
+
+/// Drives a reflector stream to completion, logging watch errors (the watcher retries them
+/// with backoff itself).
+pub async fn drive<K, S>(kind: &'static str, stream: S)
+where
+    S: Stream<Item = Result<K, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            tracing::warn!(kind, error = %e, "watch error; retrying with backoff");
+        }
+    }
+}
+
+/// Reads all three kinds: returns their stores and the streams that must be polled.
+pub struct Reflectors<P, A, S> {
+    pub providers: Store<crate::crd::LLMProvider>,
+    pub aliases: Store<crate::crd::ModelAlias>,
+    pub secrets: Store<Secret>,
+    pub provider_stream: P,
+    pub alias_stream: A,
+    pub secret_stream: S,
+}
+
+/// Sets up reflectors for LLMProviders and ModelAliases (in `scope`) and credential Secrets.
+#[allow(clippy::type_complexity)]
+pub fn reflectors(
+    client: &Client,
+    scope: &Scope,
+    changes: &Changes,
+) -> Reflectors<
+    impl Stream<Item = Result<crate::crd::LLMProvider, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+> {
+    let (providers, provider_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
+    let (aliases, alias_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
+    let secret_scope = Scope {
+        namespace: scope.namespace.clone(),
+        selector: None,
+    };
+    let (secrets, secret_stream) = reflect(
+        secret_scope.api::<Secret>(client),
+        watcher::Config::default().labels(CREDENTIAL_SELECTOR),
+        changes.clone(),
+    );
+    Reflectors {
+        providers,
+        aliases,
+        secrets,
+        provider_stream,
+        alias_stream,
+        secret_stream,
+    }
+}
