@@ -167,7 +167,7 @@ fn main() -> ExitCode {
                 let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "modelgate".to_string());
                 format!("{host}-{}", std::process::id())
             });
-            let lease = (!no_leader_election).then(|| modelgate::controller::LeaseOptions {
+            let lease = (!no_leader_election).then_some(modelgate::controller::LeaseOptions {
                 name: lease_name,
                 namespace: lease_namespace,
                 identity,
