@@ -270,8 +270,12 @@ class RssSampler:
 
     def _run(self):
         t0 = time.monotonic()
+        pids, refreshed = [], -1e9
         while not self._stop.is_set():
-            v = tree_rss_kb(self.pid)
+            if time.monotonic() - refreshed > 5:
+                pids, refreshed = tree_pids(self.pid), time.monotonic()
+            vals = [x for x in (rss_kb(p) for p in pids) if x is not None]
+            v = sum(vals) if vals else None
             if v is not None:
                 self.samples.append((time.monotonic() - t0, v))
             self._stop.wait(self.period)
@@ -812,22 +816,57 @@ def fig_latency(targets: list[Target], rounds: int, n: int, slow: bool) -> dict:
     return out
 
 
-def fig_maxrate(t: Target, args, sampler_pid: int | None, c1_p50_ms: float | None = None) -> dict:
+def rate_search(args, start: int):
+    """Generator: yields the next rate to try, is sent True/False, returns (max passing, first failing)."""
+    lo, hi = 0, None
+    rate = start
+    budget = args.max_steps
+    while budget > 0 and rate <= args.max_rate:
+        budget -= 1
+        if (yield rate):
+            lo = rate
+            rate *= 2
+        else:
+            hi = rate
+            break
+    if hi is None and lo > 0:
+        hi = min(rate, args.max_rate + 1)
+    if hi is None:
+        hi = start
+    while budget > 0 and hi - lo > max(args.min_rate, lo * args.rate_precision):
+        budget -= 1
+        mid = (lo + hi) // 2
+        if mid < args.min_rate:
+            break
+        if (yield mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+def fig_maxrate(targets: list[Target], args, c1_p50: dict) -> dict:
+    """Open-loop rate search for every target, in lockstep (one step per target per pass), so that a
+    burst of outside noise hits every target alike rather than one target's whole search."""
     dur = args.step_seconds
-    steps = []
-    if c1_p50_ms is not None and c1_p50_ms >= P99_LIMIT_MS:
-        log(f"max-rate {t.name}: skipped, its p50 at concurrency 1 ({c1_p50_ms:.2f} ms) is already over {P99_LIMIT_MS:g} ms")
-        return {"max_rate": 0, "first_failing_rate": None, "capped": False, "step_seconds": dur,
-                "connections": args.rate_connections, "steps": [], "peak_rss_kb": None,
-                "skipped": f"p50 at concurrency 1 is {c1_p50_ms:.2f} ms >= {P99_LIMIT_MS:g} ms"}
+    out: dict[str, dict] = {}
+    steps: dict[str, list] = {t.name: [] for t in targets}
+    gens, pending = {}, {}
+    for t in targets:
+        p50 = c1_p50.get(t.name)
+        if p50 is not None and p50 >= P99_LIMIT_MS:
+            log(f"max-rate {t.name}: skipped, its p50 at concurrency 1 ({p50:.2f} ms) is already over "
+                f"{P99_LIMIT_MS:g} ms")
+            out[t.name] = {"max_rate": 0, "first_failing_rate": None, "capped": False, "steps": [],
+                           "skipped": f"p50 at concurrency 1 is {p50:.2f} ms >= {P99_LIMIT_MS:g} ms"}
+            continue
+        start = args.start_rate
+        if p50 is not None and p50 > 1.0:
+            start = int(max(args.min_rate, min(args.start_rate, 100.0 / p50)))
+        gens[t.name] = rate_search(args, start)
+        pending[t.name] = next(gens[t.name])
 
-    def trial(rate: int) -> bool:
-        ok = attempt(rate)
-        if not ok and steps[-1].get("errors") == 0 and args.retry_failed_steps:
-            ok = attempt(rate)  # one retry: a latency-only failure may be a noise spike
-        return ok
-
-    def attempt(rate: int) -> bool:
+    def attempt(t: Target, rate: int) -> bool:
         try:
             res = oha(t.url(), t.body(), duration=dur, c=args.rate_connections, rate=rate,
                       latency_correction=True, timeout_s=dur + 60)
@@ -836,51 +875,42 @@ def fig_maxrate(t: Target, args, sampler_pid: int | None, c1_p50_ms: float | Non
         expected = rate * dur
         ok = ("error" not in res and res["errors"] == 0 and res["p99_ms"] is not None
               and res["p99_ms"] < P99_LIMIT_MS and res["requests"] >= 0.9 * expected)
-        steps.append({"rate": rate, "pass": ok, **{k: res.get(k) for k in
-                      ("requests", "errors", "p50_ms", "p99_ms", "max_ms", "rps", "error_kinds", "error")}})
+        steps[t.name].append({"rate": rate, "pass": ok, **{k: res.get(k) for k in (
+            "requests", "errors", "p50_ms", "p99_ms", "max_ms", "rps", "error_kinds", "error")}})
         log(f"max-rate {t.name}: {rate}/s -> {'pass' if ok else 'FAIL'} "
             f"(p99 {fmt(res.get('p99_ms'), 2)} ms, errors {res.get('errors')}, n {res.get('requests')})")
         time.sleep(args.cooldown)
         return ok
 
-    sampler = RssSampler(sampler_pid) if sampler_pid else None
-    if sampler:
-        sampler.__enter__()
+    samplers = {t.name: RssSampler(t.proc.pid, 0.5) for t in targets if t.proc is not None}
+    for sm in samplers.values():
+        sm.__enter__()
     try:
-        lo, hi = 0, None
-        rate = args.start_rate
-        if c1_p50_ms is not None and c1_p50_ms > 0:  # start near 1/(10 * latency), at most start_rate
-            rate = int(max(args.min_rate, min(args.start_rate, 100.0 / c1_p50_ms)))
-        budget = args.max_steps
-        while budget > 0 and rate <= args.max_rate:
-            budget -= 1
-            if trial(rate):
-                lo = rate
-                rate *= 2
-            else:
-                hi = rate
+        by_name = {t.name: t for t in targets}
+        for _ in range(args.max_steps + 1):  # bounded: each search takes at most max_steps steps
+            if not pending:
                 break
-        if hi is None and lo > 0:
-            hi = min(rate, args.max_rate + 1)
-        if hi is None:
-            hi = args.start_rate
-        while budget > 0 and hi - lo > max(args.min_rate, lo * args.rate_precision):
-            budget -= 1
-            mid = (lo + hi) // 2
-            if mid < args.min_rate:
-                break
-            if trial(mid):
-                lo = mid
-            else:
-                hi = mid
-        if hi is not None and lo == 0 and hi > args.min_rate and budget == 0:
-            log(f"max-rate {t.name}: step budget spent, no passing rate found")
+            for name in list(pending):
+                t = by_name[name]
+                ok = attempt(t, pending[name])
+                if not ok and steps[name][-1].get("errors") == 0 and args.retry_failed_steps:
+                    ok = attempt(t, pending[name])  # one retry: a latency-only failure may be a noise spike
+                try:
+                    pending[name] = gens[name].send(ok)
+                except StopIteration as e:
+                    lo, hi = e.value
+                    out[name] = {"max_rate": lo, "first_failing_rate": hi if hi and hi <= args.max_rate else None,
+                                 "capped": lo >= args.max_rate}
+                    del pending[name]
+                    log(f"max rate {name}: {lo}/s")
     finally:
-        if sampler:
-            sampler.__exit__()
-    return {"max_rate": lo, "first_failing_rate": hi if hi and hi <= args.max_rate else None,
-            "capped": lo >= args.max_rate, "step_seconds": dur, "connections": args.rate_connections,
-            "steps": steps, "peak_rss_kb": sampler.peak_kb if sampler else None}
+        for sm in samplers.values():
+            sm.__exit__()
+    for t in targets:
+        o = out.setdefault(t.name, {"max_rate": 0, "first_failing_rate": None, "capped": False})
+        o.update({"step_seconds": dur, "connections": args.rate_connections, "steps": steps[t.name],
+                  "peak_rss_kb": samplers[t.name].peak_kb if t.name in samplers else None})
+    return out
 
 
 def fig_stream(targets: list[Target], rounds: int, per_round: int, args) -> dict:
@@ -1376,16 +1406,10 @@ def main(argv=None) -> int:
             R["figures"]["stream"] = fig_stream(targets, args.stream_rounds, args.stream_per_round, args)
         if "maxrate" not in args.skip:
             log("figure 2: max rate with p99 < 5 ms and no errors (open loop)")
-            R["figures"]["maxrate"] = {}
-            peaks = {}
-            for t in targets:
-                c1 = (R["figures"].get("latency") or {}).get(t.name, {}).get("p50_ms")
-                res = fig_maxrate(t, args, t.proc.pid if t.proc else None, c1)
-                R["figures"]["maxrate"][t.name] = res
-                if res.get("peak_rss_kb") is not None:
-                    peaks[t.name] = res["peak_rss_kb"]
-                log(f"max rate {t.name}: {res['max_rate']}/s")
-            R["figures"].setdefault("memory", {})["peak_rss_under_load_kb"] = peaks
+            c1 = {n: v.get("p50_ms") for n, v in (R["figures"].get("latency") or {}).items()}
+            mr = R["figures"]["maxrate"] = fig_maxrate(targets, args, c1)
+            R["figures"].setdefault("memory", {})["peak_rss_under_load_kb"] = {
+                n: v["peak_rss_kb"] for n, v in mr.items() if v.get("peak_rss_kb") is not None}
         mgt = next((t for t in targets if t.name == "modelgate"), None)
         if mgt is not None:
             mem = R["figures"].setdefault("memory", {})
