@@ -550,6 +550,7 @@ def ensure_tools(args) -> dict:
     except Exception:  # noqa: BLE001
         info["oha"] = None
     info["litellm"] = LITELLM_VERSION if need_litellm else None
+    info["modelgate_bin"] = args.modelgate_bin
     try:
         info["modelgate_commit"] = run_cmd(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], timeout=10,
                                            capture_output=True, text=True).stdout.strip() or None
@@ -741,6 +742,10 @@ def start_modelgate(name: str, tmp: Path, args, cfg_dir: Path) -> tuple[Target, 
 # checks
 
 
+def mock_stats(port: int) -> dict:
+    return json.loads(http("GET", f"http://127.0.0.1:{port}/stats")[1])
+
+
 def check_target(t: Target, args, mock_ports: dict[str, int]) -> dict:
     """One non-stream, one stream and one slow request; the mock's counters must move."""
     res: dict = {}
@@ -909,7 +914,7 @@ def fig_maxrate(targets: list[Target], args, c1_p50: dict) -> dict:
     for t in targets:
         o = out.setdefault(t.name, {"max_rate": 0, "first_failing_rate": None, "capped": False})
         o.update({"step_seconds": dur, "connections": args.rate_connections, "steps": steps[t.name],
-                  "peak_rss_kb": samplers[t.name].peak_kb if t.name in samplers else None})
+                  "peak_rss_kb": samplers[t.name].peak_kb if t.name in samplers and steps[t.name] else None})
     return out
 
 
@@ -1172,6 +1177,11 @@ def render_md(R: dict) -> str:
              for n in st if n != "direct"}, ratios=False)
         row("streams that arrived buffered / with errors",
             {n: f"{st[n]['buffered_streams']} / {st[n]['errors']}" for n in st}, ratios=False, target="0 buffered")
+    uc = R.get("upstream_connections") or {}
+    if uc:
+        n = next(iter(uc.values()))["requests"]
+        row(f"upstream connections opened for {n:,} requests on 4 client connections",
+            {k: str(v["upstream_connections_opened"]) for k, v in uc.items()}, ratios=False)
     mem = F.get("memory", {})
     if mem:
         idle = {n: mb(v) for n, v in mem.get("idle_rss_kb", {}).items()}
@@ -1205,10 +1215,30 @@ def render_md(R: dict) -> str:
             L.append(f"- {p}")
         L.append("")
     L.append(f"Versions: nginx {R['env'].get('nginx') or '–'}; LiteLLM {R['env'].get('litellm') or '–'} (one worker); "
-             f"oha {R['env'].get('oha') or '–'}; modelgate commit {R['env'].get('modelgate_commit') or '–'}"
-             f"{' (uncommitted changes)' if R['env'].get('modelgate_tree_dirty') else ''}.")
+             f"oha {R['env'].get('oha') or '–'}; " + (
+                 f"modelgate binary {R['env']['modelgate_bin']} (given)." if R['env'].get('modelgate_bin') else
+                 f"modelgate built from commit {R['env'].get('modelgate_commit') or '–'}"
+                 f"{' with uncommitted changes' if R['env'].get('modelgate_tree_dirty') else ''}."))
     L.append("")
     return "\n".join(L)
+
+
+README_START = "<!-- bench:latest:start -->"
+README_END = "<!-- bench:latest:end -->"
+
+
+def update_readme(path: Path, md: str) -> None:
+    """Put the latest full run's table between the markers of bench/README.md."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return
+    if README_START not in text or README_END not in text:
+        return
+    body = md.split("\n", 1)[1].strip()  # drop the title line
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    path.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
 
 
 def verdicts(R: dict) -> dict:
@@ -1320,7 +1350,11 @@ def main(argv=None) -> int:
     env["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
                              if ln.startswith("model name")), platform.machine())
     env["kernel"] = platform.release()
-    env.update(ensure_tools(args))
+    try:
+        env.update(ensure_tools(args))
+    except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        log(f"ERROR while installing or building: {e}")
+        return 2
     env["loadavg_start"] = " ".join(open("/proc/loadavg").read().split()[:3])
     env["background_cpu_busy_pct"] = background_busy(3.0)
     log(f"before the run: load average {env['loadavg_start']}, other work kept "
@@ -1387,13 +1421,23 @@ def main(argv=None) -> int:
         if "direct" not in R["targets"]:
             raise BenchError("the mock upstream itself failed its check")
 
-        # warm-up
+        # warm-up; also tells whether each proxy reuses its upstream connections
+        warm_n = 200 if args.quick else 2000
+        R["upstream_connections"] = {}
         for t in targets:
             try:
-                oha(t.url(), t.body(), n=200 if args.quick else 2000, c=4, timeout_s=120)
+                before = mock_stats(fast_port)
+                w = oha(t.url(), t.body(), n=warm_n, c=4, timeout_s=120)
+                after = mock_stats(fast_port)
+                R["upstream_connections"][t.name] = {
+                    "requests": warm_n, "client_connections": 4, "errors": w["errors"],
+                    "upstream_completions": after["completions"] - before["completions"],
+                    "upstream_connections_opened": after["connections"] - before["connections"]}
                 oha(t.url(slow=True), t.body(slow=True), n=20, c=4, timeout_s=60)
             except Exception as e:  # noqa: BLE001
                 R["problems"].append(f"{t.name}: warm-up failed: {e}")
+        log("warm-up, upstream connections opened for " + f"{warm_n} requests on 4 client connections: " +
+            ", ".join(f"{k} {v['upstream_connections_opened']}" for k, v in R["upstream_connections"].items()))
 
         if "latency" not in args.skip:
             log("figure 1: added latency at concurrency 1 (0 ms upstream)")
@@ -1452,6 +1496,8 @@ def main(argv=None) -> int:
     base.with_suffix(".json").write_text(json.dumps(R, indent=1, default=str) + "\n")
     base.with_suffix(".md").write_text(md)
     print(md)
+    if not args.quick and not args.out:
+        update_readme(HERE / "README.md", md)
     log(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')}; logs kept in {tmp}")
     return exit_code
 

@@ -7,8 +7,10 @@
 //!   at once and the next ones every `--chunk-interval-ms`, then
 //!   `data: [DONE]\n\n`.
 //! * `GET /v1/models` lists the one model; `GET /healthz` says ok;
-//!   `GET /stats` reports how many completions were served (the harness uses it
-//!   to check that a proxy really forwarded its requests).
+//!   `GET /stats` reports how many completions were served and how many TCP
+//!   connections were accepted (the harness uses it to check that a proxy
+//!   really forwarded its requests, and whether it reuses its upstream
+//!   connections).
 //! * `--delay-ms` adds a fixed delay before every completion (0 by default).
 //!
 //! The first line printed on stdout is the bound address (`127.0.0.1:PORT`),
@@ -45,6 +47,7 @@ const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"mo
 "#;
 
 static COMPLETIONS: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 struct Config {
     listen: String,
@@ -264,8 +267,9 @@ async fn handle(
             StatusCode::OK,
             "application/json",
             Bytes::from(format!(
-                "{{\"completions\":{}}}\n",
-                COMPLETIONS.load(Ordering::Relaxed)
+                "{{\"completions\":{},\"connections\":{}}}\n",
+                COMPLETIONS.load(Ordering::Relaxed),
+                CONNECTIONS.load(Ordering::Relaxed)
             )),
         )),
         _ => Ok(full(
@@ -311,6 +315,7 @@ fn main() {
                 }
             };
             let _ = stream.set_nodelay(true);
+            CONNECTIONS.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(req, cfg));
                 let _ = http1::Builder::new()
