@@ -68,6 +68,9 @@ cargo build --locked --all-targets
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "helm for the deployment tests (first run on a machine: built from its Go module)"
+MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
+
 step "running every test against a local Kubernetes control plane"
 tests/controlplane/run.sh cargo test --locked --all-targets "$@" -- --include-ignored
 step "all tests passed"
