@@ -161,6 +161,7 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         reflectors.providers.clone(),
         reflectors.aliases.clone(),
         reflectors.secrets.clone(),
+        reflectors.synced.clone(),
         changes,
     ));
     let reporter = Reporter {

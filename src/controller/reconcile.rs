@@ -104,6 +104,7 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         snapshot.diagnostics_of(&ObjectRef::alias(key.clone())),
         &now(),
     );
+    tracing::debug!(alias = %key, changed = alias.status.as_ref() != Some(&desired), "reconciled");
     if alias.status.as_ref() == Some(&desired) {
         ctx.failures().remove(&(Kind::ModelAlias, key));
         ctx.metrics
@@ -132,6 +133,7 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
         snapshot.diagnostics_of(&ObjectRef::provider(key.clone())),
         &now(),
     );
+    tracing::debug!(provider = %key, changed = provider.status.as_ref() != Some(&desired), "reconciled");
     if provider.status.as_ref() == Some(&desired) {
         ctx.failures().remove(&(Kind::LLMProvider, key));
         ctx.metrics

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
 use crate::crd::{LLMProvider, ModelAlias};
-use crate::kubernetes::{secret_data, Changes};
+use crate::kubernetes::{secret_data, wait_synced, Changes, Synced};
 
 /// The reflector stores and the compiled view of them.
 pub struct World {
@@ -17,6 +17,7 @@ pub struct World {
     pub aliases: Store<ModelAlias>,
     pub secrets: Store<Secret>,
     pub changes: Changes,
+    synced: [Synced; 3],
     snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
@@ -65,6 +66,7 @@ impl World {
         providers: Store<LLMProvider>,
         aliases: Store<ModelAlias>,
         secrets: Store<Secret>,
+        synced: [Synced; 3],
         changes: Changes,
     ) -> Self {
         World {
@@ -72,6 +74,7 @@ impl World {
             aliases,
             secrets,
             changes,
+            synced,
             snapshot: Mutex::new(None),
         }
     }
@@ -79,10 +82,7 @@ impl World {
     /// Waits until every store holds its initial list: before that, missing objects would be
     /// reported as errors.
     pub async fn wait_ready(&self) {
-        // A store's writer dropped before its first list means the watch is shutting down.
-        let _ = self.providers.wait_until_ready().await;
-        let _ = self.aliases.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
+        wait_synced(&self.synced).await;
     }
 
     /// The compiled world for the current version (compiled now if it moved).

@@ -12,7 +12,7 @@ use super::live::prepare;
 use super::Shared;
 use crate::compiler::{compile, Inputs, ObjectKey, Route, RoutingTable, SecretsAndEnv};
 use crate::crd::{LLMProvider, ModelAlias};
-use crate::kubernetes::{drive, reflectors, secret_data, Changes, Scope};
+use crate::kubernetes::{drive, reflectors, secret_data, wait_synced, Changes, Scope, Synced};
 
 /// Builds the routing table from the published routes. Pure but for reading the stores.
 pub fn table_from(
@@ -89,7 +89,7 @@ pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
             drive("Secret", r.secret_stream)
         );
     };
-    let builder = rebuild_on_change(r.providers, r.aliases, r.secrets, changes, shared);
+    let builder = rebuild_on_change(r.providers, r.aliases, r.secrets, r.synced, changes, shared);
     tokio::join!(watches, builder);
 }
 
@@ -97,13 +97,12 @@ async fn rebuild_on_change(
     providers: Store<LLMProvider>,
     aliases: Store<ModelAlias>,
     secrets: Store<k8s_openapi::api::core::v1::Secret>,
+    synced: [Synced; 3],
     changes: Changes,
     shared: Arc<Shared>,
 ) {
     let mut changed = changes.subscribe();
-    let _ = providers.wait_until_ready().await;
-    let _ = aliases.wait_until_ready().await;
-    let _ = secrets.wait_until_ready().await;
+    wait_synced(&synced).await;
     let mut current = RoutingTable::default();
     loop {
         // Coalesce a burst of watch events into one rebuild.

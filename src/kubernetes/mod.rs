@@ -80,30 +80,49 @@ impl Changes {
     }
 }
 
-/// A reflector: a store kept in sync with the API, and the stream that drives it (yielding
-/// every touched object). The stream must be polled for the store to fill.
+/// Whether a store holds its first full list. Any number of tasks may wait on it (the
+/// store's own `wait_until_ready` wakes only one waiter at a time).
+#[derive(Clone)]
+pub struct Synced(watch::Receiver<bool>);
+
+impl Synced {
+    /// Waits for the first full list; returns at once afterwards.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        // An error means the watch was dropped: nothing will ever sync, so stop waiting.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+}
+
+/// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
+/// it (yielding every touched object). The stream must be polled for the store to fill.
 pub fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     changes: Changes,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<K>,
+    Synced,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
+    let (synced_tx, synced_rx) = watch::channel(false);
     let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
-        .inspect(move |event| {
-            if !matches!(
-                event,
-                Ok(watcher::Event::InitApply(_)) | Ok(watcher::Event::Init) | Err(_)
-            ) {
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => {
+                synced_tx.send_replace(true);
                 changes.bump();
             }
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changes.bump(),
+            _ => {}
         })
         .touched_objects();
-    (store, stream)
+    (store, Synced(synced_rx), stream)
 }
 
 /// The credential Secrets' data, keyed by `(namespace, name)`.
@@ -130,6 +149,13 @@ pub fn secret_data(secrets: &Store<Secret>) -> SecretData {
         .collect()
 }
 
+/// Waits until every store holds its first full list.
+pub async fn wait_synced(synced: &[Synced]) {
+    for s in synced {
+        s.wait().await;
+    }
+}
+
 /// Drives a reflector stream to completion, logging watch errors (the watcher retries them
 /// with backoff itself).
 pub async fn drive<K, S>(kind: &'static str, stream: S)
@@ -149,6 +175,8 @@ pub struct Reflectors<P, A, S> {
     pub providers: Store<crate::crd::LLMProvider>,
     pub aliases: Store<crate::crd::ModelAlias>,
     pub secrets: Store<Secret>,
+    /// Sync state of the three stores.
+    pub synced: [Synced; 3],
     pub provider_stream: P,
     pub alias_stream: A,
     pub secret_stream: S,
@@ -165,13 +193,14 @@ pub fn reflectors(
     impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 > {
-    let (providers, provider_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
-    let (aliases, alias_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
+    let (providers, providers_synced, provider_stream) =
+        reflect(scope.api(client), scope.watcher_config(), changes.clone());
+    let (aliases, aliases_synced, alias_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),
         selector: None,
     };
-    let (secrets, secret_stream) = reflect(
+    let (secrets, secrets_synced, secret_stream) = reflect(
         secret_scope.api::<Secret>(client),
         watcher::Config::default().labels(CREDENTIAL_SELECTOR),
         changes.clone(),
@@ -180,6 +209,7 @@ pub fn reflectors(
         providers,
         aliases,
         secrets,
+        synced: [providers_synced, aliases_synced, secrets_synced],
         provider_stream,
         alias_stream,
         secret_stream,

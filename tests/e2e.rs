@@ -1,0 +1,429 @@
+//! The operator end to end: a real control plane, the real `kubectl`, and real `modelgate
+//! controller` and `modelgate gateway` processes running as the ServiceAccounts of
+//! `config/rbac/`. Driven by `KUBECONFIG`, so the same tests run on kind.
+//!
+//!     tests/controlplane/run.sh cargo test --test e2e -- --include-ignored
+
+mod cluster;
+mod e2e_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cluster::{wait_for, Namespace, DEFAULT_TIMEOUT};
+use e2e_support::*;
+use serde_json::Value;
+use support::{Behaviour, FakeUpstream};
+
+/// Sends a chat completion for `model` through the gateway.
+async fn ask(gateway: &Proc, model: &str) -> (u16, Value) {
+    let api = gateway.api.as_deref().expect("gateway address");
+    let response = support::client()
+        .post(format!("http://{api}/v1/chat/completions"))
+        .body(serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .await
+        .expect("the gateway answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn content(body: &Value) -> String {
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls the gateway until `model` answers with `expected` content.
+async fn served(gateway: &Proc, model: &str, expected: &str) -> Duration {
+    let started = Instant::now();
+    support::eventually(
+        DEFAULT_TIMEOUT,
+        &format!("'{model}' to be served as '{expected}'"),
+        || async {
+            let (status, body) = ask(gateway, model).await;
+            (status == 200 && content(&body) == expected).then_some(())
+        },
+    )
+    .await;
+    started.elapsed()
+}
+
+fn record(what: &str, value: Duration) {
+    let line = format!("{what}: {} ms\n", value.as_millis());
+    eprint!("e2e timing: {line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-timings.txt");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
+/// Two upstreams behind two providers, keys in labelled Secrets.
+async fn two_providers(stack: &Stack) -> (FakeUpstream, FakeUpstream) {
+    let alpha = FakeUpstream::start("alpha", Behaviour::Echo).await;
+    let beta = FakeUpstream::start("beta", Behaviour::Echo).await;
+    stack.apply(
+        &(secret("alpha-key", "sk-alpha-1")
+            + &secret("beta-key", "sk-beta-1")
+            + &provider("alpha", &alpha.base_url(), "alpha-key")
+            + &provider("beta", &beta.base_url(), "beta-key")),
+    );
+    (alpha, beta)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn applied_aliases_become_ready_and_serve_the_openai_client() {
+    let stack = Stack::new("e2e-ready");
+    let (alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&(alias("chat", "{target: alpha/model-1}") + &alias("prod.chat.v1", "{target: chat}")));
+    let _controller = stack.controller("c1");
+    let gateway = stack.gateway();
+
+    for name in ["chat", "prod.chat.v1"] {
+        let object = stack.wait_condition("modelalias", name, "Ready", "True");
+        let resolved = &object["status"]["resolved"];
+        assert_eq!(resolved["generation"], object["metadata"]["generation"], "{object}");
+        assert_eq!(resolved["targets"][0]["provider"], format!("{}/alpha", stack.ns.name()));
+        assert_eq!(resolved["targets"][0]["model"], "model-1");
+        for type_ in ["Accepted", "ResolvedRefs"] {
+            assert_eq!(condition(&object, type_)["status"], "True", "{type_}: {object}");
+        }
+    }
+    let provider = stack.wait_condition("llmprovider", "alpha", "Ready", "True");
+    assert_eq!(provider["status"]["keyPresent"], true);
+    assert!(
+        !provider.to_string().contains("sk-alpha-1"),
+        "the key is never published"
+    );
+
+    served(&gateway, "prod.chat.v1", "alpha served model-1").await;
+    let python = std::env::var("MODELGATE_PYTHON").expect("MODELGATE_PYTHON: run through tests/all.sh");
+    let script = "import openai,sys\nc=openai.OpenAI(base_url=sys.argv[1],api_key='client',max_retries=0)\nr=c.chat.completions.create(model='prod.chat.v1',messages=[{'role':'user','content':'hi'}])\nprint(r.choices[0].message.content)";
+    let base = format!("http://{}/v1", gateway.api.as_deref().expect("api"));
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &base])
+        .output()
+        .expect("python");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "alpha served model-1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        alpha.last().authorization.as_deref(),
+        Some("Bearer sk-alpha-1"),
+        "the key from the Secret"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn patching_an_alias_switches_providers_and_disabling_and_deleting_it_answer_403_and_404() {
+    let stack = Stack::new("e2e-switch");
+    let (_alpha, beta) = two_providers(&stack).await;
+    stack.apply(&alias("smart", "{target: alpha/model-a}"));
+    let _controller = stack.controller("c1");
+    let gateway = stack.gateway();
+    served(&gateway, "smart", "alpha served model-a").await;
+
+    let started = Instant::now();
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "smart",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"target":"beta/model-b"}}"#,
+        ])
+        .expect_success();
+    served(&gateway, "smart", "beta served model-b").await;
+    record(
+        "kubectl patch to first request served by the new provider",
+        started.elapsed(),
+    );
+    assert_eq!(beta.last().body["model"], "model-b");
+
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "smart",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"active":false}}"#,
+        ])
+        .expect_success();
+    support::eventually(DEFAULT_TIMEOUT, "403 for the disabled alias", || async {
+        let (status, body) = ask(&gateway, "smart").await;
+        (status == 403 && body["error"]["code"] == "model_disabled").then_some(())
+    })
+    .await;
+    stack.ns.kubectl(["delete", "modelalias", "smart"]).expect_success();
+    support::eventually(DEFAULT_TIMEOUT, "404 for the deleted alias", || async {
+        let (status, body) = ask(&gateway, "smart").await;
+        (status == 404 && body["error"]["code"] == "model_not_found").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survives_a_gateway_restart() {
+    let stack = Stack::new("e2e-broken");
+    let (_alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&alias("smart", "{target: alpha/model-a}"));
+    let _controller = stack.controller("c1");
+    let mut gateway = stack.gateway();
+    stack.wait_condition("modelalias", "smart", "Ready", "True");
+    served(&gateway, "smart", "alpha served model-a").await;
+
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "smart",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"target":"missing/model-x"}}"#,
+        ])
+        .expect_success();
+    let object = stack.wait_condition("modelalias", "smart", "ResolvedRefs", "False");
+    for (type_, status) in [("Ready", "False"), ("Stalled", "True")] {
+        assert_eq!(condition(&object, type_)["status"], status, "{type_}: {object}");
+    }
+    let message = condition(&object, "ResolvedRefs")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("LLMProvider 'missing' does not exist"), "{message}");
+    assert_eq!(condition(&object, "ResolvedRefs")["reason"], "ProviderNotFound");
+    assert_eq!(
+        object["status"]["resolved"]["targets"][0]["model"], "model-a",
+        "the last accepted route stays published"
+    );
+    let (status, body) = ask(&gateway, "smart").await;
+    assert_eq!(
+        (status, content(&body)),
+        (200, "alpha served model-a".to_string()),
+        "the old route is still served"
+    );
+
+    // A gateway started while the alias is broken serves the last accepted route.
+    gateway.kill();
+    let gateway = stack.gateway();
+    let (status, body) = ask(&gateway, "smart").await;
+    assert_eq!((status, content(&body)), (200, "alpha served model-a".to_string()));
+
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "smart",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"target":"beta/model-b"}}"#,
+        ])
+        .expect_success();
+    stack.wait_condition("modelalias", "smart", "Ready", "True");
+    served(&gateway, "smart", "beta served model-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_cycle_is_rejected_on_both_aliases_naming_the_cycle() {
+    let stack = Stack::new("e2e-cycle");
+    let _ = two_providers(&stack).await;
+    stack.apply(&(alias("a", "{target: b}") + &alias("b", "{target: a}")));
+    let _controller = stack.controller("c1");
+    for name in ["a", "b"] {
+        let object = stack.wait_condition("modelalias", name, "Accepted", "False");
+        let accepted = condition(&object, "Accepted");
+        assert_eq!(accepted["reason"], "AliasCycle");
+        let message = accepted["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("a -> b -> a") || message.contains("b -> a -> b"),
+            "{message}"
+        );
+        assert_eq!(condition(&object, "Stalled")["status"], "True");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn the_younger_of_two_aliases_with_one_name_conflicts_until_the_winner_goes() {
+    let stack = Stack::new("e2e-conflict-a");
+    let (alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&alias("shared", "{target: alpha/first}"));
+    let _controller = stack.controller("c1");
+    let gateway = stack.gateway();
+    stack.wait_condition("modelalias", "shared", "Ready", "True");
+
+    // The same alias name from another namespace, younger (and later in name order).
+    let other = Namespace::new("e2e-conflict-b");
+    let younger = Stack {
+        ns: other,
+        label: stack.label.clone(),
+    };
+    younger.apply(
+        &(secret("k", "sk-2")
+            + &provider("alpha", &alpha.base_url(), "k")
+            + &alias("shared", "{target: alpha/second}")),
+    );
+    let object = younger.wait_condition("modelalias", "shared", "Accepted", "False");
+    let accepted = condition(&object, "Accepted");
+    assert_eq!(accepted["reason"], "AliasConflict");
+    let winner = format!("{}/shared", stack.ns.name());
+    assert!(
+        accepted["message"].as_str().unwrap_or_default().contains(&winner),
+        "{accepted}"
+    );
+    assert!(object["status"]["resolved"].is_null(), "the loser publishes no route");
+    served(&gateway, "shared", "alpha served first").await;
+
+    stack.ns.kubectl(["delete", "modelalias", "shared"]).expect_success();
+    younger.wait_condition("modelalias", "shared", "Ready", "True");
+    served(&gateway, "shared", "alpha served second").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn rotating_a_key_takes_effect_without_restart_and_deleting_it_is_reported() {
+    let stack = Stack::new("e2e-rotate");
+    let (alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/m}"));
+    let _controller = stack.controller("c1");
+    let gateway = stack.gateway();
+    served(&gateway, "chat", "alpha served m").await;
+    assert_eq!(alpha.last().authorization.as_deref(), Some("Bearer sk-alpha-1"));
+
+    stack.apply(&secret("alpha-key", "sk-alpha-2"));
+    support::eventually(DEFAULT_TIMEOUT, "the rotated key upstream", || async {
+        ask(&gateway, "chat").await;
+        (alpha.last().authorization.as_deref() == Some("Bearer sk-alpha-2")).then_some(())
+    })
+    .await;
+
+    stack.ns.kubectl(["delete", "secret", "alpha-key"]).expect_success();
+    let provider = stack.wait_condition("llmprovider", "alpha", "ResolvedRefs", "False");
+    assert_eq!(condition(&provider, "ResolvedRefs")["reason"], "KeyNotFound");
+    assert_eq!(provider["status"]["keyPresent"], false);
+    let object = stack.wait_condition("modelalias", "chat", "Ready", "False");
+    assert_eq!(condition(&object, "ResolvedRefs")["reason"], "ProviderNotReady");
+    assert!(
+        condition(&object, "ResolvedRefs")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("alpha-key"),
+        "{object}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
+    let stack = Stack::new("e2e-leader");
+    let _ = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/m}"));
+    let mut first = stack.controller("first");
+    stack.wait_condition("modelalias", "chat", "Ready", "True");
+    let second = stack.controller("second");
+    let gateway = stack.gateway();
+    served(&gateway, "chat", "alpha served m").await;
+
+    let leader = r#"modelgate_controller_leader"#;
+    assert_eq!((first.metric(leader), second.metric(leader)), (1.0, 0.0));
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "chat",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"target":"beta/m"}}"#,
+        ])
+        .expect_success();
+    stack.wait_condition("modelalias", "chat", "Ready", "True");
+    let written = r#"modelgate_controller_reconciles_total{kind="ModelAlias",outcome="written"}"#;
+    assert_eq!(second.metric(written), 0.0, "the standby wrote nothing");
+
+    // The controller dies: the gateway keeps serving.
+    first.kill();
+    let died = Instant::now();
+    served(&gateway, "chat", "beta served m").await;
+
+    stack
+        .ns
+        .kubectl([
+            "patch",
+            "modelalias",
+            "chat",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"target":"alpha/m2"}}"#,
+        ])
+        .expect_success();
+    wait_for(
+        "the standby to take over and reconcile",
+        Duration::from_secs(30),
+        || {
+            let object = stack.get("modelalias", "chat");
+            let ready = condition(&object, "Ready");
+            (ready["observedGeneration"] == object["metadata"]["generation"] && ready["status"] == "True")
+                .then_some(())
+                .ok_or_else(|| ready.to_string())
+        },
+    );
+    let takeover = died.elapsed();
+    record("leader killed to standby reconciling", takeover);
+    assert!(takeover < Duration::from_secs(15), "the standby took {takeover:?}");
+    assert_eq!(second.metric(leader), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_steady_world_causes_no_writes() {
+    let stack = Stack::new("e2e-steady");
+    let _ = two_providers(&stack).await;
+    stack.apply(
+        &(alias("a", "{target: alpha/m}") + &alias("b", "{target: a}") + &alias("broken", "{target: nowhere/m}")),
+    );
+    let controller = stack.controller("c1");
+    stack.wait_condition("modelalias", "b", "Ready", "True");
+    stack.wait_condition("modelalias", "broken", "Ready", "False");
+    stack.wait_condition("llmprovider", "beta", "Ready", "True");
+    let versions = || {
+        let list = stack
+            .ns
+            .kubectl(["get", "modelaliases,llmproviders", "-o", "json"])
+            .expect_success()
+            .json();
+        list["items"].as_array().map(|items| {
+            items
+                .iter()
+                .map(|i| i["metadata"]["resourceVersion"].to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let written = r#"modelgate_controller_reconciles_total{kind="ModelAlias",outcome="written"}"#;
+    let (before, writes) = (versions(), controller.metric(written));
+    observe_for(Duration::from_secs(5));
+    assert_eq!(versions(), before, "no object changed in a steady world");
+    assert_eq!(controller.metric(written), writes, "the controller wrote nothing");
+}

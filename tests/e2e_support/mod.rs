@@ -1,0 +1,324 @@
+//! Real `modelgate controller` and `modelgate gateway` processes, running as the
+//! ServiceAccounts of `config/rbac/` (tokens from the real apiserver), scoped to one test by a
+//! label selector so tests run in parallel against one control plane.
+#![allow(dead_code)] // each test uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::cluster::{kubectl, kubectl_stdin, repo_path, wait_for, Namespace, DEFAULT_TIMEOUT};
+
+/// The label every object of one test carries; the processes select on it.
+pub const TEST_LABEL: &str = "modelgate.dev/e2e";
+
+/// Applies `config/rbac/` once per test process.
+pub fn ensure_rbac() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        crate::cluster::ensure_crds();
+        let rbac = repo_path("config/rbac");
+        kubectl([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            rbac.to_str().expect("path"),
+        ])
+        .expect_success();
+    });
+}
+
+/// A kubeconfig that authenticates as `system:serviceaccount:modelgate-system:<account>`.
+pub fn service_account_kubeconfig(account: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    let path = dir.path().join(format!("{account}.kubeconfig"));
+    if path.exists() {
+        return path;
+    }
+    ensure_rbac();
+    let token = kubectl(["create", "token", account, "-n", "modelgate-system", "--duration", "2h"]).expect_success();
+    let admin = kubectl(["config", "view", "--raw", "--minify", "-o", "json"])
+        .expect_success()
+        .json();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token.stdout.trim()}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": account}}],
+        "current-context": "e2e",
+    });
+    let tmp = dir.path().join(format!(".{account}.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_string(&config).expect("json")).expect("write kubeconfig");
+    std::fs::rename(&tmp, &path).expect("rename kubeconfig");
+    path
+}
+
+/// A running modelgate process; killed (by its pid) when dropped.
+pub struct Proc {
+    child: Child,
+    pub api: Option<String>,
+    pub admin: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `modelgate ARGS` as `account`, waiting for its start-up log line.
+    pub fn start(account: &str, args: &[&str]) -> Proc {
+        let kubeconfig = service_account_kubeconfig(account);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,kube=warn,modelgate=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start modelgate");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("admin=http://") {
+                    let _ = tx.send(line.clone());
+                }
+                sink.lock().expect("log").push_str(&format!("{line}\n"));
+            }
+        });
+        let line = rx
+            .recv_timeout(DEFAULT_TIMEOUT)
+            .unwrap_or_else(|_| panic!("modelgate {args:?} did not start:\n{}", log.lock().expect("log")));
+        let field = |name: &str| {
+            line.find(&format!("{name}=http://")).map(|start| {
+                line[start + name.len() + 8..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        };
+        Proc {
+            child,
+            api: field("api"),
+            admin: field("admin").expect("admin address"),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// A metric's value from the admin port (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::blocking_get(&format!("http://{}/metrics", self.admin));
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- log of modelgate (pid {}) ---\n{}", self.child.id(), self.log());
+        }
+    }
+}
+
+/// Minimal blocking HTTP over std, for polling admin ports from sync code.
+mod reqwest {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    pub fn blocking_get(url: &str) -> String {
+        let rest = url.strip_prefix("http://").expect("http url");
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".to_string()));
+        let Ok(mut stream) = TcpStream::connect(host) else {
+            return String::new();
+        };
+        let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        body.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// One test's world: a namespace, its label, and the processes serving it.
+pub struct Stack {
+    pub ns: Namespace,
+    pub label: String,
+}
+
+impl Stack {
+    pub fn new(prefix: &str) -> Stack {
+        ensure_rbac();
+        let ns = Namespace::new(prefix);
+        let label = ns.name().to_string();
+        Stack { ns, label }
+    }
+
+    pub fn selector(&self) -> String {
+        format!("{TEST_LABEL}={}", self.label)
+    }
+
+    /// A controller for this test's objects, as the controller ServiceAccount.
+    pub fn controller(&self, identity: &str) -> Proc {
+        let selector = self.selector();
+        let lease = format!("lease-{}", self.label);
+        Proc::start(
+            "modelgate-controller",
+            &[
+                "controller",
+                "--selector",
+                &selector,
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--lease-namespace",
+                "modelgate-system",
+                "--lease-name",
+                &lease,
+                "--identity",
+                identity,
+            ],
+        )
+    }
+
+    /// A gateway for this test's aliases, as the gateway ServiceAccount.
+    pub fn gateway(&self) -> Proc {
+        let selector = self.selector();
+        let gateway = Proc::start(
+            "modelgate-gateway",
+            &[
+                "gateway",
+                "--selector",
+                &selector,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ],
+        );
+        let ready = format!("http://{}/readyz", gateway.admin);
+        wait_for("the gateway's first sync", DEFAULT_TIMEOUT, || {
+            let body = reqwest::blocking_get(&ready);
+            if body.starts_with("ready") {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        });
+        gateway
+    }
+
+    /// Applies YAML in this namespace, labelling every object for this test.
+    pub fn apply(&self, yaml: &str) {
+        let mut items = Vec::new();
+        for document in serde_yaml_ng::Deserializer::from_str(yaml) {
+            let mut value: serde_json::Value = serde::Deserialize::deserialize(document).expect("test YAML");
+            if value.is_null() {
+                continue;
+            }
+            value["metadata"]["labels"][TEST_LABEL] = serde_json::Value::from(self.label.clone());
+            items.push(value);
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        kubectl_stdin(["apply", "-n", self.ns.name(), "-f", "-"], &list.to_string()).expect_success();
+    }
+
+    /// The object as JSON.
+    pub fn get(&self, kind: &str, name: &str) -> serde_json::Value {
+        self.ns
+            .kubectl(["get", kind, name, "-o", "json"])
+            .expect_success()
+            .json()
+    }
+
+    /// Waits until the alias's condition `type_` has `status` at the object's current generation.
+    pub fn wait_condition(&self, kind: &str, name: &str, type_: &str, status: &str) -> serde_json::Value {
+        wait_for(&format!("{kind} {name} {type_}={status}"), DEFAULT_TIMEOUT, || {
+            let out = self.ns.kubectl(["get", kind, name, "-o", "json"]);
+            if !out.success() {
+                return Err(out.to_string());
+            }
+            let object = out.json();
+            let generation = object["metadata"]["generation"].clone();
+            let found = object["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned());
+            match found {
+                Some(c) if c["status"] == status && c["observedGeneration"] == generation => Ok(object),
+                other => {
+                    let raw = kubectl([
+                        "get",
+                        "--raw",
+                        &format!(
+                            "/apis/modelgate.dev/v1alpha1/namespaces/{}/modelaliases",
+                            self.ns.name()
+                        ),
+                    ]);
+                    Err(format!(
+                        "{other:?} at generation {generation}; object: {object}; raw list: {}",
+                        raw.stdout
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// The condition `type_` of an object.
+pub fn condition(object: &serde_json::Value, type_: &str) -> serde_json::Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+pub fn secret(name: &str, key: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/credential: \"true\"}}\nstringData: {{apiKey: {key}}}\n"
+    )
+}
+
+pub fn provider(name: &str, base_url: &str, secret: &str) -> String {
+    format!(
+        "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata:\n  name: {name}\nspec:\n  type: openai-compatible\n  baseUrl: {base_url}\n  apiKey: {{secretRef: {{name: {secret}, key: apiKey}}}}\n"
+    )
+}
+
+pub fn alias(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata:\n  name: {name}\nspec: {spec}\n")
+}
+
+/// Waits for a duration of this long with nothing to wait on; used only to watch that
+/// something does NOT happen over an interval.
+pub fn observe_for(interval: Duration) {
+    std::thread::sleep(interval);
+}
