@@ -88,9 +88,10 @@ enum Command {
         /// Name of the Lease replicas elect a leader with.
         #[arg(long, default_value = "modelgate-controller", env = "MODELGATE_LEASE_NAME")]
         lease_name: String,
-        /// Namespace of the Lease (default: the pod's namespace).
-        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-        lease_namespace: String,
+        /// Namespace of the Lease (default: POD_NAMESPACE, else the ServiceAccount's namespace
+        /// when running in a pod, else `default`).
+        #[arg(long, env = "POD_NAMESPACE")]
+        lease_namespace: Option<String>,
         /// This replica's identity in the Lease (default: the pod name, else host name and pid).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
             });
             let lease = (!no_leader_election).then_some(modelgate::controller::LeaseOptions {
                 name: lease_name,
-                namespace: lease_namespace,
+                namespace: lease_namespace.unwrap_or_else(own_namespace),
                 identity,
             });
             let options = modelgate::controller::ControllerOptions {
@@ -221,6 +222,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The namespace this pod runs in, from its ServiceAccount mount; `default` outside a pod.
+fn own_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .map(|ns| ns.trim().to_string())
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_string())
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

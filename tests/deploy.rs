@@ -869,7 +869,7 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
     let mut checks = vec![
         can("list", "modelaliases.modelgate.dev", watched),
         can("watch", "modelaliases.modelgate.dev", watched),
-        can("get", "modelaliases.modelgate.dev", watched),
+        cannot("get", "modelaliases.modelgate.dev", Other),
         can("list", "llmproviders.modelgate.dev", watched),
         can("watch", "llmproviders.modelgate.dev", watched),
         can("list", "secrets", watched),
@@ -881,7 +881,7 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         // Leader election: in its own namespace only.
         can("get", "leases.coordination.k8s.io", System),
         can("create", "leases.coordination.k8s.io", System),
-        can("update", "leases.coordination.k8s.io/modelgate-controller", System),
+        cannot("update", "leases.coordination.k8s.io/modelgate-controller", System),
         can("patch", "leases.coordination.k8s.io/modelgate-controller", System),
         cannot("delete", "leases.coordination.k8s.io", System),
         cannot("update", "leases.coordination.k8s.io", Other),
@@ -1002,8 +1002,8 @@ fn the_namespace_scoped_chart_grants_nothing_outside_its_namespace() {
         // The Lease rules name modelgate-controller; this release's Lease has its own name.
         .filter(|c| !c.resource.starts_with("leases.coordination.k8s.io/"))
         .chain([
-            can("update", "leases.coordination.k8s.io", Scope::System),
-            cannot("update", "leases.coordination.k8s.io", Scope::Other),
+            can("patch", "leases.coordination.k8s.io", Scope::System),
+            cannot("patch", "leases.coordination.k8s.io", Scope::Other),
             // Its objects live in the watched namespace, not in its own.
             cannot("list", "modelaliases.modelgate.dev", Scope::System),
             cannot("list", "secrets", Scope::System),
