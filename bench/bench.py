@@ -353,6 +353,10 @@ def parse_oha(d: dict) -> dict:
 # streaming client: one keep-alive HTTP/1.1 connection, timestamps each SSE event
 
 
+class _StaleConnection(Exception):
+    pass
+
+
 class SseClient:
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
@@ -372,6 +376,17 @@ class SseClient:
         self.sock = s
 
     def request(self, path: str, body: str, timeout: float = 30.0) -> dict:
+        reused = self.sock is not None
+        try:
+            return self._request(path, body, timeout)
+        except _StaleConnection:
+            if not reused:
+                raise BenchError("connection closed before response headers")
+            # the server closed an idle keep-alive connection (uvicorn does after 5 s): reconnect once
+            self.close()
+            return self._request(path, body, timeout)
+
+    def _request(self, path: str, body: str, timeout: float) -> dict:
         if self.sock is None:
             self._connect()
         s = self.sock
@@ -381,15 +396,20 @@ class SseClient:
                 f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode()
         t0 = time.perf_counter()
-        s.sendall(head + payload)
         buf = b""
-        # headers
-        while b"\r\n\r\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                self.close()
-                raise BenchError("connection closed before response headers")
-            buf += d
+        try:
+            s.sendall(head + payload)
+            # headers
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    raise _StaleConnection()
+                buf += d
+        except (ConnectionResetError, BrokenPipeError, _StaleConnection):
+            self.close()
+            if buf:
+                raise BenchError("connection closed in the middle of the response headers")
+            raise _StaleConnection()
         t_headers = time.perf_counter()
         hdr, buf = buf.split(b"\r\n\r\n", 1)
         lines = hdr.decode("latin-1").split("\r\n")
