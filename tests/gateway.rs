@@ -281,11 +281,10 @@ async fn upstream_failures_map_to_502_504_or_pass_through() {
 #[tokio::test]
 async fn models_lists_active_visible_aliases() {
     let config = ConfigDir::new();
-    let mock =
-        "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n";
+    let mock = mock_provider();
     config.write(
         "c.yaml",
-        &(mock.to_string()
+        &(mock
             + &alias("b-visible", "{target: mock/m, description: 'shown'}")
             + &alias("a-visible", "{target: mock/m}")
             + &alias("hidden-one", "{target: mock/m, hidden: true}")
@@ -314,11 +313,10 @@ async fn models_lists_active_visible_aliases() {
 #[tokio::test]
 async fn a_weighted_split_sends_traffic_in_proportion() {
     let config = ConfigDir::new();
-    let mock =
-        "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n";
+    let mock = mock_provider();
     config.write(
         "c.yaml",
-        &(mock.to_string()
+        &(mock
             + &alias(
                 "canary",
                 "{targets: [{target: mock/stable, weight: 90}, {target: mock/canary, weight: 10}]}",

@@ -14,11 +14,10 @@ async fn the_official_openai_python_client_works_against_the_gateway() {
     });
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let config = ConfigDir::new();
-    let mock =
-        "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n";
+    let mock = mock_provider();
     config.write(
         "c.yaml",
-        &(mock.to_string()
+        &(mock
             + &provider("alpha", &upstream, "sk-alpha")
             + &alias("fast", "{target: mock/fast-demo-model}")
             + &alias("smart", "{target: mock/smart-demo-model, hidden: true}")

@@ -55,10 +55,7 @@ pub(super) fn claim_names<'a>(
     let mut entries: Vec<AliasEntry<'a>> = Vec::with_capacity(aliases.len());
     let mut seen_keys: HashMap<ObjectKey, usize> = HashMap::with_capacity(aliases.len());
     for alias in aliases {
-        let key = ObjectKey::new(
-            alias.metadata.namespace.as_deref().unwrap_or("default"),
-            alias.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let key = ObjectKey::of(&alias.metadata);
         let object = ObjectRef::alias(key.clone());
         if seen_keys.contains_key(&key) {
             out.push(Diagnostic::error(

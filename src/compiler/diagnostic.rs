@@ -33,6 +33,14 @@ impl ObjectKey {
         }
     }
 
+    /// The key of an object (`default` when a manifest names no namespace, as kubectl does).
+    pub fn of(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
+        ObjectKey::new(
+            metadata.namespace.as_deref().unwrap_or("default"),
+            metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+
     /// Parses `namespace/name`.
     pub fn parse(text: &str) -> Option<Self> {
         let (namespace, name) = text.split_once('/')?;

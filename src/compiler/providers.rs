@@ -27,10 +27,7 @@ pub(super) fn compile_providers(
 ) -> HashMap<ObjectKey, ProviderInfo> {
     let mut compiled = HashMap::with_capacity(providers.len());
     for provider in providers {
-        let key = ObjectKey::new(
-            provider.metadata.namespace.as_deref().unwrap_or("default"),
-            provider.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let key = ObjectKey::of(&provider.metadata);
         let object = ObjectRef::provider(key.clone());
         if compiled.contains_key(&key) {
             out.push(Diagnostic::error(

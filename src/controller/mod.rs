@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef as KubeRef;
-use kube::{Client, ResourceExt};
+use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -211,7 +211,7 @@ async fn trigger_dependents(
         let snapshot = world.snapshot();
         let now = Time(jiff::Timestamp::now());
         for alias in world.aliases.state() {
-            let key = ObjectKey::new(alias.namespace().unwrap_or_default(), alias.name_any());
+            let key = ObjectKey::of(&alias.metadata);
             let desired = alias_status(
                 &alias,
                 snapshot.route_of(&key),
@@ -224,7 +224,7 @@ async fn trigger_dependents(
             }
         }
         for provider in world.providers.state() {
-            let key = ObjectKey::new(provider.namespace().unwrap_or_default(), provider.name_any());
+            let key = ObjectKey::of(&provider.metadata);
             let desired = provider_status(
                 &provider,
                 snapshot.compiled.table.providers.get(&key),

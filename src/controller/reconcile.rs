@@ -90,7 +90,7 @@ fn now() -> Time {
 }
 
 fn key_of<K: ResourceExt>(object: &K) -> ObjectKey {
-    ObjectKey::new(object.namespace().unwrap_or_default(), object.name_any())
+    ObjectKey::of(object.meta())
 }
 
 pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -98,28 +98,24 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
     ctx.world.wait_ready().await;
     let snapshot = ctx.world.snapshot();
     let key = key_of(alias.as_ref());
+    let object = ObjectRef::alias(key.clone());
     let desired = alias_status(
         &alias,
         snapshot.route_of(&key),
-        snapshot.diagnostics_of(&ObjectRef::alias(key.clone())),
+        snapshot.diagnostics_of(&object),
         &now(),
     );
-    tracing::debug!(alias = %key, changed = alias.status.as_ref() != Some(&desired), "reconciled");
-    if alias.status.as_ref() == Some(&desired) {
-        ctx.failures().remove(&(Kind::ModelAlias, key));
-        ctx.metrics
-            .reconciled(Kind::ModelAlias, Outcome::unchanged, started.elapsed().as_secs_f64());
-        return Ok(Action::await_change());
-    }
-    write_status::<ModelAlias, _>(&ctx, Kind::ModelAlias, &key, &desired).await?;
-    let previous = alias.status.as_ref().map(|s| s.conditions.as_slice());
-    if let Some(event) = transition_event(previous, &desired.conditions) {
-        publish(&ctx, alias.as_ref(), event).await;
-    }
-    ctx.failures().remove(&(Kind::ModelAlias, key));
-    ctx.metrics
-        .reconciled(Kind::ModelAlias, Outcome::written, started.elapsed().as_secs_f64());
-    Ok(Action::await_change())
+    let current = alias.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        alias.as_ref(),
+        Kind::ModelAlias,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await
 }
 
 pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -127,27 +123,51 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
     ctx.world.wait_ready().await;
     let snapshot = ctx.world.snapshot();
     let key = key_of(provider.as_ref());
-    let desired = provider_status(
-        &provider,
-        snapshot.compiled.table.providers.get(&key),
-        snapshot.diagnostics_of(&ObjectRef::provider(key.clone())),
-        &now(),
-    );
-    tracing::debug!(provider = %key, changed = provider.status.as_ref() != Some(&desired), "reconciled");
-    if provider.status.as_ref() == Some(&desired) {
-        ctx.failures().remove(&(Kind::LLMProvider, key));
-        ctx.metrics
-            .reconciled(Kind::LLMProvider, Outcome::unchanged, started.elapsed().as_secs_f64());
-        return Ok(Action::await_change());
+    let object = ObjectRef::provider(key.clone());
+    let endpoint = snapshot.compiled.table.providers.get(&key);
+    let desired = provider_status(&provider, endpoint, snapshot.diagnostics_of(&object), &now());
+    let current = provider.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        provider.as_ref(),
+        Kind::LLMProvider,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await
+}
+
+/// Writes `desired` (a status and its conditions) if it differs from `current`, with an Event
+/// on a transition; an unchanged status writes nothing.
+async fn settle<K, S>(
+    ctx: &Context,
+    object: &K,
+    kind: Kind,
+    key: ObjectKey,
+    current: Option<(&S, &[Condition])>,
+    desired: (&S, &[Condition]),
+    started: Instant,
+) -> Result<Action, ReconcileError>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: PartialEq + Serialize,
+{
+    let changed = current.map(|(status, _)| status) != Some(desired.0);
+    tracing::debug!(kind = ?kind, object = %key, changed, "reconciled");
+    if changed {
+        write_status::<K, S>(ctx, kind, &key, desired.0).await?;
+        if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
+            publish(ctx, object, event).await;
+        }
     }
-    write_status::<LLMProvider, _>(&ctx, Kind::LLMProvider, &key, &desired).await?;
-    let previous = provider.status.as_ref().map(|s| s.conditions.as_slice());
-    if let Some(event) = transition_event(previous, &desired.conditions) {
-        publish(&ctx, provider.as_ref(), event).await;
-    }
-    ctx.failures().remove(&(Kind::LLMProvider, key));
-    ctx.metrics
-        .reconciled(Kind::LLMProvider, Outcome::written, started.elapsed().as_secs_f64());
+    ctx.failures().remove(&(kind, key));
+    let outcome = if changed { Outcome::written } else { Outcome::unchanged };
+    ctx.metrics.reconciled(kind, outcome, started.elapsed().as_secs_f64());
     Ok(Action::await_change())
 }
 

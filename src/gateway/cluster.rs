@@ -41,7 +41,7 @@ pub fn table_from(
     // A provider that still exists but cannot be compiled now (its Secret went away, say)
     // keeps its last endpoint: the last good route keeps working.
     for provider in &providers {
-        let key = ObjectKey::new(provider.namespace().unwrap_or_default(), provider.name_any());
+        let key = ObjectKey::of(&provider.metadata);
         if let (std::collections::hash_map::Entry::Vacant(slot), Some(endpoint)) =
             (table.providers.entry(key.clone()), previous.providers.get(&key))
         {
@@ -68,7 +68,7 @@ pub fn table_from(
         if table.routes.contains_key(&resolved.alias) {
             continue;
         }
-        let key = ObjectKey::new(alias.namespace().unwrap_or_default(), alias.name_any());
+        let key = ObjectKey::of(&alias.metadata);
         let created = alias.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second());
         table
             .routes

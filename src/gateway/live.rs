@@ -21,6 +21,12 @@ pub enum PrepareError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("LLMProvider {provider} has a base URL that cannot take an API path: {source}")]
+    Url {
+        provider: ObjectKey,
+        #[source]
+        source: url::ParseError,
+    },
 }
 
 /// What serves requests right now.
@@ -80,13 +86,13 @@ pub struct Upstream {
 
 pub enum UpstreamKind {
     Mock,
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
 }
 
 pub struct HttpUpstream {
     pub client: reqwest::Client,
-    /// Base URL without trailing slash.
-    pub base_url: String,
+    /// The chat completions, completions and embeddings URLs, parsed once.
+    pub urls: [reqwest::Url; 3],
     /// `Authorization: Bearer …`, marked sensitive.
     pub auth: Option<HeaderValue>,
     pub headers: HeaderMap,
@@ -184,17 +190,28 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
                     headers.insert(name, value);
                 }
             }
-            UpstreamKind::Http(HttpUpstream {
+            UpstreamKind::Http(Box::new(HttpUpstream {
                 client,
-                base_url: endpoint.base_url.clone(),
+                urls: endpoint_urls(endpoint)?,
                 auth,
                 headers,
                 request_timeout: endpoint.timeouts.request,
                 key: endpoint.api_key.clone(),
-            })
+            }))
         }
     };
     Ok(Upstream { name, kind })
+}
+
+/// The three API URLs under a provider's base URL.
+fn endpoint_urls(endpoint: &ProviderEndpoint) -> Result<[reqwest::Url; 3], PrepareError> {
+    let url = |path: &str| {
+        reqwest::Url::parse(&format!("{}{path}", endpoint.base_url)).map_err(|source| PrepareError::Url {
+            provider: endpoint.key.clone(),
+            source,
+        })
+    };
+    Ok([url("/chat/completions")?, url("/completions")?, url("/embeddings")?])
 }
 
 /// `GET /v1/models`: active, non-hidden aliases in name order, OpenAI list shape.

@@ -33,11 +33,12 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 6] = [
 const MAX_ERROR_BODY: usize = 64 << 10;
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    /// Index into `HttpUpstream::urls`.
+    fn index(self) -> usize {
         match self {
-            Endpoint::chat_completions => "/chat/completions",
-            Endpoint::completions => "/completions",
-            Endpoint::embeddings => "/embeddings",
+            Endpoint::chat_completions => 0,
+            Endpoint::completions => 1,
+            Endpoint::embeddings => 2,
         }
     }
 }
@@ -101,7 +102,7 @@ async fn route_and_forward(
     let outgoing = rewrite_model(&bytes, probed.model_span, &target.model_json);
     let mut request = http
         .client
-        .post(format!("{}{}", http.base_url, endpoint.path()))
+        .post(http.urls[endpoint.index()].clone())
         .timeout(http.request_timeout)
         .headers(http.headers.clone())
         .header(header::CONTENT_TYPE, "application/json");

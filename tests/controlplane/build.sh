@@ -26,7 +26,8 @@ etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v/ { print $2; 
 
 # Fold go.sum into the key too: a re-pin that changes dependencies but not the
 # headline versions must not reuse stale binaries.
-sum_key="$(sha256sum "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)"
+# Hash the contents only (not the paths), so every clone on a machine shares the cache.
+sum_key="$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)"
 root="$MODELGATE_CACHE/controlplane/kubernetes-${k8s_version}_etcd-${etcd_version}_${sum_key}"
 bin="$root/bin"
 binaries=(kube-apiserver kubectl etcd)

@@ -219,6 +219,12 @@ stringData: {{apiKey: {key}}}
     )
 }
 
+/// A `type: mock` LLMProvider named `mock`.
+pub fn mock_provider() -> String {
+    "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n"
+        .to_string()
+}
+
 pub fn alias(name: &str, spec: &str) -> String {
     format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {{name: {name}}}\nspec: {spec}\n")
 }
