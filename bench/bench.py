@@ -1139,8 +1139,9 @@ def render_md(R: dict) -> str:
         L.append("**Noisy run:** other work shared this 2-core machine during the run (more than 10% of the "
                  "CPUs), so absolute numbers, and to a lesser degree ratios, are unreliable.")
         L.append("")
-    L.append("Proxies pinned to core 0, mock upstream and load generators to core 1. Added = proxy − direct, "
-             "measured in the same run; ratios are against nginx (the floor).")
+    L.append("Proxies pinned to core 0, mock upstream and load generators to core 1"
+             + (f", every process at nice {R['config']['nice']}" if R['config'].get('nice') else "")
+             + ". Added = proxy − direct, measured in the same run; ratios are against nginx (the floor).")
     L.append("")
     head = "| figure | " + " | ".join(LABEL[n] for n in names) + " | " + \
            " | ".join(f"{LABEL[p]} ÷ nginx" for p in proxies) + " | target (modelgate) |"
@@ -1313,6 +1314,9 @@ def parse_args(argv=None):
     ap.add_argument("--modelgate-bin", default=None, help="use this modelgate binary instead of building it")
     ap.add_argument("--out", default=None, help="results basename (default bench/results/latest or quick-latest)")
     ap.add_argument("--skip", default="", help="comma list of figures to skip: latency,slow,stream,maxrate,soak,aliases")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run every benchmark process at this nice level (e.g. -10 on a shared machine; needs root "
+                         "for < 0); the same for all targets, recorded in the results")
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--chunk-interval-ms", type=int, default=10)
     a = ap.parse_args(argv)
@@ -1375,6 +1379,11 @@ def main(argv=None) -> int:
     except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         log(f"ERROR while installing or building: {e}")
         return 2
+    if args.nice:  # after the builds: every process started from here on inherits it
+        try:
+            os.nice(args.nice)
+        except OSError as e:
+            log(f"cannot change the nice level: {e}")
     env["loadavg_start"] = " ".join(open("/proc/loadavg").read().split()[:3])
     env["background_cpu_busy_pct"] = background_busy(3.0)
     log(f"before the run: load average {env['loadavg_start']}, other work kept "
