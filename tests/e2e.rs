@@ -394,6 +394,17 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     record("leader killed to standby reconciling", takeover);
     assert!(takeover < Duration::from_secs(15), "the standby took {takeover:?}");
     assert_eq!(second.metric(leader), 1.0);
+
+    // A leader stopped the way Kubernetes stops a pod releases the Lease on its way out.
+    let mut second = second;
+    let third = stack.controller("third");
+    second.terminate();
+    assert!(second.log().contains("released the lease"), "{}", second.log());
+    let released = Instant::now();
+    wait_for("the third controller to lead", Duration::from_secs(30), || {
+        (third.metric(leader) == 1.0).then_some(()).ok_or_else(|| third.log())
+    });
+    record("leader stopped (SIGTERM) to standby leading", released.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
