@@ -124,6 +124,13 @@ async fn editing_the_config_switches_the_provider_without_a_restart() {
     })
     .await;
     assert_eq!(beta.last().authorization.as_deref(), Some("Bearer kb"));
+    // The old route's series are gone from /metrics; the new one's are there.
+    let (_, text) = get(gateway.admin_addr, "/metrics").await;
+    assert!(!text.contains(r#"provider="default/alpha""#), "{text}");
+    assert!(
+        text.contains(r#"modelgate_requests_total{alias="smart",provider="default/beta""#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

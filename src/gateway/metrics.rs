@@ -4,7 +4,8 @@
 //! the compiled routing table (never from a request's `model`), and every other label is a
 //! fixed enum. Requests refused before routing are counted by error code alone.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -122,6 +123,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Alias and provider pairs that have series.
+    seen: Mutex<HashSet<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -190,11 +193,13 @@ impl Metrics {
             reloads,
             routes,
             config_errors,
+            seen: Mutex::default(),
         }
     }
 
     /// The handles for one alias, provider and endpoint (created on first use).
     pub fn route(&self, alias: &str, provider: &str, endpoint: Endpoint) -> RouteMetrics {
+        self.seen().insert((alias.to_string(), provider.to_string()));
         let labels = RouteLabels {
             alias: alias.to_string(),
             provider: provider.to_string(),
@@ -225,6 +230,49 @@ impl Metrics {
             first_chunk: self.first_chunk.get_or_create_owned(&labels),
             tokens_in: tokens(Direction::input),
             tokens_out: tokens(Direction::output),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the series of every alias and provider pair `keep` rejects (an alias deleted or
+    /// re-routed), so a long-running gateway exports only what it serves.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<(String, String)> = self.seen().iter().filter(|(a, p)| !keep(a, p)).cloned().collect();
+        for (alias, provider) in gone {
+            for endpoint in [Endpoint::chat_completions, Endpoint::completions, Endpoint::embeddings] {
+                let labels = RouteLabels {
+                    alias: alias.clone(),
+                    provider: provider.clone(),
+                    endpoint,
+                };
+                for family in [&self.duration, &self.upstream, &self.first_chunk] {
+                    family.remove(&labels);
+                }
+                for status_class in [
+                    StatusClass::Success,
+                    StatusClass::ClientError,
+                    StatusClass::ServerError,
+                    StatusClass::Other,
+                ] {
+                    self.requests.remove(&RequestLabels {
+                        alias: alias.clone(),
+                        provider: provider.clone(),
+                        endpoint,
+                        status_class,
+                    });
+                }
+            }
+            for direction in [Direction::input, Direction::output] {
+                self.tokens.remove(&TokenLabels {
+                    alias: alias.clone(),
+                    provider: provider.clone(),
+                    direction,
+                });
+            }
+            self.seen().remove(&(alias, provider));
         }
     }
 

@@ -54,6 +54,11 @@ impl Shared {
 
     /// Swaps in a prepared table (infallible) and marks the gateway ready.
     pub fn install(&self, live: LiveTable, routes: usize, errors: usize) {
+        self.metrics.retain(|alias, provider| {
+            live.routes
+                .get(alias)
+                .is_some_and(|r| r.targets.iter().any(|t| &*t.upstream.name == provider))
+        });
         self.live.store(Arc::new(live));
         self.metrics.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
         self.metrics
