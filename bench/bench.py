@@ -938,6 +938,15 @@ def fig_maxrate(targets: list[Target], args, c1_p50: dict) -> dict:
     return out
 
 
+def is_buffered(s: dict, args) -> bool:
+    """A stream arrived buffered when its first chunk came after half of the upstream's stream had been
+    sent, or when most chunks arrived bunched (median gap under a quarter of the interval)."""
+    if args.chunk_interval_ms <= 0 or s["chunks"] < 3:
+        return False
+    span = (args.chunks - 1) * args.chunk_interval_ms
+    return s["ttfc_ms"] > span / 2 or statistics.median(s["gaps_ms"]) < args.chunk_interval_ms / 4
+
+
 def fig_stream(targets: list[Target], rounds: int, per_round: int, args) -> dict:
     per: dict[str, list[dict]] = {t.name: [] for t in targets}
     clients = {t.name: SseClient("127.0.0.1", t.port) for t in targets}
@@ -964,8 +973,7 @@ def fig_stream(targets: list[Target], rounds: int, per_round: int, args) -> dict
                     ttfc.append(s["ttfc_ms"])
                     gaps.extend(s["gaps_ms"])
                     chunks.append(s["chunks"])
-                    if args.chunk_interval_ms > 0 and s["chunks"] > 2 and \
-                            statistics.median(s["gaps_ms"]) < args.chunk_interval_ms / 2:
+                    if is_buffered(s, args):
                         buffered += 1
                 per[t.name].append({
                     "ttfc_p50_ms": median(ttfc), "gap_p50_ms": median(gaps),
