@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -98,16 +98,19 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    proxy::handle(shared, Endpoint::chat_completions, headers, body).await
+async fn chat_completions(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    proxy::handle(shared, Endpoint::chat_completions, parts.headers, body).await
 }
 
-async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    proxy::handle(shared, Endpoint::completions, headers, body).await
+async fn completions(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    proxy::handle(shared, Endpoint::completions, parts.headers, body).await
 }
 
-async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    proxy::handle(shared, Endpoint::embeddings, headers, body).await
+async fn embeddings(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    proxy::handle(shared, Endpoint::embeddings, parts.headers, body).await
 }
 
 async fn list_models(State(shared): State<Arc<Shared>>) -> Response {

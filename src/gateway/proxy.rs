@@ -130,27 +130,24 @@ async fn route_and_forward(
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
     }
-    let mut response = Response::builder().status(status);
+    let mut headers = HeaderMap::with_capacity(upstream_response.headers().len());
     for (name, value) in upstream_response.headers() {
         if !is_hop_by_hop(name) {
-            response = response.header(name, value);
+            headers.append(name.clone(), value.clone());
         }
     }
-    let content_type = upstream_response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = Metered::new(
         upstream_response.bytes_stream(),
         metrics,
         started,
         status.as_u16(),
-        content_type.as_deref(),
+        content_type,
     );
-    response
-        .body(Body::from_stream(body))
-        .map_err(|_| ApiError::upstream_failed(&upstream.name))
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 fn metered(response: Response<Body>, metrics: Arc<super::metrics::RouteMetrics>, started: Instant) -> Response<Body> {
