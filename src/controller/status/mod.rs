@@ -76,6 +76,52 @@ fn round(weight: f64) -> f64 {
     (weight * 100.0).round() / 100.0
 }
 
+/// `Accepted` and `ResolvedRefs`, from an object's errors of each kind.
+fn accepted_and_refs(
+    cond: &impl Fn(&str, ConditionStatus, &str, String) -> Condition,
+    not_accepted: &Option<(&'static str, String)>,
+    unresolved: &Option<(&'static str, String)>,
+    accepted_message: String,
+    resolved_message: &str,
+    unchecked_message: &str,
+) -> [Condition; 2] {
+    let accepted = match not_accepted {
+        Some((reason, message)) => cond(
+            condition_type::ACCEPTED,
+            ConditionStatus::False,
+            reason,
+            message.clone(),
+        ),
+        None => cond(
+            condition_type::ACCEPTED,
+            ConditionStatus::True,
+            "Accepted",
+            accepted_message,
+        ),
+    };
+    let refs = match (unresolved, not_accepted) {
+        (Some((reason, message)), _) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::False,
+            reason,
+            message.clone(),
+        ),
+        (None, Some(_)) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::Unknown,
+            "NotAccepted",
+            unchecked_message.to_string(),
+        ),
+        (None, None) => cond(
+            condition_type::RESOLVED_REFS,
+            ConditionStatus::True,
+            "ResolvedRefs",
+            resolved_message.to_string(),
+        ),
+    };
+    [accepted, refs]
+}
+
 /// The status of a ModelAlias. `route` is its compiled route when it compiled cleanly and owns
 /// its name; `diagnostics` are its own.
 pub fn alias_status(
@@ -108,40 +154,14 @@ pub fn alias_status(
         _ => previous.resolved.clone(),
     };
 
-    let accepted = match &not_accepted {
-        Some((reason, message)) => cond(
-            condition_type::ACCEPTED,
-            ConditionStatus::False,
-            reason,
-            message.clone(),
-        ),
-        None => cond(
-            condition_type::ACCEPTED,
-            ConditionStatus::True,
-            "Accepted",
-            format!("alias '{name}' is valid and belongs to this ModelAlias"),
-        ),
-    };
-    let refs = match (&unresolved, &not_accepted) {
-        (Some((reason, message)), _) => cond(
-            condition_type::RESOLVED_REFS,
-            ConditionStatus::False,
-            reason,
-            message.clone(),
-        ),
-        (None, Some(_)) => cond(
-            condition_type::RESOLVED_REFS,
-            ConditionStatus::Unknown,
-            "NotAccepted",
-            "targets are resolved once the spec is accepted".to_string(),
-        ),
-        (None, None) => cond(
-            condition_type::RESOLVED_REFS,
-            ConditionStatus::True,
-            "ResolvedRefs",
-            "every target reaches a provider with its key".to_string(),
-        ),
-    };
+    let [accepted, refs] = accepted_and_refs(
+        &cond,
+        &not_accepted,
+        &unresolved,
+        format!("alias '{name}' is valid and belongs to this ModelAlias"),
+        "every target reaches a provider with its key",
+        "targets are resolved once the spec is accepted",
+    );
     let (ready, stalled) = match (&failure, route) {
         (None, Some(route)) => {
             let (reason, message) = match &route.disabled {
@@ -222,46 +242,21 @@ pub fn provider_status(
         (None, _, Some(url)) => url.trim_end_matches('/').to_string(),
         (None, _, None) => OPENAI_DEFAULT_BASE_URL.to_string(),
     };
+    let [accepted, refs] = accepted_and_refs(
+        &cond,
+        &not_accepted,
+        &unresolved,
+        "the spec is valid".to_string(),
+        if spec.api_key.is_some() {
+            "the API key is present"
+        } else {
+            "no API key is needed"
+        },
+        "the key is looked up once the spec is accepted",
+    );
     let conditions = vec![
-        match &not_accepted {
-            Some((reason, message)) => cond(
-                condition_type::ACCEPTED,
-                ConditionStatus::False,
-                reason,
-                message.clone(),
-            ),
-            None => cond(
-                condition_type::ACCEPTED,
-                ConditionStatus::True,
-                "Accepted",
-                "the spec is valid".to_string(),
-            ),
-        },
-        match (&unresolved, &not_accepted) {
-            (Some((reason, message)), _) => cond(
-                condition_type::RESOLVED_REFS,
-                ConditionStatus::False,
-                reason,
-                message.clone(),
-            ),
-            (None, Some(_)) => cond(
-                condition_type::RESOLVED_REFS,
-                ConditionStatus::Unknown,
-                "NotAccepted",
-                "the key is looked up once the spec is accepted".to_string(),
-            ),
-            (None, None) => cond(
-                condition_type::RESOLVED_REFS,
-                ConditionStatus::True,
-                "ResolvedRefs",
-                if spec.api_key.is_some() {
-                    "the API key is present"
-                } else {
-                    "no API key is needed"
-                }
-                .to_string(),
-            ),
-        },
+        accepted,
+        refs,
         match &failure {
             None => cond(
                 condition_type::READY,
