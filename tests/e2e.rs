@@ -132,18 +132,7 @@ async fn patching_an_alias_switches_providers_and_disabling_and_deleting_it_answ
     served(&gateway, "smart", "alpha served model-a").await;
 
     let started = Instant::now();
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "smart",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"target":"beta/model-b"}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("smart", r#"{"spec":{"target":"beta/model-b"}}"#);
     served(&gateway, "smart", "beta served model-b").await;
     record(
         "kubectl patch to first request served by the new provider",
@@ -151,18 +140,7 @@ async fn patching_an_alias_switches_providers_and_disabling_and_deleting_it_answ
     );
     assert_eq!(beta.last().body["model"], "model-b");
 
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "smart",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"active":false}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("smart", r#"{"spec":{"active":false}}"#);
     support::eventually(DEFAULT_TIMEOUT, "403 for the disabled alias", || async {
         let (status, body) = ask(&gateway, "smart").await;
         (status == 403 && body["error"]["code"] == "model_disabled").then_some(())
@@ -187,18 +165,7 @@ async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survi
     stack.wait_condition("modelalias", "smart", "Ready", "True");
     served(&gateway, "smart", "alpha served model-a").await;
 
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "smart",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"target":"missing/model-x"}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("smart", r#"{"spec":{"target":"missing/model-x"}}"#);
     let object = stack.wait_condition("modelalias", "smart", "ResolvedRefs", "False");
     for (type_, status) in [("Ready", "False"), ("Stalled", "True")] {
         assert_eq!(condition(&object, type_)["status"], status, "{type_}: {object}");
@@ -226,18 +193,7 @@ async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survi
     let (status, body) = ask(&gateway, "smart").await;
     assert_eq!((status, content(&body)), (200, "alpha served model-a".to_string()));
 
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "smart",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"target":"beta/model-b"}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("smart", r#"{"spec":{"target":"beta/model-b"}}"#);
     stack.wait_condition("modelalias", "smart", "Ready", "True");
     served(&gateway, "smart", "beta served model-b").await;
 }
@@ -346,18 +302,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
 
     let leader = r#"modelgate_controller_leader"#;
     assert_eq!((first.metric(leader), second.metric(leader)), (1.0, 0.0));
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "chat",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"target":"beta/m"}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("chat", r#"{"spec":{"target":"beta/m"}}"#);
     stack.wait_condition("modelalias", "chat", "Ready", "True");
     let written = r#"modelgate_controller_reconciles_total{kind="ModelAlias",outcome="written"}"#;
     assert_eq!(second.metric(written), 0.0, "the standby wrote nothing");
@@ -367,18 +312,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let died = Instant::now();
     served(&gateway, "chat", "beta served m").await;
 
-    stack
-        .ns
-        .kubectl([
-            "patch",
-            "modelalias",
-            "chat",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"target":"alpha/m2"}}"#,
-        ])
-        .expect_success();
+    stack.patch_alias("chat", r#"{"spec":{"target":"alpha/m2"}}"#);
     wait_for(
         "the standby to take over and reconcile",
         Duration::from_secs(30),

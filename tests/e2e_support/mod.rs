@@ -252,6 +252,13 @@ impl Stack {
         kubectl_stdin(["apply", "-n", self.ns.name(), "-f", "-"], &list.to_string()).expect_success();
     }
 
+    /// `kubectl patch modelalias NAME --type merge -p PATCH`.
+    pub fn patch_alias(&self, name: &str, patch: &str) {
+        self.ns
+            .kubectl(["patch", "modelalias", name, "--type", "merge", "-p", patch])
+            .expect_success();
+    }
+
     /// The object as JSON.
     pub fn get(&self, kind: &str, name: &str) -> serde_json::Value {
         self.ns
