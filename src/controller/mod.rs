@@ -10,7 +10,6 @@ mod world;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -156,7 +155,7 @@ async fn release(
 /// Everything a leader does; returns only if the watches end.
 async fn lead(client: Client, scope: &Scope, health: &Health) {
     let changes = Changes::default();
-    let reflectors = reflectors(&client, scope, &changes);
+    let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Bump::OnSpec);
     let world = Arc::new(World::new(
         reflectors.providers.clone(),
         reflectors.aliases.clone(),
@@ -189,26 +188,26 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         .run(reconcile_provider, error_policy, ctx.clone())
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
+    let compiler = world.clone().compile_on_change();
     let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, dependents);
+    tokio::join!(aliases, providers, secrets, compiler, dependents);
 }
 
 /// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
-/// after each change, queue exactly the objects whose status would now differ.
+/// after each compilation, queue exactly the objects whose status would now differ.
 async fn trigger_dependents(
     world: Arc<World>,
     aliases: mpsc::Sender<KubeRef<ModelAlias>>,
     providers: mpsc::Sender<KubeRef<LLMProvider>>,
 ) {
-    let mut changes = world.changes.subscribe();
-    world.wait_ready().await;
+    let mut snapshots = world.snapshots();
     loop {
-        // Let a burst of changes (a `kubectl apply` of many objects) settle into one pass.
-        while tokio::time::timeout(Duration::from_millis(50), changes.changed())
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {}
-        let snapshot = world.snapshot();
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
+            continue;
+        };
         let now = Time(jiff::Timestamp::now());
         for alias in world.aliases.state() {
             let key = ObjectKey::of(&alias.metadata);
@@ -236,9 +235,6 @@ async fn trigger_dependents(
             {
                 return;
             }
-        }
-        if changes.changed().await.is_err() {
-            return;
         }
     }
 }

@@ -96,7 +96,9 @@ fn key_of<K: ResourceExt>(object: &K) -> ObjectKey {
 pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     ctx.world.wait_ready().await;
-    let snapshot = ctx.world.snapshot();
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
     let key = key_of(alias.as_ref());
     let object = ObjectRef::alias(key.clone());
     let desired = alias_status(
@@ -121,7 +123,9 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
 pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     ctx.world.wait_ready().await;
-    let snapshot = ctx.world.snapshot();
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
     let key = key_of(provider.as_ref());
     let object = ObjectRef::provider(key.clone());
     let endpoint = snapshot.compiled.table.providers.get(&key);

@@ -1,7 +1,10 @@
 //! Everything the controller knows, compiled once per change and shared by every reconcile.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
@@ -18,7 +21,7 @@ pub struct World {
     pub secrets: Store<Secret>,
     pub changes: Changes,
     synced: [Synced; 3],
-    snapshot: Mutex<Option<Arc<Snapshot>>>,
+    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
 }
 
 /// One compilation of the whole world, indexed for reconciles.
@@ -75,7 +78,7 @@ impl World {
             secrets,
             changes,
             synced,
-            snapshot: Mutex::new(None),
+            snapshots: watch::channel(None).0,
         }
     }
 
@@ -85,16 +88,44 @@ impl World {
         wait_synced(&self.synced).await;
     }
 
-    /// The compiled world for the current version (compiled now if it moved).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        let version = self.changes.version();
-        let mut cached = self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(snapshot) = cached.as_ref().filter(|s| s.version == version) {
-            return snapshot.clone();
+    /// A compilation that includes every change seen so far. Many reconciles during a burst
+    /// of changes share one compilation instead of each compiling the world again.
+    pub async fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let wanted = self.changes.version();
+        let mut snapshots = self.snapshots.subscribe();
+        let ready = snapshots
+            .wait_for(|s| s.as_ref().is_some_and(|s| s.version >= wanted))
+            .await
+            .ok()?;
+        ready.clone()
+    }
+
+    /// New compilations as they are published.
+    pub fn snapshots(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.snapshots.subscribe()
+    }
+
+    /// Compiles the world after every change, coalescing bursts (a `kubectl apply` of many
+    /// objects) into one compilation, off the async threads.
+    pub async fn compile_on_change(self: Arc<Self>) {
+        let mut changed = self.changes.subscribe();
+        self.wait_ready().await;
+        loop {
+            let version = self.changes.version();
+            let world = self.clone();
+            let Ok(compiled) = tokio::task::spawn_blocking(move || world.compile()).await else {
+                return;
+            };
+            self.snapshots
+                .send_replace(Some(Arc::new(Snapshot::new(version, compiled))));
+            if changed.changed().await.is_err() {
+                return;
+            }
+            while tokio::time::timeout(COALESCE, changed.changed())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {}
         }
-        let snapshot = Arc::new(Snapshot::new(version, self.compile()));
-        *cached = Some(snapshot.clone());
-        snapshot
     }
 
     fn compile(&self) -> Compiled {
@@ -117,3 +148,6 @@ impl World {
         })
     }
 }
+
+/// How long without a further change ends a burst.
+const COALESCE: Duration = Duration::from_millis(20);

@@ -81,7 +81,7 @@ pub fn table_from(
 /// after the first full sync; keeps serving the last table while the API is away.
 pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
     let changes = Changes::default();
-    let r = reflectors(&client, &scope, &changes);
+    let r = reflectors(&client, &scope, &changes, crate::kubernetes::Bump::OnAny);
     let watches = async {
         tokio::join!(
             drive("LLMProvider", r.provider_stream),

@@ -1,6 +1,6 @@
 //! What the controller and the in-cluster gateway share: scope, watches and credentials.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -94,12 +94,25 @@ impl Synced {
     }
 }
 
+/// Which watch events count as a change of the world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bump {
+    /// Only what the compiler reads: objects appearing or going, and spec edits (a new
+    /// `metadata.generation`). Status writes, the controller's own included, do not count.
+    OnSpec,
+    /// Every event (the gateway reads `status.resolved`).
+    OnAny,
+}
+
 /// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
 /// it (yielding every touched object). The stream must be polled for the store to fill.
+/// Stored objects lose their `managedFields` and kubectl's last-applied annotation: nothing
+/// here reads them, and at thousands of objects they are most of the memory.
 pub fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     changes: Changes,
+    bump: Bump,
 ) -> (
     Store<K>,
     Synced,
@@ -110,19 +123,42 @@ where
 {
     let (store, writer) = reflector::store();
     let (synced_tx, synced_rx) = watch::channel(false);
+    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     let stream = watcher(api, config)
         .default_backoff()
+        .modify(|object: &mut K| {
+            object.meta_mut().managed_fields = None;
+            if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .reflect(writer)
         .inspect(move |event| match event {
+            Ok(watcher::Event::InitApply(object)) => {
+                generations.insert(uid(object), object.meta().generation);
+            }
             Ok(watcher::Event::InitDone) => {
                 synced_tx.send_replace(true);
                 changes.bump();
             }
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changes.bump(),
+            Ok(watcher::Event::Apply(object)) => {
+                let before = generations.insert(uid(object), object.meta().generation);
+                if bump == Bump::OnAny || before != Some(object.meta().generation) {
+                    changes.bump();
+                }
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                generations.remove(&uid(object));
+                changes.bump();
+            }
             _ => {}
         })
         .touched_objects();
     (store, Synced(synced_rx), stream)
+}
+
+fn uid<K: Resource>(object: &K) -> String {
+    object.meta().uid.clone().unwrap_or_default()
 }
 
 /// The credential Secrets' data, keyed by `(namespace, name)`.
@@ -188,14 +224,16 @@ pub fn reflectors(
     client: &Client,
     scope: &Scope,
     changes: &Changes,
+    bump: Bump,
 ) -> Reflectors<
     impl Stream<Item = Result<crate::crd::LLMProvider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 > {
     let (providers, providers_synced, provider_stream) =
-        reflect(scope.api(client), scope.watcher_config(), changes.clone());
-    let (aliases, aliases_synced, alias_stream) = reflect(scope.api(client), scope.watcher_config(), changes.clone());
+        reflect(scope.api(client), scope.watcher_config(), changes.clone(), bump);
+    let (aliases, aliases_synced, alias_stream) =
+        reflect(scope.api(client), scope.watcher_config(), changes.clone(), bump);
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),
         selector: None,
@@ -204,6 +242,7 @@ pub fn reflectors(
         secret_scope.api::<Secret>(client),
         watcher::Config::default().labels(CREDENTIAL_SELECTOR),
         changes.clone(),
+        Bump::OnAny,
     );
     Reflectors {
         providers,
