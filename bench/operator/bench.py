@@ -660,6 +660,9 @@ class Bench:
         e = dict(os.environ)
         e["KUBECONFIG"] = os.path.join(self.tmp, f"{account}.kubeconfig")
         e["RUST_LOG"] = self.args.rust_log
+        for item in self.args.process_env:
+            key, _, value = item.partition("=")
+            e[key] = value
         e.pop("POD_NAME", None)
         e.pop("POD_NAMESPACE", None)
         return e
@@ -928,6 +931,11 @@ class Bench:
         log(f"{phase_name}: created {count} aliases in {seconds:.2f} s; waiting for {expected_total} Ready")
         progress = []
         cpu0 = proc_status(self.procs["controller"].pid).get("cpu_s", 0.0)
+        reconciles0 = sum(
+            v for k, v in phase["controller"].items()
+            if k.startswith('modelgate_controller_reconciles_total{kind="ModelAlias"')
+        )
+        modified0 = phase["watch"].get("MODIFIED", 0)
 
         def all_ready():
             return self.watch.ready_count >= expected_total
@@ -943,8 +951,8 @@ class Bench:
             progress.append({
                 "t": round(time.monotonic() - started, 1),
                 "ready": ready_now,
-                "reconciles": self.controller_reconciles(),
-                "modified_events": events.get("MODIFIED", 0),
+                "reconciles": int(self.controller_reconciles() - reconciles0),
+                "modified_events": events.get("MODIFIED", 0) - modified0,
                 "controller_cpu_s": round(s.get("cpu_s", 0.0) - cpu0, 1),
                 "controller_rss_mb": round(s.get("VmRSS", 0.0), 1),
             })
@@ -1127,6 +1135,7 @@ class Bench:
             "create_workers": a.workers,
             "load_bound_s": a.load_bound,
             "rust_log": a.rust_log,
+            "process_env": a.process_env,
         }
         load_start = loadavg()
         started = time.monotonic()
@@ -1365,7 +1374,8 @@ def markdown(result, args):
         lines += [
             "",
             f"Loading {load['created']:,} more aliases with the controller running (every {args.progress_every:.0f} s "
-            "after the creates; reconciles and CPU of the controller since the phase began):",
+            "after the creates; seconds, alias reconciles, status writes seen by the watch and controller CPU "
+            "are counted from the first create):",
             "",
             "| s | Ready | reconciles | watch MODIFIED | controller CPU s | controller RSS |",
             "| --- | --- | --- | --- | --- | --- |",
@@ -1433,6 +1443,8 @@ def main():
                         help="profile the controller with perf during the large load (if perf works)")
     parser.add_argument("--perf-seconds", type=float, default=20.0)
     parser.add_argument("--rust-log", default="info,kube=warn")
+    parser.add_argument("--process-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the controller and gateway (e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--out", default=None, help="basename in bench/operator/results (default latest)")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
