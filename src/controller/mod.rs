@@ -155,7 +155,7 @@ async fn release(
 /// Everything a leader does; returns only if the watches end.
 async fn lead(client: Client, scope: &Scope, health: &Health) {
     let changes = Changes::default();
-    let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Bump::OnSpec);
+    let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
     let world = Arc::new(World::new(
         reflectors.providers.clone(),
         reflectors.aliases.clone(),

@@ -3,7 +3,7 @@
 //! credential Secrets (those labelled `modelgate.dev/credential=true`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -81,7 +81,7 @@ pub fn table_from(
 /// after the first full sync; keeps serving the last table while the API is away.
 pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
     let changes = Changes::default();
-    let r = reflectors(&client, &scope, &changes, crate::kubernetes::Bump::OnAny);
+    let r = reflectors(&client, &scope, &changes, crate::kubernetes::Reader::Gateway);
     let watches = async {
         tokio::join!(
             drive("LLMProvider", r.provider_stream),
@@ -103,26 +103,44 @@ async fn rebuild_on_change(
 ) {
     let mut changed = changes.subscribe();
     wait_synced(&synced).await;
-    let mut current = RoutingTable::default();
+    let mut current = Arc::new(RoutingTable::default());
     loop {
-        // Coalesce a burst of watch events into one rebuild.
-        while tokio::time::timeout(Duration::from_millis(10), changed.changed())
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {}
-        let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &current);
-        match prepare(&table, &shared.clients) {
-            Ok(live) => {
+        changed.borrow_and_update();
+        let started = Instant::now();
+        let (providers, aliases, secrets, shared_for_build, previous) = (
+            providers.clone(),
+            aliases.clone(),
+            secrets.clone(),
+            shared.clone(),
+            current.clone(),
+        );
+        // Off the async threads, so serving never waits for a rebuild.
+        let built = tokio::task::spawn_blocking(move || {
+            let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &previous);
+            let live = prepare(&table, &shared_for_build.clients);
+            (table, live)
+        })
+        .await;
+        match built {
+            Ok((table, Ok(live))) => {
                 if !shared.is_ready() {
                     tracing::info!(routes = table.routes.len(), "first sync done: serving");
                 }
                 shared.install(live, table.routes.len(), 0);
-                current = table;
+                current = Arc::new(table);
             }
-            Err(e) => tracing::error!("cannot prepare the routing table: {e}; still serving the previous one"),
+            Ok((_, Err(e))) => tracing::error!("cannot prepare the routing table: {e}; still serving the previous one"),
+            Err(e) => tracing::error!("the routing table rebuild failed: {e}; still serving the previous one"),
         }
+        let cost = started.elapsed();
         if changed.changed().await.is_err() {
             return;
         }
+        // Gather the rest of a burst, and never spend more than about half the time
+        // rebuilding: wait at least as long as the last rebuild took.
+        tokio::time::sleep(cost.max(MIN_GATHER)).await;
     }
 }
+
+/// How long to gather watch events after the first change before rebuilding.
+const MIN_GATHER: Duration = Duration::from_millis(10);

@@ -104,6 +104,38 @@ pub enum Bump {
     OnAny,
 }
 
+/// Who reads the world, which decides what counts as a change and what is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// Compiles specs and writes status: status changes are not changes of its world.
+    Controller,
+    /// Serves `status.resolved`: every change counts, and conditions are not kept.
+    Gateway,
+}
+
+impl Reader {
+    fn bump(self) -> Bump {
+        match self {
+            Reader::Controller => Bump::OnSpec,
+            Reader::Gateway => Bump::OnAny,
+        }
+    }
+
+    fn alias_trim(self) -> fn(&mut crate::crd::ModelAlias) {
+        match self {
+            Reader::Controller => keep,
+            Reader::Gateway => |alias| {
+                if let Some(status) = alias.status.as_mut() {
+                    status.conditions = Vec::new();
+                }
+            },
+        }
+    }
+}
+
+/// Keeps an object as it is.
+fn keep<K>(_: &mut K) {}
+
 /// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
 /// it (yielding every touched object). The stream must be polled for the store to fill.
 /// Stored objects lose their `managedFields` and kubectl's last-applied annotation: nothing
@@ -113,6 +145,7 @@ pub fn reflect<K>(
     config: watcher::Config,
     changes: Changes,
     bump: Bump,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     Synced,
@@ -126,11 +159,12 @@ where
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|object: &mut K| {
+        .modify(move |object: &mut K| {
             object.meta_mut().managed_fields = None;
             if let Some(annotations) = object.meta_mut().annotations.as_mut() {
                 annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
+            trim(object);
         })
         .reflect(writer)
         .inspect(move |event| match event {
@@ -224,16 +258,26 @@ pub fn reflectors(
     client: &Client,
     scope: &Scope,
     changes: &Changes,
-    bump: Bump,
+    reader: Reader,
 ) -> Reflectors<
     impl Stream<Item = Result<crate::crd::LLMProvider, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 > {
-    let (providers, providers_synced, provider_stream) =
-        reflect(scope.api(client), scope.watcher_config(), changes.clone(), bump);
-    let (aliases, aliases_synced, alias_stream) =
-        reflect(scope.api(client), scope.watcher_config(), changes.clone(), bump);
+    let (providers, providers_synced, provider_stream) = reflect(
+        scope.api(client),
+        scope.watcher_config(),
+        changes.clone(),
+        reader.bump(),
+        keep,
+    );
+    let (aliases, aliases_synced, alias_stream) = reflect(
+        scope.api(client),
+        scope.watcher_config(),
+        changes.clone(),
+        reader.bump(),
+        reader.alias_trim(),
+    );
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),
         selector: None,
@@ -243,6 +287,7 @@ pub fn reflectors(
         watcher::Config::default().labels(CREDENTIAL_SELECTOR),
         changes.clone(),
         Bump::OnAny,
+        keep,
     );
     Reflectors {
         providers,
