@@ -577,6 +577,10 @@ class Bench:
         self.args = args
         self.repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
         self.tmp = tempfile.mkdtemp(prefix="modelgate-opbench.")
+        # A private copy: a rebuild of the shared target directory during the run cannot swap
+        # the binary under a restarted controller.
+        self.binary = os.path.join(self.tmp, "modelgate")
+        shutil.copy2(args.modelgate_bin, self.binary)
         self.run_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
         self.namespace = f"modelgate-bench-{self.run_id}"
         self.selector = f"{BENCH_LABEL}={self.run_id}"
@@ -626,7 +630,7 @@ class Bench:
 
         self.procs["gateway"] = Proc(
             "gateway",
-            [self.args.modelgate_bin, "gateway", "--selector", self.selector, "--listen", "127.0.0.1:0",
+            [self.binary, "gateway", "--selector", self.selector, "--listen", "127.0.0.1:0",
              "--admin-listen", "127.0.0.1:0"],
             self.env("modelgate-gateway"),
             os.path.join(self.tmp, "gateway.log"),
@@ -673,7 +677,7 @@ class Bench:
         n = self.controllers_started
         proc = Proc(
             "controller",
-            [self.args.modelgate_bin, "controller", "--selector", self.selector, "--admin-listen", "127.0.0.1:0",
+            [self.binary, "controller", "--selector", self.selector, "--admin-listen", "127.0.0.1:0",
              "--lease-namespace", "modelgate-system", "--lease-name", f"modelgate-bench-{self.run_id}",
              "--identity", f"bench-{self.run_id}-{n}"],
             self.env("modelgate-controller"),
@@ -1125,7 +1129,7 @@ class Bench:
 
     def run(self):
         a = self.args
-        self.result["context"] = context(a)
+        self.result["context"] = context(a, self.binary)
         self.result["parameters"] = {
             "aliases_at_once": a.at_once,
             "aliases_large": a.large,
@@ -1204,7 +1208,7 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def context(args):
+def context(args, binary):
     def read(path):
         try:
             with open(path) as f:
@@ -1229,10 +1233,30 @@ def context(args):
         "mem_mb": mem,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "src_dirty": bool(git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock")),
+        # The build's commit when run.sh built the binary; else HEAD now.
+        "commit": os.environ.get("MODELGATE_BENCH_BUILD_COMMIT") or git("rev-parse", "--short", "HEAD"),
+        "src_dirty": (
+            os.environ["MODELGATE_BENCH_BUILD_DIRTY"].strip() != "0"
+            if "MODELGATE_BENCH_BUILD_DIRTY" in os.environ
+            else bool(git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"))
+        ),
+        "binary_built_here": "MODELGATE_BENCH_BUILD_COMMIT" in os.environ,
         "modelgate_bin": args.modelgate_bin,
+        "modelgate_bin_sha256": file_sha256(binary),
+        "modelgate_bin_mtime": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(args.modelgate_bin).st_mtime)
+        ),
     }
+
+
+def file_sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- report --------------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ else
     exit 1
   }
   say "built in $((SECONDS - started)) s"
+  # What the binary was built from (others may commit or edit src/ while the run goes on).
+  MODELGATE_BENCH_BUILD_COMMIT="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || true)"
+  MODELGATE_BENCH_BUILD_DIRTY="$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
+  export MODELGATE_BENCH_BUILD_COMMIT MODELGATE_BENCH_BUILD_DIRTY
   bin="$target/release/modelgate"
 fi
 [[ -x "$bin" ]] || { say "error: no modelgate binary at $bin"; exit 1; }
