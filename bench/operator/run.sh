@@ -36,6 +36,8 @@ if [[ -n "${MODELGATE_BIN:-}" ]]; then
 else
   target="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate/target}"
   say "building modelgate (release) into $target"
+  dirty_before="$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
+  head_before="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || true)"
   started=$SECONDS
   (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release --quiet) || {
     say "error: cargo build --release failed"
@@ -45,6 +47,10 @@ else
   # What the binary was built from (others may commit or edit src/ while the run goes on).
   MODELGATE_BENCH_BUILD_COMMIT="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || true)"
   MODELGATE_BENCH_BUILD_DIRTY="$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
+  # Edits or commits during the build make the binary's source uncertain: say so.
+  if [[ "$dirty_before" != 0 || "$head_before" != "$MODELGATE_BENCH_BUILD_COMMIT" ]]; then
+    MODELGATE_BENCH_BUILD_DIRTY=$((MODELGATE_BENCH_BUILD_DIRTY + 1))
+  fi
   export MODELGATE_BENCH_BUILD_COMMIT MODELGATE_BENCH_BUILD_DIRTY
   bin="$target/release/modelgate"
 fi
