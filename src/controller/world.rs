@@ -121,9 +121,13 @@ impl World {
             if changed.changed().await.is_err() {
                 return;
             }
-            while tokio::time::timeout(COALESCE, changed.changed())
-                .await
-                .is_ok_and(|r| r.is_ok())
+            // Gather the rest of a burst, but compile at least every MAX_WAIT while changes
+            // keep coming (a long stream of creates never leaves a pause).
+            let deadline = tokio::time::Instant::now() + MAX_WAIT;
+            while tokio::time::Instant::now() < deadline
+                && tokio::time::timeout(COALESCE, changed.changed())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
             {}
         }
     }
@@ -151,3 +155,5 @@ impl World {
 
 /// How long without a further change ends a burst.
 const COALESCE: Duration = Duration::from_millis(20);
+/// The longest a compilation waits for a burst to end.
+const MAX_WAIT: Duration = Duration::from_millis(200);
