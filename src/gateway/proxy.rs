@@ -94,7 +94,14 @@ async fn route_and_forward(
                 stream: probed.stream,
             });
             metrics.upstream.observe(started.elapsed().as_secs_f64());
-            return Ok(metered(response, metrics, started));
+            let (parts, body) = response.into_parts();
+            return Ok(metered(
+                parts.status,
+                parts.headers,
+                body.into_data_stream(),
+                metrics,
+                started,
+            ));
         }
         UpstreamKind::Http(http) => http,
     };
@@ -136,30 +143,33 @@ async fn route_and_forward(
             headers.append(name.clone(), value.clone());
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(
+    Ok(metered(
+        status,
+        headers,
         upstream_response.bytes_stream(),
         metrics,
         started,
-        status.as_u16(),
-        content_type,
-    );
+    ))
+}
+
+/// A response whose body passes through [`Metered`] on its way to the client.
+fn metered<S, E>(
+    status: StatusCode,
+    headers: HeaderMap,
+    stream: S,
+    metrics: Arc<super::metrics::RouteMetrics>,
+    started: Instant,
+) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: Into<axum::BoxError> + 'static,
+{
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = Metered::new(stream, metrics, started, status.as_u16(), content_type);
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    Ok(response)
-}
-
-fn metered(response: Response<Body>, metrics: Arc<super::metrics::RouteMetrics>, started: Instant) -> Response<Body> {
-    let (parts, body) = response.into_parts();
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let stream = body.into_data_stream();
-    let metered = Metered::new(stream, metrics, started, parts.status.as_u16(), content_type.as_deref());
-    Response::from_parts(parts, Body::from_stream(metered))
+    response
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
