@@ -1,7 +1,6 @@
 //! What the controller and the in-cluster gateway share: scope, watches and credentials.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
@@ -51,32 +50,25 @@ impl Scope {
 
 /// Counts changes seen by the watches, so consumers can tell when the world moved.
 #[derive(Clone)]
-pub struct Changes {
-    version: Arc<AtomicU64>,
-    tx: Arc<watch::Sender<u64>>,
-}
+pub struct Changes(Arc<watch::Sender<u64>>);
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes {
-            version: Arc::default(),
-            tx: Arc::new(watch::channel(0).0),
-        }
+        Changes(Arc::new(watch::channel(0).0))
     }
 }
 
 impl Changes {
     pub fn bump(&self) {
-        let v = self.version.fetch_add(1, Ordering::AcqRel) + 1;
-        self.tx.send_replace(v);
+        self.0.send_modify(|version| *version += 1);
     }
 
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
+        *self.0.borrow()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
+        self.0.subscribe()
     }
 }
 
