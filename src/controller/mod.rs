@@ -26,12 +26,10 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::compiler::{ObjectKey, ObjectRef};
 use crate::crd::{LLMProvider, ModelAlias};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use metrics::ControllerMetrics;
 use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
-use status::{alias_status, provider_status};
 use world::World;
 
 /// How the controller runs.
@@ -210,26 +208,14 @@ async fn trigger_dependents(
         };
         let now = Time(jiff::Timestamp::now());
         for alias in world.aliases.state() {
-            let key = ObjectKey::of(&alias.metadata);
-            let desired = alias_status(
-                &alias,
-                snapshot.route_of(&key),
-                snapshot.diagnostics_of(&ObjectRef::alias(key.clone())),
-                &now,
-            );
+            let desired = snapshot.alias_status(&alias, &now);
             if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
             {
                 return;
             }
         }
         for provider in world.providers.state() {
-            let key = ObjectKey::of(&provider.metadata);
-            let desired = provider_status(
-                &provider,
-                snapshot.compiled.table.providers.get(&key),
-                snapshot.diagnostics_of(&ObjectRef::provider(key.clone())),
-                &now,
-            );
+            let desired = snapshot.provider_status(&provider, &now);
             if provider.status.as_ref() != Some(&desired)
                 && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
             {

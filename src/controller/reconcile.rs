@@ -14,9 +14,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
 use super::metrics::{ControllerMetrics, Kind, Outcome};
-use super::status::{alias_status, provider_status};
 use super::world::World;
-use crate::compiler::{ObjectKey, ObjectRef};
+use crate::compiler::ObjectKey;
 use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
 
 /// The one field manager that writes status.
@@ -100,13 +99,7 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     };
     let key = key_of(alias.as_ref());
-    let object = ObjectRef::alias(key.clone());
-    let desired = alias_status(
-        &alias,
-        snapshot.route_of(&key),
-        snapshot.diagnostics_of(&object),
-        &now(),
-    );
+    let desired = snapshot.alias_status(&alias, &now());
     let current = alias.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,
@@ -127,9 +120,7 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
         return Ok(Action::await_change());
     };
     let key = key_of(provider.as_ref());
-    let object = ObjectRef::provider(key.clone());
-    let endpoint = snapshot.compiled.table.providers.get(&key);
-    let desired = provider_status(&provider, endpoint, snapshot.diagnostics_of(&object), &now());
+    let desired = snapshot.provider_status(&provider, &now());
     let current = provider.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,

@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 
+use super::status::{alias_status, provider_status};
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
 use crate::kubernetes::{secret_data, wait_synced, Changes, Synced};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The reflector stores and the compiled view of them.
 pub struct World {
@@ -61,6 +63,25 @@ impl Snapshot {
 
     pub fn diagnostics_of(&self, object: &ObjectRef) -> &[Diagnostic] {
         self.diagnostics.get(object).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The status this compilation gives an alias.
+    pub fn alias_status(&self, alias: &ModelAlias, now: &Time) -> ModelAliasStatus {
+        let key = ObjectKey::of(&alias.metadata);
+        let object = ObjectRef::alias(key.clone());
+        alias_status(alias, self.route_of(&key), self.diagnostics_of(&object), now)
+    }
+
+    /// The status this compilation gives a provider.
+    pub fn provider_status(&self, provider: &LLMProvider, now: &Time) -> LLMProviderStatus {
+        let key = ObjectKey::of(&provider.metadata);
+        let object = ObjectRef::provider(key.clone());
+        provider_status(
+            provider,
+            self.compiled.table.providers.get(&key),
+            self.diagnostics_of(&object),
+            now,
+        )
     }
 }
 
