@@ -106,6 +106,44 @@ async fn a_streams_first_chunk_reaches_the_client_before_the_upstream_finishes()
 }
 
 #[tokio::test]
+async fn a_stream_that_goes_silent_longer_than_idle_is_cut() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
+    let config = ConfigDir::new();
+    let silent = provider("alpha", &upstream, "k").replace("{request: 2s}", "{request: 10m, idle: 300ms}");
+    config.write("c.yaml", &(silent + &alias("chat", "{target: alpha/m}")));
+    let gateway = start_gateway(&config).await;
+
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gateway.addr))
+        .body(json!({"model": "chat", "stream": true, "messages": []}).to_string())
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    // The upstream sends one chunk and then never another: after 300 ms of silence the
+    // gateway ends the stream with an error instead of holding the client for 10 minutes.
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => received.extend_from_slice(&bytes),
+                Err(_) => return true,
+            }
+        }
+        false
+    })
+    .await
+    .expect("the silent stream was cut long before the request timeout");
+    let received = String::from_utf8_lossy(&received);
+    assert!(ended, "the stream ended with an error, not as if complete: {received}");
+    assert!(
+        received.contains("\"first\"") && !received.contains("[DONE]"),
+        "{received}"
+    );
+}
+
+#[tokio::test]
 async fn editing_the_config_switches_the_provider_without_a_restart() {
     let alpha = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let beta = FakeUpstream::start("beta", Behaviour::Echo).await;

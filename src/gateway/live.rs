@@ -2,13 +2,13 @@
 //! pre-encoded model names, the `/v1/models` body), swapped atomically as a whole.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::metrics::LazyRouteMetrics;
+use super::upstream::{ClientPool, HttpClient};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ResolvedTimeouts, RoutingTable};
 use crate::crd::ProviderType;
 
@@ -19,13 +19,13 @@ pub enum PrepareError {
     Client {
         provider: ObjectKey,
         #[source]
-        source: reqwest::Error,
+        source: std::io::Error,
     },
     #[error("LLMProvider {provider} has a base URL that cannot take an API path: {source}")]
     Url {
         provider: ObjectKey,
         #[source]
-        source: url::ParseError,
+        source: http::uri::InvalidUri,
     },
 }
 
@@ -90,40 +90,15 @@ pub enum UpstreamKind {
 }
 
 pub struct HttpUpstream {
-    pub client: reqwest::Client,
+    pub client: HttpClient,
     /// The chat completions, completions and embeddings URLs, parsed once.
-    pub urls: [reqwest::Url; 3],
-    /// `Authorization: Bearer …`, marked sensitive.
-    pub auth: Option<HeaderValue>,
+    pub uris: [Uri; 3],
+    /// Headers of every request: the provider's own, `Content-Type`, and `Authorization:
+    /// Bearer …` (marked sensitive).
     pub headers: HeaderMap,
-    pub request_timeout: Duration,
+    pub timeouts: ResolvedTimeouts,
     /// The key, to scrub from upstream error bodies.
     pub key: Option<crate::secret::SecretString>,
-}
-
-/// HTTP clients shared by providers with the same connection settings, so connection pools
-/// survive configuration reloads.
-#[derive(Default)]
-pub struct ClientPool(Mutex<HashMap<(Duration, Duration), reqwest::Client>>);
-
-impl ClientPool {
-    fn client(&self, timeouts: &ResolvedTimeouts) -> Result<reqwest::Client, reqwest::Error> {
-        let key = (timeouts.connect, timeouts.idle);
-        let mut clients = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.idle)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .no_proxy()
-            .build()?;
-        clients.insert(key, client.clone());
-        Ok(client)
-    }
 }
 
 /// Prepares a compiled table for serving. Fallible; the swap that follows is not.
@@ -179,23 +154,26 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
                     provider: endpoint.key.clone(),
                     source,
                 })?;
-            let auth = endpoint.api_key.as_ref().and_then(|key| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-                value.set_sensitive(true);
-                Some(value)
-            });
             let mut headers = HeaderMap::new();
             for (name, value) in &endpoint.headers {
                 if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
                     headers.insert(name, value);
                 }
             }
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let auth = endpoint.api_key.as_ref().and_then(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            });
+            if let Some(auth) = auth {
+                headers.insert(header::AUTHORIZATION, auth);
+            }
             UpstreamKind::Http(Box::new(HttpUpstream {
                 client,
-                urls: endpoint_urls(endpoint)?,
-                auth,
+                uris: endpoint_uris(endpoint)?,
                 headers,
-                request_timeout: endpoint.timeouts.request,
+                timeouts: endpoint.timeouts,
                 key: endpoint.api_key.clone(),
             }))
         }
@@ -204,9 +182,9 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
 }
 
 /// The three API URLs under a provider's base URL.
-fn endpoint_urls(endpoint: &ProviderEndpoint) -> Result<[reqwest::Url; 3], PrepareError> {
+fn endpoint_uris(endpoint: &ProviderEndpoint) -> Result<[Uri; 3], PrepareError> {
     let url = |path: &str| {
-        reqwest::Url::parse(&format!("{}{path}", endpoint.base_url)).map_err(|source| PrepareError::Url {
+        Uri::try_from(format!("{}{path}", endpoint.base_url)).map_err(|source| PrepareError::Url {
             provider: endpoint.key.clone(),
             source,
         })

@@ -9,6 +9,7 @@ pub mod metrics;
 mod mock;
 mod proxy;
 pub mod standalone;
+mod upstream;
 mod usage;
 
 use std::net::SocketAddr;
@@ -26,8 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use error::ApiError;
-pub use live::{prepare, ClientPool, LiveTable, PrepareError};
+pub use live::{prepare, LiveTable, PrepareError};
 use metrics::{Endpoint, Metrics};
+pub use upstream::ClientPool;
 
 /// Default request body limit: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;

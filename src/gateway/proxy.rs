@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, Method, Response, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
 
 use super::body::{probe, rewrite_model};
 use super::error::ApiError;
 use super::live::{HttpUpstream, UpstreamKind};
 use super::metrics::Endpoint;
 use super::mock::{self, MockRequest};
+use super::upstream::{self, Limits, SendError, Timed};
 use super::usage::Metered;
 use super::Shared;
 
@@ -95,40 +97,32 @@ async fn route_and_forward(
             });
             metrics.upstream.observe(started.elapsed().as_secs_f64());
             let (parts, body) = response.into_parts();
-            return Ok(metered(
-                parts.status,
-                parts.headers,
-                body.into_data_stream(),
-                metrics,
-                started,
-            ));
+            return Ok(metered(parts.status, parts.headers, body, metrics, started));
         }
         UpstreamKind::Http(http) => http,
     };
 
     let outgoing = rewrite_model(&bytes, probed.model_span, &target.model_json);
-    let mut request = http
-        .client
-        .post(http.urls[endpoint.index()].clone())
-        .timeout(http.request_timeout)
-        .headers(http.headers.clone())
-        .header(header::CONTENT_TYPE, "application/json");
+    let mut request = http::Request::new(Full::new(outgoing));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = http.uris[endpoint.index()].clone();
+    let outgoing_headers = request.headers_mut();
+    *outgoing_headers = http.headers.clone();
     for name in &FORWARDED_REQUEST_HEADERS {
         if let Some(value) = headers.get(name) {
-            request = request.header(name, value);
+            outgoing_headers.insert(name, value.clone());
         }
     }
-    if let Some(auth) = &http.auth {
-        request = request.header(header::AUTHORIZATION, auth.clone());
-    }
     let sent = Instant::now();
-    let upstream_response = request.body(outgoing).send().await.map_err(|e| {
-        let error = upstream_error(&e, &upstream.name);
-        metrics.count(error.status.as_u16());
-        metrics.duration.observe(started.elapsed().as_secs_f64());
-        tracing::warn!(provider = %upstream.name, alias = %route.alias, error = %describe(&e), "upstream request failed");
-        error
-    })?;
+    let upstream_response = upstream::send(&http.client, request, Limits::new(&http.timeouts))
+        .await
+        .map_err(|e| {
+            let error = upstream_error(&e, &upstream.name);
+            metrics.count(error.status.as_u16());
+            metrics.duration.observe(started.elapsed().as_secs_f64());
+            tracing::warn!(provider = %upstream.name, alias = %route.alias, error = %describe(&e), "upstream request failed");
+            error
+        })?;
     metrics.upstream.observe(sent.elapsed().as_secs_f64());
 
     let status = upstream_response.status();
@@ -137,36 +131,28 @@ async fn route_and_forward(
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
     }
-    let mut headers = HeaderMap::with_capacity(upstream_response.headers().len());
-    for (name, value) in upstream_response.headers() {
-        if !is_hop_by_hop(name) {
-            headers.append(name.clone(), value.clone());
-        }
+    let (mut parts, body) = upstream_response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
     }
-    Ok(metered(
-        status,
-        headers,
-        upstream_response.bytes_stream(),
-        metrics,
-        started,
-    ))
+    Ok(metered(status, parts.headers, body, metrics, started))
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
-fn metered<S, E>(
+fn metered<B>(
     status: StatusCode,
     headers: HeaderMap,
-    stream: S,
+    body: B,
     metrics: Arc<super::metrics::RouteMetrics>,
     started: Instant,
 ) -> Response<Body>
 where
-    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
-    E: Into<axum::BoxError> + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(stream, metrics, started, status.as_u16(), content_type);
-    let mut response = Response::new(Body::from_stream(body));
+    let body = Metered::new(body, metrics, started, status.as_u16(), content_type);
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -187,18 +173,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
 }
 
-fn upstream_error(error: &reqwest::Error, provider: &str) -> ApiError {
-    if error.is_timeout() {
-        ApiError::upstream_timeout(provider)
-    } else if error.is_connect() {
-        ApiError::upstream_unreachable(provider)
-    } else {
-        ApiError::upstream_failed(provider)
+fn upstream_error(error: &SendError, provider: &str) -> ApiError {
+    match error {
+        SendError::Timeout => ApiError::upstream_timeout(provider),
+        SendError::Connect(_) => ApiError::upstream_unreachable(provider),
+        SendError::Failed(_) => ApiError::upstream_failed(provider),
     }
 }
 
-/// The error chain of a reqwest error, for logs. It names the URL but never a header.
-fn describe(error: &reqwest::Error) -> String {
+/// The error chain of a failed request, for logs. It never contains a header.
+fn describe(error: &SendError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -212,7 +196,7 @@ fn describe(error: &reqwest::Error) -> String {
 /// An upstream error answer, passed through with its status. A rejected key becomes our own
 /// message (the client cannot fix it, and providers echo parts of the key back); any other
 /// body is passed through with the key scrubbed out, should the upstream have echoed it.
-async fn upstream_failure(response: reqwest::Response, http: &HttpUpstream, provider: &str) -> Response<Body> {
+async fn upstream_failure(response: Response<Timed<Incoming>>, http: &HttpUpstream, provider: &str) -> Response<Body> {
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::warn!(%provider, %status, "the provider rejected its API key");
@@ -220,8 +204,9 @@ async fn upstream_failure(response: reqwest::Response, http: &HttpUpstream, prov
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+    let mut incoming = response.into_body();
+    while let Some(Ok(frame)) = incoming.frame().await {
+        let Ok(chunk) = frame.into_data() else { continue };
         body.extend_from_slice(&chunk);
         if body.len() > MAX_ERROR_BODY {
             body.truncate(MAX_ERROR_BODY);
@@ -240,9 +225,13 @@ async fn upstream_failure(response: reqwest::Response, http: &HttpUpstream, prov
     reply
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer"
-    )
-}
+/// Response headers that describe the upstream connection, not the response.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];

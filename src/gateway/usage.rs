@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::RouteMetrics;
@@ -115,29 +115,40 @@ impl<S> Metered<S> {
     }
 }
 
-impl<S, E> Stream for Metered<S>
+impl<B> Body for Metered<B>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
 {
-    type Item = Result<Bytes, E>;
+    type Data = Bytes;
+    type Error = B::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if this.streaming && !this.first_seen {
-                    this.first_seen = true;
-                    this.metrics.first_chunk.observe(this.started.elapsed().as_secs_f64());
-                }
-                if let Some(scanner) = this.scanner.as_mut() {
-                    scanner.feed(chunk);
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(chunk) = frame.data_ref() {
+                    if this.streaming && !this.first_seen {
+                        this.first_seen = true;
+                        this.metrics.first_chunk.observe(this.started.elapsed().as_secs_f64());
+                    }
+                    if let Some(scanner) = this.scanner.as_mut() {
+                        scanner.feed(chunk);
+                    }
                 }
             }
             Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.finish(),
             Poll::Pending => {}
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,0 +1,159 @@
+//! The HTTP client that talks to providers: hyper's pooled client over rustls, with one timer
+//! per request enforcing the provider's `request` and `idle` timeouts until the last byte.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::{Instant, Sleep};
+
+use crate::compiler::ResolvedTimeouts;
+
+/// A pooled client for provider requests.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why a provider request failed before its response headers arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the provider did not answer within its timeout")]
+    Timeout,
+    #[error("cannot connect: {0}")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("the request failed: {0}")]
+    Failed(#[source] hyper_util::client::legacy::Error),
+}
+
+/// Why a response body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the provider went silent for longer than its idle timeout")]
+    Idle,
+    #[error("the response took longer than the provider's request timeout")]
+    Deadline,
+    #[error("reading the response failed: {0}")]
+    Read(#[source] hyper::Error),
+}
+
+/// HTTP clients shared by providers with the same connection settings, so connection pools
+/// survive configuration reloads.
+#[derive(Default)]
+pub struct ClientPool(Mutex<HashMap<Duration, HttpClient>>);
+
+impl ClientPool {
+    pub fn client(&self, timeouts: &ResolvedTimeouts) -> Result<HttpClient, std::io::Error> {
+        let mut clients = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(&timeouts.connect) {
+            return Ok(client.clone());
+        }
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        clients.insert(timeouts.connect, client.clone());
+        Ok(client)
+    }
+}
+
+/// The time limits of one request: the whole exchange ends by `deadline`, and no wait for the
+/// provider (for the response headers, or between two body frames) may exceed `idle`.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub deadline: Instant,
+    pub idle: Duration,
+}
+
+impl Limits {
+    pub fn new(timeouts: &ResolvedTimeouts) -> Self {
+        Limits {
+            deadline: Instant::now() + timeouts.request,
+            idle: timeouts.idle,
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        (Instant::now() + self.idle).min(self.deadline)
+    }
+}
+
+/// Sends a request and waits for the response headers within `limits`; the body that follows
+/// stays under the same limits.
+pub async fn send(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    limits: Limits,
+) -> Result<Response<Timed<Incoming>>, SendError> {
+    let mut timer = Box::pin(tokio::time::sleep_until(limits.next_wake()));
+    let response = tokio::select! {
+        biased;
+        response = client.request(request) => response.map_err(|e| {
+            if e.is_connect() { SendError::Connect(e) } else { SendError::Failed(e) }
+        })?,
+        () = &mut timer => return Err(SendError::Timeout),
+    };
+    timer.as_mut().reset(limits.next_wake());
+    Ok(response.map(|inner| Timed { inner, timer, limits }))
+}
+
+/// A response body under the request's time limits.
+pub struct Timed<B> {
+    inner: B,
+    timer: Pin<Box<Sleep>>,
+    limits: Limits,
+}
+
+impl<B> Body for Timed<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if frame.is_some() {
+                let wake = this.limits.next_wake();
+                this.timer.as_mut().reset(wake);
+            }
+            return Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)));
+        }
+        ready!(this.timer.as_mut().poll(cx));
+        let error = if Instant::now() >= this.limits.deadline {
+            BodyError::Deadline
+        } else {
+            BodyError::Idle
+        };
+        Poll::Ready(Some(Err(error)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
