@@ -169,9 +169,22 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
             if let Some(auth) = auth {
                 headers.insert(header::AUTHORIZATION, auth);
             }
+            let uris = endpoint_uris(endpoint)?;
+            // Plain-HTTP upstreams always speak HTTP/1.1 (no h2c), which needs `Host`: set it
+            // once here instead of on every request. Over TLS, ALPN may choose HTTP/2, which
+            // carries the authority itself, so the client adds `Host` only when needed.
+            if uris[0].scheme() == Some(&http::uri::Scheme::HTTP) {
+                let host = uris[0].authority().map(|a| match a.port() {
+                    Some(port) => format!("{}:{port}", a.host()),
+                    None => a.host().to_string(),
+                });
+                if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                    headers.insert(header::HOST, host);
+                }
+            }
             UpstreamKind::Http(Box::new(HttpUpstream {
                 client,
-                uris: endpoint_uris(endpoint)?,
+                uris,
                 headers,
                 timeouts: endpoint.timeouts,
                 key: endpoint.api_key.clone(),

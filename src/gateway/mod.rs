@@ -75,18 +75,19 @@ impl Shared {
 }
 
 /// The client-facing API, served both under `/v1` and at the root (clients configured with a
-/// base URL without `/v1` call `/chat/completions`).
+/// base URL without `/v1` call `/chat/completions`). The routes are listed twice rather than
+/// nested: a nested router rewrites every request's URI.
 pub fn api_router(shared: Arc<Shared>) -> Router {
-    let api = Router::new()
-        .route("/chat/completions", post(chat_completions))
-        .route("/completions", post(completions))
-        .route("/embeddings", post(embeddings))
-        .route("/models", get(list_models))
-        .route("/models/{id}", get(get_model))
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
-    Router::new()
-        .nest("/v1", api.clone())
-        .merge(api)
+    let mut api = Router::new();
+    for prefix in ["/v1", ""] {
+        api = api
+            .route(&format!("{prefix}/chat/completions"), post(chat_completions))
+            .route(&format!("{prefix}/completions"), post(completions))
+            .route(&format!("{prefix}/embeddings"), post(embeddings))
+            .route(&format!("{prefix}/models"), get(list_models))
+            .route(&format!("{prefix}/models/{{id}}"), get(get_model));
+    }
+    api.method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .fallback(|uri: Uri| async move { ApiError::unknown_path(uri.path()) })
         .with_state(shared)
 }

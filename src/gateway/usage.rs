@@ -22,16 +22,40 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
 /// Reads `usage` from a JSON body or from the events of a server-sent event stream.
 pub enum UsageScanner {
-    Json(Vec<u8>),
+    Json(JsonCopy),
     Sse(Box<sse_parse::SseParser>, Option<Usage>),
+}
+
+/// A non-streamed body kept aside: the common single-chunk body is kept by reference, never
+/// copied.
+#[derive(Default)]
+pub struct JsonCopy {
+    first: Option<Bytes>,
+    joined: Vec<u8>,
+}
+
+impl JsonCopy {
+    fn push(&mut self, chunk: &Bytes) {
+        match &self.first {
+            None if self.joined.is_empty() => self.first = Some(chunk.clone()),
+            _ => {
+                let first = self.first.take();
+                let len = first.as_ref().map_or(0, Bytes::len) + self.joined.len() + chunk.len();
+                if len <= MAX_JSON_COPY {
+                    if let Some(first) = first {
+                        self.joined.extend_from_slice(&first);
+                    }
+                    self.joined.extend_from_slice(chunk);
+                }
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.first.as_deref().unwrap_or(&self.joined)
+    }
 }
 
 impl UsageScanner {
@@ -39,24 +63,18 @@ impl UsageScanner {
         if content_type.is_some_and(|c| c.starts_with("text/event-stream")) {
             UsageScanner::Sse(Box::new(sse_parse::SseParser::new()), None)
         } else {
-            UsageScanner::Json(Vec::new())
+            UsageScanner::Json(JsonCopy::default())
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &Bytes) {
         match self {
-            UsageScanner::Json(copy) => {
-                if copy.len() + chunk.len() <= MAX_JSON_COPY {
-                    copy.extend_from_slice(chunk);
-                }
-            }
+            UsageScanner::Json(copy) => copy.push(chunk),
             UsageScanner::Sse(parser, last) => {
                 parser.feed(chunk);
                 while let Some(event) = parser.next_event() {
-                    if event.data.starts_with('{') && event.data.contains("\"usage\"") {
-                        if let Ok(WithUsage { usage: Some(usage) }) = serde_json::from_str(&event.data) {
-                            *last = Some(usage);
-                        }
+                    if let Some(usage) = usage_in_json(event.data.as_bytes()) {
+                        *last = Some(usage);
                     }
                 }
             }
@@ -65,10 +83,39 @@ impl UsageScanner {
 
     pub fn finish(self) -> Option<Usage> {
         match self {
-            UsageScanner::Json(copy) => serde_json::from_slice::<WithUsage>(&copy).ok().and_then(|w| w.usage),
+            UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last) => last,
         }
     }
+}
+
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
+/// The `usage` object of an OpenAI-shaped JSON response, found without parsing the rest of
+/// it: the last `"usage"` that is an object key (after `{` or `,`, before `:`) and holds an
+/// object. Text inside JSON strings cannot match, because a quote in a string is escaped;
+/// the only other objects in these responses (`message`, `logprobs`) have no `usage` key.
+pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
+    let mut end = body.len();
+    while let Some(at) = memchr::memmem::rfind(&body[..end], USAGE_KEY) {
+        end = at;
+        let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
+        if !matches!(before, Some(b'{' | b',')) {
+            continue;
+        }
+        let after = &body[at + USAGE_KEY.len()..];
+        let Some(colon) = after.iter().position(|b| !b.is_ascii_whitespace()) else {
+            continue;
+        };
+        if after[colon] != b':' {
+            continue;
+        }
+        let mut value = serde_json::Deserializer::from_slice(&after[colon + 1..]);
+        if let Ok(Some(usage)) = Option::<Usage>::deserialize(&mut value) {
+            return Some(usage);
+        }
+    }
+    None
 }
 
 /// The response body on its way to the client: every chunk is forwarded as soon as it
@@ -168,7 +215,7 @@ mod tests {
         let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
         let mut scanner = UsageScanner::for_content_type(Some("application/json"));
         for piece in body.chunks(5) {
-            scanner.feed(piece);
+            scanner.feed(&Bytes::copy_from_slice(piece));
         }
         assert_eq!(
             scanner.finish(),
@@ -179,12 +226,59 @@ mod tests {
         );
     }
 
+    fn usage(prompt_tokens: u64, completion_tokens: u64) -> Option<Usage> {
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+        })
+    }
+
+    #[test]
+    fn only_a_usage_key_counts_never_text_that_mentions_it() {
+        let cases: [(&str, Option<Usage>); 7] = [
+            (
+                r#"{"usage": {"prompt_tokens": 1, "completion_tokens": 2}}"#,
+                usage(1, 2),
+            ),
+            (r#"{"id":"x","usage":null}"#, None),
+            (r#"{"id":"x"}"#, None),
+            // Quotes inside strings are escaped, so text can never look like the key.
+            (
+                r#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 9}"}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+                usage(3, 4),
+            ),
+            (r#"{"choices":[{"message":{"content":"a \"usage"}}]}"#, None),
+            (
+                r#"{"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{\"usage\":{\"prompt_tokens\":7}}"}}]}}]}"#,
+                None,
+            ),
+            // Usage first, then a value ending in the word: the key is still found.
+            (
+                r#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"note":"\"usage"}"#,
+                usage(5, 6),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(usage_in_json(body.as_bytes()), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_body_in_several_chunks_is_joined_and_one_chunk_is_not_copied() {
+        let mut copy = JsonCopy::default();
+        let whole = Bytes::from_static(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#);
+        copy.push(&whole);
+        assert_eq!(copy.bytes().as_ptr(), whole.as_ptr(), "kept by reference");
+        copy.push(&Bytes::from_static(b" "));
+        assert_eq!(copy.bytes(), &[&whole[..], b" "].concat()[..]);
+    }
+
     #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"));
         for piece in stream.chunks(7) {
-            scanner.feed(piece);
+            scanner.feed(&Bytes::copy_from_slice(piece));
         }
         assert_eq!(
             scanner.finish(),
