@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test uses a different part of this module
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -70,10 +70,14 @@ pub struct Proc {
 impl Proc {
     /// Starts `modelgate ARGS` as `account`, waiting for its start-up log line.
     pub fn start(account: &str, args: &[&str]) -> Proc {
-        let kubeconfig = service_account_kubeconfig(account);
+        Proc::start_with_kubeconfig(&service_account_kubeconfig(account), args)
+    }
+
+    /// Starts `modelgate ARGS` with `KUBECONFIG=kubeconfig`, waiting for its start-up log line.
+    pub fn start_with_kubeconfig(kubeconfig: &Path, args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
             .args(args)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn,modelgate=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -190,41 +194,50 @@ impl Stack {
 
     /// A controller for this test's objects, as the controller ServiceAccount.
     pub fn controller(&self, identity: &str) -> Proc {
-        let selector = self.selector();
-        let lease = format!("lease-{}", self.label);
-        Proc::start(
-            "modelgate-controller",
-            &[
-                "controller",
-                "--selector",
-                &selector,
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--lease-namespace",
-                "modelgate-system",
-                "--lease-name",
-                &lease,
-                "--identity",
-                identity,
-            ],
-        )
+        self.controller_with(identity, &[])
     }
 
-    /// A gateway for this test's aliases, as the gateway ServiceAccount.
-    pub fn gateway(&self) -> Proc {
+    /// [`Stack::controller`] with `extra` arguments (e.g. `--namespace NS`). Controllers of one
+    /// stack share a Lease, named after its namespace.
+    pub fn controller_with(&self, identity: &str, extra: &[&str]) -> Proc {
         let selector = self.selector();
-        let gateway = Proc::start(
-            "modelgate-gateway",
-            &[
-                "gateway",
-                "--selector",
-                &selector,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-        );
+        let lease = format!("lease-{}", self.ns.name());
+        let mut args = vec![
+            "controller",
+            "--selector",
+            &selector,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "modelgate-system",
+            "--lease-name",
+            &lease,
+            "--identity",
+            identity,
+        ];
+        args.extend_from_slice(extra);
+        Proc::start("modelgate-controller", &args)
+    }
+
+    /// A gateway for this test's aliases, as the gateway ServiceAccount, once it is ready.
+    pub fn gateway(&self) -> Proc {
+        self.gateway_with(&service_account_kubeconfig("modelgate-gateway"), &[])
+    }
+
+    /// [`Stack::gateway`] with its own kubeconfig and `extra` arguments (e.g. `--namespace NS`).
+    pub fn gateway_with(&self, kubeconfig: &Path, extra: &[&str]) -> Proc {
+        let selector = self.selector();
+        let mut args = vec![
+            "gateway",
+            "--selector",
+            &selector,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);
         wait_for("the gateway's first sync", DEFAULT_TIMEOUT, || {
             let body = reqwest::blocking_get(&ready);
