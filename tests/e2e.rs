@@ -372,3 +372,75 @@ async fn a_steady_world_causes_no_writes() {
     assert_eq!(versions(), before, "no object changed in a steady world");
     assert_eq!(controller.metric(written), writes, "the controller wrote nothing");
 }
+
+/// The status of the gateway's `/readyz`.
+async fn readyz(gateway: &Proc) -> u16 {
+    let admin = gateway.admin.parse().expect("the gateway's admin address");
+    support::get(admin, "/readyz").await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn without_the_apiserver_the_gateway_serves_its_last_table_and_catches_up_when_it_returns() {
+    let stack = Stack::new("e2e-outage");
+    let (_alpha, beta) = two_providers(&stack).await;
+    stack.apply(&alias("smart", "{target: alpha/model-a}"));
+    let _controller = stack.controller("c1");
+    // The gateway reaches the apiserver only through a forwarder the test can cut.
+    let forwarder = Forwarder::start(apiserver_addr()).await;
+    let gateway = stack.gateway_with(
+        &service_account_kubeconfig_via("modelgate-gateway", forwarder.addr),
+        &[],
+    );
+    assert!(forwarder.forwarded() > 0, "the gateway synced through the forwarder");
+    stack.wait_condition("modelalias", "smart", "Ready", "True");
+    served(&gateway, "smart", "alpha served model-a").await;
+
+    forwarder.cut();
+    let cut = Instant::now();
+    support::eventually(DEFAULT_TIMEOUT, "the gateway to try to reconnect", || async {
+        (forwarder.refused() > 0).then_some(())
+    })
+    .await;
+
+    // The alias moves to beta while the gateway cannot see it; the controller publishes it.
+    stack.patch_alias("smart", r#"{"spec":{"target":"beta/model-b"}}"#);
+    let object = stack.wait_condition("modelalias", "smart", "Ready", "True");
+    assert_eq!(object["status"]["resolved"]["targets"][0]["model"], "model-b");
+
+    // Until the gateway has made 9 reconnection attempts (three watches, each at once and
+    // twice more after backing off), and for at least 10 requests, every request is served
+    // from its last table, and the gateway stays ready.
+    let mut answered = 0;
+    while answered < 10 || forwarder.refused() < 9 {
+        assert!(
+            cut.elapsed() < DEFAULT_TIMEOUT,
+            "the gateway tried to reconnect {} times in {DEFAULT_TIMEOUT:?}",
+            forwarder.refused()
+        );
+        let (status, body) = ask(&gateway, "smart").await;
+        assert_eq!(
+            (status, content(&body)),
+            (200, "alpha served model-a".to_string()),
+            "request {answered} during the outage is served from the last table"
+        );
+        assert_eq!(readyz(&gateway).await, 200, "the gateway stays ready during the outage");
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outage = cut.elapsed();
+    let attempts = forwarder.refused();
+    // Three watches; retrying without backoff would be hundreds of attempts a second.
+    assert!(
+        (attempts as f64) < 10.0 * (outage.as_secs_f64() + 1.0),
+        "{attempts} reconnection attempts in {outage:?}: no backoff"
+    );
+    assert!(beta.seen().is_empty(), "nothing reached beta during the outage");
+
+    forwarder.restore();
+    let restored = Instant::now();
+    served(&gateway, "smart", "beta served model-b").await;
+    record("apiserver outage (cut until the gateway retried)", outage);
+    record("apiserver back to the change served", restored.elapsed());
+    eprintln!("e2e: {attempts} reconnection attempts, {answered} requests served during the outage");
+}
