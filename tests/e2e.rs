@@ -444,3 +444,96 @@ async fn without_the_apiserver_the_gateway_serves_its_last_table_and_catches_up_
     record("apiserver back to the change served", restored.elapsed());
     eprintln!("e2e: {attempts} reconnection attempts, {answered} requests served during the outage");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn with_namespace_the_controller_and_gateway_see_only_that_namespace() {
+    let stack = Stack::new("e2e-ns-in");
+    let (alpha, _beta) = two_providers(&stack).await;
+    // Another namespace with the same test label: in scope of the selector, not of --namespace.
+    let outside = Stack {
+        ns: Namespace::new("e2e-ns-out"),
+        label: stack.label.clone(),
+    };
+    outside.apply(
+        &(secret("alpha-key", "sk-out")
+            + &provider("alpha", &alpha.base_url(), "alpha-key")
+            + &alias("only-out", "{target: alpha/out}")
+            + &alias("shared", "{target: alpha/out}")),
+    );
+    // Its `shared` is strictly older, so it would win the name if it were in scope.
+    let older = outside.get("modelalias", "shared")["metadata"]["creationTimestamp"]
+        .as_str()
+        .expect("creationTimestamp")
+        .to_string();
+    wait_for("the clock to pass that second", DEFAULT_TIMEOUT, || {
+        let now = jiff::Timestamp::now().as_second();
+        let created: jiff::Timestamp = older.parse().map_err(|e| format!("{e}"))?;
+        (now > created.as_second())
+            .then_some(())
+            .ok_or_else(|| format!("now {now}, created {created}"))
+    });
+    stack.apply(&(alias("chat", "{target: alpha/in}") + &alias("shared", "{target: beta/in}")));
+
+    let scope = ["--namespace", stack.ns.name()];
+    let controller = stack.controller_with("c1", &scope);
+    let gateway = stack.gateway_with(&service_account_kubeconfig("modelgate-gateway"), &scope);
+    for name in ["chat", "shared"] {
+        let object = stack.wait_condition("modelalias", name, "Ready", "True");
+        assert_eq!(condition(&object, "Accepted")["status"], "True", "{object}");
+    }
+    served(&gateway, "chat", "alpha served in").await;
+    served(&gateway, "shared", "beta served in").await;
+    let (status, body) = ask(&gateway, "only-out").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{body}"
+    );
+
+    // Nothing outside the namespace is given status by this controller.
+    observe_for(Duration::from_secs(3));
+    for (kind, name) in [
+        ("modelalias", "only-out"),
+        ("modelalias", "shared"),
+        ("llmprovider", "alpha"),
+    ] {
+        let object = outside.get(kind, name);
+        assert!(object["status"].is_null(), "{kind} {name} outside the scope: {object}");
+    }
+
+    // The other namespace gets a controller of its own, which publishes its aliases; this
+    // gateway still serves only its own namespace.
+    let outside_controller = outside.controller_with("c2", &["--namespace", outside.ns.name()]);
+    for name in ["only-out", "shared"] {
+        outside.wait_condition("modelalias", name, "Ready", "True");
+    }
+    // A later change in scope: once the gateway serves it, it has seen every earlier event.
+    stack.patch_alias("chat", r#"{"spec":{"target":"alpha/in2"}}"#);
+    served(&gateway, "chat", "alpha served in2").await;
+    let (status, body) = ask(&gateway, "only-out").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = ask(&gateway, "shared").await;
+    assert_eq!(
+        (status, content(&body)),
+        (200, "beta served in".to_string()),
+        "the older 'shared' of the other namespace is not this gateway's"
+    );
+    assert_eq!(
+        condition(&stack.get("modelalias", "shared"), "Accepted")["status"],
+        "True",
+        "no conflict with a namespace out of scope"
+    );
+
+    // The ServiceAccounts' RBAC suffices for namespaced watches.
+    for (who, log) in [
+        ("controller", controller.log()),
+        ("other controller", outside_controller.log()),
+        ("gateway", gateway.log()),
+    ] {
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the {who} was refused something:\n{log}"
+        );
+    }
+}
