@@ -36,10 +36,13 @@ pub fn ensure_rbac() {
 }
 
 /// A kubeconfig that authenticates as `system:serviceaccount:modelgate-system:<account>`.
+/// Made once per account and test process; tests (threads) that ask at once wait for it.
 pub fn service_account_kubeconfig(account: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static MAKING: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
     let path = dir.path().join(format!("{account}.kubeconfig"));
+    let _making = MAKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if path.exists() {
         return path;
     }
