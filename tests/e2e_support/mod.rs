@@ -193,6 +193,8 @@ pub struct Proc {
     pub api: Option<String>,
     pub admin: String,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log`; done once the process has exited and its output is read.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -215,7 +217,7 @@ impl Proc {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel::<String>();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("admin=http://") {
                     let _ = tx.send(line.clone());
@@ -240,6 +242,7 @@ impl Proc {
             api: field("api"),
             admin: field("admin").expect("admin address"),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -250,7 +253,7 @@ impl Proc {
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.exited();
     }
 
     /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
@@ -258,7 +261,15 @@ impl Proc {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        self.exited();
+    }
+
+    /// Waits for the exit and for the last of its log to be read.
+    fn exited(&mut self) {
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// A metric's value from the admin port (0 when absent).
