@@ -372,3 +372,168 @@ async fn a_steady_world_causes_no_writes() {
     assert_eq!(versions(), before, "no object changed in a steady world");
     assert_eq!(controller.metric(written), writes, "the controller wrote nothing");
 }
+
+/// The status of the gateway's `/readyz`.
+async fn readyz(gateway: &Proc) -> u16 {
+    let admin = gateway.admin.parse().expect("the gateway's admin address");
+    support::get(admin, "/readyz").await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn without_the_apiserver_the_gateway_serves_its_last_table_and_catches_up_when_it_returns() {
+    let stack = Stack::new("e2e-outage");
+    let (_alpha, beta) = two_providers(&stack).await;
+    stack.apply(&alias("smart", "{target: alpha/model-a}"));
+    let _controller = stack.controller("c1");
+    // The gateway reaches the apiserver only through a forwarder the test can cut.
+    let forwarder = Forwarder::start(apiserver_addr()).await;
+    let gateway = stack.gateway_with(
+        &service_account_kubeconfig_via("modelgate-gateway", forwarder.addr),
+        &[],
+    );
+    assert!(forwarder.forwarded() > 0, "the gateway synced through the forwarder");
+    stack.wait_condition("modelalias", "smart", "Ready", "True");
+    served(&gateway, "smart", "alpha served model-a").await;
+
+    forwarder.cut();
+    let cut = Instant::now();
+    support::eventually(DEFAULT_TIMEOUT, "the gateway to try to reconnect", || async {
+        (forwarder.refused() > 0).then_some(())
+    })
+    .await;
+
+    // The alias moves to beta while the gateway cannot see it; the controller publishes it.
+    stack.patch_alias("smart", r#"{"spec":{"target":"beta/model-b"}}"#);
+    let object = stack.wait_condition("modelalias", "smart", "Ready", "True");
+    assert_eq!(object["status"]["resolved"]["targets"][0]["model"], "model-b");
+
+    // Until the gateway has made 9 reconnection attempts (three watches, each at once and
+    // twice more after backing off), and for at least 10 requests, every request is served
+    // from its last table, and the gateway stays ready.
+    let mut answered = 0;
+    while answered < 10 || forwarder.refused() < 9 {
+        assert!(
+            cut.elapsed() < DEFAULT_TIMEOUT,
+            "the gateway tried to reconnect {} times in {DEFAULT_TIMEOUT:?}",
+            forwarder.refused()
+        );
+        let (status, body) = ask(&gateway, "smart").await;
+        assert_eq!(
+            (status, content(&body)),
+            (200, "alpha served model-a".to_string()),
+            "request {answered} during the outage is served from the last table"
+        );
+        assert_eq!(readyz(&gateway).await, 200, "the gateway stays ready during the outage");
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outage = cut.elapsed();
+    let attempts = forwarder.refused();
+    // Three watches; retrying without backoff would be hundreds of attempts a second.
+    assert!(
+        (attempts as f64) < 10.0 * (outage.as_secs_f64() + 1.0),
+        "{attempts} reconnection attempts in {outage:?}: no backoff"
+    );
+    assert!(beta.seen().is_empty(), "nothing reached beta during the outage");
+
+    forwarder.restore();
+    let restored = Instant::now();
+    served(&gateway, "smart", "beta served model-b").await;
+    record("apiserver outage (cut until the gateway retried)", outage);
+    record("apiserver back to the change served", restored.elapsed());
+    eprintln!("e2e: {attempts} reconnection attempts, {answered} requests served during the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn with_namespace_the_controller_and_gateway_see_only_that_namespace() {
+    let stack = Stack::new("e2e-ns-in");
+    let (alpha, _beta) = two_providers(&stack).await;
+    // Another namespace with the same test label: in scope of the selector, not of --namespace.
+    let outside = Stack {
+        ns: Namespace::new("e2e-ns-out"),
+        label: stack.label.clone(),
+    };
+    outside.apply(
+        &(secret("alpha-key", "sk-out")
+            + &provider("alpha", &alpha.base_url(), "alpha-key")
+            + &alias("only-out", "{target: alpha/out}")
+            + &alias("shared", "{target: alpha/out}")),
+    );
+    // Its `shared` is strictly older, so it would win the name if it were in scope.
+    let older = outside.get("modelalias", "shared")["metadata"]["creationTimestamp"]
+        .as_str()
+        .expect("creationTimestamp")
+        .to_string();
+    wait_for("the clock to pass that second", DEFAULT_TIMEOUT, || {
+        let now = jiff::Timestamp::now().as_second();
+        let created: jiff::Timestamp = older.parse().map_err(|e| format!("{e}"))?;
+        (now > created.as_second())
+            .then_some(())
+            .ok_or_else(|| format!("now {now}, created {created}"))
+    });
+    stack.apply(&(alias("chat", "{target: alpha/in}") + &alias("shared", "{target: beta/in}")));
+
+    let scope = ["--namespace", stack.ns.name()];
+    let controller = stack.controller_with("c1", &scope);
+    let gateway = stack.gateway_with(&service_account_kubeconfig("modelgate-gateway"), &scope);
+    for name in ["chat", "shared"] {
+        let object = stack.wait_condition("modelalias", name, "Ready", "True");
+        assert_eq!(condition(&object, "Accepted")["status"], "True", "{object}");
+    }
+    served(&gateway, "chat", "alpha served in").await;
+    served(&gateway, "shared", "beta served in").await;
+    let (status, body) = ask(&gateway, "only-out").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{body}"
+    );
+
+    // Nothing outside the namespace is given status by this controller.
+    observe_for(Duration::from_secs(3));
+    for (kind, name) in [
+        ("modelalias", "only-out"),
+        ("modelalias", "shared"),
+        ("llmprovider", "alpha"),
+    ] {
+        let object = outside.get(kind, name);
+        assert!(object["status"].is_null(), "{kind} {name} outside the scope: {object}");
+    }
+
+    // The other namespace gets a controller of its own, which publishes its aliases; this
+    // gateway still serves only its own namespace.
+    let outside_controller = outside.controller_with("c2", &["--namespace", outside.ns.name()]);
+    for name in ["only-out", "shared"] {
+        outside.wait_condition("modelalias", name, "Ready", "True");
+    }
+    // A later change in scope: once the gateway serves it, it has seen every earlier event.
+    stack.patch_alias("chat", r#"{"spec":{"target":"alpha/in2"}}"#);
+    served(&gateway, "chat", "alpha served in2").await;
+    let (status, body) = ask(&gateway, "only-out").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = ask(&gateway, "shared").await;
+    assert_eq!(
+        (status, content(&body)),
+        (200, "beta served in".to_string()),
+        "the older 'shared' of the other namespace is not this gateway's"
+    );
+    assert_eq!(
+        condition(&stack.get("modelalias", "shared"), "Accepted")["status"],
+        "True",
+        "no conflict with a namespace out of scope"
+    );
+
+    // The ServiceAccounts' RBAC suffices for namespaced watches.
+    for (who, log) in [
+        ("controller", controller.log()),
+        ("other controller", outside_controller.log()),
+        ("gateway", gateway.log()),
+    ] {
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the {who} was refused something:\n{log}"
+        );
+    }
+}

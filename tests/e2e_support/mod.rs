@@ -4,10 +4,14 @@
 #![allow(dead_code)] // each test uses a different part of this module
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::cluster::{kubectl, kubectl_stdin, repo_path, wait_for, Namespace, DEFAULT_TIMEOUT};
 
@@ -32,10 +36,13 @@ pub fn ensure_rbac() {
 }
 
 /// A kubeconfig that authenticates as `system:serviceaccount:modelgate-system:<account>`.
+/// Made once per account and test process; tests (threads) that ask at once wait for it.
 pub fn service_account_kubeconfig(account: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static MAKING: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
     let path = dir.path().join(format!("{account}.kubeconfig"));
+    let _making = MAKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if path.exists() {
         return path;
     }
@@ -59,21 +66,148 @@ pub fn service_account_kubeconfig(account: &str) -> PathBuf {
     path
 }
 
+/// The apiserver's address, from the test kubeconfig.
+pub fn apiserver_addr() -> SocketAddr {
+    let url = apiserver_url();
+    let host = url.host_str().expect("the apiserver URL has a host");
+    let port = url.port_or_known_default().expect("the apiserver URL has a port");
+    (host, port)
+        .to_socket_addrs()
+        .expect("resolve the apiserver's host")
+        .next()
+        .expect("the apiserver's host has an address")
+}
+
+fn apiserver_url() -> url::Url {
+    let admin = kubectl(["config", "view", "--raw", "--minify", "-o", "json"])
+        .expect_success()
+        .json();
+    let server = admin["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .expect("the kubeconfig names a server");
+    url::Url::parse(server).expect("the apiserver URL parses")
+}
+
+/// Like [`service_account_kubeconfig`], but reaching the apiserver at `addr` (a [`Forwarder`]).
+/// The certificate is still checked against the apiserver's own host name.
+pub fn service_account_kubeconfig_via(account: &str, addr: SocketAddr) -> PathBuf {
+    let original = service_account_kubeconfig(account);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&original).expect("read kubeconfig")).expect("kubeconfig JSON");
+    let cluster = &mut config["clusters"][0]["cluster"];
+    cluster["server"] = serde_json::Value::from(format!("https://{addr}"));
+    let host = apiserver_url().host_str().unwrap_or_default().to_string();
+    if host != addr.ip().to_string() {
+        cluster["tls-server-name"] = serde_json::Value::from(host);
+    }
+    let path = original.with_file_name(format!("{account}-via-{}.kubeconfig", addr.port()));
+    std::fs::write(&path, serde_json::to_string(&config).expect("json")).expect("write kubeconfig");
+    path
+}
+
+/// A TCP forwarder on 127.0.0.1 to the apiserver, standing in for the network between a
+/// process and the apiserver: [`Forwarder::cut`] closes every open connection and closes new
+/// ones on arrival (counting them), [`Forwarder::restore`] forwards again, on the same port.
+pub struct Forwarder {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ForwarderState>>,
+    accept: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ForwarderState {
+    cut: bool,
+    /// Connections forwarded so far.
+    forwarded: usize,
+    /// Connections closed on arrival while cut.
+    refused: usize,
+    open: Vec<AbortHandle>,
+}
+
+impl Forwarder {
+    /// Starts forwarding 127.0.0.1:0 to `target`. Needs a multi-threaded runtime: the test
+    /// body may block (kubectl) while connections are forwarded.
+    pub async fn start(target: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the forwarder");
+        let addr = listener.local_addr().expect("the forwarder's address");
+        let state = Arc::new(Mutex::new(ForwarderState::default()));
+        let shared = state.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut state = shared.lock().expect("forwarder state");
+                if state.cut {
+                    state.refused += 1;
+                    drop(inbound);
+                    continue;
+                }
+                state.forwarded += 1;
+                state.open.retain(|task| !task.is_finished());
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                state.open.push(task.abort_handle());
+            }
+        });
+        Forwarder { addr, state, accept }
+    }
+
+    /// Closes every open connection; new ones are closed on arrival until [`Forwarder::restore`].
+    pub fn cut(&self) {
+        let mut state = self.state.lock().expect("forwarder state");
+        state.cut = true;
+        for task in state.open.drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.state.lock().expect("forwarder state").cut = false;
+    }
+
+    /// Connections forwarded so far.
+    pub fn forwarded(&self) -> usize {
+        self.state.lock().expect("forwarder state").forwarded
+    }
+
+    /// Connections that arrived while cut.
+    pub fn refused(&self) -> usize {
+        self.state.lock().expect("forwarder state").refused
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
 /// A running modelgate process; killed (by its pid) when dropped.
 pub struct Proc {
     child: Child,
     pub api: Option<String>,
     pub admin: String,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log`; done once the process has exited and its output is read.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
     /// Starts `modelgate ARGS` as `account`, waiting for its start-up log line.
     pub fn start(account: &str, args: &[&str]) -> Proc {
-        let kubeconfig = service_account_kubeconfig(account);
+        Proc::start_with_kubeconfig(&service_account_kubeconfig(account), args)
+    }
+
+    /// Starts `modelgate ARGS` with `KUBECONFIG=kubeconfig`, waiting for its start-up log line.
+    pub fn start_with_kubeconfig(kubeconfig: &Path, args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
             .args(args)
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn,modelgate=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -83,7 +217,7 @@ impl Proc {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel::<String>();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("admin=http://") {
                     let _ = tx.send(line.clone());
@@ -108,6 +242,7 @@ impl Proc {
             api: field("api"),
             admin: field("admin").expect("admin address"),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -118,7 +253,7 @@ impl Proc {
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.exited();
     }
 
     /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
@@ -126,7 +261,15 @@ impl Proc {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        self.exited();
+    }
+
+    /// Waits for the exit and for the last of its log to be read.
+    fn exited(&mut self) {
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// A metric's value from the admin port (0 when absent).
@@ -190,41 +333,51 @@ impl Stack {
 
     /// A controller for this test's objects, as the controller ServiceAccount.
     pub fn controller(&self, identity: &str) -> Proc {
-        let selector = self.selector();
-        let lease = format!("lease-{}", self.label);
-        Proc::start(
-            "modelgate-controller",
-            &[
-                "controller",
-                "--selector",
-                &selector,
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--lease-namespace",
-                "modelgate-system",
-                "--lease-name",
-                &lease,
-                "--identity",
-                identity,
-            ],
-        )
+        self.controller_with(identity, &[])
     }
 
-    /// A gateway for this test's aliases, as the gateway ServiceAccount.
-    pub fn gateway(&self) -> Proc {
+    /// [`Stack::controller`] with `extra` arguments (e.g. `--namespace NS`). Controllers of one
+    /// stack share a Lease, named after its namespace.
+    pub fn controller_with(&self, identity: &str, extra: &[&str]) -> Proc {
         let selector = self.selector();
-        let gateway = Proc::start(
-            "modelgate-gateway",
-            &[
-                "gateway",
-                "--selector",
-                &selector,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ],
-        );
+        let lease = format!("lease-{}", self.ns.name());
+        let mut args = vec![
+            "controller",
+            "--selector",
+            &selector,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "modelgate-system",
+            "--lease-name",
+            &lease,
+            "--identity",
+            identity,
+        ];
+        args.extend_from_slice(extra);
+        Proc::start("modelgate-controller", &args)
+    }
+
+    /// A gateway for this test's aliases, as the gateway ServiceAccount, once it is ready.
+    pub fn gateway(&self) -> Proc {
+        self.gateway_with(&service_account_kubeconfig("modelgate-gateway"), &[])
+    }
+
+    /// [`Stack::gateway`] with its own kubeconfig (e.g. from [`service_account_kubeconfig_via`])
+    /// and `extra` arguments (e.g. `--namespace NS`).
+    pub fn gateway_with(&self, kubeconfig: &Path, extra: &[&str]) -> Proc {
+        let selector = self.selector();
+        let mut args = vec![
+            "gateway",
+            "--selector",
+            &selector,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);
         wait_for("the gateway's first sync", DEFAULT_TIMEOUT, || {
             let body = reqwest::blocking_get(&ready);
