@@ -246,6 +246,24 @@ async fn every_error_case_has_its_documented_status_and_body() {
     }
     let (status, body) = post(&gateway, "/v1/nothing-here", "{}").await;
     assert_eq!((status, body["error"]["code"].clone()), (404, json!("unknown_url")));
+    for (path, method) in [
+        ("/v1/chat/completions", reqwest::Method::GET),
+        ("/embeddings", reqwest::Method::PUT),
+        ("/v1/models", reqwest::Method::POST),
+    ] {
+        let response = reqwest::Client::new()
+            .request(method.clone(), format!("http://{}{path}", gateway.addr))
+            .send()
+            .await
+            .expect("response");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON error");
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (405, json!("method_not_allowed")),
+            "{method} {path}"
+        );
+    }
     assert_eq!(
         metric(&gateway, r#"modelgate_rejected_requests_total{code="model_not_found"}"#).await,
         1.0,

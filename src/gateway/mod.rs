@@ -1,6 +1,7 @@
 //! The OpenAI-compatible gateway: routes requests by alias to providers, from an atomically
 //! swapped routing table.
 
+mod api;
 mod body;
 pub mod cluster;
 pub mod error;
@@ -18,17 +19,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub use api::Api;
 pub use error::ApiError;
 pub use live::{prepare, LiveTable, PrepareError};
-use metrics::{Endpoint, Metrics};
+use metrics::Metrics;
 pub use upstream::ClientPool;
 
 /// Default request body limit: 32 MiB.
@@ -74,24 +76,6 @@ impl Shared {
     }
 }
 
-/// The client-facing API, served both under `/v1` and at the root (clients configured with a
-/// base URL without `/v1` call `/chat/completions`). The routes are listed twice rather than
-/// nested: a nested router rewrites every request's URI.
-pub fn api_router(shared: Arc<Shared>) -> Router {
-    let mut api = Router::new();
-    for prefix in ["/v1", ""] {
-        api = api
-            .route(&format!("{prefix}/chat/completions"), post(chat_completions))
-            .route(&format!("{prefix}/completions"), post(completions))
-            .route(&format!("{prefix}/embeddings"), post(embeddings))
-            .route(&format!("{prefix}/models"), get(list_models))
-            .route(&format!("{prefix}/models/{{id}}"), get(get_model));
-    }
-    api.method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .fallback(|uri: Uri| async move { ApiError::unknown_path(uri.path()) })
-        .with_state(shared)
-}
-
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn admin_router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -99,44 +83,6 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(shared)
-}
-
-async fn chat_completions(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    proxy::handle(shared, Endpoint::chat_completions, parts.headers, body).await
-}
-
-async fn completions(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    proxy::handle(shared, Endpoint::completions, parts.headers, body).await
-}
-
-async fn embeddings(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    proxy::handle(shared, Endpoint::embeddings, parts.headers, body).await
-}
-
-async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
-    json(shared.live.load().models_body.clone())
-}
-
-async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let table = shared.live.load();
-    match table.routes.get(&id) {
-        None => ApiError::model_not_found(&id).into_response(),
-        Some(route) => match &route.disabled {
-            Some(why) => ApiError::model_disabled(&id, why).into_response(),
-            None => json(live::model_object(&route.alias, route.created, None).to_string().into()),
-        },
-    }
-}
-
-fn json(body: bytes::Bytes) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 /// Stops the in-cluster watch task when the server stops.
@@ -262,7 +208,7 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
     let admin_addr = admin.local_addr().map_err(GatewayError::Serve)?;
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let api = api_router(shared.clone());
+    let api = Api::new(shared.clone());
     let admin_app = admin_router(shared.clone());
     let task = tokio::spawn(async move {
         let _background = background;
@@ -278,11 +224,14 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let served = axum::serve(listener, api)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
+        let served = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(api),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         served.map_err(GatewayError::Serve)

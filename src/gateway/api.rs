@@ -1,0 +1,126 @@
+//! The client-facing API, served both under `/v1` and at the root (clients configured with a
+//! base URL without `/v1` call `/chat/completions`).
+//!
+//! The three proxied endpoints are matched here directly; everything else goes through an
+//! axum router. Matching three fixed paths costs a fraction of the router's work (route
+//! lookup, matched-path and URL-parameter extensions, boxed futures) on every request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower::Service;
+
+use super::error::ApiError;
+use super::live;
+use super::metrics::Endpoint;
+use super::{proxy, Shared};
+
+/// The API as a service for `axum::serve`.
+#[derive(Clone)]
+pub struct Api {
+    shared: Arc<Shared>,
+    router: Router,
+}
+
+impl Api {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let mut router = Router::new();
+        for prefix in ["/v1", ""] {
+            router = router
+                .route(&format!("{prefix}/models"), get(list_models))
+                .route(&format!("{prefix}/models/{{id}}"), get(get_model));
+        }
+        let router = router
+            .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+            .fallback(|uri: Uri| async move { ApiError::unknown_path(uri.path()) })
+            .with_state(shared.clone());
+        Api { shared, router }
+    }
+}
+
+/// The proxied endpoint a path names, if any.
+fn proxied(path: &str) -> Option<Endpoint> {
+    match path.strip_prefix("/v1").unwrap_or(path) {
+        "/chat/completions" => Some(Endpoint::chat_completions),
+        "/completions" => Some(Endpoint::completions),
+        "/embeddings" => Some(Endpoint::embeddings),
+        _ => None,
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl Service<Request> for Api {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Answer {
+        match proxied(request.uri().path()) {
+            Some(endpoint) if request.method() == Method::POST => {
+                let shared = self.shared.clone();
+                Box::pin(async move {
+                    let (parts, body) = request.into_parts();
+                    Ok(proxy::handle(shared, endpoint, parts.headers, body).await)
+                })
+            }
+            Some(_) => Box::pin(async { Ok(ApiError::method_not_allowed().into_response()) }),
+            None => {
+                let mut router = self.router.clone();
+                Box::pin(async move { router.call(request).await })
+            }
+        }
+    }
+}
+
+async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
+    json(shared.live.load().models_body.clone())
+}
+
+async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let table = shared.live.load();
+    match table.routes.get(&id) {
+        None => ApiError::model_not_found(&id).into_response(),
+        Some(route) => match &route.disabled {
+            Some(why) => ApiError::model_disabled(&id, why).into_response(),
+            None => json(live::model_object(&route.alias, route.created, None).to_string().into()),
+        },
+    }
+}
+
+fn json(body: bytes::Bytes) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxied_paths_are_matched_with_and_without_v1() {
+        assert_eq!(proxied("/v1/chat/completions"), Some(Endpoint::chat_completions));
+        assert_eq!(proxied("/chat/completions"), Some(Endpoint::chat_completions));
+        assert_eq!(proxied("/v1/completions"), Some(Endpoint::completions));
+        assert_eq!(proxied("/embeddings"), Some(Endpoint::embeddings));
+        assert_eq!(proxied("/v1/models"), None);
+        assert_eq!(proxied("/v1/chat/completions/"), None);
+        assert_eq!(proxied("/v2/chat/completions"), None);
+        assert_eq!(proxied("/v1/v1/chat/completions"), None);
+    }
+}
