@@ -132,8 +132,10 @@ async fn route_and_forward(
         return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
     }
     let (mut parts, body) = upstream_response.into_parts();
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+    if parts.headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
+        for name in HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
     }
     Ok(metered(status, parts.headers, body, metrics, started))
 }
