@@ -532,6 +532,14 @@ def ensure_tools(args) -> dict:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         run_cmd(sudo + ["apt-get", "update", "-qq"], timeout=600, check=True, env=env)
         run_cmd(sudo + ["apt-get", "install", "-y", "-qq", "nginx"], timeout=900, check=True, env=env)
+    if "instructions" not in args.skip and not shutil.which("callgrind_control"):
+        if args.no_install:
+            raise BenchError("valgrind not installed (and --no-install); or --skip instructions")
+        log("installing valgrind (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        run_cmd(sudo + ["apt-get", "update", "-qq"], timeout=600, check=True, env=env)
+        run_cmd(sudo + ["apt-get", "install", "-y", "-qq", "valgrind"], timeout=900, check=True, env=env)
     if not Path(oha_bin()).exists():
         if args.no_install:
             raise BenchError("oha not installed (and --no-install)")
@@ -1088,6 +1096,93 @@ def fig_cpu(targets: list[Target], mock_pid: int, args, c1_p50: dict) -> dict:
     return out
 
 
+def callgrind_summary(path: Path) -> int | None:
+    """The instruction count of a callgrind dump."""
+    for ln in path.read_text(errors="replace").splitlines():
+        if ln.startswith("summary:"):
+            return int(ln.split()[1])
+    return None
+
+
+def nginx_conf(d: Path, port: int, upstream_port: int, master: bool) -> Path:
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = d / "nginx.conf"
+    conf.write_text(f"""{user}worker_processes 1;
+daemon off;
+master_process {"on" if master else "off"};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+""")
+    return conf
+
+
+def fig_instructions(tmp: Path, args, fast_port: int, slow_port: int) -> dict:
+    """User-space instructions each proxy executes per request, counted by callgrind over a fixed
+    number of requests after a warm-up. The count does not depend on what else runs on the
+    machine, so it shows the effect of a change even on a busy machine. Kernel work (the
+    syscalls, roughly the same for every proxy here) is not counted."""
+    out: dict = {}
+    for name in [p for p in ("nginx", "modelgate") if p in args.proxies]:
+        d = tmp / f"callgrind-{name}"
+        d.mkdir()
+        dump = d / "callgrind.out"
+        port = free_port()
+        env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
+        if name == "nginx":
+            os.chmod(d, 0o755)
+            conf = nginx_conf(d, port, fast_port, master=False)
+            argv = [nginx_bin() or "nginx", "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
+            ready, model = f"http://127.0.0.1:{port}/v1/models", "bench-model"
+        else:
+            write_modelgate_config(d / "config", fast_port, slow_port)
+            admin = free_port()
+            argv = [modelgate_bin(args), "gateway", "--config", str(d / "config"),
+                    "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
+            ready, model = f"http://127.0.0.1:{admin}/readyz", "bench-model"
+        p = PROCS.start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", "--dump-instr=no",
+                                              f"--callgrind-out-file={dump}", *argv], PROXY_CPU, tmp, env=env)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        try:
+            wait_http_ok(ready, 180, p, f"{name} under callgrind")
+            oha(url, body_for(model), n=args.instr_warmup, c=4, timeout_s=300)
+            run_cmd(["callgrind_control", "-z", str(p.pid)], timeout=60, check=True, capture_output=True)
+            res = oha(url, body_for(model), n=args.instr_requests, c=4, timeout_s=600)
+            run_cmd(["callgrind_control", "-d", str(p.pid)], timeout=60, check=True, capture_output=True)
+            dumps = sorted(d.glob("callgrind.out.*"))
+            total = callgrind_summary(dumps[-1]) if dumps else None
+            ok = max(1, res["ok"])
+            out[name] = {"requests": res["requests"], "errors": res["errors"], "instructions": total,
+                         "per_request": None if total is None else round(total / ok)}
+            log(f"instructions: {name} {fmt(out[name]['per_request'], 0)} per request")
+        except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            out[name] = {"error": str(e)}
+        finally:
+            PROCS.stop(p)
+    return out
+
+
 def fig_soak(t: Target, args) -> dict:
     pid = t.proc.pid
     rate = args.soak_rate
@@ -1254,6 +1349,12 @@ def render_md(R: dict) -> str:
         if len(rates) > 1:
             L.append(f"| (LiteLLM measured at {rates[0]} req/s: it cannot sustain {rates[-1]:,} req/s on one core) |"
                      + " |" * (len(names) + len(proxies) + 1))
+    ins = F.get("instructions")
+    if ins:
+        row("**user-space instructions per request** (callgrind, "
+            f"{R['config'].get('instr_requests', 0):,} requests at c=4; kernel work not counted)",
+            {n: v.get("per_request") for n, v in ins.items()}, nd=0,
+            target="(deterministic: unaffected by other work)")
     st = F.get("stream")
     if st:
         row("stream time to first chunk, ms", {n: st[n]["ttfc_ms"] for n in st}, ratios=False)
@@ -1385,7 +1486,7 @@ def parse_args(argv=None):
     ap.add_argument("--modelgate-bin", default=None, help="use this modelgate binary instead of building it")
     ap.add_argument("--out", default=None, help="results basename (default bench/results/latest or quick-latest)")
     ap.add_argument("--skip", default="",
-                    help="comma list of figures to skip: latency,slow,stream,cpu,maxrate,soak,aliases")
+                    help="comma list of figures to skip: latency,slow,stream,cpu,instructions,maxrate,soak,aliases")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every benchmark process at this nice level (e.g. -10 on a shared machine; needs root "
                          "for < 0); the same for all targets, recorded in the results")
@@ -1419,6 +1520,8 @@ def parse_args(argv=None):
     a.cpu_rate, a.cpu_rate_slow = 1000, 50
     a.cpu_seconds = 2.0 if q else 5.0
     a.cpu_rounds = 1 if q else 3
+    a.instr_warmup = 100 if q else 300
+    a.instr_requests = 300 if q else 2000
     return a
 
 
@@ -1556,6 +1659,9 @@ def main(argv=None) -> int:
             log("figure 2b: CPU time per request at a fixed rate")
             c1 = {n: v.get("p50_ms") for n, v in (R["figures"].get("latency") or {}).items()}
             R["figures"]["cpu"] = fig_cpu(targets, mock_fast.pid, args, c1)
+        if "instructions" not in args.skip:
+            log("figure 2c: user-space instructions per request (callgrind)")
+            R["figures"]["instructions"] = fig_instructions(tmp, args, fast_port, slow_port)
         if "maxrate" not in args.skip:
             log("figure 2: max rate with p99 < 5 ms and no errors (open loop)")
             c1 = {n: v.get("p50_ms") for n, v in (R["figures"].get("latency") or {}).items()}
