@@ -9,10 +9,11 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
+use super::events::Events;
 use super::metrics::{ControllerMetrics, Kind, Outcome};
 use super::world::World;
 use crate::compiler::ObjectKey;
@@ -25,17 +26,17 @@ pub const FIELD_MANAGER: &str = "modelgate-controller";
 pub struct Context {
     pub client: Client,
     pub world: Arc<World>,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<ControllerMetrics>,
     failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
 }
 
 impl Context {
-    pub fn new(client: Client, world: Arc<World>, recorder: Recorder, metrics: Arc<ControllerMetrics>) -> Self {
+    pub fn new(client: Client, world: Arc<World>, events: Events, metrics: Arc<ControllerMetrics>) -> Self {
         Context {
             client,
             world,
-            recorder,
+            events,
             metrics,
             failures: Mutex::default(),
         }
@@ -134,8 +135,8 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
     .await
 }
 
-/// Writes `desired` (a status and its conditions) if it differs from `current`, with an Event
-/// on a transition; an unchanged status writes nothing.
+/// Writes `desired` (a status and its conditions) if it differs from `current`, and queues an
+/// Event on a transition (sent in the background); an unchanged status writes nothing.
 async fn settle<K, S>(
     ctx: &Context,
     object: &K,
@@ -157,7 +158,7 @@ where
     if changed {
         write_status::<K, S>(ctx, kind, &key, desired.0).await?;
         if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
-            publish(ctx, object, event).await;
+            ctx.events.enqueue(&event, &object.object_ref(&()));
         }
     }
     ctx.failures().remove(&(kind, key));
@@ -267,12 +268,6 @@ pub fn transition_event(previous: Option<&[Condition]>, next: &[Condition]) -> O
         }
         (None, "False") => Some(event(EventType::Warning, "Rejected", ready)),
         _ => None,
-    }
-}
-
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, event: Event) {
-    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::warn!(error = %e, reason = %event.reason, "cannot publish an Event");
     }
 }
 
