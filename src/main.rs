@@ -135,6 +135,7 @@ fn main() -> ExitCode {
                 admin_listen,
                 max_body_bytes,
             };
+            runtime.spawn(modelgate::memory::trim_periodically());
             runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {
                     Ok(running) => running,
@@ -178,6 +179,7 @@ fn main() -> ExitCode {
                 admin_listen,
                 lease,
             };
+            runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("the controller stopped: {e}")),
