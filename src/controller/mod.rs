@@ -7,6 +7,7 @@ mod metrics;
 pub mod reconcile;
 pub mod status;
 mod world;
+mod written;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

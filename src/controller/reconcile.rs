@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::events::Events;
 use super::metrics::{ControllerMetrics, Kind, Outcome};
 use super::world::World;
+use super::written::{fingerprint, Written};
 use crate::compiler::ObjectKey;
 use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
 
@@ -28,6 +29,7 @@ pub struct Context {
     pub world: Arc<World>,
     pub events: Events,
     pub metrics: Arc<ControllerMetrics>,
+    written: Written,
     failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
 }
 
@@ -38,6 +40,7 @@ impl Context {
             world,
             events,
             metrics,
+            written: Written::default(),
             failures: Mutex::default(),
         }
     }
@@ -136,7 +139,9 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
 }
 
 /// Writes `desired` (a status and its conditions) if it differs from `current`, and queues an
-/// Event on a transition (sent in the background); an unchanged status writes nothing.
+/// Event on a transition (sent in the background); an unchanged status writes nothing, and
+/// neither does the same status already written over this version of the object (the store
+/// has not caught up yet).
 async fn settle<K, S>(
     ctx: &Context,
     object: &K,
@@ -154,15 +159,26 @@ where
     S: PartialEq + Serialize,
 {
     let changed = current.map(|(status, _)| status) != Some(desired.0);
-    tracing::debug!(kind = ?kind, object = %key, changed, "reconciled");
-    if changed {
-        write_status::<K, S>(ctx, kind, &key, desired.0).await?;
-        if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
-            ctx.events.enqueue(&event, &object.object_ref(&()));
+    let written = if changed {
+        let version = object.meta().resource_version.clone().unwrap_or_default();
+        let sent = fingerprint(desired.0);
+        if ctx.written.already(kind, &key, &version, sent) {
+            false
+        } else {
+            write_status::<K, S>(ctx, kind, &key, desired.0).await?;
+            ctx.written.record(kind, key.clone(), version, sent);
+            if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
+                ctx.events.enqueue(&event, &object.object_ref(&()));
+            }
+            true
         }
-    }
+    } else {
+        ctx.written.forget(kind, &key);
+        false
+    };
+    tracing::debug!(kind = ?kind, object = %key, changed, written, "reconciled");
     ctx.failures().remove(&(kind, key));
-    let outcome = if changed { Outcome::written } else { Outcome::unchanged };
+    let outcome = if written { Outcome::written } else { Outcome::unchanged };
     ctx.metrics.reconciled(kind, outcome, started.elapsed().as_secs_f64());
     Ok(Action::await_change())
 }
