@@ -27,10 +27,18 @@ struct Write {
 #[derive(Default)]
 pub struct Written(Mutex<HashMap<(Kind, ObjectKey), Write>>);
 
-/// A hash of a status as it is sent.
+/// A hash of a status as it is sent, but for the conditions' `lastTransitionTime`: the
+/// status of an object the store still shows without one, computed again a second later,
+/// differs only there, and the one already written is as true.
 pub fn fingerprint<S: Serialize>(status: &S) -> u64 {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(conditions) = value.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        for condition in conditions.iter_mut().filter_map(|c| c.as_object_mut()) {
+            condition.remove("lastTransitionTime");
+        }
+    }
     let mut hasher = DefaultHasher::new();
-    serde_json::to_vec(status).unwrap_or_default().hash(&mut hasher);
+    value.to_string().hash(&mut hasher);
     hasher.finish()
 }
 
@@ -82,6 +90,16 @@ mod tests {
         let ready = fingerprint(&serde_json::json!({"ready": true}));
         let not_ready = fingerprint(&serde_json::json!({"ready": false}));
         assert_ne!(ready, not_ready);
+        let at = |time: &str| {
+            fingerprint(&serde_json::json!({"conditions": [{"type": "Ready", "lastTransitionTime": time}]}))
+        };
+        assert_eq!(at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:01Z"));
+        assert_ne!(
+            at("2026-01-01T00:00:00Z"),
+            fingerprint(
+                &serde_json::json!({"conditions": [{"type": "Stalled", "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+            )
+        );
         assert!(!written.already(Kind::ModelAlias, &key, "10", ready));
         written.record(Kind::ModelAlias, key.clone(), "10".into(), ready);
         assert!(written.already(Kind::ModelAlias, &key, "10", ready));
