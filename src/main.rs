@@ -161,6 +161,7 @@ fn main() -> ExitCode {
             lease_namespace,
             identity,
         } => {
+            modelgate::memory::single_arena();
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),

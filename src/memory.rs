@@ -24,6 +24,19 @@ pub async fn trim_periodically() {
     }
 }
 
+/// Makes every thread allocate from glibc's one main arena instead of up to eight per core:
+/// fewer places for freed memory to sit. For the controller, whose allocations come from a few
+/// tasks at a time; call before any other thread starts.
+pub fn single_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets a glibc tunable; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 /// Releases the free pages of every malloc arena; whether any memory was released.
 pub fn trim() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
