@@ -7,6 +7,7 @@ pub mod crd;
 pub mod gateway;
 pub mod kubernetes;
 pub mod manifest;
+pub mod memory;
 pub mod report;
 pub mod secret;
 pub mod signal;

@@ -135,6 +135,7 @@ fn main() -> ExitCode {
                 admin_listen,
                 max_body_bytes,
             };
+            runtime.spawn(modelgate::memory::trim_periodically());
             runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {
                     Ok(running) => running,
@@ -160,6 +161,7 @@ fn main() -> ExitCode {
             lease_namespace,
             identity,
         } => {
+            modelgate::memory::single_arena();
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
                 admin_listen,
                 lease,
             };
+            runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("the controller stopped: {e}")),

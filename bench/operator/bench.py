@@ -517,6 +517,47 @@ def with_retries(kube, method, path, body, content_type="application/json", ok=(
     return (path, status, str(reply)[:300])
 
 
+def baseline_status(name):
+    """A status of the size and shape the controller writes for a Ready alias (server-side
+    apply body; JSON is YAML)."""
+    def cond(type_, status, reason, message):
+        return {"type": type_, "status": status, "reason": reason, "message": message,
+                "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "ModelAlias",
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                cond("Accepted", "True", "Accepted", f"alias '{name}' is valid and belongs to this ModelAlias"),
+                cond("ResolvedRefs", "True", "ResolvedRefs", "every target reaches a provider with its key"),
+                cond("Ready", "True", "Serving", f"serving '{name}' from mock some-model (100%)"),
+                cond("Stalled", "False", "Serving", "nothing blocks this alias"),
+            ],
+            "resolved": {"alias": name, "generation": 1, "active": True, "hidden": False,
+                         "targets": [{"provider": "mock", "model": "some-model", "weight": 100.0}]},
+        },
+    }
+
+
+def baseline_event(namespace, name, uid):
+    """An Event like the controller's `Accepted` (events.k8s.io/v1)."""
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{time.time_ns():x}", "namespace": namespace},
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+        "action": "Reconcile",
+        "reason": "Accepted",
+        "note": f"serving '{name}' from mock some-model (100%)",
+        "type": "Normal",
+        "regarding": {"apiVersion": GROUP_VERSION, "kind": "ModelAlias", "name": name,
+                      "namespace": namespace, "uid": uid},
+        "reportingController": "modelgate-bench-baseline",
+        "reportingInstance": "modelgate-bench-baseline",
+    }
+
+
 def create_aliases(kube, namespace, names, labels, workers):
     """Creates the aliases with `workers` parallel connections. Returns (seconds, failures)."""
     path = f"{API}/namespaces/{namespace}/modelaliases"
@@ -1100,6 +1141,29 @@ class Bench:
         )
         if failures:
             self.problem(f"baseline: {len(failures)} creates failed, e.g. {failures[:3]}")
+        # What the controller's own writes cost the apiserver with nothing else running: one
+        # server-side-apply status patch per alias (as many at a time as the controller runs
+        # reconciles), then one Event per alias (as many at a time as its Event writer sends).
+        base = f"{API}/namespaces/{self.namespace}/modelaliases"
+
+        def apply_status(name):
+            body = json.dumps(baseline_status(name)).encode()
+            return with_retries(self.kube, "PATCH",
+                                f"{base}/{name}/status?fieldManager=modelgate-bench-baseline&force=true",
+                                body, content_type="application/apply-patch+yaml")
+
+        ssa_seconds, ssa_failures = run_parallel(names, self.args.controller_concurrency, apply_status)
+        if ssa_failures:
+            self.problem(f"baseline: {len(ssa_failures)} status patches failed, e.g. {ssa_failures[:3]}")
+        events_path = f"/apis/events.k8s.io/v1/namespaces/{self.namespace}/events"
+
+        def create_event(name):
+            body = json.dumps(baseline_event(self.namespace, name, "00000000-0000-0000-0000-000000000000")).encode()
+            return with_retries(self.kube, "POST", events_path, body)
+
+        event_seconds, event_failures = run_parallel(names, 4, create_event)
+        if event_failures:
+            self.problem(f"baseline: {len(event_failures)} Event creates failed, e.g. {event_failures[:3]}")
         path = f"{API}/namespaces/{self.namespace}/modelaliases?labelSelector={quote(selector)}"
         status, reply = self.kube.request("DELETE", path, timeout=120)
         if status != 200:
@@ -1110,7 +1174,15 @@ class Bench:
                 raise BenchError("the baseline aliases were not deleted within 60 s")
             time.sleep(0.2)
         self.wait_quiet()
-        return self.phase_end(phase, create_seconds=round(seconds, 3), create_failures=len(failures))
+        return self.phase_end(
+            phase,
+            create_seconds=round(seconds, 3),
+            create_failures=len(failures),
+            status_apply_seconds=round(ssa_seconds, 3),
+            status_apply_failures=len(ssa_failures),
+            event_create_seconds=round(event_seconds, 3),
+            event_create_failures=len(event_failures),
+        )
 
     def steady(self, name, seconds):
         phase = self.phase_begin(name)
@@ -1355,6 +1427,12 @@ def markdown(result, args):
             f"| {n_small:,} creates with no modelgate process selecting them (apiserver and this client alone) | "
             f"{fmt_s(baseline['create_seconds'])} |"
         )
+        if "status_apply_seconds" in baseline:
+            details.append(
+                f"| … then a server-side-apply status patch on each ({args.controller_concurrency} at a time) / "
+                f"an Event for each (4 at a time), nothing else running | {fmt_s(baseline['status_apply_seconds'])} / "
+                f"{fmt_s(baseline['event_create_seconds'])} |"
+            )
     if at_once:
         details += [
             f"| {n_small:,} at once: the creates themselves ({args.workers} parallel API connections) | {fmt_s(at_once['create_seconds'])} |",
@@ -1456,6 +1534,8 @@ def main():
     parser.add_argument("--poll-ms", type=float, default=5.0, help="gateway poll interval while probing")
     parser.add_argument("--probe-gap-ms", type=float, default=200.0, help="pause between probes")
     parser.add_argument("--workers", type=int, default=8, help="parallel API connections for bulk creates")
+    parser.add_argument("--controller-concurrency", type=int, default=16,
+                        help="parallel status patches in the baseline (the controller's reconcile concurrency)")
     parser.add_argument("--ready-bound", type=float, default=180.0, help="max seconds for the at-once batch to be Ready")
     parser.add_argument("--load-bound", type=float, default=300.0, help="max seconds for the large load to be Ready")
     parser.add_argument("--probe-budget", type=float, default=150.0, help="max seconds per apply-to-served series")

@@ -49,7 +49,7 @@ pub(super) enum Failure {
 /// Builds entries, checks names and field rules, and decides which object owns each name.
 /// Returns the entries and the index of the owner of each name.
 pub(super) fn claim_names<'a>(
-    aliases: &'a [ModelAlias],
+    aliases: impl ExactSizeIterator<Item = &'a ModelAlias>,
     out: &mut Vec<Diagnostic>,
 ) -> (Vec<AliasEntry<'a>>, HashMap<String, usize>) {
     let mut entries: Vec<AliasEntry<'a>> = Vec::with_capacity(aliases.len());

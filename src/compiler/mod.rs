@@ -12,6 +12,7 @@ mod providers;
 pub mod rules;
 mod table;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
@@ -22,11 +23,12 @@ pub use table::{ProviderEndpoint, ResolvedTimeouts, Route, RouteTarget, RoutingT
 use crate::crd::{LLMProvider, ModelAlias};
 use aliases::{claim_names, Resolver};
 
-/// Everything the compiler reads.
-pub struct Inputs<'a> {
-    pub providers: &'a [LLMProvider],
+/// Everything the compiler reads. Objects may be owned (`LLMProvider`, from files) or shared
+/// (`Arc<LLMProvider>`, straight from a reflector store): the compiler never copies them.
+pub struct Inputs<'a, P = LLMProvider, A = ModelAlias> {
+    pub providers: &'a [P],
     /// Aliases; without creation timestamps (files), earlier entries are older.
-    pub aliases: &'a [ModelAlias],
+    pub aliases: &'a [A],
     pub credentials: &'a dyn Credentials,
     /// Objects known to exist whose manifests could not be read: they keep their last routes.
     pub unreadable: &'a [ObjectRef],
@@ -55,15 +57,15 @@ impl Compiled {
 }
 
 /// Compiles providers and aliases into a routing table and per-object diagnostics.
-pub fn compile(inputs: &Inputs<'_>) -> Compiled {
+pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_, P, A>) -> Compiled {
     let mut diagnostics = Vec::new();
     let providers = providers::compile_providers(
-        inputs.providers,
+        inputs.providers.iter().map(Borrow::borrow),
         inputs.unreadable,
         inputs.credentials,
         &mut diagnostics,
     );
-    let (entries, owners) = claim_names(inputs.aliases, &mut diagnostics);
+    let (entries, owners) = claim_names(inputs.aliases.iter().map(Borrow::borrow), &mut diagnostics);
 
     let mut resolver = Resolver::new(&entries, &owners, &providers, &mut diagnostics);
     let mut owner_list: Vec<(&String, &usize)> = owners.iter().collect();

@@ -19,8 +19,8 @@ pub(super) struct ProviderInfo {
     pub models: Vec<String>,
 }
 
-pub(super) fn compile_providers(
-    providers: &[LLMProvider],
+pub(super) fn compile_providers<'p>(
+    providers: impl ExactSizeIterator<Item = &'p LLMProvider>,
     unreadable: &[ObjectRef],
     credentials: &dyn Credentials,
     out: &mut Vec<Diagnostic>,

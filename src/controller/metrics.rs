@@ -23,6 +23,22 @@ pub enum Outcome {
     error,
 }
 
+/// What became of an Event.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum EventOutcome {
+    created,
+    /// The API refused it or could not be reached.
+    failed,
+    /// The queue was full; it was never sent.
+    dropped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: EventOutcome,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: Kind,
@@ -53,6 +69,7 @@ pub struct ControllerMetrics {
     reconciles: Family<OutcomeLabels, Counter>,
     durations: Histograms,
     errors: Family<ErrorLabels, Counter>,
+    events: Family<EventLabels, Counter>,
     pub leader: Gauge,
 }
 
@@ -62,6 +79,7 @@ impl Default for ControllerMetrics {
         let reconciles = Family::default();
         let durations = Histograms::new_with_constructor(reconcile_histogram as fn() -> Histogram);
         let errors = Family::default();
+        let events = Family::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
@@ -74,12 +92,18 @@ impl Default for ControllerMetrics {
             durations.clone(),
         );
         registry.register("errors", "Reconcile errors by kind and reason", errors.clone());
+        registry.register(
+            "events",
+            "Events by outcome (dropped: the queue was full)",
+            events.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
         ControllerMetrics {
             registry,
             reconciles,
             durations,
             errors,
+            events,
             leader,
         }
     }
@@ -93,6 +117,10 @@ impl ControllerMetrics {
 
     pub fn error(&self, kind: Kind, reason: &'static str) {
         self.errors.get_or_create(&ErrorLabels { kind, reason }).inc();
+    }
+
+    pub fn event(&self, outcome: EventOutcome) {
+        self.events.get_or_create(&EventLabels { outcome }).inc();
     }
 
     pub fn encode(&self) -> String {

@@ -2,10 +2,12 @@
 //! writes their status (conditions and the compiled route) and publishes Events. One replica
 //! leads (a Lease); the others wait to take over.
 
+mod events;
 mod metrics;
 pub mod reconcile;
 pub mod status;
 mod world;
+mod written;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,6 @@ use axum::Router;
 use futures_util::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef as KubeRef;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -28,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::crd::{LLMProvider, ModelAlias};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
+use events::{Events, Reporter};
 use metrics::ControllerMetrics;
 use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
 use world::World;
@@ -161,16 +163,18 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         reflectors.synced.clone(),
         changes,
     ));
-    let reporter = Reporter {
-        controller: reconcile::FIELD_MANAGER.to_string(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let (events, queued_events) = Events::new(
+        Reporter::from_env(reconcile::FIELD_MANAGER),
+        events::QUEUE,
+        health.metrics.clone(),
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         world.clone(),
-        Recorder::new(client, reporter),
+        events,
         health.metrics.clone(),
     ));
+    let events = events::deliver(client, queued_events, health.metrics.clone());
 
     let (alias_tx, alias_rx) = mpsc::channel::<KubeRef<ModelAlias>>(4096);
     let (provider_tx, provider_rx) = mpsc::channel::<KubeRef<LLMProvider>>(1024);
@@ -188,7 +192,7 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
     let secrets = drive("Secret", reflectors.secret_stream);
     let compiler = world.clone().compile_on_change();
     let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, compiler, dependents);
+    tokio::join!(aliases, providers, secrets, compiler, dependents, events);
 }
 
 /// Cross-object changes (a provider, a Secret, another alias) change other objects' status:

@@ -9,12 +9,14 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 
+use super::events::Events;
 use super::metrics::{ControllerMetrics, Kind, Outcome};
 use super::world::World;
+use super::written::{fingerprint, Written};
 use crate::compiler::ObjectKey;
 use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
 
@@ -25,18 +27,20 @@ pub const FIELD_MANAGER: &str = "modelgate-controller";
 pub struct Context {
     pub client: Client,
     pub world: Arc<World>,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<ControllerMetrics>,
+    written: Written,
     failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
 }
 
 impl Context {
-    pub fn new(client: Client, world: Arc<World>, recorder: Recorder, metrics: Arc<ControllerMetrics>) -> Self {
+    pub fn new(client: Client, world: Arc<World>, events: Events, metrics: Arc<ControllerMetrics>) -> Self {
         Context {
             client,
             world,
-            recorder,
+            events,
             metrics,
+            written: Written::default(),
             failures: Mutex::default(),
         }
     }
@@ -134,8 +138,10 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
     .await
 }
 
-/// Writes `desired` (a status and its conditions) if it differs from `current`, with an Event
-/// on a transition; an unchanged status writes nothing.
+/// Writes `desired` (a status and its conditions) if it differs from `current`, and queues an
+/// Event on a transition (sent in the background); an unchanged status writes nothing, and
+/// neither does the same status already written over this version of the object (the store
+/// has not caught up yet).
 async fn settle<K, S>(
     ctx: &Context,
     object: &K,
@@ -153,15 +159,26 @@ where
     S: PartialEq + Serialize,
 {
     let changed = current.map(|(status, _)| status) != Some(desired.0);
-    tracing::debug!(kind = ?kind, object = %key, changed, "reconciled");
-    if changed {
-        write_status::<K, S>(ctx, kind, &key, desired.0).await?;
-        if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
-            publish(ctx, object, event).await;
+    let written = if changed {
+        let version = object.meta().resource_version.clone().unwrap_or_default();
+        let sent = fingerprint(desired.0);
+        if ctx.written.already(kind, &key, &version, sent) {
+            false
+        } else {
+            write_status::<K, S>(ctx, kind, &key, desired.0).await?;
+            ctx.written.record(kind, key.clone(), version, sent);
+            if let Some(event) = transition_event(current.map(|(_, conditions)| conditions), desired.1) {
+                ctx.events.enqueue(&event, &object.object_ref(&()));
+            }
+            true
         }
-    }
+    } else {
+        ctx.written.forget(kind, &key);
+        false
+    };
+    tracing::debug!(kind = ?kind, object = %key, changed, written, "reconciled");
     ctx.failures().remove(&(kind, key));
-    let outcome = if changed { Outcome::written } else { Outcome::unchanged };
+    let outcome = if written { Outcome::written } else { Outcome::unchanged };
     ctx.metrics.reconciled(kind, outcome, started.elapsed().as_secs_f64());
     Ok(Action::await_change())
 }
@@ -267,12 +284,6 @@ pub fn transition_event(previous: Option<&[Condition]>, next: &[Condition]) -> O
         }
         (None, "False") => Some(event(EventType::Warning, "Rejected", ready)),
         _ => None,
-    }
-}
-
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, event: Event) {
-    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::warn!(error = %e, reason = %event.reason, "cannot publish an Event");
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
-use kube::ResourceExt;
 
 use super::status::{alias_status, provider_status};
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
@@ -31,7 +31,6 @@ pub struct Snapshot {
     pub version: u64,
     pub compiled: Compiled,
     routes_by_source: HashMap<ObjectKey, String>,
-    diagnostics: HashMap<ObjectRef, Vec<Diagnostic>>,
 }
 
 impl Snapshot {
@@ -42,15 +41,10 @@ impl Snapshot {
             .iter()
             .map(|(name, route)| (route.source.clone(), name.clone()))
             .collect();
-        let mut diagnostics: HashMap<ObjectRef, Vec<Diagnostic>> = HashMap::new();
-        for d in &compiled.diagnostics {
-            diagnostics.entry(d.object.clone()).or_default().push(d.clone());
-        }
         Snapshot {
             version,
             compiled,
             routes_by_source,
-            diagnostics,
         }
     }
 
@@ -61,8 +55,12 @@ impl Snapshot {
             .and_then(|name| self.compiled.table.routes.get(name))
     }
 
+    /// An object's diagnostics: a run of `compiled.diagnostics`, which is sorted by object.
     pub fn diagnostics_of(&self, object: &ObjectRef) -> &[Diagnostic] {
-        self.diagnostics.get(object).map(Vec::as_slice).unwrap_or(&[])
+        let all = self.compiled.diagnostics.as_slice();
+        let start = all.partition_point(|d| &d.object < object);
+        let len = all[start..].partition_point(|d| &d.object == object);
+        &all[start..start + len]
     }
 
     /// The status this compilation gives an alias.
@@ -154,10 +152,11 @@ impl World {
     }
 
     fn compile(&self) -> Compiled {
-        let mut providers: Vec<LLMProvider> = self.providers.state().iter().map(|p| (**p).clone()).collect();
-        providers.sort_by_key(|p| (p.namespace(), p.name_any()));
-        let mut aliases: Vec<ModelAlias> = self.aliases.state().iter().map(|a| (**a).clone()).collect();
-        aliases.sort_by_key(|a| (a.namespace(), a.name_any()));
+        // The stores' own objects (shared, not copied), in a stable order.
+        let mut providers = self.providers.state();
+        providers.sort_by(|a, b| by_key(&a.metadata, &b.metadata));
+        let mut aliases = self.aliases.state();
+        aliases.sort_by(|a, b| by_key(&a.metadata, &b.metadata));
         let secrets = secret_data(&self.secrets);
         // The controller cannot see the gateway's environment: `env` keys are not checked.
         let credentials = SecretsAndEnv {
@@ -174,7 +173,48 @@ impl World {
     }
 }
 
+fn by_key(a: &ObjectMeta, b: &ObjectMeta) -> std::cmp::Ordering {
+    (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+}
+
 /// How long without a further change ends a burst.
 const COALESCE: Duration = Duration::from_millis(20);
 /// The longest a compilation waits for a burst to end.
 const MAX_WAIT: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::Reason;
+
+    #[test]
+    fn diagnostics_of_finds_each_objects_run() {
+        let object = |name: &str| ObjectRef::alias(ObjectKey::new("ml", name));
+        let mut diagnostics = vec![
+            Diagnostic::error(&object("b"), "spec.target", Reason::InvalidSpec, "b1"),
+            Diagnostic::error(&object("a"), "spec", Reason::InvalidSpec, "a1"),
+            Diagnostic::error(&object("b"), "spec", Reason::InvalidSpec, "b2"),
+            Diagnostic::error(
+                &ObjectRef::provider(ObjectKey::new("ml", "b")),
+                "spec",
+                Reason::InvalidSpec,
+                "p",
+            ),
+            Diagnostic::error(&object("d"), "spec", Reason::InvalidSpec, "d1"),
+        ];
+        diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
+        let snapshot = Snapshot::new(
+            1,
+            Compiled {
+                table: Default::default(),
+                diagnostics: diagnostics.clone(),
+            },
+        );
+        for target in [object("a"), object("b"), object("c"), object("d"), object("e")] {
+            let want: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.object == target).collect();
+            let got: Vec<&Diagnostic> = snapshot.diagnostics_of(&target).iter().collect();
+            assert_eq!(got, want, "{target:?}");
+        }
+        assert_eq!(snapshot.diagnostics_of(&object("b")).len(), 2);
+    }
+}

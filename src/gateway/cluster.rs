@@ -21,15 +21,14 @@ pub fn table_from(
     secrets: &crate::compiler::SecretData,
     previous: &RoutingTable,
 ) -> RoutingTable {
-    let providers: Vec<LLMProvider> = providers.iter().map(|p| (**p).clone()).collect();
     let env = |var: &str| std::env::var(var).ok();
     let credentials = SecretsAndEnv {
         secrets,
         env: Some(&env),
     };
     let compiled = compile(&Inputs {
-        providers: &providers,
-        aliases: &[],
+        providers,
+        aliases: &[] as &[ModelAlias],
         credentials: &credentials,
         unreadable: &[],
         previous: None,
@@ -40,7 +39,7 @@ pub fn table_from(
     };
     // A provider that still exists but cannot be compiled now (its Secret went away, say)
     // keeps its last endpoint: the last good route keeps working.
-    for provider in &providers {
+    for provider in providers {
         let key = ObjectKey::of(&provider.metadata);
         if let (std::collections::hash_map::Entry::Vacant(slot), Some(endpoint)) =
             (table.providers.entry(key.clone()), previous.providers.get(&key))

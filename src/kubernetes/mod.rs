@@ -130,8 +130,9 @@ fn keep<K>(_: &mut K) {}
 
 /// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
 /// it (yielding every touched object). The stream must be polled for the store to fill.
-/// Stored objects lose their `managedFields` and kubectl's last-applied annotation: nothing
-/// here reads them, and at thousands of objects they are most of the memory.
+/// Stored objects lose their `managedFields`, labels and annotations (kubectl's last-applied
+/// configuration among them): nothing here reads them (selectors are applied by the API
+/// server), and at thousands of objects they are much of the memory.
 pub fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -152,10 +153,10 @@ where
     let stream = watcher(api, config)
         .default_backoff()
         .modify(move |object: &mut K| {
-            object.meta_mut().managed_fields = None;
-            if let Some(annotations) = object.meta_mut().annotations.as_mut() {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
+            let meta = object.meta_mut();
+            meta.managed_fields = None;
+            meta.labels = None;
+            meta.annotations = None;
             trim(object);
         })
         .reflect(writer)

@@ -235,7 +235,7 @@ fn provider_status_reports_the_key_without_showing_it() {
     };
     let c = compile(&Inputs {
         providers: &m.providers,
-        aliases: &[],
+        aliases: &[] as &[ModelAlias],
         credentials: &credentials,
         unreadable: &[],
         previous: None,
