@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::event::{EventKind, ModifyKind};
-use notify::RecursiveMode;
-use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::live::prepare;
@@ -107,24 +106,27 @@ pub fn reload(shared: &Shared, paths: &[PathBuf], current: &mut RoutingTable) {
 }
 
 /// Watches the paths and reloads on every (debounced) change, and on SIGHUP.
+///
+/// Debouncing happens in the reload task: after a change it waits until no further change
+/// has come for [`QUIET`], so a burst (an editor's save, a `git checkout`) reloads once. While
+/// nothing changes, nothing wakes up (a polling debouncer thread woke 27 times a second and
+/// preempted requests on the gateway's core).
 pub fn watch(
     shared: Arc<Shared>,
     paths: Vec<PathBuf>,
     mut current: RoutingTable,
-) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>, StartupError> {
+) -> Result<notify::RecommendedWatcher, StartupError> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let notify_tx = tx.clone();
-    let mut debouncer = new_debouncer(Duration::from_millis(150), None, move |result: DebounceEventResult| {
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         // Only changes count: reading the files ourselves raises access events.
-        let changed = result.is_ok_and(|events| {
-            events.iter().any(|e| {
-                matches!(
-                    e.event.kind,
-                    EventKind::Create(_)
-                        | EventKind::Remove(_)
-                        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
-                )
-            })
+        let changed = result.is_ok_and(|event| {
+            matches!(
+                event.kind,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+            )
         });
         if changed {
             // A full channel already holds a pending reload, which will see this change too.
@@ -149,7 +151,7 @@ pub fn watch(
                 RecursiveMode::NonRecursive,
             )
         };
-        debouncer.watch(&target, mode)?;
+        watcher.watch(&target, mode)?;
     }
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -161,6 +163,7 @@ pub fn watch(
     });
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
+            while let Ok(Some(())) = tokio::time::timeout(QUIET, rx.recv()).await {}
             let shared = shared.clone();
             let paths = paths.clone();
             let table = std::mem::take(&mut current);
@@ -176,5 +179,8 @@ pub fn watch(
             }
         }
     });
-    Ok(debouncer)
+    Ok(watcher)
 }
+
+/// How long the files must stay unchanged before a reload.
+const QUIET: Duration = Duration::from_millis(150);
