@@ -135,7 +135,6 @@ fn main() -> ExitCode {
                 admin_listen,
                 max_body_bytes,
             };
-            runtime.spawn(modelgate::memory::trim_periodically());
             runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {
                     Ok(running) => running,
