@@ -639,46 +639,7 @@ def start_nginx(tmp: Path, fast_port: int, slow_port: int) -> Target:
     os.chmod(tmp, 0o755)
     os.chmod(d, 0o755)
     p1, p2 = free_port(), free_port()
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    conf = f"""{user}worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    upstream mock_fast {{ server 127.0.0.1:{fast_port}; keepalive 128; keepalive_requests 1000000; }}
-    upstream mock_slow {{ server 127.0.0.1:{slow_port}; keepalive 128; keepalive_requests 1000000; }}
-    server {{
-        listen 127.0.0.1:{p1};
-        location / {{
-            proxy_pass http://mock_fast;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{p2};
-        location / {{
-            proxy_pass http://mock_slow;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}
-}}
-"""
-    (d / "nginx.conf").write_text(conf)
+    nginx_conf(d, [(p1, fast_port), (p2, slow_port)], master=True)
     nb = nginx_bin()
     p = PROCS.start("nginx", [nb, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")],
                     PROXY_CPU, tmp)
@@ -1104,8 +1065,22 @@ def callgrind_summary(path: Path) -> int | None:
     return None
 
 
-def nginx_conf(d: Path, port: int, upstream_port: int, master: bool) -> Path:
+def nginx_conf(d: Path, servers: list[tuple[int, int]], master: bool) -> Path:
+    """A plain keepalive reverse proxy: one worker; each (listen port, upstream port) pair is a
+    server with its own upstream pool."""
     user = "user root;\n" if os.geteuid() == 0 else ""
+    upstreams = "".join(f"    upstream mock_{i} {{ server 127.0.0.1:{up}; keepalive 128; keepalive_requests 1000000; }}\n"
+                        for i, (_, up) in enumerate(servers))
+    blocks = "".join(f"""    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mock_{i};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+""" for i, (port, _) in enumerate(servers))
     conf = d / "nginx.conf"
     conf.write_text(f"""{user}worker_processes 1;
 daemon off;
@@ -1123,17 +1098,7 @@ http {{
     tcp_nodelay on;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
-    upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 128; keepalive_requests 1000000; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}
-}}
+{upstreams}{blocks}}}
 """)
     return conf
 
@@ -1152,7 +1117,7 @@ def fig_instructions(tmp: Path, args, fast_port: int, slow_port: int) -> dict:
         env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
         if name == "nginx":
             os.chmod(d, 0o755)
-            conf = nginx_conf(d, port, fast_port, master=False)
+            conf = nginx_conf(d, [(port, fast_port)], master=False)
             argv = [nginx_bin() or "nginx", "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
             ready, model = f"http://127.0.0.1:{port}/v1/models", "bench-model"
         else:

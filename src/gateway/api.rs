@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower::Service;
 
-use super::error::ApiError;
+use super::error::{json_response, ApiError};
 use super::live;
 use super::metrics::Endpoint;
 use super::{proxy, Shared};
@@ -101,11 +101,7 @@ async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) ->
 }
 
 fn json(body: bytes::Bytes) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    json_response(StatusCode::OK, body)
 }
 
 #[cfg(test)]
