@@ -520,6 +520,15 @@ class SseClient:
 # installs and builds
 
 
+def apt_install(package: str) -> None:
+    """Installs a Debian package (sudo when not root)."""
+    log(f"installing {package} (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    run_cmd(sudo + ["apt-get", "update", "-qq"], timeout=600, check=True, env=env)
+    run_cmd(sudo + ["apt-get", "install", "-y", "-qq", package], timeout=900, check=True, env=env)
+
+
 def ensure_tools(args) -> dict:
     info = {}
     need_nginx = "nginx" in args.proxies
@@ -527,19 +536,11 @@ def ensure_tools(args) -> dict:
     if need_nginx and not nginx_bin():
         if args.no_install:
             raise BenchError("nginx not installed (and --no-install)")
-        log("installing nginx (apt-get)")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        run_cmd(sudo + ["apt-get", "update", "-qq"], timeout=600, check=True, env=env)
-        run_cmd(sudo + ["apt-get", "install", "-y", "-qq", "nginx"], timeout=900, check=True, env=env)
+        apt_install("nginx")
     if "instructions" not in args.skip and not shutil.which("callgrind_control"):
         if args.no_install:
             raise BenchError("valgrind not installed (and --no-install); or --skip instructions")
-        log("installing valgrind (apt-get)")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        run_cmd(sudo + ["apt-get", "update", "-qq"], timeout=600, check=True, env=env)
-        run_cmd(sudo + ["apt-get", "install", "-y", "-qq", "valgrind"], timeout=900, check=True, env=env)
+        apt_install("valgrind")
     if not Path(oha_bin()).exists():
         if args.no_install:
             raise BenchError("oha not installed (and --no-install)")

@@ -60,6 +60,16 @@ async fn completions_and_embeddings_are_forwarded_to_their_paths() {
     assert_eq!(upstream.last().path, "/v1/completions");
 }
 
+/// Starts a streamed chat completion for the alias `chat`.
+async fn stream_chat(gateway: &modelgate::gateway::Running) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gateway.addr))
+        .body(json!({"model": "chat", "stream": true, "messages": []}).to_string())
+        .send()
+        .await
+        .expect("response")
+}
+
 #[tokio::test]
 async fn a_streams_first_chunk_reaches_the_client_before_the_upstream_finishes() {
     let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
@@ -70,12 +80,7 @@ async fn a_streams_first_chunk_reaches_the_client_before_the_upstream_finishes()
     );
     let gateway = start_gateway(&config).await;
 
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", gateway.addr))
-        .body(json!({"model": "chat", "stream": true, "messages": []}).to_string())
-        .send()
-        .await
-        .expect("response");
+    let response = stream_chat(&gateway).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut stream = response.bytes_stream();
     // The upstream holds the rest of the stream until we release it: if the gateway buffered,
@@ -113,12 +118,7 @@ async fn a_stream_that_goes_silent_longer_than_idle_is_cut() {
     config.write("c.yaml", &(silent + &alias("chat", "{target: alpha/m}")));
     let gateway = start_gateway(&config).await;
 
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", gateway.addr))
-        .body(json!({"model": "chat", "stream": true, "messages": []}).to_string())
-        .send()
-        .await
-        .expect("response");
+    let response = stream_chat(&gateway).await;
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
     // The upstream sends one chunk and then never another: after 300 ms of silence the
