@@ -156,7 +156,7 @@ async fn patching_an_alias_switches_providers_and_disabling_and_deleting_it_answ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
-async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survives_a_gateway_restart() {
+async fn a_broken_edit_stalls_with_a_clear_message_and_events_keeps_the_old_route_and_survives_a_gateway_restart() {
     let stack = Stack::new("e2e-broken");
     let (_alpha, _beta) = two_providers(&stack).await;
     stack.apply(&alias("smart", "{target: alpha/model-a}"));
@@ -180,6 +180,17 @@ async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survi
         object["status"]["resolved"]["targets"][0]["model"], "model-a",
         "the last accepted route stays published"
     );
+    // One Event per transition, none repeated by the reconciles in between.
+    let events = wait_events(
+        &stack.ns,
+        "ModelAlias",
+        "smart",
+        &[("Normal", "Accepted"), ("Warning", "Rejected")],
+    );
+    assert!(
+        events[1].2.contains("'missing'"),
+        "the Rejected Event says what is wrong: {events:?}"
+    );
     let (status, body) = ask(&gateway, "smart").await;
     assert_eq!(
         (status, content(&body)),
@@ -196,6 +207,12 @@ async fn a_broken_edit_stalls_with_a_clear_message_keeps_the_old_route_and_survi
     stack.patch_alias("smart", r#"{"spec":{"target":"beta/model-b"}}"#);
     stack.wait_condition("modelalias", "smart", "Ready", "True");
     served(&gateway, "smart", "beta served model-b").await;
+    wait_events(
+        &stack.ns,
+        "ModelAlias",
+        "smart",
+        &[("Normal", "Accepted"), ("Warning", "Rejected"), ("Normal", "Recovered")],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -453,6 +453,46 @@ impl Stack {
     }
 }
 
+/// The `events.k8s.io/v1` Events about one object, oldest first, as (type, reason, note).
+pub fn events_about(ns: &Namespace, kind: &str, name: &str) -> Vec<(String, String, String)> {
+    let list = ns
+        .kubectl(["get", "events.events.k8s.io", "-o", "json"])
+        .expect_success()
+        .json();
+    let mut events: Vec<&serde_json::Value> = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+                .collect()
+        })
+        .unwrap_or_default();
+    events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_string());
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    events
+        .into_iter()
+        .map(|e| (text(&e["type"]), text(&e["reason"]), text(&e["note"])))
+        .collect()
+}
+
+/// Waits until the Events about an object have exactly these (type, reason) in this order.
+pub fn wait_events(ns: &Namespace, kind: &str, name: &str, expected: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    wait_for(
+        &format!("Events {expected:?} about {kind} {name}"),
+        DEFAULT_TIMEOUT,
+        || {
+            let events = events_about(ns, kind, name);
+            let seen: Vec<(&str, &str)> = events.iter().map(|(t, r, _)| (t.as_str(), r.as_str())).collect();
+            if seen == expected {
+                Ok(events)
+            } else {
+                Err(format!("seen {events:?}"))
+            }
+        },
+    )
+}
+
 /// The condition `type_` of an object.
 pub fn condition(object: &serde_json::Value, type_: &str) -> serde_json::Value {
     object["status"]["conditions"]
