@@ -251,6 +251,9 @@ impl<'a, 'b> Resolver<'a, 'b> {
             }
         }
         self.stack.pop();
+        // Routes live as long as their table: no spare capacity (a split of one target would
+        // otherwise keep room for four, 312 bytes per alias).
+        targets.shrink_to_fit();
         match failure {
             Some(f) => Err(f),
             None => Ok(Flat { targets, disabled_via }),
