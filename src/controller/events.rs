@@ -2,7 +2,8 @@
 //! background task creates queued Events a few at a time. Events are only published on
 //! transitions (see `reconcile::transition_event`), so unlike kube-runtime's `Recorder` there
 //! is no cache for series or deduplication: each Event is created once and forgotten.
-//! When the queue is full the Event is dropped and counted; status writes never wait for it.
+//! When the queue is full the Event is dropped and counted; status writes never wait for it,
+//! and Events wait for a pause in status writes (see `pacing`).
 
 use std::sync::Arc;
 
@@ -17,9 +18,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::metrics::{ControllerMetrics, EventOutcome};
+use super::pacing::Pacing;
 
-/// Events waiting to be created; beyond this, new ones are dropped.
-pub const QUEUE: usize = 1024;
+/// Events waiting to be created; beyond this, new ones are dropped. Large enough for a bulk
+/// apply of a few thousand objects, whose Events wait until their status writes are done.
+pub const QUEUE: usize = 4096;
 /// Events created at the same time.
 pub const CONCURRENCY: usize = 4;
 
@@ -50,42 +53,59 @@ pub struct Events {
     reporter: Reporter,
     queue: mpsc::Sender<KubeEvent>,
     metrics: Arc<ControllerMetrics>,
+    pacing: Arc<Pacing>,
 }
 
 impl Events {
     /// A queue of `capacity` Events and the receiver that [`deliver`] serves.
-    pub fn new(
-        reporter: Reporter,
-        capacity: usize,
-        metrics: Arc<ControllerMetrics>,
-    ) -> (Self, mpsc::Receiver<KubeEvent>) {
+    pub fn new(reporter: Reporter, capacity: usize, metrics: Arc<ControllerMetrics>) -> (Self, Queued) {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let pacing = Arc::new(Pacing::new(capacity));
         (
             Events {
                 reporter,
                 queue,
                 metrics,
+                pacing: pacing.clone(),
             },
-            receiver,
+            Queued { receiver, pacing },
         )
+    }
+
+    /// Status writes register here, so Events wait for a pause in them.
+    pub fn pacing(&self) -> &Pacing {
+        &self.pacing
     }
 
     /// Queues `event` about `regarding`; never waits. A full (or closed) queue drops it.
     pub fn enqueue(&self, event: &Event, regarding: &ObjectReference) {
         let built = build(&self.reporter, event, regarding, jiff::Timestamp::now());
-        if self.queue.try_send(built).is_err() {
+        if self.queue.try_send(built).is_ok() {
+            self.pacing.queued();
+        } else {
             self.metrics.event(EventOutcome::dropped);
             tracing::debug!(reason = %event.reason, "event queue full: dropped an Event");
         }
     }
 }
 
-/// Creates queued Events, [`CONCURRENCY`] at a time, until every sender is gone.
-pub async fn deliver(client: Client, receiver: mpsc::Receiver<KubeEvent>, metrics: Arc<ControllerMetrics>) {
+/// The receiving side, for [`deliver`].
+pub struct Queued {
+    receiver: mpsc::Receiver<KubeEvent>,
+    pacing: Arc<Pacing>,
+}
+
+/// Creates queued Events, [`CONCURRENCY`] at a time, each after a pause in status writes,
+/// until every sender is gone.
+pub async fn deliver(client: Client, queued: Queued, metrics: Arc<ControllerMetrics>) {
+    let Queued { receiver, pacing } = queued;
     ReceiverStream::new(receiver)
         .map(|event| {
             let client = client.clone();
+            let pacing = pacing.clone();
             async move {
+                pacing.taken();
+                pacing.pause().await;
                 let namespace = event
                     .metadata
                     .namespace
@@ -219,7 +239,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts() {
         let metrics = Arc::new(ControllerMetrics::default());
-        let (events, mut receiver) = Events::new(reporter(), 2, metrics.clone());
+        let (events, mut receiving) = Events::new(reporter(), 2, metrics.clone());
         for _ in 0..5 {
             events.enqueue(&accepted(), &regarding());
         }
@@ -229,9 +249,13 @@ mod tests {
             "{text}"
         );
         let mut queued = 0;
-        while receiver.try_recv().is_ok() {
+        while receiving.receiver.try_recv().is_ok() {
             queued += 1;
         }
         assert_eq!(queued, 2);
+        assert!(
+            receiving.pacing.backlogged(),
+            "two queued of two: Events no longer wait"
+        );
     }
 }

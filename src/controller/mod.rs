@@ -4,6 +4,7 @@
 
 mod events;
 mod metrics;
+mod pacing;
 pub mod reconcile;
 pub mod status;
 mod world;

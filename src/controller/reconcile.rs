@@ -194,6 +194,7 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let patch = serde_json::json!({"apiVersion": API_VERSION, "kind": K::kind(&()), "status": status});
+    let _writing = ctx.events.pacing().writing();
     api.patch_status(
         &key.name,
         &PatchParams::apply(FIELD_MANAGER).force(),
