@@ -45,6 +45,49 @@ async fn the_upstream_receives_the_rewritten_model_and_the_provider_key() {
 }
 
 #[tokio::test]
+async fn only_content_negotiation_and_tracing_headers_travel_upstream() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(provider("alpha", &upstream, "sk-alpha-1") + &alias("fast-model", "{target: alpha/m}")),
+    );
+    let gateway = start_gateway(&config).await;
+    let response = client()
+        .post(format!("http://{}/v1/chat/completions", gateway.addr))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer client-key-must-not-travel")
+        .header("cookie", "session=client-secret")
+        .header("x-request-id", "req-42")
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header("user-agent", "first-agent")
+        .header("user-agent", "second-agent")
+        .header("x-custom", "stays")
+        .body(chat("fast-model"))
+        .send()
+        .await
+        .expect("the gateway answered");
+    assert_eq!(response.status(), 200);
+    let seen = upstream.last();
+    let header = |name: &str| {
+        seen.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(header("x-request-id"), ["req-42"]);
+    assert_eq!(
+        header("traceparent"),
+        ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+    );
+    assert_eq!(header("user-agent"), ["first-agent"], "one value, the first");
+    assert_eq!(header("authorization"), ["Bearer sk-alpha-1"]);
+    assert!(header("cookie").is_empty(), "{:?}", seen.headers);
+    assert!(header("x-custom").is_empty(), "{:?}", seen.headers);
+}
+
+#[tokio::test]
 async fn completions_and_embeddings_are_forwarded_to_their_paths() {
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let config = ConfigDir::new();

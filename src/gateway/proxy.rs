@@ -108,10 +108,14 @@ async fn route_and_forward(
     *request.uri_mut() = http.uris[endpoint.index()].clone();
     let outgoing_headers = request.headers_mut();
     *outgoing_headers = http.headers.clone();
-    for name in &FORWARDED_REQUEST_HEADERS {
-        if let Some(value) = headers.get(name) {
+    // One pass over the client's few headers instead of a hashed lookup per forwarded name;
+    // a name's values come one after another, and the first one is forwarded.
+    let mut previous: Option<&HeaderName> = None;
+    for (name, value) in headers {
+        if previous != Some(name) && FORWARDED_REQUEST_HEADERS.contains(name) {
             outgoing_headers.insert(name, value.clone());
         }
+        previous = Some(name);
     }
     let sent = Instant::now();
     let upstream_response = upstream::send(&http.client, request, Limits::new(&http.timeouts))

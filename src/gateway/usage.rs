@@ -91,13 +91,17 @@ impl UsageScanner {
 
 const USAGE_KEY: &[u8] = b"\"usage\"";
 
+/// Built once: constructing a searcher costs more than searching a typical response.
+static USAGE_FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(USAGE_KEY));
+
 /// The `usage` object of an OpenAI-shaped JSON response, found without parsing the rest of
 /// it: the last `"usage"` that is an object key (after `{` or `,`, before `:`) and holds an
 /// object. Text inside JSON strings cannot match, because a quote in a string is escaped;
 /// the only other objects in these responses (`message`, `logprobs`) have no `usage` key.
 pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
     let mut end = body.len();
-    while let Some(at) = memchr::memmem::rfind(&body[..end], USAGE_KEY) {
+    while let Some(at) = USAGE_FINDER.rfind(&body[..end]) {
         end = at;
         let before = body[..at].iter().rev().find(|b| !b.is_ascii_whitespace());
         if !matches!(before, Some(b'{' | b',')) {
