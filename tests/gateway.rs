@@ -88,6 +88,36 @@ async fn only_content_negotiation_and_tracing_headers_travel_upstream() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(provider("alpha", &upstream, "sk-alpha-1") + &alias("fast-model", "{target: alpha/m}")),
+    );
+    let gateway = start_gateway(&config).await;
+    for _ in 0..20 {
+        let (status, body) = post(&gateway, "/v1/chat/completions", &chat("fast-model")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "20 requests one after another share one connection"
+    );
+
+    upstream.set(Behaviour::Close);
+    for _ in 0..5 {
+        let (status, body) = post(&gateway, "/v1/chat/completions", &chat("fast-model")).await;
+        assert_eq!(status, 200, "a connection the upstream closed is never reused: {body}");
+    }
+    upstream.set(Behaviour::Echo);
+    let (status, body) = post(&gateway, "/v1/chat/completions", &chat("fast-model")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.connections(), 6, "one new connection after each close");
+}
+
+#[tokio::test]
 async fn completions_and_embeddings_are_forwarded_to_their_paths() {
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let config = ConfigDir::new();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::metrics::LazyRouteMetrics;
-use super::upstream::{ClientPool, HttpClient};
+use super::upstream::{ClientPool, UpstreamClient};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ResolvedTimeouts, RoutingTable};
 use crate::crd::ProviderType;
 
@@ -90,8 +90,9 @@ pub enum UpstreamKind {
 }
 
 pub struct HttpUpstream {
-    pub client: HttpClient,
-    /// The chat completions, completions and embeddings URLs, parsed once.
+    pub client: UpstreamClient,
+    /// The chat completions, completions and embeddings URLs, parsed once: absolute for
+    /// hyper-util's client, origin-form (path only) for the plain-HTTP pool.
     pub uris: [Uri; 3],
     /// Headers of every request: the provider's own, `Content-Type`, and `Authorization:
     /// Bearer …` (marked sensitive).
@@ -148,12 +149,6 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
     let kind = match endpoint.provider_type {
         ProviderType::Mock => UpstreamKind::Mock,
         ProviderType::Openai | ProviderType::OpenaiCompatible => {
-            let client = clients
-                .client(&endpoint.timeouts)
-                .map_err(|source| PrepareError::Client {
-                    provider: endpoint.key.clone(),
-                    source,
-                })?;
             let mut headers = HeaderMap::new();
             for (name, value) in &endpoint.headers {
                 if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
@@ -169,19 +164,30 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
             if let Some(auth) = auth {
                 headers.insert(header::AUTHORIZATION, auth);
             }
-            let uris = endpoint_uris(endpoint)?;
-            // Plain-HTTP upstreams always speak HTTP/1.1 (no h2c), which needs `Host`: set it
-            // once here instead of on every request. Over TLS, ALPN may choose HTTP/2, which
-            // carries the authority itself, so the client adds `Host` only when needed.
-            if uris[0].scheme() == Some(&http::uri::Scheme::HTTP) {
-                let host = uris[0].authority().map(|a| match a.port() {
-                    Some(port) => format!("{}:{port}", a.host()),
-                    None => a.host().to_string(),
-                });
-                if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-                    headers.insert(header::HOST, host);
+            let mut uris = endpoint_uris(endpoint)?;
+            // Plain-HTTP upstreams always speak HTTP/1.1 (no h2c) through our own pool, with
+            // origin-form URIs and `Host` set once here instead of on every request. Over TLS,
+            // ALPN may choose HTTP/2, which carries the authority itself: hyper-util's client
+            // handles both and adds `Host` only when needed.
+            let plain = uris[0].scheme() == Some(&http::uri::Scheme::HTTP);
+            let client = match uris[0].authority().filter(|_| plain) {
+                Some(authority) => {
+                    let (host, port) = (authority.host(), authority.port_u16());
+                    let value = port.map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(header::HOST, value);
+                    }
+                    let pool = clients.h1(&format!("{host}:{}", port.unwrap_or(80)), &endpoint.timeouts);
+                    uris = uris.map(|uri| origin_form(&uri));
+                    UpstreamClient::H1(pool)
                 }
-            }
+                None => UpstreamClient::Pooled(clients.client(&endpoint.timeouts).map_err(|source| {
+                    PrepareError::Client {
+                        provider: endpoint.key.clone(),
+                        source,
+                    }
+                })?),
+            };
             UpstreamKind::Http(Box::new(HttpUpstream {
                 client,
                 uris,
@@ -192,6 +198,12 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
         }
     };
     Ok(Upstream { name, kind })
+}
+
+/// The path and query of a URI, as an HTTP/1.1 request line carries them.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::try_from(path).unwrap_or_else(|_| uri.clone())
 }
 
 /// The three API URLs under a provider's base URL.

@@ -5,6 +5,7 @@ mod api;
 mod body;
 pub mod cluster;
 pub mod error;
+mod h1pool;
 mod live;
 pub mod metrics;
 mod mock;

@@ -9,10 +9,10 @@ use axum::http::{header, HeaderMap, HeaderName, Method, Response, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
 
 use super::body::{probe, rewrite_model};
 use super::error::ApiError;
+use super::h1pool::PooledBody;
 use super::live::{HttpUpstream, UpstreamKind};
 use super::metrics::Endpoint;
 use super::mock::{self, MockRequest};
@@ -202,7 +202,11 @@ fn describe(error: &SendError) -> String {
 /// An upstream error answer, passed through with its status. A rejected key becomes our own
 /// message (the client cannot fix it, and providers echo parts of the key back); any other
 /// body is passed through with the key scrubbed out, should the upstream have echoed it.
-async fn upstream_failure(response: Response<Timed<Incoming>>, http: &HttpUpstream, provider: &str) -> Response<Body> {
+async fn upstream_failure(
+    response: Response<Timed<PooledBody>>,
+    http: &HttpUpstream,
+    provider: &str,
+) -> Response<Body> {
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::warn!(%provider, %status, "the provider rejected its API key");

@@ -1,10 +1,12 @@
-//! The HTTP client that talks to providers: hyper's pooled client over rustls, with one timer
-//! per request enforcing the provider's `request` and `idle` timeouts until the last byte.
+//! The HTTP clients that talk to providers, with one timer per request enforcing the
+//! provider's `request` and `idle` timeouts until the last byte: hyper-util's pooled client
+//! over rustls for HTTPS (HTTP/1.1 or HTTP/2 by ALPN), our own HTTP/1.1 pool (`h1pool`) for
+//! plain HTTP.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -12,17 +14,28 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
+use super::h1pool::{H1Pool, PooledBody};
 use crate::compiler::ResolvedTimeouts;
 
 /// A pooled client for provider requests.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How a provider is reached.
+#[derive(Clone)]
+pub enum UpstreamClient {
+    /// HTTPS (or anything else hyper-util's client handles).
+    Pooled(HttpClient),
+    /// Plain HTTP/1.1.
+    H1(Arc<H1Pool>),
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a provider request failed before its response headers arrived.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +43,9 @@ pub enum SendError {
     #[error("the provider did not answer within its timeout")]
     Timeout,
     #[error("cannot connect: {0}")]
-    Connect(#[source] hyper_util::client::legacy::Error),
+    Connect(#[source] Cause),
     #[error("the request failed: {0}")]
-    Failed(#[source] hyper_util::client::legacy::Error),
+    Failed(#[source] Cause),
 }
 
 /// Why a response body stopped early.
@@ -49,11 +62,23 @@ pub enum BodyError {
 /// HTTP clients shared by providers with the same connection settings, so connection pools
 /// survive configuration reloads.
 #[derive(Default)]
-pub struct ClientPool(Mutex<HashMap<Duration, HttpClient>>);
+pub struct ClientPool {
+    pooled: Mutex<HashMap<Duration, HttpClient>>,
+    h1: Mutex<HashMap<(String, Duration), Arc<H1Pool>>>,
+}
 
 impl ClientPool {
+    /// The plain-HTTP/1.1 pool for `authority` (`host:port`).
+    pub fn h1(&self, authority: &str, timeouts: &ResolvedTimeouts) -> Arc<H1Pool> {
+        let mut pools = self.h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pools
+            .entry((authority.to_string(), timeouts.connect))
+            .or_insert_with(|| Arc::new(H1Pool::new(authority.to_string(), timeouts.connect)))
+            .clone()
+    }
+
     pub fn client(&self, timeouts: &ResolvedTimeouts) -> Result<HttpClient, std::io::Error> {
-        let mut clients = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut clients = self.pooled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(client) = clients.get(&timeouts.connect) {
             return Ok(client.clone());
         }
@@ -101,16 +126,28 @@ impl Limits {
 /// Sends a request and waits for the response headers within `limits`; the body that follows
 /// stays under the same limits.
 pub async fn send(
-    client: &HttpClient,
+    client: &UpstreamClient,
     request: Request<Full<Bytes>>,
     limits: Limits,
-) -> Result<Response<Timed<Incoming>>, SendError> {
+) -> Result<Response<Timed<PooledBody>>, SendError> {
     let mut timer = Box::pin(tokio::time::sleep_until(limits.next_wake()));
+    let exchange = async {
+        match client {
+            UpstreamClient::Pooled(client) => match client.request(request).await {
+                Ok(response) => Ok(response.map(PooledBody::unpooled)),
+                Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+                Err(e) => Err(SendError::Failed(e.into())),
+            },
+            UpstreamClient::H1(pool) => match pool.send(request).await {
+                Ok(response) => Ok(response),
+                Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+                Err(e) => Err(SendError::Failed(e.into())),
+            },
+        }
+    };
     let response = tokio::select! {
         biased;
-        response = client.request(request) => response.map_err(|e| {
-            if e.is_connect() { SendError::Connect(e) } else { SendError::Failed(e) }
-        })?,
+        response = exchange => response?,
         () = &mut timer => return Err(SendError::Timeout),
     };
     timer.as_mut().reset(limits.next_wake());

@@ -36,6 +36,8 @@ pub enum Behaviour {
     Fail(u16, &'static str),
     /// Answers after this long.
     Slow(Duration),
+    /// Like `Echo`, then closes the connection (`Connection: close`).
+    Close,
 }
 
 /// An OpenAI-compatible upstream on 127.0.0.1:0 that records what it receives.
@@ -45,6 +47,7 @@ pub struct FakeUpstream {
     seen: Arc<Mutex<VecDeque<Seen>>>,
     pub release: Arc<Notify>,
     behaviour: Arc<Mutex<Behaviour>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -66,6 +69,12 @@ impl FakeUpstream {
             behaviour: Arc::new(Mutex::new(behaviour)),
         };
         let app = Router::new().fallback(answer).with_state(state.clone());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         FakeUpstream {
             addr,
@@ -73,7 +82,13 @@ impl FakeUpstream {
             seen: state.seen,
             release: state.release,
             behaviour: state.behaviour,
+            connections,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The `baseUrl` for an LLMProvider pointing here.
@@ -119,6 +134,11 @@ async fn answer(State(state): State<UpstreamState>, uri: axum::http::Uri, header
     });
     match behaviour {
         Behaviour::Echo => ([("content-type", "application/json")], reply.to_string()).into_response(),
+        Behaviour::Close => (
+            [("content-type", "application/json"), ("connection", "close")],
+            reply.to_string(),
+        )
+            .into_response(),
         Behaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
             ([("content-type", "application/json")], reply.to_string()).into_response()

@@ -1,0 +1,207 @@
+//! Keep-alive HTTP/1.1 connections to a plain-HTTP upstream (vLLM, Ollama or any
+//! OpenAI-compatible server reached without TLS), on hyper's connection API.
+//!
+//! hyper-util's pooled client, which HTTPS upstreams use (ALPN may choose HTTP/2 there),
+//! spends about 6,600 instructions per request in its pool: SipHash lookups by scheme and
+//! authority, checkout futures and an idle-eviction task. A plain-HTTP upstream, which always
+//! speaks HTTP/1.1, needs a stack of idle connections taken and returned under a mutex.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// An idle connection is closed after this long unused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream; more are closed when they come back.
+const MAX_IDLE: usize = 1024;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Why a request to a plain-HTTP upstream failed before its response headers.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("cannot connect to {authority}: {source}")]
+    Connect {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no connection to {authority} within {timeout:?}")]
+    ConnectTimeout { authority: String, timeout: Duration },
+    #[error("the HTTP/1.1 handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("the request failed: {0}")]
+    Request(#[source] hyper::Error),
+}
+
+impl H1Error {
+    /// Whether no connection could be made (as opposed to a failure on a connection).
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            H1Error::Connect { .. } | H1Error::ConnectTimeout { .. } | H1Error::Handshake(_)
+        )
+    }
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// The connections to one upstream `host:port`.
+pub struct H1Pool {
+    authority: String,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl H1Pool {
+    pub fn new(authority: String, connect_timeout: Duration) -> Self {
+        H1Pool {
+            authority,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one.
+    /// A request that a closing idle connection could not take is sent again on another.
+    pub async fn send(self: &Arc<Self>, mut request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, H1Error> {
+        while let Some(mut sender) = self.take() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.pooled(response, sender)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(H1Error::Request(error.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let response = sender.send_request(request).await.map_err(H1Error::Request)?;
+        Ok(self.pooled(response, sender))
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle();
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, H1Error> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str()))
+            .await
+            .map_err(|_| H1Error::ConnectTimeout {
+                authority: self.authority.clone(),
+                timeout: self.connect_timeout,
+            })?
+            .map_err(|source| H1Error::Connect {
+                authority: self.authority.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(H1Error::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn pooled(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Response<PooledBody> {
+        let back = Some((self.clone(), sender));
+        response.map(|inner| PooledBody { inner, back })
+    }
+}
+
+/// An upstream response body. A body read to its end gives its connection back to the pool;
+/// one dropped before its end takes the connection with it.
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<(Arc<H1Pool>, Sender)>,
+}
+
+impl PooledBody {
+    /// A body of a connection no pool of ours manages.
+    pub fn unpooled(inner: Incoming) -> Self {
+        PooledBody { inner, back: None }
+    }
+
+    fn give_back(&mut self) {
+        if let Some((pool, sender)) = self.back.take() {
+            pool.put(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.give_back(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // An empty body (a 204, `Content-Length: 0`) may never be polled.
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+}
