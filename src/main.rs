@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             admin_listen,
             max_body_bytes,
         } => {
-            let runtime = match gateway_runtime() {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
@@ -237,16 +237,6 @@ fn own_namespace() -> String {
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
-}
-
-/// The gateway's runtime: with one CPU to run on (a CPU limit of 1, or pinned to one core) a
-/// single-threaded scheduler, which skips the work-stealing bookkeeping of every task wake and
-/// park (about 1,500 instructions per proxied request); with more, one worker per CPU.
-fn gateway_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    match std::thread::available_parallelism() {
-        Ok(cpus) if cpus.get() == 1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        _ => runtime(),
-    }
 }
 
 fn fail(message: &str) -> ExitCode {

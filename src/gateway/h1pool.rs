@@ -31,7 +31,7 @@ type Sender = SendRequest<Full<Bytes>>;
 /// Why a request to a plain-HTTP upstream failed before its response headers.
 #[derive(Debug, thiserror::Error)]
 pub enum H1Error {
-    #[error("cannot connect to {authority}: {source}")]
+    #[error("cannot connect to {authority}")]
     Connect {
         authority: String,
         #[source]
@@ -39,9 +39,9 @@ pub enum H1Error {
     },
     #[error("no connection to {authority} within {timeout:?}")]
     ConnectTimeout { authority: String, timeout: Duration },
-    #[error("the HTTP/1.1 handshake failed: {0}")]
+    #[error("the HTTP/1.1 handshake failed")]
     Handshake(#[source] hyper::Error),
-    #[error("the request failed: {0}")]
+    #[error("the exchange failed")]
     Request(#[source] hyper::Error),
 }
 

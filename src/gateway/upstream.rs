@@ -42,9 +42,9 @@ type Cause = Box<dyn std::error::Error + Send + Sync>;
 pub enum SendError {
     #[error("the provider did not answer within its timeout")]
     Timeout,
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect")]
     Connect(#[source] Cause),
-    #[error("the request failed: {0}")]
+    #[error("the request failed")]
     Failed(#[source] Cause),
 }
 
