@@ -782,10 +782,34 @@ def check_target(t: Target, args, mock_ports: dict[str, int]) -> dict:
 # figures
 
 
+def rotated(targets: list[Target], r: int) -> list[Target]:
+    """Round r's order: each target follows each other one in turn, so none is always measured
+    just after the same neighbour."""
+    k = r % len(targets) if targets else 0
+    return targets[k:] + targets[:k]
+
+
+def wait_quiet(targets: list[Target], window: float = 0.1, bound: float = 3.0) -> float:
+    """Waits until no target's process tree has used CPU for `window` seconds (at most `bound`),
+    so a sample never overlaps the tail of the previous one's work: LiteLLM keeps running for
+    tens of milliseconds after its load ends, on the core every proxy shares. Returns the wait."""
+    pids = [t.proc.pid for t in targets if t.proc is not None and t.proc.poll() is None]
+    started = time.monotonic()
+    last = sum(cpu_ticks(p) for p in pids)
+    while time.monotonic() - started < bound:
+        time.sleep(window)
+        now = sum(cpu_ticks(p) for p in pids)
+        if now == last:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def fig_latency(targets: list[Target], rounds: int, n: int, slow: bool) -> dict:
     per: dict[str, list[dict]] = {t.name: [] for t in targets}
     for r in range(rounds):
-        for t in targets:
+        for t in rotated(targets, r):
+            wait_quiet(targets)
             try:
                 res = oha(t.url(slow), t.body(slow), n=n, c=1, timeout_s=max(60, n * 0.2))
             except Exception as e:  # noqa: BLE001
@@ -928,7 +952,8 @@ def fig_stream(targets: list[Target], rounds: int, per_round: int, args) -> dict
                 except Exception:  # noqa: BLE001
                     clients[t.name].close()
         for r in range(rounds):
-            for t in targets:
+            for t in rotated(targets, r):
+                wait_quiet(targets)
                 ttfc, gaps, chunks, errors, buffered = [], [], [], 0, 0
                 for _ in range(per_round):
                     try:

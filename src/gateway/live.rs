@@ -181,12 +181,12 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
                     uris = uris.map(|uri| origin_form(&uri));
                     UpstreamClient::H1(pool)
                 }
-                None => UpstreamClient::Pooled(clients.client(&endpoint.timeouts).map_err(|source| {
+                None => UpstreamClient::Pooled(Box::new(clients.client(&endpoint.timeouts).map_err(|source| {
                     PrepareError::Client {
                         provider: endpoint.key.clone(),
                         source,
                     }
-                })?),
+                })?)),
             };
             UpstreamKind::Http(Box::new(HttpUpstream {
                 client,

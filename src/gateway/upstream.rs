@@ -30,7 +30,7 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 #[derive(Clone)]
 pub enum UpstreamClient {
     /// HTTPS (or anything else hyper-util's client handles).
-    Pooled(HttpClient),
+    Pooled(Box<HttpClient>),
     /// Plain HTTP/1.1.
     H1(Arc<H1Pool>),
 }
