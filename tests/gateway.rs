@@ -44,15 +44,21 @@ async fn the_upstream_receives_the_rewritten_model_and_the_provider_key() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn only_content_negotiation_and_tracing_headers_travel_upstream() {
-    let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
+/// A gateway whose alias `fast-model` routes to `upstream` (provider `alpha`, key `sk-alpha-1`).
+async fn gateway_to(upstream: &FakeUpstream) -> (ConfigDir, modelgate::gateway::Running) {
     let config = ConfigDir::new();
     config.write(
         "c.yaml",
-        &(provider("alpha", &upstream, "sk-alpha-1") + &alias("fast-model", "{target: alpha/m}")),
+        &(provider("alpha", upstream, "sk-alpha-1") + &alias("fast-model", "{target: alpha/m}")),
     );
     let gateway = start_gateway(&config).await;
+    (config, gateway)
+}
+
+#[tokio::test]
+async fn only_content_negotiation_and_tracing_headers_travel_upstream() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
+    let (_config, gateway) = gateway_to(&upstream).await;
     let response = client()
         .post(format!("http://{}/v1/chat/completions", gateway.addr))
         .header("content-type", "application/json")
@@ -90,12 +96,7 @@ async fn only_content_negotiation_and_tracing_headers_travel_upstream() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
-    let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &(provider("alpha", &upstream, "sk-alpha-1") + &alias("fast-model", "{target: alpha/m}")),
-    );
-    let gateway = start_gateway(&config).await;
+    let (_config, gateway) = gateway_to(&upstream).await;
     for _ in 0..20 {
         let (status, body) = post(&gateway, "/v1/chat/completions", &chat("fast-model")).await;
         assert_eq!(status, 200, "{body}");

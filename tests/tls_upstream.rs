@@ -112,6 +112,20 @@ async fn serve_tls(cert: &Path, key: &Path, seen: Seen) -> std::net::SocketAddr 
     addr
 }
 
+/// A gateway whose alias `chat` routes to `https://ADDR/v1`, with the key `sk-tls-1`.
+async fn gateway_to(addr: std::net::SocketAddr) -> (ConfigDir, modelgate::gateway::Running) {
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &format!(
+            "apiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: secure}}\nspec:\n  type: openai-compatible\n  baseUrl: https://{addr}/v1\n  apiKey: {{secretRef: {{name: secure-key, key: apiKey}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: secure-key}}\nstringData: {{apiKey: sk-tls-1}}\n---\n{}",
+            alias("chat", "{target: secure/model-t}")
+        ),
+    );
+    let gateway = start_gateway(&config).await;
+    (config, gateway)
+}
+
 #[tokio::test]
 async fn an_https_provider_is_reached_over_verified_tls_and_http2_and_an_untrusted_one_is_not() {
     let pki = tempfile::tempdir().expect("temp dir");
@@ -122,15 +136,7 @@ async fn an_https_provider_is_reached_over_verified_tls_and_http2_and_an_untrust
     let seen = Seen::default();
     let addr = serve_tls(&cert, &key, seen.clone()).await;
 
-    let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &format!(
-            "apiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: secure}}\nspec:\n  type: openai-compatible\n  baseUrl: https://{addr}/v1\n  apiKey: {{secretRef: {{name: secure-key, key: apiKey}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: secure-key}}\nstringData: {{apiKey: sk-tls-1}}\n---\n{}",
-            alias("chat", "{target: secure/model-t}")
-        ),
-    );
-    let gateway = start_gateway(&config).await;
+    let (_config, gateway) = gateway_to(addr).await;
     for _ in 0..3 {
         let (status, body) = post(&gateway, "/v1/chat/completions", &chat("chat")).await;
         assert_eq!(status, 200, "{body}");
@@ -148,15 +154,7 @@ async fn an_https_provider_is_reached_over_verified_tls_and_http2_and_an_untrust
     let (cert, key) = certificate(other.path());
     let seen = Seen::default();
     let addr = serve_tls(&cert, &key, seen.clone()).await;
-    let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &format!(
-            "apiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: secure}}\nspec:\n  type: openai-compatible\n  baseUrl: https://{addr}/v1\n---\n{}",
-            alias("chat", "{target: secure/model-t}")
-        ),
-    );
-    let gateway = start_gateway(&config).await;
+    let (_config, gateway) = gateway_to(addr).await;
     let (status, body) = post(&gateway, "/v1/chat/completions", &chat("chat")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "upstream_unreachable");

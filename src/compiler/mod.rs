@@ -189,3 +189,24 @@ fn keep_last_good(previous: &RoutingTable, broken: &[ObjectKey], table: &mut Rou
 
 #[cfg(test)]
 mod tests;
+
+/// Compiles manifests given as YAML text, for tests: no previous table, keys from the
+/// Secrets in the text only.
+#[cfg(test)]
+pub(crate) fn compile_text(yaml: &str) -> (crate::manifest::Manifests, Compiled) {
+    let mut manifests = crate::manifest::Manifests::default();
+    crate::manifest::parse_documents(yaml, std::path::Path::new("test.yaml"), &mut manifests);
+    assert!(manifests.problems.is_empty(), "{:?}", manifests.problems);
+    let credentials = SecretsAndEnv {
+        secrets: &manifests.secrets,
+        env: None,
+    };
+    let compiled = compile(&Inputs {
+        providers: &manifests.providers,
+        aliases: &manifests.aliases,
+        credentials: &credentials,
+        unreadable: &[],
+        previous: None,
+    });
+    (manifests, compiled)
+}

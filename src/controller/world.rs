@@ -178,8 +178,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compiler::{Reason, SecretsAndEnv};
-    use crate::manifest::{parse_documents, Manifests};
+    use crate::compiler::Reason;
 
     #[test]
     fn route_of_finds_the_route_an_alias_owns_and_none_for_a_loser() {
@@ -209,20 +208,7 @@ kind: ModelAlias
 metadata: {name: renamed, namespace: a}
 spec: {alias: Fast.V1, target: mock/three}
 "#;
-        let mut manifests = Manifests::default();
-        parse_documents(yaml, std::path::Path::new("test.yaml"), &mut manifests);
-        assert!(manifests.problems.is_empty(), "{:?}", manifests.problems);
-        let credentials = SecretsAndEnv {
-            secrets: &manifests.secrets,
-            env: None,
-        };
-        let compiled = compile(&Inputs {
-            providers: &manifests.providers,
-            aliases: &manifests.aliases,
-            credentials: &credentials,
-            unreadable: &[],
-            previous: None,
-        });
+        let (manifests, compiled) = crate::compiler::compile_text(yaml);
         let snapshot = Snapshot::new(1, compiled);
         let model = |i: usize| {
             let alias = &manifests.aliases[i];

@@ -27,21 +27,7 @@ stringData: {apiKey: sk-1}
 "#;
 
 fn world(aliases: &str) -> (Manifests, Compiled) {
-    let mut manifests = Manifests::default();
-    parse_documents(&format!("{WORLD}---\n{aliases}"), Path::new("t.yaml"), &mut manifests);
-    assert!(manifests.problems.is_empty(), "{:?}", manifests.problems);
-    let credentials = SecretsAndEnv {
-        secrets: &manifests.secrets,
-        env: None,
-    };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &[],
-        previous: None,
-    });
-    (manifests, compiled)
+    crate::compiler::compile_text(&format!("{WORLD}---\n{aliases}"))
 }
 
 fn status_of(manifests: &Manifests, compiled: &Compiled, name: &str, now: &Time) -> ModelAliasStatus {
