@@ -6,6 +6,7 @@
 //! authority, checkout futures and an idle-eviction task. A plain-HTTP upstream, which always
 //! speaks HTTP/1.1, needs a stack of idle connections taken and returned under a mutex.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -21,7 +22,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// An idle connection is closed after this long unused.
+/// An idle connection is closed after this long unused (when the next request takes or
+/// returns a connection of the same upstream).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per upstream; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
@@ -60,11 +62,18 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    fn usable(&self) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < IDLE_TIMEOUT
+    }
+}
+
 /// The connections to one upstream `host:port`.
 pub struct H1Pool {
     authority: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// Oldest first; taken and returned at the back.
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 impl H1Pool {
@@ -72,11 +81,11 @@ impl H1Pool {
         H1Pool {
             authority,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Idle>> {
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -103,8 +112,8 @@ impl H1Pool {
     /// The most recently used idle connection that is still open and fresh.
     fn take(&self) -> Option<Sender> {
         let mut idle = self.idle();
-        while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
+        while let Some(entry) = idle.pop_back() {
+            if entry.usable() {
                 return Some(entry.sender);
             }
         }
@@ -116,8 +125,13 @@ impl H1Pool {
             return;
         }
         let mut idle = self.idle();
+        // Connections idle too long (or closed by the upstream) are closed as traffic goes on,
+        // oldest first.
+        while idle.front().is_some_and(|oldest| !oldest.usable()) {
+            idle.pop_front();
+        }
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
+            idle.push_back(Idle {
                 sender,
                 since: Instant::now(),
             });
