@@ -46,6 +46,11 @@ pub(super) enum Failure {
     Invalid(String),
 }
 
+/// The client-facing name an alias claims: `spec.alias`, else `metadata.name` (here `key.name`).
+pub fn claimed_name<'a>(alias: &'a ModelAlias, key: &'a ObjectKey) -> &'a str {
+    alias.spec.alias.as_deref().unwrap_or(&key.name)
+}
+
 /// Builds entries, checks names and field rules, and decides which object owns each name.
 /// Returns the entries and the index of the owner of each name.
 pub(super) fn claim_names<'a>(
@@ -68,7 +73,7 @@ pub(super) fn claim_names<'a>(
         }
         let before = out.len();
         check_alias_spec(&object, &alias.spec, out);
-        let name = alias.spec.alias.clone().unwrap_or_else(|| key.name.clone());
+        let name = claimed_name(alias, &key).to_string();
         // A bad spec.alias was reported by check_alias_spec; check the metadata.name fallback here.
         let name_ok = match &alias.spec.alias {
             Some(explicit) => check_alias_name(explicit).is_ok(),

@@ -15,6 +15,7 @@ mod table;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
+pub use aliases::claimed_name;
 pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
 pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
 pub use providers::OPENAI_DEFAULT_BASE_URL;

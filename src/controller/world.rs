@@ -40,11 +40,10 @@ impl Snapshot {
     /// (`spec.alias`, else `metadata.name`), when it came from this object. No index by object
     /// is kept: at 10,000 aliases it cost 2 MB.
     pub fn route_of(&self, alias: &ModelAlias, key: &ObjectKey) -> Option<&Route> {
-        let name = alias.spec.alias.as_deref().unwrap_or(&key.name);
         self.compiled
             .table
             .routes
-            .get(name)
+            .get(crate::compiler::claimed_name(alias, key))
             .filter(|route| &route.source == key)
     }
 
