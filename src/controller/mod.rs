@@ -3,9 +3,11 @@
 //! leads (a Lease); the others wait to take over.
 
 mod events;
+pub mod gateways;
 mod metrics;
 mod pacing;
 pub mod reconcile;
+mod references;
 pub mod status;
 mod world;
 mod written;
@@ -13,6 +15,7 @@ mod written;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::ObjectRef as KubeRef;
 use kube::Client;
@@ -31,8 +33,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::crd::{LLMProvider, ModelAlias};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use events::{Events, Reporter};
-use metrics::ControllerMetrics;
+use metrics::{ControllerMetrics, Kind};
 use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
+use status::Env;
 use world::World;
 
 /// How the controller runs.
@@ -42,6 +45,11 @@ pub struct ControllerOptions {
     pub admin_listen: SocketAddr,
     /// `None` runs without leader election (a single replica).
     pub lease: Option<LeaseOptions>,
+    /// How long an object waits for a missing provider, Secret, key or target alias before
+    /// it is reported `Stalled`.
+    pub stall_after: Duration,
+    /// Where the gateways' `GatewayReplica` reports are.
+    pub gateway_namespace: String,
 }
 
 #[derive(Clone, Debug)]
@@ -97,7 +105,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
         health.ready.store(true, Ordering::Release);
         health.metrics.leader.set(1);
         tokio::select! {
-            _ = lead(client, &options.scope, &health) => {},
+            _ = lead(client, &options, &health) => {},
             _ = &mut shutdown => {},
         }
         return Ok(());
@@ -130,7 +138,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
             }
         };
         tokio::select! {
-            _ = lead(client.clone(), &options.scope, &health) => {},
+            _ = lead(client.clone(), &options, &health) => {},
             _ = lost => tracing::warn!("lost leadership: standing by"),
             _ = &mut shutdown => {
                 health.metrics.leader.set(0);
@@ -154,15 +162,19 @@ async fn release(
 }
 
 /// Everything a leader does; returns only if the watches end.
-async fn lead(client: Client, scope: &Scope, health: &Health) {
+async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
+    let scope: &Scope = &options.scope;
     let changes = Changes::default();
     let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let (gateways, gateway_watch) = gateways::watch(&client, &options.gateway_namespace, scope.selector.clone());
     let world = Arc::new(World::new(
         reflectors.providers.clone(),
         reflectors.aliases.clone(),
         reflectors.secrets.clone(),
         reflectors.synced.clone(),
         changes,
+        gateways,
+        options.stall_after,
     ));
     let (events, queued_events) = Events::new(
         Reporter::from_env(reconcile::FIELD_MANAGER),
@@ -193,34 +205,72 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
     let secrets = drive("Secret", reflectors.secret_stream);
     let compiler = world.clone().compile_on_change();
     let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, compiler, dependents, events);
+    tokio::join!(aliases, providers, secrets, compiler, dependents, events, gateway_watch);
 }
 
 /// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
-/// after each compilation, queue exactly the objects whose status would now differ.
+/// after each compilation, queue exactly the objects whose status would now differ. When the
+/// gateway replicas change (one caught up, started, stopped or expired), only the objects still
+/// waiting for the gateways can change: queue those whose status now differs.
 async fn trigger_dependents(
     world: Arc<World>,
     aliases: mpsc::Sender<KubeRef<ModelAlias>>,
     providers: mpsc::Sender<KubeRef<LLMProvider>>,
 ) {
     let mut snapshots = world.snapshots();
+    let mut gateway_views = world.gateways.view.clone();
+    world.wait_ready().await;
     loop {
-        if snapshots.changed().await.is_err() {
-            return;
-        }
+        let everything = tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { return } else { true },
+            changed = gateway_views.changed() => if changed.is_err() { return } else { false },
+        };
         let Some(snapshot) = snapshots.borrow_and_update().clone() else {
             continue;
         };
-        let now = Time(jiff::Timestamp::now());
-        for alias in world.aliases.state() {
-            let desired = snapshot.alias_status(&alias, &now);
+        let gateways = gateway_views.borrow_and_update().clone();
+        let now = reconcile::now();
+        let env = Env {
+            now: &now,
+            stall_after: world.stall_after,
+            gateways: &gateways,
+        };
+        let references = &world.references;
+        let (alias_list, provider_list) = if everything {
+            (world.aliases.state(), world.providers.state())
+        } else {
+            let pending_aliases = references.pending(Kind::ModelAlias, |key| {
+                world
+                    .aliases
+                    .get(&KubeRef::new(&key.name).within(&key.namespace))
+                    .is_some()
+            });
+            let pending_providers = references.pending(Kind::LLMProvider, |key| {
+                world
+                    .providers
+                    .get(&KubeRef::new(&key.name).within(&key.namespace))
+                    .is_some()
+            });
+            (
+                pending_aliases
+                    .iter()
+                    .filter_map(|key| world.aliases.get(&KubeRef::new(&key.name).within(&key.namespace)))
+                    .collect(),
+                pending_providers
+                    .iter()
+                    .filter_map(|key| world.providers.get(&KubeRef::new(&key.name).within(&key.namespace)))
+                    .collect(),
+            )
+        };
+        for alias in alias_list {
+            let desired = snapshot.alias_status(&alias, &env, references);
             if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
             {
                 return;
             }
         }
-        for provider in world.providers.state() {
-            let desired = snapshot.provider_status(&provider, &now);
+        for provider in provider_list {
+            let desired = snapshot.provider_status(&provider, &env, references);
             if provider.status.as_ref() != Some(&desired)
                 && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
             {
