@@ -363,3 +363,45 @@ fn the_argocd_snippets_carry_the_health_scripts_unchanged() {
     }
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
 }
+
+/// The documented command, against a real `argocd-cm`: the scripts land under Argo CD's keys
+/// and what was there stays.
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn the_argocd_cm_patch_applies_as_documented() {
+    let ns = cluster::Namespace::new("argocd");
+    ns.kubectl([
+        "create",
+        "configmap",
+        "argocd-cm",
+        "--from-literal=url=https://argocd.example.com",
+    ])
+    .expect_success();
+    let patch = repo_path("config/argocd/argocd-cm.yaml");
+    ns.kubectl([
+        "patch",
+        "configmap",
+        "argocd-cm",
+        "--type",
+        "merge",
+        "--patch-file",
+        patch.to_str().expect("path"),
+    ])
+    .expect_success();
+    let cm = ns
+        .kubectl(["get", "configmap", "argocd-cm", "-o", "json"])
+        .expect_success()
+        .json();
+    assert_eq!(cm["data"]["url"], "https://argocd.example.com", "{cm}");
+    for (kind, file) in [
+        ("ModelAlias", "config/argocd/modelalias-health.lua"),
+        ("LLMProvider", "config/argocd/llmprovider-health.lua"),
+    ] {
+        let script = std::fs::read_to_string(repo_path(file)).expect("script");
+        assert_eq!(
+            cm["data"][format!("resource.customizations.health.modelgate.dev_{kind}")].as_str(),
+            Some(script.as_str()),
+            "{cm}"
+        );
+    }
+}
