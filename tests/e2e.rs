@@ -708,3 +708,22 @@ async fn programmed_says_when_every_gateway_serves_an_edit_and_names_the_laggard
             .ok_or_else(|| programmed.to_string())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_controller_that_cannot_read_the_gateways_reports_still_reconciles_and_says_why() {
+    let stack = Stack::new("e2e-noreports");
+    let _ = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/m}"));
+    // Its RBAC covers gatewayreplicas in modelgate-system only (as when the CRDs or RBAC of
+    // this version are not installed yet).
+    let controller = stack.controller_with("c1", &["--gateway-namespace", "kube-system"]);
+    let object = stack.wait_condition("modelalias", "chat", "Ready", "True");
+    assert_eq!(condition(&object, "Programmed")["reason"], "NoGateways", "{object}");
+    wait_for("the controller to say why", DEFAULT_TIMEOUT, || {
+        let log = controller.log();
+        log.contains("cannot watch the gateways' reports")
+            .then_some(())
+            .ok_or(log)
+    });
+}

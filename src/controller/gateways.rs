@@ -14,6 +14,8 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::crd::GatewayReplica;
+use futures_util::StreamExt;
+
 use crate::kubernetes::{reflect, Bump, Changes, Synced};
 
 /// A running gateway replica, as counted for `Programmed`.
@@ -80,7 +82,17 @@ impl GatewayView {
 /// The current view, republished when it changes.
 pub struct Gateways {
     pub view: watch::Receiver<Arc<GatewayView>>,
-    pub synced: Synced,
+    ready: watch::Receiver<bool>,
+}
+
+impl Gateways {
+    /// Waits for the first list of reports, or for the watch to fail once (the CRD not
+    /// installed yet, no permission): the controller then goes on, every object saying
+    /// `NoGateways`, and the watch keeps retrying.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
 }
 
 /// Watches the `GatewayReplica`s in `namespace` and keeps the view current, including when a
@@ -100,11 +112,39 @@ pub fn watch(
         |_| {},
     );
     let (sender, view) = watch::channel(Arc::new(GatewayView::default()));
-    let publisher = publish(store, synced.clone(), changes, selector, sender);
-    let task = async move {
-        tokio::join!(crate::kubernetes::drive("GatewayReplica", stream), publisher);
+    let (ready_tx, ready) = watch::channel(false);
+    let listed = {
+        let (synced, ready_tx) = (synced.clone(), ready_tx.clone());
+        async move {
+            synced.wait().await;
+            ready_tx.send_replace(true);
+        }
     };
-    (Gateways { view, synced }, task)
+    let publisher = publish(store, synced, changes, selector, sender);
+    let namespace = namespace.to_string();
+    let driver = async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(item) = stream.next().await {
+            match item {
+                Err(e) if !failing => {
+                    failing = true;
+                    ready_tx.send_replace(true);
+                    tracing::error!(
+                        error = %e,
+                        namespace = %namespace,
+                        "cannot watch the gateways' reports (gatewayreplicas.modelgate.dev): until this works, Programmed says NoGateways; install the CRDs (kubectl apply --server-side -f crds/) and the controller's RBAC, or point --gateway-namespace at the gateways' namespace"
+                    );
+                }
+                Err(e) => tracing::debug!(error = %e, "gateway reports: watch error; retrying with backoff"),
+                Ok(_) => failing = false,
+            }
+        }
+    };
+    let task = async move {
+        tokio::join!(driver, listed, publisher);
+    };
+    (Gateways { view, ready }, task)
 }
 
 async fn publish(

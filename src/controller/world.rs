@@ -151,7 +151,7 @@ impl World {
     /// reported as errors (and every alias as served by no gateway).
     pub async fn wait_ready(&self) {
         wait_synced(&self.synced).await;
-        self.gateways.synced.wait().await;
+        self.gateways.wait_ready().await;
     }
 
     /// The gateway replicas running now.

@@ -93,27 +93,27 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) {
     let renew_every = (options.lease / 3).max(Duration::from_secs(1));
-    let mut failing = false;
+    let mut failures: u32 = 0;
     loop {
         // Nothing is reported before the first table is served.
         let current = *served.borrow_and_update();
         if let Some(current) = current {
             let written = write(&api, &options, &scope, current).await;
-            match (&written, failing) {
-                (Ok(()), true) => tracing::info!(report = %options.name, "reporting what this gateway serves again"),
-                (Err(e), false) => tracing::warn!(
+            match (&written, failures) {
+                (Ok(()), 1..) => tracing::info!(report = %options.name, "reporting what this gateway serves again"),
+                (Err(e), 0) => tracing::warn!(
                     report = %format!("{}/{}", options.namespace, options.name),
                     error = %e,
-                    "cannot report what this gateway serves (gatewayreplicas.modelgate.dev); the controller's Programmed conditions will not count this replica until it can"
+                    "cannot report what this gateway serves (gatewayreplicas.modelgate.dev: are the CRDs and the gateway's RBAC installed?); the controller's Programmed conditions do not count this replica until it can"
                 ),
                 _ => {}
             }
-            failing = written.is_err();
+            failures = if written.is_ok() { 0 } else { failures.saturating_add(1) };
         }
-        let wait = if failing {
-            renew_every.min(Duration::from_secs(2))
-        } else {
-            renew_every
+        // After a failure, retry soon, then less and less often, at most every renewal period.
+        let wait = match failures {
+            0 => renew_every,
+            n => (Duration::from_secs(1) * 2u32.saturating_pow(n.min(16))).min(renew_every),
         };
         tokio::select! {
             _ = &mut stop => break,

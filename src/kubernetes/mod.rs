@@ -133,7 +133,8 @@ pub enum Bump {
 pub enum Reader {
     /// Compiles specs and writes status: status changes are not changes of its world.
     Controller,
-    /// Serves `status.resolved`: every change counts, and conditions are not kept.
+    /// Serves `status.resolved`: every change counts, and conditions (and the display-only
+    /// `status.target`) are not kept.
     Gateway,
 }
 
@@ -151,6 +152,7 @@ impl Reader {
             Reader::Gateway => |alias| {
                 if let Some(status) = alias.status.as_mut() {
                     status.conditions = Vec::new();
+                    status.target = None;
                 }
             },
         }
