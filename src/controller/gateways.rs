@@ -104,7 +104,7 @@ pub fn watch(
 ) -> (Gateways, impl std::future::Future<Output = ()> + Send + 'static) {
     let changes = Changes::default();
     let api: Api<GatewayReplica> = Api::namespaced(client.clone(), namespace);
-    let (store, synced, stream) = reflect(
+    let (store, synced, _, stream) = reflect(
         api,
         kube::runtime::watcher::Config::default(),
         changes.clone(),

@@ -162,32 +162,14 @@ impl Reader {
 /// Keeps an object as it is.
 fn keep<K>(_: &mut K) {}
 
-/// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
-/// it (yielding every touched object). The stream must be polled for the store to fill.
+/// A reflector: a store kept in sync with the API, its sync state, how far it has caught up,
+/// and the stream that drives it (yielding every touched object). The stream must be polled
+/// for the store to fill.
 /// Stored objects lose their `managedFields`, labels and annotations (kubectl's last-applied
 /// configuration among them): nothing here reads them (selectors are applied by the API
 /// server), and at thousands of objects they are much of the memory.
-pub fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changes: Changes,
-    bump: Bump,
-    trim: fn(&mut K),
-) -> (
-    Store<K>,
-    Synced,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (store, synced, _, stream) = reflect_with_progress(api, config, changes, bump, trim);
-    (store, synced, stream)
-}
-
-/// [`reflect`], also reporting how far the store has caught up.
 #[allow(clippy::type_complexity)]
-pub fn reflect_with_progress<K>(
+pub fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     changes: Changes,
@@ -323,14 +305,14 @@ pub fn reflectors(
     impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 > {
-    let (providers, providers_synced, provider_progress, provider_stream) = reflect_with_progress(
+    let (providers, providers_synced, provider_progress, provider_stream) = reflect(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
         reader.bump(),
         keep,
     );
-    let (aliases, aliases_synced, alias_progress, alias_stream) = reflect_with_progress(
+    let (aliases, aliases_synced, alias_progress, alias_stream) = reflect(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
@@ -341,7 +323,7 @@ pub fn reflectors(
         namespace: scope.namespace.clone(),
         selector: None,
     };
-    let (secrets, secrets_synced, secret_stream) = reflect(
+    let (secrets, secrets_synced, _, secret_stream) = reflect(
         secret_scope.api::<Secret>(client),
         watcher::Config::default().labels(CREDENTIAL_SELECTOR),
         changes.clone(),
