@@ -2,6 +2,7 @@
 //! writes their status (conditions and the compiled route) and publishes Events. One replica
 //! leads (a Lease); the others wait to take over.
 
+mod dependents;
 mod events;
 pub mod gateways;
 mod metrics;
@@ -33,9 +34,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::crd::{LLMProvider, ModelAlias};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use events::{Events, Reporter};
-use metrics::{ControllerMetrics, Kind};
+use metrics::ControllerMetrics;
 use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
-use status::Env;
 use world::World;
 
 /// How the controller runs.
@@ -181,6 +181,7 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
         events::QUEUE,
         health.metrics.clone(),
     );
+    let pacing = events.pacing().clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         world.clone(),
@@ -204,80 +205,8 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world, alias_tx, provider_tx);
+    let dependents = dependents::trigger(world, alias_tx, provider_tx, pacing);
     tokio::join!(aliases, providers, secrets, compiler, dependents, events, gateway_watch);
-}
-
-/// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
-/// after each compilation, queue exactly the objects whose status would now differ. When the
-/// gateway replicas change (one caught up, started, stopped or expired), only the objects still
-/// waiting for the gateways can change: queue those whose status now differs.
-async fn trigger_dependents(
-    world: Arc<World>,
-    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
-    providers: mpsc::Sender<KubeRef<LLMProvider>>,
-) {
-    let mut snapshots = world.snapshots();
-    let mut gateway_views = world.gateways.view.clone();
-    world.wait_ready().await;
-    loop {
-        let everything = tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { return } else { true },
-            changed = gateway_views.changed() => if changed.is_err() { return } else { false },
-        };
-        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
-            continue;
-        };
-        let gateways = gateway_views.borrow_and_update().clone();
-        let now = reconcile::now();
-        let env = Env {
-            now: &now,
-            stall_after: world.stall_after,
-            gateways: &gateways,
-        };
-        let references = &world.references;
-        let (alias_list, provider_list) = if everything {
-            (world.aliases.state(), world.providers.state())
-        } else {
-            let pending_aliases = references.pending(Kind::ModelAlias, |key| {
-                world
-                    .aliases
-                    .get(&KubeRef::new(&key.name).within(&key.namespace))
-                    .is_some()
-            });
-            let pending_providers = references.pending(Kind::LLMProvider, |key| {
-                world
-                    .providers
-                    .get(&KubeRef::new(&key.name).within(&key.namespace))
-                    .is_some()
-            });
-            (
-                pending_aliases
-                    .iter()
-                    .filter_map(|key| world.aliases.get(&KubeRef::new(&key.name).within(&key.namespace)))
-                    .collect(),
-                pending_providers
-                    .iter()
-                    .filter_map(|key| world.providers.get(&KubeRef::new(&key.name).within(&key.namespace)))
-                    .collect(),
-            )
-        };
-        for alias in alias_list {
-            let desired = snapshot.alias_status(&alias, &env, references);
-            if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-        for provider in provider_list {
-            let desired = snapshot.provider_status(&provider, &env, references);
-            if provider.status.as_ref() != Some(&desired)
-                && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-    }
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
