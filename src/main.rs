@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
@@ -47,6 +48,69 @@ impl From<ScopeArgs> for modelgate::kubernetes::Scope {
     }
 }
 
+/// In-cluster: how this gateway replica reports what it serves (a GatewayReplica, read by the
+/// controller for the Programmed condition).
+#[derive(clap::Args, Clone, Debug)]
+struct ReplicaArgs {
+    /// This replica's report name (default: the pod name, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    replica_name: Option<String>,
+    /// Namespace of the report: where the controller reads them, its --gateway-namespace
+    /// (default: POD_NAMESPACE, else the ServiceAccount's namespace in a pod, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    replica_namespace: Option<String>,
+    /// How long the report stands without renewal; it is renewed every third of that.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    replica_lease: Duration,
+    /// The pod's uid (from the downward API): the pod then owns its report.
+    #[arg(long, env = "POD_UID", hide = true)]
+    pod_uid: Option<String>,
+    /// Do not report what this replica serves (Programmed conditions then do not count it).
+    #[arg(long)]
+    no_replica_report: bool,
+}
+
+impl ReplicaArgs {
+    fn options(self) -> Option<gateway::report::ReportOptions> {
+        if self.no_replica_report {
+            return None;
+        }
+        let pod = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty());
+        let name = self.replica_name.filter(|n| !n.is_empty()).unwrap_or_else(host_and_pid);
+        Some(gateway::report::ReportOptions {
+            // Owned by the pod only when named after it.
+            pod_uid: self.pod_uid.filter(|_| pod.as_deref() == Some(name.as_str())),
+            name: dns_name(&name),
+            namespace: self.replica_namespace.unwrap_or_else(own_namespace),
+            lease: self.replica_lease.max(Duration::from_secs(3)),
+        })
+    }
+}
+
+/// `<host name>-<pid>`: a name no other process on the cluster has at the same time.
+fn host_and_pid() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "modelgate".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `name` made a valid object name: lower case, other characters as '-', at most 253.
+fn dns_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '.' | '-') => c,
+            _ => '-',
+        })
+        .take(253)
+        .collect();
+    let trimmed = cleaned.trim_matches(|c| c == '-' || c == '.');
+    if trimmed.is_empty() {
+        "gateway".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -73,6 +137,8 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        #[command(flatten)]
+        replica: ReplicaArgs,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -95,6 +161,14 @@ enum Command {
         /// This replica's identity in the Lease (default: the pod name, else host name and pid).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// How long an object waits for a missing LLMProvider, Secret, key or target alias
+        /// (Reconciling) before it is reported Stalled.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "MODELGATE_STALL_AFTER")]
+        stall_after: Duration,
+        /// Namespace of the gateways' GatewayReplica reports, for the Programmed condition
+        /// (default: the Lease's namespace).
+        #[arg(long)]
+        gateway_namespace: Option<String>,
     },
     /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
     Validate {
@@ -123,6 +197,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             max_body_bytes,
+            replica,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
@@ -135,8 +210,9 @@ fn main() -> ExitCode {
                 admin_listen,
                 max_body_bytes,
             };
+            let report = options.config.is_empty().then(|| replica.options()).flatten();
             runtime.block_on(async move {
-                let running = match gateway::start(options.clone()).await {
+                let running = match gateway::start_reporting(options.clone(), report).await {
                     Ok(running) => running,
                     Err(e) => return fail(&format!("the gateway cannot start: {e}")),
                 };
@@ -159,25 +235,28 @@ fn main() -> ExitCode {
             lease_name,
             lease_namespace,
             identity,
+            stall_after,
+            gateway_namespace,
         } => {
             modelgate::memory::single_arena();
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
-            let identity = identity.unwrap_or_else(|| {
-                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "modelgate".to_string());
-                format!("{host}-{}", std::process::id())
-            });
+            let identity = identity.unwrap_or_else(host_and_pid);
+            let lease_namespace = lease_namespace.unwrap_or_else(own_namespace);
+            let gateway_namespace = gateway_namespace.unwrap_or_else(|| lease_namespace.clone());
             let lease = (!no_leader_election).then_some(modelgate::controller::LeaseOptions {
                 name: lease_name,
-                namespace: lease_namespace.unwrap_or_else(own_namespace),
+                namespace: lease_namespace,
                 identity,
             });
             let options = modelgate::controller::ControllerOptions {
                 scope: scope.into(),
                 admin_listen,
                 lease,
+                stall_after,
+                gateway_namespace,
             };
             runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {

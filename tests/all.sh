@@ -7,7 +7,8 @@
 # ${MODELGATE_CACHE:-$HOME/.cache/modelgate} so later runs are fast:
 #   - a Python virtualenv with the official openai client and pytest;
 #   - etcd, kube-apiserver and kubectl, built from Go modules (first run only:
-#     several minutes; see tests/controlplane/);
+#     several minutes; see tests/controlplane/), helm (tests/tools/helm.sh) and
+#     gitops-health (tests/gitops/: Argo CD's Lua runtime and kstatus);
 #   - the Rust build (CARGO_TARGET_DIR defaults into the cache).
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
@@ -70,6 +71,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "helm for the deployment tests (first run on a machine: built from its Go module)"
 MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
+
+step "gitops-health for the GitOps tests: gopher-lua and kstatus (first run: built from its Go module)"
+MODELGATE_GITOPS_HEALTH="$(tests/gitops/build.sh)"; export MODELGATE_GITOPS_HEALTH
 
 step "running every test against a local Kubernetes control plane"
 tests/controlplane/run.sh cargo test --locked --all-targets "$@" -- --include-ignored

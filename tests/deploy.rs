@@ -241,6 +241,7 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
     let docs = kustomize("config/default");
     let expected: BTreeSet<String> = [
         "Namespace/modelgate-system",
+        "CustomResourceDefinition/gatewayreplicas.modelgate.dev",
         "CustomResourceDefinition/llmproviders.modelgate.dev",
         "CustomResourceDefinition/modelaliases.modelgate.dev",
         "ServiceAccount/modelgate-controller",
@@ -251,6 +252,10 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
         "ClusterRoleBinding/modelgate-gateway",
         "Role/modelgate-controller-leader-election",
         "RoleBinding/modelgate-controller-leader-election",
+        "Role/modelgate-controller-gateway-reports",
+        "RoleBinding/modelgate-controller-gateway-reports",
+        "Role/modelgate-gateway-report",
+        "RoleBinding/modelgate-gateway-report",
         "Deployment/modelgate-controller",
         "Deployment/modelgate-gateway",
         "Service/modelgate-gateway",
@@ -359,7 +364,8 @@ fn helm_chart_renders_and_applies_with_a_server_dry_run() {
         assert_eq!(containers(deployment)[0]["image"], image.as_str());
     }
     // The CRDs come with the chart (crds/); apply them in the same dry run.
-    let mut with_crds = documents(&read("crds/llmprovider.yaml"));
+    let mut with_crds = documents(&read("crds/gatewayreplica.yaml"));
+    with_crds.extend(documents(&read("crds/llmprovider.yaml")));
     with_crds.extend(documents(&read("crds/modelalias.yaml")));
     with_crds.extend(docs);
     apply(&with_crds, true);
@@ -839,7 +845,14 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         cannot("get", "secrets/openai-api-key", Other),
         cannot("create", "secrets", Other),
         cannot("update", "secrets", Other),
-        // It writes nothing.
+        // It writes nothing but its own report of what it serves, in its own namespace.
+        can("create", "gatewayreplicas.modelgate.dev", System),
+        can("patch", "gatewayreplicas.modelgate.dev", System),
+        can("delete", "gatewayreplicas.modelgate.dev", System),
+        cannot("update", "gatewayreplicas.modelgate.dev", System),
+        cannot("list", "gatewayreplicas.modelgate.dev", System),
+        cannot("create", "gatewayreplicas.modelgate.dev", Other),
+        cannot("patch", "gatewayreplicas.modelgate.dev", Other),
         cannot("create", "modelaliases.modelgate.dev", Other),
         cannot("update", "modelaliases.modelgate.dev", Other),
         cannot("patch", "modelaliases.modelgate.dev", Other),
@@ -878,6 +891,13 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         status(can("patch", "llmproviders.modelgate.dev", watched)),
         can("create", "events.events.k8s.io", watched),
         can("patch", "events.events.k8s.io", watched),
+        // The gateways' reports: read, in its own namespace only.
+        can("list", "gatewayreplicas.modelgate.dev", System),
+        can("watch", "gatewayreplicas.modelgate.dev", System),
+        cannot("list", "gatewayreplicas.modelgate.dev", Other),
+        cannot("create", "gatewayreplicas.modelgate.dev", System),
+        cannot("patch", "gatewayreplicas.modelgate.dev", System),
+        cannot("delete", "gatewayreplicas.modelgate.dev", System),
         // Leader election: in its own namespace only.
         can("get", "leases.coordination.k8s.io", System),
         can("create", "leases.coordination.k8s.io", System),
@@ -988,7 +1008,7 @@ fn the_namespace_scoped_chart_grants_nothing_outside_its_namespace() {
             )
         })
         .collect();
-    assert_eq!(rbac.len(), 8, "{:?}", ids(&rbac));
+    assert_eq!(rbac.len(), 12, "{:?}", ids(&rbac));
     apply(&rbac, false);
 
     let prefix = format!("system:serviceaccount:{}:{release}-modelgate", release_ns.name());

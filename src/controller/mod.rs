@@ -2,10 +2,13 @@
 //! writes their status (conditions and the compiled route) and publishes Events. One replica
 //! leads (a Lease); the others wait to take over.
 
+mod dependents;
 mod events;
+pub mod gateways;
 mod metrics;
 mod pacing;
 pub mod reconcile;
+mod references;
 pub mod status;
 mod world;
 mod written;
@@ -13,6 +16,7 @@ mod written;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::ObjectRef as KubeRef;
 use kube::Client;
@@ -42,6 +45,11 @@ pub struct ControllerOptions {
     pub admin_listen: SocketAddr,
     /// `None` runs without leader election (a single replica).
     pub lease: Option<LeaseOptions>,
+    /// How long an object waits for a missing provider, Secret, key or target alias before
+    /// it is reported `Stalled`.
+    pub stall_after: Duration,
+    /// Where the gateways' `GatewayReplica` reports are.
+    pub gateway_namespace: String,
 }
 
 #[derive(Clone, Debug)]
@@ -97,7 +105,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
         health.ready.store(true, Ordering::Release);
         health.metrics.leader.set(1);
         tokio::select! {
-            _ = lead(client, &options.scope, &health) => {},
+            _ = lead(client, &options, &health) => {},
             _ = &mut shutdown => {},
         }
         return Ok(());
@@ -130,7 +138,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
             }
         };
         tokio::select! {
-            _ = lead(client.clone(), &options.scope, &health) => {},
+            _ = lead(client.clone(), &options, &health) => {},
             _ = lost => tracing::warn!("lost leadership: standing by"),
             _ = &mut shutdown => {
                 health.metrics.leader.set(0);
@@ -154,21 +162,26 @@ async fn release(
 }
 
 /// Everything a leader does; returns only if the watches end.
-async fn lead(client: Client, scope: &Scope, health: &Health) {
+async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
+    let scope: &Scope = &options.scope;
     let changes = Changes::default();
     let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let (gateways, gateway_watch) = gateways::watch(&client, &options.gateway_namespace, scope.selector.clone());
     let world = Arc::new(World::new(
         reflectors.providers.clone(),
         reflectors.aliases.clone(),
         reflectors.secrets.clone(),
         reflectors.synced.clone(),
         changes,
+        gateways,
+        options.stall_after,
     ));
     let (events, queued_events) = Events::new(
         Reporter::from_env(reconcile::FIELD_MANAGER),
         events::QUEUE,
         health.metrics.clone(),
     );
+    let pacing = events.pacing().clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         world.clone(),
@@ -192,42 +205,8 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, compiler, dependents, events);
-}
-
-/// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
-/// after each compilation, queue exactly the objects whose status would now differ.
-async fn trigger_dependents(
-    world: Arc<World>,
-    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
-    providers: mpsc::Sender<KubeRef<LLMProvider>>,
-) {
-    let mut snapshots = world.snapshots();
-    loop {
-        if snapshots.changed().await.is_err() {
-            return;
-        }
-        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
-            continue;
-        };
-        let now = Time(jiff::Timestamp::now());
-        for alias in world.aliases.state() {
-            let desired = snapshot.alias_status(&alias, &now);
-            if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-        for provider in world.providers.state() {
-            let desired = snapshot.provider_status(&provider, &now);
-            if provider.status.as_ref() != Some(&desired)
-                && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-    }
+    let dependents = dependents::trigger(world, alias_tx, provider_tx, pacing);
+    tokio::join!(aliases, providers, secrets, compiler, dependents, events, gateway_watch);
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {

@@ -6,16 +6,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::runtime::reflector::Store;
 
-use super::status::{alias_status, provider_status};
+use super::gateways::{GatewayView, Gateways};
+use super::metrics::Kind;
+use super::references::References;
+use super::status::{alias_status, provider_status, Env};
+use super::written::fingerprint;
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
-use crate::crd::{LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
-use crate::kubernetes::{secret_data, wait_synced, Changes, Synced};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use crate::crd::{condition_type, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
+use crate::kubernetes::{resource_version, secret_data, wait_synced, Changes, Synced};
 
-/// The reflector stores and the compiled view of them.
+/// The reflector stores, the compiled view of them, and the gateway replicas.
 pub struct World {
     pub providers: Store<LLMProvider>,
     pub aliases: Store<ModelAlias>,
@@ -23,6 +26,17 @@ pub struct World {
     pub changes: Changes,
     synced: [Synced; 3],
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    pub gateways: Gateways,
+    pub references: References,
+    /// How long an object waits for what it refers to before it is Stalled.
+    pub stall_after: Duration,
+}
+
+/// Whether an object's conditions say every gateway serves its current generation.
+fn programmed(conditions: &[Condition], generation: Option<i64>) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == condition_type::PROGRAMMED && c.status == "True" && c.observed_generation == generation)
 }
 
 /// One compilation of the whole world, shared by reconciles.
@@ -55,23 +69,58 @@ impl Snapshot {
         &all[start..start + len]
     }
 
-    /// The status this compilation gives an alias.
-    pub fn alias_status(&self, alias: &ModelAlias, now: &Time) -> ModelAliasStatus {
+    /// The status this compilation gives an alias, in `env`.
+    pub fn alias_status(&self, alias: &ModelAlias, env: &Env, references: &References) -> ModelAliasStatus {
         let key = ObjectKey::of(&alias.metadata);
         let object = ObjectRef::alias(key.clone());
-        alias_status(alias, self.route_of(alias, &key), self.diagnostics_of(&object), now)
+        let generation = alias.metadata.generation;
+        // Gateways matter only while a route published for this generation is not served
+        // everywhere yet.
+        let published = alias
+            .status
+            .as_ref()
+            .filter(|s| !programmed(&s.conditions, generation))
+            .and_then(|s| s.resolved.as_ref())
+            .filter(|r| Some(r.generation) == generation);
+        let reference =
+            published.map(|r| references.of(Kind::ModelAlias, &key, fingerprint(r), resource_version(alias)));
+        let status = alias_status(
+            alias,
+            self.route_of(alias, &key),
+            self.diagnostics_of(&object),
+            env,
+            reference,
+        );
+        if reference.is_some() && programmed(&status.conditions, generation) {
+            references.done(Kind::ModelAlias, &key);
+        }
+        status
     }
 
-    /// The status this compilation gives a provider.
-    pub fn provider_status(&self, provider: &LLMProvider, now: &Time) -> LLMProviderStatus {
+    /// The status this compilation gives a provider, in `env`.
+    pub fn provider_status(&self, provider: &LLMProvider, env: &Env, references: &References) -> LLMProviderStatus {
         let key = ObjectKey::of(&provider.metadata);
         let object = ObjectRef::provider(key.clone());
-        provider_status(
+        let generation = provider.metadata.generation;
+        let done = provider
+            .status
+            .as_ref()
+            .is_some_and(|s| programmed(&s.conditions, generation));
+        let reference = (!done).then(|| {
+            let published = u64::try_from(generation.unwrap_or(0)).unwrap_or(0);
+            references.of(Kind::LLMProvider, &key, published, resource_version(provider))
+        });
+        let status = provider_status(
             provider,
             self.compiled.table.providers.get(&key),
             self.diagnostics_of(&object),
-            now,
-        )
+            env,
+            reference,
+        );
+        if reference.is_some() && programmed(&status.conditions, generation) {
+            references.done(Kind::LLMProvider, &key);
+        }
+        status
     }
 }
 
@@ -82,6 +131,8 @@ impl World {
         secrets: Store<Secret>,
         synced: [Synced; 3],
         changes: Changes,
+        gateways: Gateways,
+        stall_after: Duration,
     ) -> Self {
         World {
             providers,
@@ -90,13 +141,22 @@ impl World {
             changes,
             synced,
             snapshots: watch::channel(None).0,
+            gateways,
+            references: References::default(),
+            stall_after,
         }
     }
 
     /// Waits until every store holds its initial list: before that, missing objects would be
-    /// reported as errors.
+    /// reported as errors (and every alias as served by no gateway).
     pub async fn wait_ready(&self) {
         wait_synced(&self.synced).await;
+        self.gateways.wait_ready().await;
+    }
+
+    /// The gateway replicas running now.
+    pub fn gateway_view(&self) -> Arc<GatewayView> {
+        self.gateways.view.borrow().clone()
     }
 
     /// A compilation that includes every change seen so far. Many reconciles during a burst

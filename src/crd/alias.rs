@@ -29,20 +29,26 @@ use serde::{Deserialize, Serialize};
     printcolumn(
         name = "Target",
         type_ = "string",
-        json_path = ".spec.target",
-        description = "Single target (empty for a weighted split)"
+        json_path = ".status.target",
+        description = "What it routes to: spec.target, or the weighted split of spec.targets"
     ),
     printcolumn(
         name = "Active",
         type_ = "boolean",
-        json_path = ".spec.active",
-        description = "false disables the alias (empty means true)"
+        json_path = ".status.resolved.active",
+        description = "Whether requests are served (false: 403 model_disabled, by its own spec.active or an alias it routes through)"
     ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Whether the gateway serves this alias"
+        description = "Whether the controller accepted the current generation and published its route"
+    ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every running gateway serves the current generation"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -124,8 +130,10 @@ pub struct ModelAliasStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Accepted` (spec valid, no name conflict), `ResolvedRefs` (every target reaches a
-    /// provider with its key), `Ready` (served by the gateway), and `Stalled` when only an edit
-    /// can help.
+    /// provider with its key), `Ready` (accepted and published for the gateways),
+    /// `Reconciling` while it waits for an object it refers to, `Stalled` when only an edit can
+    /// help or what it waited for did not come, and `Programmed` (every running gateway serves
+    /// the current generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -133,6 +141,10 @@ pub struct ModelAliasStatus {
     /// later generation is invalid, so gateways keep serving the last good route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<ResolvedRoute>,
+    /// What the alias routes to, as its spec says: `spec.target`, or a weighted split as
+    /// `a 80%, b 20%`. Shown by `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// A compiled route: the concrete provider models an alias sends traffic to.

@@ -1,4 +1,5 @@
-//! The two custom resources, `LLMProvider` and `ModelAlias`, with their status types.
+//! The custom resources: `LLMProvider` and `ModelAlias` (with their status types), and
+//! `GatewayReplica`, the gateways' reports of what they serve.
 //!
 //! These Rust types are the single source of the API: `modelgate crds` renders the
 //! CustomResourceDefinition YAML in `crds/` from them, and a test fails when that drifts.
@@ -7,6 +8,7 @@ mod alias;
 mod conditions;
 mod generate;
 mod provider;
+mod replica;
 
 pub use alias::{ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedRoute, ResolvedTarget, WeightedTarget};
 pub use conditions::{condition_type, ConditionStatus};
@@ -14,6 +16,7 @@ pub use generate::{crd_documents, render_crds, CrdFile};
 pub use provider::{
     ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef, Timeouts,
 };
+pub use replica::{GatewayReplica, GatewayReplicaSpec, ReplicaScope, Served};
 
 /// API group of every modelgate resource.
 pub const GROUP: &str = "modelgate.dev";

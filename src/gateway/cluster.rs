@@ -9,10 +9,11 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use super::live::prepare;
+use super::report::{Served, ServedTx};
 use super::Shared;
 use crate::compiler::{compile, Inputs, ObjectKey, Route, RoutingTable, SecretsAndEnv};
 use crate::crd::{LLMProvider, ModelAlias};
-use crate::kubernetes::{drive, reflectors, secret_data, wait_synced, Changes, Scope, Synced};
+use crate::kubernetes::{drive, reflectors, secret_data, wait_synced, Changes, Progress, Scope, Synced};
 
 /// Builds the routing table from the published routes. Pure but for reading the stores.
 pub fn table_from(
@@ -77,8 +78,9 @@ pub fn table_from(
 }
 
 /// Watches the cluster and keeps `shared` serving its current table. Marks the gateway ready
-/// after the first full sync; keeps serving the last table while the API is away.
-pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
+/// after the first full sync; keeps serving the last table while the API is away. Each table
+/// served is announced on `served` (for the replica's report).
+pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>, served: ServedTx) {
     let changes = Changes::default();
     let r = reflectors(&client, &scope, &changes, crate::kubernetes::Reader::Gateway);
     let watches = async {
@@ -88,10 +90,20 @@ pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
             drive("Secret", r.secret_stream)
         );
     };
-    let builder = rebuild_on_change(r.providers, r.aliases, r.secrets, r.synced, changes, shared);
+    let progress = [r.alias_progress, r.provider_progress];
+    let builder = rebuild_on_change(
+        r.providers,
+        r.aliases,
+        r.secrets,
+        r.synced,
+        changes,
+        shared,
+        (progress, served),
+    );
     tokio::join!(watches, builder);
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn rebuild_on_change(
     providers: Store<LLMProvider>,
     aliases: Store<ModelAlias>,
@@ -99,6 +111,7 @@ async fn rebuild_on_change(
     synced: [Synced; 3],
     changes: Changes,
     shared: Arc<Shared>,
+    (progress, served): ([Progress; 2], ServedTx),
 ) {
     let mut changed = changes.subscribe();
     wait_synced(&synced).await;
@@ -106,6 +119,8 @@ async fn rebuild_on_change(
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
+        // Read before the stores: the table built next includes at least these versions.
+        let [alias_version, provider_version] = [progress[0].get(), progress[1].get()];
         let (providers, aliases, secrets, shared_for_build, previous) = (
             providers.clone(),
             aliases.clone(),
@@ -126,6 +141,11 @@ async fn rebuild_on_change(
                     tracing::info!(routes = table.routes.len(), "first sync done: serving");
                 }
                 shared.install(live, table.routes.len(), 0);
+                served.send(Served {
+                    aliases: alias_version,
+                    providers: provider_version,
+                    routes: table.routes.len(),
+                });
                 current = Arc::new(table);
                 // A rebuild frees the previous table and the watch events behind it: hand that
                 // memory back now (a periodic trim under load cost the gateway half its

@@ -10,6 +10,7 @@ mod live;
 pub mod metrics;
 mod mock;
 mod proxy;
+pub mod report;
 pub mod standalone;
 mod upstream;
 mod usage;
@@ -167,11 +168,16 @@ pub struct Running {
     pub shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
+    reporting: Option<report::Reporting>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, and waits. An in-cluster replica first
+    /// withdraws its report (it no longer counts for `Programmed`).
     pub async fn shutdown(mut self) -> Result<(), GatewayError> {
+        if let Some(reporting) = self.reporting.take() {
+            reporting.finish().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -200,11 +206,28 @@ impl Drop for Running {
 /// Loads the routing table (from files, failing with every problem listed, or from the
 /// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
+    start_reporting(options, None).await
+}
+
+/// [`start`]; in-cluster, with `report`, the replica also reports what it serves.
+pub async fn start_reporting(
+    options: GatewayOptions,
+    report: Option<report::ReportOptions>,
+) -> Result<Running, GatewayError> {
     let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let mut reporting = None;
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
         let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;
-        let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone()));
+        let served = match report {
+            Some(report) => {
+                let (served, running) = report::start(client.clone(), report, &options.scope);
+                reporting = Some(running);
+                served
+            }
+            None => report::ServedTx::default(),
+        };
+        let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone(), served));
         Box::new(AbortOnDrop(task))
     } else {
         let table = standalone::initial(&options.config)?;
@@ -260,5 +283,6 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
         shared,
         stop: Some(stop),
         task: Some(task),
+        reporting,
     })
 }

@@ -1,6 +1,7 @@
 //! What the controller and the in-cluster gateway share: scope, watches and credentials.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
@@ -86,6 +87,37 @@ impl Synced {
     }
 }
 
+/// How far a store has caught up: the newest resourceVersion it holds every change up to.
+///
+/// A watch delivers one kind's events in resourceVersion order, and since Kubernetes 1.35
+/// resourceVersions of one kind compare as numbers (KEP-5504): once a store has applied the
+/// event at version `v`, it has applied every earlier change of the objects it watches. During
+/// a (re)list the store swaps in the new list only at its end, so the list's versions count
+/// from then on.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// The newest resourceVersion applied; 0 before the first list ends.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn reached(&self, version: u64) {
+        self.0.fetch_max(version, Ordering::AcqRel);
+    }
+}
+
+/// An object's resourceVersion as a number (0 when absent or not a number).
+pub fn resource_version<K: Resource>(object: &K) -> u64 {
+    object
+        .meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Which watch events count as a change of the world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bump {
@@ -101,7 +133,8 @@ pub enum Bump {
 pub enum Reader {
     /// Compiles specs and writes status: status changes are not changes of its world.
     Controller,
-    /// Serves `status.resolved`: every change counts, and conditions are not kept.
+    /// Serves `status.resolved`: every change counts, and conditions (and the display-only
+    /// `status.target`) are not kept.
     Gateway,
 }
 
@@ -119,6 +152,7 @@ impl Reader {
             Reader::Gateway => |alias| {
                 if let Some(status) = alias.status.as_mut() {
                     status.conditions = Vec::new();
+                    status.target = None;
                 }
             },
         }
@@ -128,11 +162,13 @@ impl Reader {
 /// Keeps an object as it is.
 fn keep<K>(_: &mut K) {}
 
-/// A reflector: a store kept in sync with the API, its sync state, and the stream that drives
-/// it (yielding every touched object). The stream must be polled for the store to fill.
+/// A reflector: a store kept in sync with the API, its sync state, how far it has caught up,
+/// and the stream that drives it (yielding every touched object). The stream must be polled
+/// for the store to fill.
 /// Stored objects lose their `managedFields`, labels and annotations (kubectl's last-applied
 /// configuration among them): nothing here reads them (selectors are applied by the API
 /// server), and at thousands of objects they are much of the memory.
+#[allow(clippy::type_complexity)]
 pub fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -142,6 +178,7 @@ pub fn reflect<K>(
 ) -> (
     Store<K>,
     Synced,
+    Progress,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
@@ -149,6 +186,9 @@ where
 {
     let (store, writer) = reflector::store();
     let (synced_tx, synced_rx) = watch::channel(false);
+    let progress = Progress::default();
+    let reached = progress.clone();
+    let mut listed: u64 = 0;
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     let stream = watcher(api, config)
         .default_backoff()
@@ -161,27 +201,32 @@ where
         })
         .reflect(writer)
         .inspect(move |event| match event {
+            Ok(watcher::Event::Init) => listed = 0,
             Ok(watcher::Event::InitApply(object)) => {
+                listed = listed.max(resource_version(object));
                 generations.insert(uid(object), object.meta().generation);
             }
             Ok(watcher::Event::InitDone) => {
+                reached.reached(listed);
                 synced_tx.send_replace(true);
                 changes.bump();
             }
             Ok(watcher::Event::Apply(object)) => {
+                reached.reached(resource_version(object));
                 let before = generations.insert(uid(object), object.meta().generation);
                 if bump == Bump::OnAny || before != Some(object.meta().generation) {
                     changes.bump();
                 }
             }
             Ok(watcher::Event::Delete(object)) => {
+                reached.reached(resource_version(object));
                 generations.remove(&uid(object));
                 changes.bump();
             }
-            _ => {}
+            Err(_) => {}
         })
         .touched_objects();
-    (store, Synced(synced_rx), stream)
+    (store, Synced(synced_rx), progress, stream)
 }
 
 fn uid<K: Resource>(object: &K) -> String {
@@ -240,6 +285,9 @@ pub struct Reflectors<P, A, S> {
     pub secrets: Store<Secret>,
     /// Sync state of the three stores.
     pub synced: [Synced; 3],
+    /// How far the provider and alias stores have caught up.
+    pub provider_progress: Progress,
+    pub alias_progress: Progress,
     pub provider_stream: P,
     pub alias_stream: A,
     pub secret_stream: S,
@@ -257,14 +305,14 @@ pub fn reflectors(
     impl Stream<Item = Result<crate::crd::ModelAlias, watcher::Error>> + Send + 'static,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 > {
-    let (providers, providers_synced, provider_stream) = reflect(
+    let (providers, providers_synced, provider_progress, provider_stream) = reflect(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
         reader.bump(),
         keep,
     );
-    let (aliases, aliases_synced, alias_stream) = reflect(
+    let (aliases, aliases_synced, alias_progress, alias_stream) = reflect(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
@@ -275,7 +323,7 @@ pub fn reflectors(
         namespace: scope.namespace.clone(),
         selector: None,
     };
-    let (secrets, secrets_synced, secret_stream) = reflect(
+    let (secrets, secrets_synced, _, secret_stream) = reflect(
         secret_scope.api::<Secret>(client),
         watcher::Config::default().labels(CREDENTIAL_SELECTOR),
         changes.clone(),
@@ -287,6 +335,8 @@ pub fn reflectors(
         aliases,
         secrets,
         synced: [providers_synced, aliases_synced, secrets_synced],
+        provider_progress,
+        alias_progress,
         provider_stream,
         alias_stream,
         secret_stream,

@@ -17,6 +17,9 @@ use crate::cluster::{kubectl, kubectl_stdin, repo_path, wait_for, Namespace, DEF
 
 /// The label every object of one test carries; the processes select on it.
 pub const TEST_LABEL: &str = "modelgate.dev/e2e";
+/// How long a test gateway's report stands without renewal (a killed gateway stops counting
+/// after this).
+pub const REPLICA_LEASE: &str = "10s";
 
 /// Applies `config/rbac/` once per test process.
 pub fn ensure_rbac() {
@@ -375,7 +378,13 @@ impl Stack {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            // Its report of what it serves goes where the controllers read them.
+            "--replica-namespace",
+            "modelgate-system",
         ];
+        if !extra.contains(&"--replica-lease") {
+            args.extend(["--replica-lease", REPLICA_LEASE]);
+        }
         args.extend_from_slice(extra);
         let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);
