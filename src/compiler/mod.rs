@@ -18,8 +18,13 @@ use std::collections::HashMap;
 pub use aliases::claimed_name;
 pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
 pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
-pub use providers::OPENAI_DEFAULT_BASE_URL;
-pub use table::{ProviderEndpoint, ResolvedTimeouts, Route, RouteTarget, RoutingTable};
+pub use providers::{
+    base_url, ANTHROPIC_DEFAULT_BASE_URL, ANTHROPIC_DEFAULT_MAX_TOKENS, ANTHROPIC_DEFAULT_VERSION,
+    GEMINI_DEFAULT_BASE_URL, OPENAI_DEFAULT_BASE_URL,
+};
+pub use table::{
+    AwsKeys, BedrockAuth, ProviderEndpoint, ProviderSettings, ResolvedTimeouts, Route, RouteTarget, RoutingTable,
+};
 
 use crate::crd::{LLMProvider, ModelAlias};
 use aliases::{claim_names, Resolver};

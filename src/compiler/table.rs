@@ -72,6 +72,51 @@ pub struct ProviderEndpoint {
     pub api_key: Option<SecretString>,
     pub headers: Vec<(String, String)>,
     pub timeouts: ResolvedTimeouts,
+    /// What only some provider types have.
+    pub settings: ProviderSettings,
+    /// Drop parameters a translated request cannot carry instead of refusing the request.
+    pub drop_unsupported_params: bool,
+}
+
+/// Provider-type settings, defaults applied.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum ProviderSettings {
+    /// `openai`, `openai-compatible`, `gemini` and `mock` have none.
+    #[default]
+    None,
+    Anthropic {
+        /// `anthropic-version`.
+        version: String,
+        /// `max_tokens` for translated requests that set none.
+        default_max_tokens: u32,
+    },
+    Azure {
+        /// `v1`, or a dated version for the deployments API.
+        api_version: String,
+    },
+    Bedrock {
+        region: String,
+        auth: BedrockAuth,
+    },
+}
+
+/// How a Bedrock provider authenticates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BedrockAuth {
+    /// A Bedrock API key (`apiKey`), sent as a Bearer token.
+    ApiKey,
+    /// Static credentials from a Secret, signed with SigV4.
+    Static(AwsKeys),
+    /// The standard AWS credential chain of the gateway, signed with SigV4.
+    Chain,
+}
+
+/// AWS credentials. The secret parts never print.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
 }
 
 /// Timeouts with defaults applied.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route, OPENAI_DEFAULT_BASE_URL};
+use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route};
 use crate::crd::{
     condition_type, ConditionStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, ProviderType,
 };
@@ -236,11 +236,12 @@ pub fn provider_status(
     let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
     let unresolved = errors_of(diagnostics, ConditionKind::ResolvedRefs);
     let failure = all_errors(diagnostics);
-    let endpoint_url = match (endpoint, spec.provider_type, &spec.base_url) {
-        (Some(e), _, _) => e.base_url.clone(),
-        (None, ProviderType::Mock, _) => "mock://local".to_string(),
-        (None, _, Some(url)) => url.trim_end_matches('/').to_string(),
-        (None, _, None) => OPENAI_DEFAULT_BASE_URL.to_string(),
+    let endpoint_url = match (endpoint, spec.provider_type) {
+        (Some(e), _) => e.base_url.clone(),
+        (None, ProviderType::Mock) => "mock://local".to_string(),
+        (None, _) => {
+            crate::compiler::base_url(spec, &crate::compiler::ObjectKey::of(&provider.metadata)).unwrap_or_default()
+        }
     };
     let [accepted, refs] = accepted_and_refs(
         &cond,
