@@ -9,8 +9,10 @@ mod h1pool;
 mod live;
 pub mod metrics;
 mod mock;
+pub mod providers;
 mod proxy;
 pub mod standalone;
+pub mod surfaces;
 mod upstream;
 mod usage;
 
