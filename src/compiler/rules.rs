@@ -142,6 +142,12 @@ pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec
             }
         }
     }
+    super::routing_rules::check_routing_spec(
+        object,
+        spec,
+        |field, target, out| check_target_syntax(object, field, target, out),
+        out,
+    );
 }
 
 fn check_target_syntax(object: &ObjectRef, field: &str, target: &str, out: &mut Vec<Diagnostic>) {

@@ -25,7 +25,7 @@ metadata: {name: openai-key, namespace: team-a}
 stringData: {apiKey: "sk-test-SECRET-123\n"}
 "#;
 
-fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
+pub(super) fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
     let mut manifests = Manifests::default();
     parse_documents(
         &format!("{PROVIDERS}\n---\n{yaml}"),
@@ -47,16 +47,16 @@ fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
     })
 }
 
-fn compile_yaml(yaml: &str) -> Compiled {
+pub(super) fn compile_yaml(yaml: &str) -> Compiled {
     compile_with(yaml, None)
 }
 
-fn alias(name: &str, spec: &str) -> String {
+pub(super) fn alias(name: &str, spec: &str) -> String {
     format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {{name: {name}, namespace: team-a}}\nspec: {spec}\n")
 }
 
 /// `(object, field, reason, message)` of every diagnostic.
-fn said(compiled: &Compiled) -> Vec<(String, String, &'static str, String)> {
+pub(super) fn said(compiled: &Compiled) -> Vec<(String, String, &'static str, String)> {
     compiled
         .diagnostics
         .iter()

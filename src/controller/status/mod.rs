@@ -64,12 +64,23 @@ fn all_errors(diagnostics: &[Diagnostic]) -> Option<(&'static str, String)> {
 }
 
 fn describe_route(route: &Route) -> String {
-    let targets: Vec<String> = route
-        .targets
-        .iter()
-        .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
-        .collect();
-    targets.join(", ")
+    let list = |targets: &[crate::compiler::RouteTarget]| {
+        targets
+            .iter()
+            .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
+            .collect::<Vec<String>>()
+            .join(", ")
+    };
+    let mut text = list(&route.targets);
+    for tier in route.extras.iter().flat_map(|e| &e.fallbacks) {
+        let on: Vec<&str> = tier.on.iter().map(|c| c.as_str()).collect();
+        text.push_str(&format!(
+            "; on {} falling back to {}",
+            on.join("/"),
+            list(&tier.targets)
+        ));
+    }
+    text
 }
 
 fn round(weight: f64) -> f64 {

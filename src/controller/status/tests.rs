@@ -100,6 +100,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
                     weight: 100.0,
                     chain: vec!["fast".into()],
                 }],
+                ..Default::default()
             }),
         }
     );
@@ -123,6 +124,7 @@ fn a_broken_generation_keeps_the_last_route_and_stalls() {
             weight: 100.0,
             chain: vec!["smart".into()],
         }],
+        ..Default::default()
     };
     m.aliases[0].status = Some(ModelAliasStatus {
         observed_generation: Some(4),
