@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod gateway;
 pub mod kubernetes;
+pub mod llm;
 pub mod manifest;
 pub mod memory;
 pub mod report;

@@ -4,6 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::guardrails::Guardrails;
+use super::routing::{AliasTimeouts, FailureCondition, Fallback, LoadBalancing, OutlierDetection, Retry};
+
 /// A client-facing model name and where it routes.
 // Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -93,6 +96,35 @@ pub struct ModelAliasSpec {
     #[x_kube(validation = Rule::new("self.map(t, t.weight).sum() == 100").message("the weights of targets must add up to 100"))]
     #[schemars(length(min = 1, max = 32))]
     pub targets: Option<Vec<WeightedTarget>>,
+
+    /// How requests are spread over the targets of a tier: `weighted` (default: at random by
+    /// weight), `roundRobin` (each in turn, exactly, per gateway replica) or
+    /// `leastConnections` (fewest requests in flight on the replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+
+    /// Fallback tiers, tried in order, each only when everything before it failed with one of
+    /// its `on` conditions. Once content has reached the client a request never falls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    pub fallbacks: Option<Vec<Fallback>>,
+
+    /// Retries within each tier, bounded by `timeouts.total` and the gateway's retry budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+
+    /// Time limits of a request through this alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<AliasTimeouts>,
+
+    /// Taking a failing target (provider and model) out of rotation for a while. The state is
+    /// per gateway replica and shared by every alias that uses the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+
+    /// Size and output caps, content rules and a classifier webhook, checked by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
 }
 
 const TARGET_MESSAGE: &str =
@@ -167,6 +199,41 @@ pub struct ResolvedRoute {
     pub description: Option<String>,
     /// Concrete targets with their effective share of traffic.
     pub targets: Vec<ResolvedTarget>,
+    /// Fallback tiers in the order they are tried, compiled to concrete targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<ResolvedFallback>,
+    /// Load balancing, retries, timeouts and outlier detection, as the spec sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ResolvedPolicy>,
+    /// The guardrails, as the spec sets them (checked by the compiler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
+}
+
+/// One compiled fallback tier.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedFallback {
+    /// The failures that move on to this tier.
+    pub on: Vec<FailureCondition>,
+    /// The tier's concrete targets.
+    pub targets: Vec<ResolvedTarget>,
+    /// Where this tier came from: the fallback's target, and the aliases it was reached through.
+    pub via: String,
+}
+
+/// The routing policy of a compiled route.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<AliasTimeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// One concrete destination of a compiled route.

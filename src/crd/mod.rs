@@ -7,16 +7,27 @@
 mod alias;
 mod conditions;
 mod generate;
+mod guardrails;
 mod provider;
 mod replica;
+mod routing;
 
-pub use alias::{ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedRoute, ResolvedTarget, WeightedTarget};
+pub use alias::{
+    ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedFallback, ResolvedPolicy, ResolvedRoute, ResolvedTarget,
+    WeightedTarget,
+};
 pub use conditions::{condition_type, ConditionStatus};
 pub use generate::{crd_documents, render_crds, CrdFile};
+pub use guardrails::{
+    BuiltinDetector, CapMode, ContentRule, Direction, FailureMode, GuardAction, Guardrails, MaxOutputTokens,
+    MessageRole, WebhookGuard,
+};
 pub use provider::{
-    ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef, Timeouts,
+    AnthropicSettings, ApiKeySource, AwsCredentials, AzureSettings, BedrockSettings, LLMProvider, LLMProviderSpec,
+    LLMProviderStatus, ProviderType, SecretKeyRef, SecretNameRef, Timeouts,
 };
 pub use replica::{GatewayReplica, GatewayReplicaSpec, ReplicaScope, Served};
+pub use routing::{AliasTimeouts, FailureCondition, Fallback, LoadBalancing, OutlierDetection, Retry};
 
 /// API group of every modelgate resource.
 pub const GROUP: &str = "modelgate.dev";

@@ -52,6 +52,9 @@ fn proxied(path: &str) -> Option<Endpoint> {
         "/chat/completions" => Some(Endpoint::chat_completions),
         "/completions" => Some(Endpoint::completions),
         "/embeddings" => Some(Endpoint::embeddings),
+        "/messages" => Some(Endpoint::messages),
+        "/messages/count_tokens" => Some(Endpoint::count_tokens),
+        "/responses" => Some(Endpoint::responses),
         _ => None,
     }
 }

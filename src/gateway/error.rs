@@ -10,7 +10,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub code: Option<&'static str>,
-    pub param: Option<&'static str>,
+    pub param: Option<std::borrow::Cow<'static, str>>,
     pub message: String,
 }
 
@@ -40,7 +40,7 @@ impl ApiError {
     }
 
     fn with_param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+        self.param = Some(std::borrow::Cow::Borrowed(param));
         self
     }
 
@@ -159,6 +159,21 @@ impl ApiError {
         )
     }
 
+    /// A request that cannot be translated for the target's provider.
+    pub fn untranslatable(param: Option<&str>, message: String) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: Some(if param.is_some() {
+                "unsupported_parameter"
+            } else {
+                "invalid_request"
+            }),
+            param: param.map(|p| std::borrow::Cow::Owned(p.to_string())),
+            message,
+        }
+    }
+
     pub fn unknown_path(path: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -184,7 +199,7 @@ impl ApiError {
             error: Inner {
                 message: &self.message,
                 kind: self.kind,
-                param: self.param,
+                param: self.param.as_deref(),
                 code: self.code,
             },
         };

@@ -25,6 +25,29 @@ pub enum Endpoint {
     chat_completions,
     completions,
     embeddings,
+    /// Anthropic's `/v1/messages`.
+    messages,
+    /// Anthropic's `/v1/messages/count_tokens`.
+    count_tokens,
+    /// OpenAI's `/v1/responses`.
+    responses,
+}
+
+impl Endpoint {
+    /// Every endpoint, in slot order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::chat_completions,
+        Endpoint::completions,
+        Endpoint::embeddings,
+        Endpoint::messages,
+        Endpoint::count_tokens,
+        Endpoint::responses,
+    ];
+
+    /// Position in [`Endpoint::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -242,7 +265,7 @@ impl Metrics {
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let gone: Vec<(String, String)> = self.seen().iter().filter(|(a, p)| !keep(a, p)).cloned().collect();
         for (alias, provider) in gone {
-            for endpoint in [Endpoint::chat_completions, Endpoint::completions, Endpoint::embeddings] {
+            for endpoint in Endpoint::ALL {
                 let labels = RouteLabels {
                     alias: alias.clone(),
                     provider: provider.clone(),
@@ -321,15 +344,10 @@ impl RouteMetrics {
 /// Lazily created metric handles, one slot per endpoint, kept with each live target so the
 /// hot path touches no lock after the first request.
 #[derive(Default)]
-pub struct LazyRouteMetrics([OnceLock<Arc<RouteMetrics>>; 3]);
+pub struct LazyRouteMetrics([OnceLock<Arc<RouteMetrics>>; Endpoint::ALL.len()]);
 
 impl LazyRouteMetrics {
     pub fn get(&self, metrics: &Metrics, alias: &str, provider: &str, endpoint: Endpoint) -> &Arc<RouteMetrics> {
-        let slot = match endpoint {
-            Endpoint::chat_completions => &self.0[0],
-            Endpoint::completions => &self.0[1],
-            Endpoint::embeddings => &self.0[2],
-        };
-        slot.get_or_init(|| Arc::new(metrics.route(alias, provider, endpoint)))
+        self.0[endpoint.index()].get_or_init(|| Arc::new(metrics.route(alias, provider, endpoint)))
     }
 }

@@ -9,9 +9,11 @@ mod h1pool;
 mod live;
 pub mod metrics;
 mod mock;
+pub mod providers;
 mod proxy;
 pub mod report;
 pub mod standalone;
+pub mod surfaces;
 mod upstream;
 mod usage;
 

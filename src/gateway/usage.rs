@@ -22,11 +22,17 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-/// Reads `usage` from a JSON body or from the events of a server-sent event stream.
+/// Reads `usage` from a JSON body or from the events of a server-sent event stream, or is told
+/// it by a translator that already decoded it.
 pub enum UsageScanner {
     Json(JsonCopy),
     Sse(Box<sse_parse::SseParser>, Option<Usage>),
+    /// Reported by the translated path as it decodes the provider's answer.
+    Reported(ReportedUsage),
 }
+
+/// Usage a translator writes as it decodes a stream, and the meter reads at its end.
+pub type ReportedUsage = Arc<std::sync::Mutex<Option<Usage>>>;
 
 /// A non-streamed body kept aside: the common single-chunk body is kept by reference, never
 /// copied.
@@ -78,6 +84,7 @@ impl UsageScanner {
                     }
                 }
             }
+            UsageScanner::Reported(_) => {}
         }
     }
 
@@ -85,6 +92,7 @@ impl UsageScanner {
         match self {
             UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last) => last,
+            UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 }
@@ -144,6 +152,19 @@ impl<S> Metered<S> {
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
+        Self::with_scanner(inner, metrics, started, status, scanner, streaming)
+    }
+
+    /// A meter whose usage comes from `scanner`; `streaming` says whether the first chunk's
+    /// time is recorded.
+    pub fn with_scanner(
+        inner: S,
+        metrics: Arc<RouteMetrics>,
+        started: Instant,
+        status: u16,
+        scanner: UsageScanner,
+        streaming: bool,
+    ) -> Self {
         Metered {
             inner,
             metrics,

@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
@@ -119,6 +121,7 @@ async fn answer(State(state): State<UpstreamState>, uri: axum::http::Uri, header
         .to_string();
     state.seen.lock().expect("lock").push_back(Seen {
         path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::gateways::GatewayView;
-use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route, OPENAI_DEFAULT_BASE_URL};
+use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route};
 use crate::crd::{
     condition_type, ConditionStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasSpec, ModelAliasStatus,
     ProviderType,
@@ -89,12 +89,23 @@ fn all_errors(diagnostics: &[Diagnostic]) -> Option<(&'static str, String)> {
 }
 
 fn describe_route(route: &Route) -> String {
-    let targets: Vec<String> = route
-        .targets
-        .iter()
-        .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
-        .collect();
-    targets.join(", ")
+    let list = |targets: &[crate::compiler::RouteTarget]| {
+        targets
+            .iter()
+            .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
+            .collect::<Vec<String>>()
+            .join(", ")
+    };
+    let mut text = list(&route.targets);
+    for tier in route.extras.iter().flat_map(|e| &e.fallbacks) {
+        let on: Vec<&str> = tier.on.iter().map(|c| c.as_str()).collect();
+        text.push_str(&format!(
+            "; on {} falling back to {}",
+            on.join("/"),
+            list(&tier.targets)
+        ));
+    }
+    text
 }
 
 fn round(weight: f64) -> f64 {
@@ -288,11 +299,12 @@ pub fn provider_status(
     let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
     let unresolved = errors_of(diagnostics, ConditionKind::ResolvedRefs);
     let failure = all_errors(diagnostics);
-    let endpoint_url = match (endpoint, spec.provider_type, &spec.base_url) {
-        (Some(e), _, _) => e.base_url.clone(),
-        (None, ProviderType::Mock, _) => "mock://local".to_string(),
-        (None, _, Some(url)) => url.trim_end_matches('/').to_string(),
-        (None, _, None) => OPENAI_DEFAULT_BASE_URL.to_string(),
+    let endpoint_url = match (endpoint, spec.provider_type) {
+        (Some(e), _) => e.base_url.clone(),
+        (None, ProviderType::Mock) => "mock://local".to_string(),
+        (None, _) => {
+            crate::compiler::base_url(spec, &crate::compiler::ObjectKey::of(&provider.metadata)).unwrap_or_default()
+        }
     };
     let mut conditions = Vec::from(accepted_and_refs(
         &cond,

@@ -144,6 +144,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
                     weight: 100.0,
                     chain: vec!["fast".into()],
                 }],
+                ..Default::default()
             }),
         }
     );
@@ -163,6 +164,7 @@ fn smart_at_generation_4(earlier: &Time) -> (ResolvedRoute, ModelAliasStatus) {
             weight: 100.0,
             chain: vec!["smart".into()],
         }],
+        ..Default::default()
     };
     let status = ModelAliasStatus {
         observed_generation: Some(4),
