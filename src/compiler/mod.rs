@@ -5,9 +5,11 @@
 //! environment) comes in through [`Credentials`], and the last accepted table through
 //! [`Inputs::previous`].
 
+pub mod address;
 mod aliases;
 mod credentials;
 mod diagnostic;
+mod egress;
 mod providers;
 pub mod rules;
 mod table;
