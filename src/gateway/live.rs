@@ -156,6 +156,9 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
                 }
             }
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // A request that has come through no other gateway; the proxy raises the count
+            // of one that has (`--max-hops`).
+            headers.insert(super::egress::HOPS, super::egress::hops_value(1));
             let auth = endpoint.api_key.as_ref().and_then(|key| {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
                 value.set_sensitive(true);
@@ -177,7 +180,7 @@ fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstrea
                     if let Ok(value) = HeaderValue::from_str(&value) {
                         headers.insert(header::HOST, value);
                     }
-                    let pool = clients.h1(&format!("{host}:{}", port.unwrap_or(80)), &endpoint.timeouts);
+                    let pool = clients.h1(host, port.unwrap_or(80), &endpoint.timeouts);
                     uris = uris.map(|uri| origin_form(&uri));
                     UpstreamClient::H1(pool)
                 }

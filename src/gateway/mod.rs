@@ -4,6 +4,7 @@
 mod api;
 mod body;
 pub mod cluster;
+pub mod egress;
 pub mod error;
 mod h1pool;
 mod live;
@@ -43,16 +44,18 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    pub egress: egress::Egress,
     ready: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(max_body_bytes: usize) -> Self {
+    pub fn new(max_body_bytes: usize, egress: egress::Egress) -> Self {
         Shared {
             live: ArcSwap::from_pointee(LiveTable::default()),
             metrics: Metrics::new(),
-            clients: ClientPool::default(),
+            clients: ClientPool::new(egress.policy.clone()),
             max_body_bytes,
+            egress,
             ready: AtomicBool::new(false),
         }
     }
@@ -141,6 +144,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Where upstream requests may go.
+    pub egress: egress::EgressOptions,
 }
 
 /// Errors that stop the gateway.
@@ -200,7 +205,12 @@ impl Drop for Running {
 /// Loads the routing table (from files, failing with every problem listed, or from the
 /// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
-    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let egress = egress::Egress::new(
+        &options.egress,
+        options.config.is_empty(),
+        &[options.listen, options.admin_listen],
+    );
+    let shared = Arc::new(Shared::new(options.max_body_bytes, egress));
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
         let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;

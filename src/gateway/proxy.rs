@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 use super::body::{probe, rewrite_model};
+use super::egress;
 use super::error::ApiError;
 use super::h1pool::PooledBody;
 use super::live::{HttpUpstream, UpstreamKind};
@@ -65,6 +66,7 @@ async fn route_and_forward(
         shared.metrics.rejected(error.code.unwrap_or("unknown"));
         error
     };
+    let hops = shared.egress.hops(headers).map_err(reject)?;
     let bytes = read_body(body, headers, shared.max_body_bytes).await.map_err(reject)?;
     let probed = probe(&bytes).map_err(reject)?;
 
@@ -117,6 +119,9 @@ async fn route_and_forward(
         }
         previous = Some(name);
     }
+    if hops > 0 {
+        outgoing_headers.insert(egress::HOPS, egress::hops_value(hops.saturating_add(1)));
+    }
     let sent = Instant::now();
     let upstream_response = upstream::send(&http.client, request, Limits::new(&http.timeouts))
         .await
@@ -131,9 +136,10 @@ async fn route_and_forward(
 
     let status = upstream_response.status();
     if !status.is_success() {
-        metrics.count(status.as_u16());
+        let reply = upstream_failure(upstream_response, http, &upstream.name).await;
+        metrics.count(reply.status().as_u16());
         metrics.duration.observe(started.elapsed().as_secs_f64());
-        return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
+        return Ok(reply);
     }
     let (mut parts, body) = upstream_response.into_parts();
     if parts.headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
@@ -184,6 +190,7 @@ fn upstream_error(error: &SendError, provider: &str) -> ApiError {
         SendError::Timeout => ApiError::upstream_timeout(provider),
         SendError::Connect(_) => ApiError::upstream_unreachable(provider),
         SendError::Failed(_) => ApiError::upstream_failed(provider),
+        SendError::Blocked(blocked) => ApiError::upstream_blocked(provider, &blocked.describe(false)),
     }
 }
 
@@ -208,6 +215,9 @@ async fn upstream_failure(
     provider: &str,
 ) -> Response<Body> {
     let status = response.status();
+    if let Some(error) = egress::unfollowed(status, response.headers(), provider) {
+        return error.into_response();
+    }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         tracing::warn!(%provider, %status, "the provider rejected its API key");
         return ApiError::upstream_rejected_key(status, provider).into_response();
