@@ -81,8 +81,9 @@ enum Command {
         allow_upstream_cidr: Vec<IpNet>,
         /// How many modelgate gateways a request may already have passed (its modelgate-hops
         /// header). 0: any request that comes from a modelgate gateway is refused with 508,
-        /// so a provider pointing back at a gateway cannot loop; raise it to chain gateways.
-        #[arg(long, default_value_t = 0, env = "MODELGATE_MAX_HOPS")]
+        /// so a provider pointing back at a gateway cannot loop; raise it (up to 10) to chain
+        /// gateways on purpose.
+        #[arg(long, default_value_t = 0, env = "MODELGATE_MAX_HOPS", value_parser = clap::value_parser!(u32).range(0..=10))]
         max_hops: u32,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish

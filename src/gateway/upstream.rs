@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
-use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
+use super::egress::{find_blocked, Blocked, GuardedConnector, Policy, TlsServerName};
 use super::h1pool::{H1Pool, PooledBody};
 use crate::compiler::ResolvedTimeouts;
 
@@ -113,6 +113,7 @@ impl ClientPool {
         let https = HttpsConnectorBuilder::new()
             .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())?
             .https_or_http()
+            .with_server_name_resolver(TlsServerName)
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);

@@ -364,8 +364,15 @@ impl Stack {
     }
 
     /// [`Stack::gateway`] with its own kubeconfig (e.g. from [`service_account_kubeconfig_via`])
-    /// and `extra` arguments (e.g. `--namespace NS`).
+    /// and `extra` arguments (e.g. `--namespace NS`). The gateway runs on this host, not in a
+    /// pod, and the fake upstreams listen on loopback, which a gateway reading the cluster
+    /// refuses by default: it is allowed here.
     pub fn gateway_with(&self, kubeconfig: &Path, extra: &[&str]) -> Proc {
+        self.gateway_with_egress(kubeconfig, &["--allow-upstream-cidr", "127.0.0.0/8"], extra)
+    }
+
+    /// [`Stack::gateway_with`] with these egress arguments instead of allowing loopback.
+    pub fn gateway_with_egress(&self, kubeconfig: &Path, egress: &[&str], extra: &[&str]) -> Proc {
         let selector = self.selector();
         let mut args = vec![
             "gateway",
@@ -376,6 +383,7 @@ impl Stack {
             "--admin-listen",
             "127.0.0.1:0",
         ];
+        args.extend_from_slice(egress);
         args.extend_from_slice(extra);
         let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::policy::{Blocked, Policy};
@@ -137,6 +138,22 @@ pub async fn connect(policy: &Policy, host: &str, port: u16, timeout: Duration) 
             timeout,
         })
     })
+}
+
+/// The name TLS verifies for a provider URL: its host, or for an address written as a
+/// number (`https://2852039166/`), the address, so that such a URL reaches [`connect`] and
+/// its policy check instead of failing as an invalid name.
+pub struct TlsServerName;
+
+impl hyper_rustls::ResolveServerName for TlsServerName {
+    fn resolve(&self, uri: &Uri) -> Result<ServerName<'static>, Box<dyn std::error::Error + Sync + Send>> {
+        hyper_rustls::DefaultServerNameResolver::default()
+            .resolve(uri)
+            .or_else(|error| match uri.host().and_then(parse_host) {
+                Some(Host::Ip(ip)) => Ok(ServerName::IpAddress(ip.into())),
+                _ => Err(error),
+            })
+    }
 }
 
 /// hyper-util's connector for provider URLs, through [`connect`].

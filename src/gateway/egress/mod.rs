@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use answers::unfollowed;
-pub use connect::{connect, find_blocked, resolve, ConnectError, GuardedConnector};
+pub use connect::{connect, find_blocked, resolve, ConnectError, GuardedConnector, TlsServerName};
 pub use hops::{hops_value, HOPS};
 pub use ipnet::IpNet;
 pub use policy::{Blocked, Policy, Refusal};

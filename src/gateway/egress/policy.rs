@@ -36,8 +36,17 @@ impl Blocked {
     pub fn describe(&self, detailed: bool) -> String {
         let host = &self.host;
         let at = match self.address {
-            Some(ip) if host.trim_matches(['[', ']']) == ip.to_string() => format!("its address {ip}"),
-            Some(ip) => format!("its host '{host}' resolves to {ip}"),
+            Some(ip) => {
+                let reached = match canonical(ip) {
+                    same if same == ip => ip.to_string(),
+                    other => format!("{ip}, that is {other}"),
+                };
+                if host.trim_matches(['[', ']']) == ip.to_string() {
+                    format!("its address {reached}")
+                } else {
+                    format!("its host '{host}' resolves to {reached}")
+                }
+            }
             None => format!("its host '{host}'"),
         };
         let hidden = match self.address {
