@@ -44,7 +44,7 @@ pub enum SendError {
     Timeout,
     #[error("cannot connect")]
     Connect(#[source] Cause),
-    #[error("{0}")]
+    #[error("refused by the egress policy: {0}")]
     Blocked(Box<Blocked>),
     #[error("the request failed")]
     Failed(#[source] Cause),
