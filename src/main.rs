@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use modelgate::gateway::egress::{EgressOptions, IpNet};
 use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
 
 #[derive(Parser)]
@@ -139,6 +140,17 @@ enum Command {
         max_body_bytes: usize,
         #[command(flatten)]
         replica: ReplicaArgs,
+        /// A network (CIDR, or one address) providers may be in even where the egress policy
+        /// refuses it: loopback, the pod's own addresses, link-local or metadata addresses.
+        /// Repeatable, or comma-separated.
+        #[arg(long = "allow-upstream-cidr", env = "MODELGATE_ALLOW_UPSTREAM_CIDR", value_delimiter = ',', value_parser = parse_network)]
+        allow_upstream_cidr: Vec<IpNet>,
+        /// How many modelgate gateways a request may already have passed (its modelgate-hops
+        /// header). 0: any request that comes from a modelgate gateway is refused with 508,
+        /// so a provider pointing back at a gateway cannot loop; raise it (up to 10) to chain
+        /// gateways on purpose.
+        #[arg(long, default_value_t = 0, env = "MODELGATE_MAX_HOPS", value_parser = clap::value_parser!(u32).range(0..=10))]
+        max_hops: u32,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -198,6 +210,8 @@ fn main() -> ExitCode {
             admin_listen,
             max_body_bytes,
             replica,
+            allow_upstream_cidr,
+            max_hops,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
@@ -209,6 +223,11 @@ fn main() -> ExitCode {
                 listen,
                 admin_listen,
                 max_body_bytes,
+                egress: EgressOptions {
+                    allow: allow_upstream_cidr,
+                    max_hops,
+                    in_cluster: None,
+                },
             };
             let report = options.config.is_empty().then(|| replica.options()).flatten();
             runtime.block_on(async move {
@@ -312,6 +331,14 @@ fn own_namespace() -> String {
         .ok()
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_string())
+}
+
+/// `--allow-upstream-cidr`: a CIDR, or a single address.
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is not a network: write a CIDR such as 10.0.0.0/8 or fd00::/8, or one address"))
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

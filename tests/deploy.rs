@@ -642,7 +642,7 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
         ),
         ("the chart's scoped values", helm_template("mg-alt", "mg-alt", &sets)),
         (
-            "the chart without leader election, with a body limit",
+            "the chart without leader election, with a body limit and egress settings",
             helm_template(
                 "single",
                 "single",
@@ -650,6 +650,8 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
                     "controller.leaderElection.enabled=false",
                     "controller.replicas=1",
                     "gateway.maxBodyBytes=1048576",
+                    "gateway.allowUpstreamCIDRs={10.0.42.0/24,fd00:42::/64}",
+                    "gateway.maxHops=2",
                 ],
             ),
         ),
@@ -657,7 +659,15 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
     let single = &renders[3].1;
     let single_args = |n: &str| args(&containers(find(single, "Deployment", n))[0]);
     assert!(single_args("single-modelgate-controller").contains(&"--no-leader-election".to_owned()));
-    assert!(single_args("single-modelgate-gateway").contains(&"--max-body-bytes=1048576".to_owned()));
+    let gateway_args = single_args("single-modelgate-gateway");
+    for want in [
+        "--max-body-bytes=1048576",
+        "--allow-upstream-cidr=10.0.42.0/24",
+        "--allow-upstream-cidr=fd00:42::/64",
+        "--max-hops=2",
+    ] {
+        assert!(gateway_args.contains(&want.to_owned()), "{want}: {gateway_args:?}");
+    }
     for (what, docs) in &renders {
         let deployments = of_kind(docs, "Deployment");
         assert_eq!(deployments.len(), 2, "{what}");

@@ -727,3 +727,42 @@ async fn a_controller_that_cannot_read_the_gateways_reports_still_reconciles_and
             .ok_or(log)
     });
 }
+
+/// A gateway that reads the cluster, where tenants write LLMProviders, refuses a provider on
+/// loopback without connecting to it, says so to the client and in its log, and serves it
+/// once loopback is allowed; the controller warns on the provider's Ready condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_gateway_reading_the_cluster_refuses_a_loopback_provider_unless_allowed() {
+    let stack = Stack::new("e2e-egress");
+    let (alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/model-1}"));
+    let _controller = stack.controller("c1");
+    stack.wait_condition("modelalias", "chat", "Ready", "True");
+    let provider = stack.wait_condition("llmprovider", "alpha", "Ready", "True");
+    assert_eq!(
+        condition(&provider, "Ready")["message"],
+        format!(
+            "aliases can route to {}; warning: spec.baseUrl: baseUrl points at 127.0.0.1, a loopback address (127.0.0.0/8 or ::1): a gateway in a cluster (started without --config) refuses to connect to it unless its address is allowed with --allow-upstream-cidr, so requests routed here fail with 502 upstream_blocked; point baseUrl at a Service instead (for example http://ollama.ollama.svc:11434/v1)",
+            alpha.base_url()
+        )
+    );
+
+    let strict = stack.gateway_with_egress(&service_account_kubeconfig("modelgate-gateway"), &[], &[]);
+    let (status, body) = ask(&strict, "chat").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_blocked", "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("The gateway refused to connect to the provider '{}/alpha': its address 127.0.0.1: a loopback address (127.0.0.0/8 or ::1); a gateway in a cluster does not connect to it. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream, or allow the address on the gateway with --allow-upstream-cidr (Helm value gateway.allowUpstreamCIDRs).", stack.ns.name())
+    );
+    assert_eq!(alpha.connections(), 0, "no connection was attempted");
+    let log = strict.log();
+    assert!(
+        log.contains("WARN") && log.contains("refused by the egress policy"),
+        "the refusal is logged as a warning:\n{log}"
+    );
+
+    let allowed = stack.gateway();
+    served(&allowed, "chat", "alpha served model-1").await;
+}

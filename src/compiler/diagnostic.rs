@@ -131,6 +131,8 @@ pub enum Reason {
     DisabledByChain,
     /// The current spec is broken; the last accepted route keeps serving.
     ServingLastGood,
+    /// The base URL's host is an address or name that gateways refuse to connect to.
+    UpstreamBlocked,
 }
 
 impl Reason {
@@ -151,6 +153,7 @@ impl Reason {
             Reason::KeyNotFound => "KeyNotFound",
             Reason::DisabledByChain => "DisabledByChain",
             Reason::ServingLastGood => "ServingLastGood",
+            Reason::UpstreamBlocked => "UpstreamBlocked",
         }
     }
 
@@ -169,7 +172,7 @@ impl Reason {
             | Reason::ModelNotServed
             | Reason::TargetAliasInvalid
             | Reason::KeyNotFound => ConditionKind::ResolvedRefs,
-            Reason::DisabledByChain | Reason::ServingLastGood => ConditionKind::None,
+            Reason::DisabledByChain | Reason::ServingLastGood | Reason::UpstreamBlocked => ConditionKind::None,
         }
     }
 }

@@ -5,10 +5,12 @@
 //! environment) comes in through [`Credentials`], and the last accepted table through
 //! [`Inputs::previous`].
 
+pub mod address;
 mod aliases;
 mod credentials;
 mod diagnostic;
 mod fallbacks;
+mod egress;
 mod providers;
 mod routing_rules;
 pub mod rules;

@@ -285,11 +285,10 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
             Reason::InvalidSpec,
             "a mock provider answers locally: remove baseUrl or choose another type",
         )),
-        (_, Some(url)) => {
-            if let Err(message) = check_base_url(url) {
-                out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message));
-            }
-        }
+        (_, Some(url)) => match check_base_url(url) {
+            Err(message) => out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message)),
+            Ok(()) => super::egress::warn_about_host(object, url, out),
+        },
         _ => {}
     }
     check_type_settings(object, spec, out);

@@ -174,6 +174,53 @@ impl ApiError {
         }
     }
 
+    /// The egress policy refused the provider's address; `why` never lists the pod's addresses.
+    pub fn upstream_blocked(provider: &str, why: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_blocked",
+            format!("The gateway refused to connect to the provider '{provider}': {why}. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream, or allow the address on the gateway with --allow-upstream-cidr (Helm value gateway.allowUpstreamCIDRs)."),
+        )
+    }
+
+    /// A request that already passed through more modelgate gateways than allowed.
+    pub fn loop_detected(hops: u32, max_hops: u32) -> Self {
+        let passed = if hops == u32::MAX {
+            "an unreadable modelgate-hops header".to_string()
+        } else {
+            format!("modelgate-hops: {hops}: it already passed through {hops} modelgate gateway(s)")
+        };
+        ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "invalid_request_error",
+            "loop_detected",
+            format!("This request arrived with {passed}, and this gateway accepts at most {max_hops}. A provider's baseUrl points back at a modelgate gateway, so requests would go round in a circle: the platform team must point that provider at the real upstream, or raise --max-hops on this gateway to chain gateways on purpose."),
+        )
+    }
+
+    /// A provider that answered 508 (a loop, most likely back into a modelgate gateway).
+    pub fn upstream_loop(provider: &str) -> Self {
+        ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "upstream_error",
+            "loop_detected",
+            format!("The provider '{provider}' answered 508 Loop Detected: its baseUrl points back at a modelgate gateway (this one or another), so the request went round in a circle and was stopped. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream."),
+        )
+    }
+
+    /// A provider that answered a redirect, which the gateway never follows. `to` is the
+    /// redirect's host only: the rest of a `Location` may carry secrets.
+    pub fn upstream_redirected(provider: &str, status: StatusCode, to: Option<&str>) -> Self {
+        let target = to.map(|host| format!(" to host '{host}'")).unwrap_or_default();
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_redirected",
+            format!("The provider '{provider}' answered with a redirect ({status}){target}, and the gateway does not follow redirects. This is not a problem with your request; the platform team must set the provider's baseUrl to the URL that answers directly (common causes: http:// instead of https://, or a missing or extra /v1)."),
+        )
+    }
+
     pub fn unknown_path(path: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -252,5 +299,12 @@ mod tests {
         assert_eq!(ApiError::body_too_large(1).status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(ApiError::upstream_unreachable("p").status, StatusCode::BAD_GATEWAY);
         assert_eq!(ApiError::upstream_timeout("p").status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(ApiError::upstream_blocked("p", "why").status, StatusCode::BAD_GATEWAY);
+        assert_eq!(ApiError::loop_detected(1, 0).status, StatusCode::LOOP_DETECTED);
+        assert_eq!(ApiError::upstream_loop("p").status, StatusCode::LOOP_DETECTED);
+        assert_eq!(
+            ApiError::upstream_redirected("p", StatusCode::FOUND, None).status,
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

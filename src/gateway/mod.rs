@@ -4,6 +4,7 @@
 mod api;
 mod body;
 pub mod cluster;
+pub mod egress;
 pub mod error;
 mod h1pool;
 mod live;
@@ -46,16 +47,18 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    pub egress: egress::Egress,
     ready: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(max_body_bytes: usize) -> Self {
+    pub fn new(max_body_bytes: usize, egress: egress::Egress) -> Self {
         Shared {
             live: ArcSwap::from_pointee(LiveTable::default()),
             metrics: Metrics::new(),
-            clients: ClientPool::default(),
+            clients: ClientPool::new(egress.policy.clone()),
             max_body_bytes,
+            egress,
             ready: AtomicBool::new(false),
         }
     }
@@ -144,6 +147,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Where upstream requests may go.
+    pub egress: egress::EgressOptions,
 }
 
 /// Errors that stop the gateway.
@@ -216,7 +221,12 @@ pub async fn start_reporting(
     options: GatewayOptions,
     report: Option<report::ReportOptions>,
 ) -> Result<Running, GatewayError> {
-    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let egress = egress::Egress::new(
+        &options.egress,
+        options.config.is_empty(),
+        &[options.listen, options.admin_listen],
+    );
+    let shared = Arc::new(Shared::new(options.max_body_bytes, egress));
     let mut reporting = None;
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {

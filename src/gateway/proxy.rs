@@ -37,6 +37,7 @@ async fn serve(
         shared.metrics.rejected(error.code.unwrap_or("unknown"));
         Failed::Request(error)
     };
+    let hops = shared.egress.hops(headers).map_err(reject)?;
     let bytes = read_body(body, headers, shared.max_body_bytes).await.map_err(reject)?;
     let probed = probe(&bytes).map_err(reject)?;
 
@@ -61,6 +62,7 @@ async fn serve(
         model_span: probed.model_span,
         stream: probed.stream,
         headers,
+        hops,
         alias: &route.alias,
         target,
         metrics,

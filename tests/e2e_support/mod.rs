@@ -367,8 +367,15 @@ impl Stack {
     }
 
     /// [`Stack::gateway`] with its own kubeconfig (e.g. from [`service_account_kubeconfig_via`])
-    /// and `extra` arguments (e.g. `--namespace NS`).
+    /// and `extra` arguments (e.g. `--namespace NS`). The gateway runs on this host, not in a
+    /// pod, and the fake upstreams listen on loopback, which a gateway reading the cluster
+    /// refuses by default: it is allowed here.
     pub fn gateway_with(&self, kubeconfig: &Path, extra: &[&str]) -> Proc {
+        self.gateway_with_egress(kubeconfig, &["--allow-upstream-cidr", "127.0.0.0/8"], extra)
+    }
+
+    /// [`Stack::gateway_with`] with these egress arguments instead of allowing loopback.
+    pub fn gateway_with_egress(&self, kubeconfig: &Path, egress: &[&str], extra: &[&str]) -> Proc {
         let selector = self.selector();
         let mut args = vec![
             "gateway",
@@ -385,6 +392,7 @@ impl Stack {
         if !extra.contains(&"--replica-lease") {
             args.extend(["--replica-lease", REPLICA_LEASE]);
         }
+        args.extend_from_slice(egress);
         args.extend_from_slice(extra);
         let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);

@@ -84,6 +84,15 @@ fn errors_of(diagnostics: &[Diagnostic], kind: ConditionKind) -> Option<(&'stati
     Some((first.reason.as_str(), messages.join("; ")))
 }
 
+/// An object's warnings, as a suffix of a condition message (empty without warnings).
+fn warnings_of(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(|d| format!("; warning: {}: {}", d.field, d.message))
+        .collect()
+}
+
 fn all_errors(diagnostics: &[Diagnostic]) -> Option<(&'static str, String)> {
     errors_of(diagnostics, ConditionKind::Accepted).or_else(|| errors_of(diagnostics, ConditionKind::ResolvedRefs))
 }
@@ -324,7 +333,7 @@ pub fn provider_status(
                 condition_type::READY,
                 ConditionStatus::True,
                 "Ready",
-                format!("aliases can route to {endpoint_url}"),
+                format!("aliases can route to {endpoint_url}{}", warnings_of(diagnostics)),
             ));
             conditions.push(cond(
                 condition_type::STALLED,

@@ -565,3 +565,30 @@ fn a_provider_waits_for_its_key_and_reports_it_missing_without_showing_it() {
         }
     );
 }
+
+#[test]
+fn a_provider_at_a_metadata_address_is_ready_with_the_warning_in_its_message() {
+    let now = time("2026-11-22T10:00:00Z");
+    let (m, c) = crate::compiler::compile_text(
+        "apiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: imds, namespace: ml, generation: 1}\nspec: {type: openai-compatible, baseUrl: 'http://0xa9fea9fe/latest'}\n",
+    );
+    let key = ObjectKey::new("ml", "imds");
+    let diagnostics: Vec<_> = c.diagnostics_for(&ObjectRef::provider(key.clone())).cloned().collect();
+    let gateways = GatewayView::default();
+    let status = provider_status(
+        &m.providers[0],
+        c.table.providers.get(&key),
+        &diagnostics,
+        &env(&now, &gateways),
+        None,
+    );
+    let ready = &status.conditions[2];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
+        ("Ready", "True", "Ready")
+    );
+    assert_eq!(
+        ready.message,
+        "aliases can route to http://0xa9fea9fe/latest; warning: spec.baseUrl: baseUrl host '0xa9fea9fe' is 169.254.169.254 in another spelling, a cloud metadata service, which hands out the node's credentials: every modelgate gateway refuses to connect to it, so requests routed here fail with 502 upstream_blocked; point baseUrl at the provider's real address (or, if this is really intended, allow the address on the gateway with --allow-upstream-cidr)"
+    );
+}
