@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
-use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
+use modelgate::gateway::server::DEFAULT_MAX_HEADER_BYTES;
+use modelgate::gateway::{self, GatewayOptions, ServerOptions, Shutdown, Stopped, DEFAULT_MAX_BODY_BYTES};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +50,68 @@ impl From<ScopeArgs> for modelgate::kubernetes::Scope {
     }
 }
 
+/// How the gateway treats client connections, and how it shuts down.
+#[derive(clap::Args, Clone, Debug)]
+struct ServerArgs {
+    /// A request's line and headers must arrive within this, from the accept (on a keep-alive
+    /// connection: from the request's first byte); otherwise the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = duration, env = "MODELGATE_HEADER_TIMEOUT")]
+    header_timeout: Duration,
+    /// A request's body must arrive within this, from the end of its headers; otherwise the
+    /// client gets a 408.
+    #[arg(long, default_value = "60s", value_parser = duration, env = "MODELGATE_BODY_TIMEOUT")]
+    body_timeout: Duration,
+    /// A keep-alive connection with no request (or a client that reads nothing of its
+    /// response) for this long is closed.
+    #[arg(long, default_value = "5m", value_parser = duration, env = "MODELGATE_IDLE_TIMEOUT")]
+    idle_timeout: Duration,
+    /// HTTP/2 connections are pinged this often (0s: never).
+    #[arg(long, default_value = "30s", value_parser = duration, env = "MODELGATE_HTTP2_KEEPALIVE_INTERVAL")]
+    http2_keepalive_interval: Duration,
+    /// An HTTP/2 connection whose ping is not answered within this is closed.
+    #[arg(long, default_value = "10s", value_parser = duration, env = "MODELGATE_HTTP2_KEEPALIVE_TIMEOUT")]
+    http2_keepalive_timeout: Duration,
+    /// Client connections on the API port at most (default: half the file descriptors left
+    /// after a reserve, at most 16384). At the cap, the connections that have waited longest
+    /// without sending a request are closed to make room.
+    #[arg(long, env = "MODELGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Largest request line plus headers, in bytes (a JSON 431 above it).
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES, env = "MODELGATE_MAX_HEADER_BYTES")]
+    max_header_bytes: usize,
+    /// After SIGTERM, keep accepting for this long while /readyz fails (so endpoints and
+    /// proxies stop sending new connections first).
+    #[arg(long, default_value = "0s", value_parser = duration, env = "MODELGATE_SHUTDOWN_DELAY")]
+    shutdown_delay: Duration,
+    /// Then let in-flight requests finish within this; streams still running get an error
+    /// event, and the gateway exits.
+    #[arg(long, default_value = "30s", value_parser = duration, env = "MODELGATE_SHUTDOWN_GRACE")]
+    shutdown_grace: Duration,
+}
+
+impl From<ServerArgs> for ServerOptions {
+    fn from(args: ServerArgs) -> Self {
+        ServerOptions {
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            idle_timeout: args.idle_timeout,
+            http2_keepalive_interval: args.http2_keepalive_interval,
+            http2_keepalive_timeout: args.http2_keepalive_timeout,
+            max_connections: args.max_connections,
+            max_header_bytes: args.max_header_bytes,
+            shutdown: Shutdown {
+                delay: args.shutdown_delay,
+                grace: args.shutdown_grace,
+            },
+        }
+    }
+}
+
+/// A duration like `10s`, `500ms` or `5m`.
+fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -73,6 +138,8 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -123,6 +190,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             max_body_bytes,
+            server,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
@@ -134,8 +202,9 @@ fn main() -> ExitCode {
                 listen,
                 admin_listen,
                 max_body_bytes,
+                server: server.into(),
             };
-            runtime.block_on(async move {
+            let stopped = runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {
                     Ok(running) => running,
                     Err(e) => return fail(&format!("the gateway cannot start: {e}")),
@@ -147,10 +216,15 @@ fn main() -> ExitCode {
                     "modelgate gateway serving"
                 );
                 match running.until_signal().await {
-                    Ok(()) => ExitCode::SUCCESS,
+                    Ok(Stopped::Drained(_)) => ExitCode::SUCCESS,
+                    Ok(Stopped::Forced(signal)) => ExitCode::from(signal.exit_code()),
                     Err(e) => fail(&e.to_string()),
                 }
-            })
+            });
+            // Whatever is still running (a forced exit's connections, blocking DNS lookups)
+            // is not waited for.
+            runtime.shutdown_background();
+            stopped
         }
         Command::Controller {
             scope,
