@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use super::connection;
 use super::registry::Registry;
+use super::Served;
 
 /// First pause after a failed accept; doubled on each failure in a row, up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
@@ -23,11 +24,7 @@ pub(super) async fn accept<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     service: S,
 ) where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     // Closing a few percent at a time keeps the scan for the oldest off the per-accept path.
     let batch = (registry.cap / 32).max(1);

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::registry::{Conn, Registry, ABORT, GRACEFUL};
 use super::service::Guard;
+use super::Served;
 
 /// The client socket, telling its connection's state what moves.
 pub(super) struct Watched {
@@ -92,11 +93,7 @@ pub(super) async fn serve<S>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     service: S,
 ) where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let registered = Registered {
         registry,

@@ -22,6 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -72,6 +74,20 @@ impl Default for ServerOptions {
     }
 }
 
+/// A service the listener can serve: the API, or the admin router.
+pub trait Served:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
+{
+}
+
+impl<S> Served for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// What every connection of one listener needs.
 pub(crate) struct Settings {
     pub header_timeout: Duration,
@@ -115,11 +131,7 @@ pub fn serve<S>(
     metrics: ListenerMetrics,
 ) -> std::io::Result<Server>
 where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let addr = listener.local_addr()?;
     let common = Arc::new(Common::new(Settings {
