@@ -205,6 +205,10 @@ fn main() -> ExitCode {
                 server: server.into(),
             };
             let stopped = runtime.block_on(async move {
+                let signals = match modelgate::signal::Signals::new() {
+                    Ok(signals) => signals,
+                    Err(e) => return fail(&format!("cannot listen for SIGTERM and SIGINT: {e}")),
+                };
                 let running = match gateway::start(options.clone()).await {
                     Ok(running) => running,
                     Err(e) => return fail(&format!("the gateway cannot start: {e}")),
@@ -215,10 +219,9 @@ fn main() -> ExitCode {
                     config = ?options.config,
                     "modelgate gateway serving"
                 );
-                match running.until_signal().await {
-                    Ok(Stopped::Drained(_)) => ExitCode::SUCCESS,
-                    Ok(Stopped::Forced(signal)) => ExitCode::from(signal.exit_code()),
-                    Err(e) => fail(&e.to_string()),
+                match running.until_signal(signals).await {
+                    Stopped::Drained(_) => ExitCode::SUCCESS,
+                    Stopped::Forced(signal) => ExitCode::from(signal.exit_code()),
                 }
             });
             // Whatever is still running (a forced exit's connections, blocking DNS lookups)

@@ -172,8 +172,6 @@ pub enum GatewayError {
     },
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
-    #[error("cannot listen for SIGTERM and SIGINT: {0}")]
-    Signals(#[source] std::io::Error),
     #[error("cannot reach the Kubernetes API (no --config given, so the gateway reads the cluster): {0}")]
     Kubernetes(#[source] kube::Error),
 }
@@ -213,9 +211,9 @@ impl Running {
 
     /// Serves until SIGTERM or SIGINT, then drains: `/readyz` fails at once, new connections
     /// are still accepted for the shutdown delay, in-flight requests get the grace period,
-    /// and what is left is ended. A second signal during the drain ends it at once.
-    pub async fn until_signal(mut self) -> Result<Stopped, GatewayError> {
-        let mut signals = crate::signal::Signals::new().map_err(GatewayError::Signals)?;
+    /// and what is left is ended. A second signal during the drain ends it at once. Create
+    /// `signals` before starting the gateway, so no signal finds the default action.
+    pub async fn until_signal(mut self, mut signals: crate::signal::Signals) -> Stopped {
         let first = signals.recv().await;
         self.shared.set_draining();
         tracing::info!(
@@ -234,7 +232,7 @@ impl Running {
                     connections_cut = report.connections_cut,
                     "drained"
                 );
-                Ok(Stopped::Drained(report))
+                Stopped::Drained(report)
             }
             second = signals.recv() => {
                 tracing::warn!(
@@ -242,7 +240,7 @@ impl Running {
                     open = self.api.open(),
                     "second signal during the drain: exiting at once"
                 );
-                Ok(Stopped::Forced(second))
+                Stopped::Forced(second)
             }
         }
     }
