@@ -421,6 +421,8 @@ def render(r: dict) -> str:
     a = r["args"]
     idle, attack_ = r["slowloris"]["idle"], r["slowloris"]["attack"]
     m = r["slowloris"].get("gateway_metrics", {})
+    cap = int(m.get('modelgate_connection_limit{listener="api"}', 0))
+    accept_errors = int(m.get('modelgate_accept_errors_total{listener="api"}', 0))
     closed = {k.split('reason="')[1].rstrip('"}'): int(v) for k, v in m.items()
               if k.startswith('modelgate_connections_closed_total{listener="api"')}
     lines = [
@@ -438,8 +440,7 @@ def render(r: dict) -> str:
         f"The attacker opened {r['slowloris']['attacker']['opened']:,} connections; the gateway closed "
         f"{r['slowloris']['attacker']['closed_by_gateway']:,} of them "
         f"({', '.join(f'{v:,} {k}' for k, v in sorted(closed.items())) or 'none'}), held at most "
-        f"{int(m.get('modelgate_connection_limit{listener=\"api\"}', 0)):,} (its cap), "
-        f"and failed {int(m.get('modelgate_accept_errors_total{listener=\"api\"}', 0))} accepts.",
+        f"{cap:,} (its cap), and failed {accept_errors} accepts.",
         "",
         "| drain (SIGTERM → exit) | seconds | exit status | |",
         "|---|---|---|---|",

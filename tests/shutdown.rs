@@ -105,13 +105,13 @@ async fn sigterm_ends_a_never_ending_stream_with_an_error_event_and_exits_0() {
 }
 
 #[tokio::test]
-async fn sigterm_with_half_open_clients_exits_within_the_grace_period() {
+async fn half_open_clients_do_not_hold_the_drain() {
     let config = ConfigDir::new();
     config.write("c.yaml", &(mock_provider() + &alias("fast", "{target: mock/m}")));
-    // Long header and idle timeouts: only the drain can close these connections.
+    // Long header and idle timeouts and grace period: only the drain closes these.
     let args = [
         "--shutdown-grace",
-        "1s",
+        "30s",
         "--header-timeout",
         "10m",
         "--idle-timeout",
@@ -124,13 +124,7 @@ async fn sigterm_with_half_open_clients_exits_within_the_grace_period() {
         .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Le")
         .await
         .expect("write");
-    let _silent = TcpStream::connect(gateway.api).await.expect("connect");
-    // A complete request whose body never comes.
-    let mut bodyless = TcpStream::connect(gateway.api).await.expect("connect");
-    bodyless
-        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 100\r\n\r\n{")
-        .await
-        .expect("write");
+    let mut silent = TcpStream::connect(gateway.api).await.expect("connect");
     let signalled = Instant::now();
     gateway.signal(libc::SIGTERM);
     let status = gateway.exited(Duration::from_secs(10)).await;
@@ -138,10 +132,44 @@ async fn sigterm_with_half_open_clients_exits_within_the_grace_period() {
     assert!(status.success(), "exit status {status:?}:\n{}", gateway.log());
     assert!(
         exited < Duration::from_secs(3),
-        "exited {exited:?} after SIGTERM (grace 1 s)"
+        "exited {exited:?} after SIGTERM: connections without a request held the drain"
     );
     let mut buf = [0u8; 16];
     assert!(matches!(partial.read(&mut buf).await, Ok(0) | Err(_)));
+    assert!(matches!(silent.read(&mut buf).await, Ok(0) | Err(_)));
+}
+
+#[tokio::test]
+async fn a_request_still_waiting_for_its_provider_when_the_grace_period_ends_gets_a_json_503() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::Slow(Duration::from_secs(600))).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(patient_provider("alpha", &upstream) + &alias("slow", "{target: alpha/m}")),
+    );
+    let mut gateway = ChildGateway::start(&config, &["--shutdown-grace", "1s"], None).await;
+    let request = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gateway.api))
+        .body(chat("slow"))
+        .send();
+    let answer = tokio::spawn(request);
+    eventually(Duration::from_secs(5), "the request to reach the provider", || async {
+        (!upstream.seen().is_empty()).then_some(())
+    })
+    .await;
+    let signalled = Instant::now();
+    gateway.signal(libc::SIGTERM);
+    let response = answer.await.expect("join").expect("an answer");
+    let answered = signalled.elapsed();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], "gateway_shutting_down", "{body}");
+    assert!(
+        answered >= Duration::from_secs(1),
+        "answered {answered:?} after SIGTERM, before the grace period"
+    );
+    let status = gateway.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status:?}:\n{}", gateway.log());
 }
 
 #[tokio::test]

@@ -169,18 +169,18 @@ impl Server {
     /// idle keep-alive connections close now, HTTP/2 connections get a GOAWAY.
     pub fn begin_drain(&self) {
         self.registry.common.set_draining();
-        self.registry.close_gracefully(false);
+        self.registry.close_served();
     }
 
-    /// Closes the listening socket (new connections are refused) and asks every connection
-    /// to finish what is in flight, then close.
+    /// Closes the listening socket (new connections are refused), asks every connection to
+    /// finish what is in flight and close, and closes those without a request at once.
     pub async fn stop_accepting(&mut self) {
         self.registry.common.set_draining();
         if let Some(accept) = self.accept.take() {
             accept.abort();
             let _ = accept.await;
         }
-        self.registry.close_gracefully(true);
+        self.registry.close_all();
     }
 
     /// Resolves when no connection is open.

@@ -346,14 +346,28 @@ impl Registry {
         now
     }
 
-    /// Asks connections to finish what is in flight and close. `fresh`: also those that have
-    /// not sent a request yet (a connection accepted while draining must still be served).
-    pub fn close_gracefully(&self, fresh: bool) {
+    /// Starts a drain while still accepting: connections that have served a request finish
+    /// what is in flight and close (idle ones at once). Fresh ones are left alone: a
+    /// connection accepted while draining must still be served.
+    pub fn close_served(&self) {
         let slots = self.slots();
         for conn in slots.conns.iter().flatten() {
-            if fresh || conn.phase.load(Relaxed) != FRESH {
+            if conn.phase.load(Relaxed) != FRESH {
                 self.close(conn, GRACEFUL, None);
             }
+        }
+    }
+
+    /// No longer accepting: busy and idle connections finish what is in flight and close;
+    /// those still waiting for a request's headers close at once (no client that is still
+    /// sending to this gateway is waiting for them).
+    pub fn close_all(&self) {
+        let slots = self.slots();
+        for conn in slots.conns.iter().flatten() {
+            match conn.phase.load(Relaxed) {
+                FRESH | READING if conn.in_flight.load(Relaxed) == 0 => self.close(conn, ABORT, None),
+                _ => self.close(conn, GRACEFUL, None),
+            };
         }
     }
 
