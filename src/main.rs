@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -55,15 +54,15 @@ impl From<ScopeArgs> for modelgate::kubernetes::Scope {
 struct ServerArgs {
     /// A request's line and headers must arrive within this, from the accept (on a keep-alive
     /// connection: from the request's first byte); otherwise the connection is closed.
-    #[arg(long, default_value = "10s", value_parser = duration, env = "MODELGATE_HEADER_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = positive_duration, env = "MODELGATE_HEADER_TIMEOUT")]
     header_timeout: Duration,
     /// A request's body must arrive within this, from the end of its headers; otherwise the
     /// client gets a 408.
-    #[arg(long, default_value = "60s", value_parser = duration, env = "MODELGATE_BODY_TIMEOUT")]
+    #[arg(long, default_value = "60s", value_parser = positive_duration, env = "MODELGATE_BODY_TIMEOUT")]
     body_timeout: Duration,
     /// A keep-alive connection with no request (or a client that reads nothing of its
     /// response) for this long is closed.
-    #[arg(long, default_value = "5m", value_parser = duration, env = "MODELGATE_IDLE_TIMEOUT")]
+    #[arg(long, default_value = "5m", value_parser = positive_duration, env = "MODELGATE_IDLE_TIMEOUT")]
     idle_timeout: Duration,
     /// HTTP/2 connections are pinged this often (0s: never).
     #[arg(long, default_value = "30s", value_parser = duration, env = "MODELGATE_HTTP2_KEEPALIVE_INTERVAL")]
@@ -77,7 +76,7 @@ struct ServerArgs {
     #[arg(long, env = "MODELGATE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Largest request line plus headers, in bytes (a JSON 431 above it).
-    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES, env = "MODELGATE_MAX_HEADER_BYTES")]
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES, value_parser = header_bytes, env = "MODELGATE_MAX_HEADER_BYTES")]
     max_header_bytes: usize,
     /// After SIGTERM, keep accepting for this long while /readyz fails (so endpoints and
     /// proxies stop sending new connections first).
@@ -110,6 +109,24 @@ impl From<ServerArgs> for ServerOptions {
 /// A duration like `10s`, `500ms` or `5m`.
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
+}
+
+/// A duration above zero (a zero timeout would close every connection at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero, e.g. 10s".to_string()),
+        Ok(duration) => Ok(duration),
+        Err(e) => Err(format!("{e} (write e.g. 500ms, 10s or 5m)")),
+    }
+}
+
+/// A header limit of at least 1 KiB (a request line and `Host` alone take some).
+fn header_bytes(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(bytes) if bytes >= 1024 => Ok(bytes),
+        Ok(_) => Err("must be at least 1024".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
