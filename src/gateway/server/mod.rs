@@ -7,9 +7,11 @@
 //! - `connection`: one connection, driven until it ends or is told to close.
 //! - `service`: per request: busy until the last byte, JSON errors for oversized headers,
 //!   `Connection: close` while draining, the error event that ends a stream at shutdown.
-//! - `fd`: the file-descriptor budget; `drain`: the shutdown sequence; `metrics`.
+//! - `common`: what a listener's connections share (settings, coarse clock, drain state);
+//!   `fd`: the file-descriptor budget; `drain`: the shutdown sequence; `metrics`.
 
 mod accept;
+mod common;
 mod connection;
 pub mod drain;
 pub mod fd;
@@ -33,7 +35,8 @@ pub use drain::{DrainReport, Shutdown};
 pub use metrics::{CloseReason, ConnectionMetrics, ListenerMetrics, ListenerName};
 pub use service::{Tracked, MAX_URI_BYTES};
 
-use registry::{Common, Registry};
+use common::Common;
+use registry::Registry;
 
 /// Default `--max-header-bytes`: request line and headers of one request.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 << 10;

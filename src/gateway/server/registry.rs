@@ -9,12 +9,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
+use super::common::Common;
 use super::metrics::{CloseReason, ListenerMetrics};
 use super::Settings;
 
@@ -34,68 +35,6 @@ const RUN: u8 = 0;
 pub(super) const GRACEFUL: u8 = 1;
 /// Close now.
 pub(super) const ABORT: u8 = 2;
-
-/// What every connection of a listener shares: settings, the coarse clock, the drain state.
-pub(super) struct Common {
-    pub settings: Settings,
-    epoch: Instant,
-    /// Milliseconds since `epoch`, as of the sweeper's last tick (or the last accept).
-    clock: AtomicU64,
-    /// Shutting down: HTTP/1.1 responses carry `Connection: close`.
-    draining: AtomicBool,
-    /// The grace period is over: event streams end with an error event, requests still
-    /// waiting for their response get a 503.
-    finishing: AtomicBool,
-    /// Wakes the event streams when `finishing` is set.
-    pub finish: Arc<Notify>,
-    /// Event streams ended with an error event.
-    pub streams_cut: AtomicUsize,
-}
-
-impl Common {
-    pub fn new(settings: Settings) -> Self {
-        Common {
-            settings,
-            epoch: Instant::now(),
-            clock: AtomicU64::new(1),
-            draining: AtomicBool::new(false),
-            finishing: AtomicBool::new(false),
-            finish: Arc::new(Notify::new()),
-            streams_cut: AtomicUsize::new(0),
-        }
-    }
-
-    /// The coarse time in milliseconds (never 0).
-    pub fn now(&self) -> u64 {
-        self.clock.load(Relaxed)
-    }
-
-    /// Advances the coarse clock to the real time.
-    fn tick(&self) -> u64 {
-        let now = u64::try_from(self.epoch.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.clock.store(now, Relaxed);
-        now
-    }
-
-    pub fn draining(&self) -> bool {
-        self.draining.load(Relaxed)
-    }
-
-    pub fn set_draining(&self) {
-        self.draining.store(true, Relaxed);
-    }
-
-    pub fn finishing(&self) -> bool {
-        self.finishing.load(Relaxed)
-    }
-
-    pub fn set_finishing(&self) {
-        self.finishing.store(true, Relaxed);
-        self.finish.notify_waiters();
-    }
-}
 
 /// One client connection.
 pub(super) struct Conn {
