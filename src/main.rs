@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use modelgate::gateway::egress::{EgressOptions, IpNet};
-use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
+use modelgate::gateway::server::DEFAULT_MAX_HEADER_BYTES;
+use modelgate::gateway::{self, GatewayOptions, ServerOptions, Shutdown, Stopped, DEFAULT_MAX_BODY_BYTES};
 
 #[derive(Parser)]
 #[command(
@@ -112,12 +113,94 @@ fn dns_name(name: &str) -> String {
     }
 }
 
+/// How the gateway treats client connections, and how it shuts down.
+#[derive(clap::Args, Clone, Debug)]
+struct ServerArgs {
+    /// A request's line and headers must arrive within this, from the accept (on a keep-alive
+    /// connection: from the request's first byte); otherwise the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = positive_duration, env = "MODELGATE_HEADER_TIMEOUT")]
+    header_timeout: Duration,
+    /// A request's body must arrive within this, from the end of its headers; otherwise the
+    /// client gets a 408.
+    #[arg(long, default_value = "60s", value_parser = positive_duration, env = "MODELGATE_BODY_TIMEOUT")]
+    body_timeout: Duration,
+    /// A keep-alive connection with no request (or a client that reads nothing of its
+    /// response) for this long is closed.
+    #[arg(long, default_value = "5m", value_parser = positive_duration, env = "MODELGATE_IDLE_TIMEOUT")]
+    idle_timeout: Duration,
+    /// HTTP/2 connections are pinged this often (0s: never).
+    #[arg(long, default_value = "30s", value_parser = duration, env = "MODELGATE_HTTP2_KEEPALIVE_INTERVAL")]
+    http2_keepalive_interval: Duration,
+    /// An HTTP/2 connection whose ping is not answered within this is closed.
+    #[arg(long, default_value = "10s", value_parser = duration, env = "MODELGATE_HTTP2_KEEPALIVE_TIMEOUT")]
+    http2_keepalive_timeout: Duration,
+    /// Client connections on the API port at most (default: half the file descriptors left
+    /// after a reserve, at most 16384). At the cap, the connections that have waited longest
+    /// without sending a request are closed to make room.
+    #[arg(long, env = "MODELGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Largest request line plus headers, in bytes (a JSON 431 above it).
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES, value_parser = header_bytes, env = "MODELGATE_MAX_HEADER_BYTES")]
+    max_header_bytes: usize,
+    /// After SIGTERM, keep accepting for this long while /readyz fails (so endpoints and
+    /// proxies stop sending new connections first).
+    #[arg(long, default_value = "0s", value_parser = duration, env = "MODELGATE_SHUTDOWN_DELAY")]
+    shutdown_delay: Duration,
+    /// Then let in-flight requests finish within this; streams still running get an error
+    /// event, and the gateway exits.
+    #[arg(long, default_value = "30s", value_parser = duration, env = "MODELGATE_SHUTDOWN_GRACE")]
+    shutdown_grace: Duration,
+}
+
+impl From<ServerArgs> for ServerOptions {
+    fn from(args: ServerArgs) -> Self {
+        ServerOptions {
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            idle_timeout: args.idle_timeout,
+            http2_keepalive_interval: args.http2_keepalive_interval,
+            http2_keepalive_timeout: args.http2_keepalive_timeout,
+            max_connections: args.max_connections,
+            max_header_bytes: args.max_header_bytes,
+            shutdown: Shutdown {
+                delay: args.shutdown_delay,
+                grace: args.shutdown_grace,
+            },
+        }
+    }
+}
+
+/// A duration like `10s`, `500ms` or `5m`.
+fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+/// A duration above zero (a zero timeout would close every connection at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero, e.g. 10s".to_string()),
+        Ok(duration) => Ok(duration),
+        Err(e) => Err(format!("{e} (write e.g. 500ms, 10s or 5m)")),
+    }
+}
+
+/// A header limit of at least 1 KiB (a request line and `Host` alone take some).
+fn header_bytes(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(bytes) if bytes >= 1024 => Ok(bytes),
+        Ok(_) => Err("must be at least 1024".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
 }
 
+// Parsed once at start-up; the gateway's many flags make its variant large, which costs nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the OpenAI-compatible API, routing each request by its alias.
@@ -151,6 +234,8 @@ enum Command {
         /// gateways on purpose.
         #[arg(long, default_value_t = 0, env = "MODELGATE_MAX_HOPS", value_parser = clap::value_parser!(u32).range(0..=10))]
         max_hops: u32,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -212,6 +297,7 @@ fn main() -> ExitCode {
             replica,
             allow_upstream_cidr,
             max_hops,
+            server,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
@@ -228,9 +314,14 @@ fn main() -> ExitCode {
                     max_hops,
                     in_cluster: None,
                 },
+                server: server.into(),
             };
             let report = options.config.is_empty().then(|| replica.options()).flatten();
-            runtime.block_on(async move {
+            let stopped = runtime.block_on(async move {
+                let signals = match modelgate::signal::Signals::new() {
+                    Ok(signals) => signals,
+                    Err(e) => return fail(&format!("cannot listen for SIGTERM and SIGINT: {e}")),
+                };
                 let running = match gateway::start_reporting(options.clone(), report).await {
                     Ok(running) => running,
                     Err(e) => return fail(&format!("the gateway cannot start: {e}")),
@@ -241,11 +332,15 @@ fn main() -> ExitCode {
                     config = ?options.config,
                     "modelgate gateway serving"
                 );
-                match running.until_signal().await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(&e.to_string()),
+                match running.until_signal(signals).await {
+                    Stopped::Drained(_) => ExitCode::SUCCESS,
+                    Stopped::Forced(signal) => ExitCode::from(signal.exit_code()),
                 }
-            })
+            });
+            // Whatever is still running (a forced exit's connections, blocking DNS lookups)
+            // is not waited for.
+            runtime.shutdown_background();
+            stopped
         }
         Command::Controller {
             scope,

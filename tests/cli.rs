@@ -208,3 +208,19 @@ async fn keys_never_reach_logs_errors_or_metrics() {
     }
     assert!(log.contains("the provider rejected its API key"), "{log}");
 }
+
+#[test]
+fn connection_limits_that_would_refuse_every_client_are_rejected() {
+    for (flag, value, message) in [
+        ("--header-timeout", "0s", "must be more than zero"),
+        ("--idle-timeout", "soon", "write e.g. 500ms, 10s or 5m"),
+        ("--max-header-bytes", "100", "must be at least 1024"),
+    ] {
+        let (code, _, stderr) = modelgate(&["gateway", "--config", "config/samples", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(message),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}

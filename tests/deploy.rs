@@ -624,6 +624,48 @@ fn chart_defaults_deploy_what_config_default_deploys() {
     }
 }
 
+/// The gateway's drain fits in its pod's termination grace period: the chart computes the
+/// period from the drain flags it passes, and refuses a period the drain would outlast.
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn the_gateway_drain_fits_in_its_termination_grace_period() {
+    let pod = |docs: &[Value]| find(docs, "Deployment", "modelgate-gateway")["spec"]["template"]["spec"].clone();
+    for (sets, delay, grace, period) in [
+        (vec![], 5, 30, 45),
+        (
+            vec!["gateway.shutdownDelaySeconds=10", "gateway.shutdownGraceSeconds=120"],
+            10,
+            120,
+            140,
+        ),
+        (vec!["gateway.terminationGracePeriodSeconds=40"], 5, 30, 40),
+    ] {
+        let pod = pod(&helm_template("modelgate", SYSTEM_NAMESPACE, &sets));
+        assert_eq!(pod["terminationGracePeriodSeconds"], period, "{sets:?}");
+        let args = args(&pod["containers"][0]);
+        for flag in [
+            format!("--shutdown-delay={delay}s"),
+            format!("--shutdown-grace={grace}s"),
+        ] {
+            assert!(args.contains(&flag), "{sets:?}: {flag} missing from {args:?}");
+        }
+    }
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--set",
+        "gateway.terminationGracePeriodSeconds=30",
+    ]);
+    assert!(
+        !out.success
+            && out
+                .stderr
+                .contains("must be more than gateway.shutdownDelaySeconds + gateway.shutdownGraceSeconds + 1 (36)"),
+        "{out}"
+    );
+}
+
 // --- the pods: the binary's flags, Pod Security ------------------------------------------------
 
 /// Every container's arguments, from config/default and from both chart renders, are

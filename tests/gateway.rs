@@ -490,6 +490,7 @@ async fn startup_fails_listing_every_problem() {
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,
         egress: Default::default(),
+        server: Default::default(),
     };
     let error = match modelgate::gateway::start(options).await {
         Ok(_) => panic!("a broken config must not start"),

@@ -114,6 +114,54 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!("The request body did not arrive within {timeout:?} of its headers. Send the whole body promptly, or ask the platform team to raise --body-timeout."),
+        )
+    }
+
+    pub fn headers_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            "headers_too_large",
+            format!("The request line and headers are larger than this gateway's limit of {limit} bytes. Send fewer or smaller headers, or ask the platform team to raise --max-header-bytes."),
+        )
+    }
+
+    pub fn uri_too_long(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "invalid_request_error",
+            "uri_too_long",
+            format!("The request URL is longer than {limit} bytes. This gateway serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models."),
+        )
+    }
+
+    pub fn shutting_down() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "gateway_shutting_down",
+            "This gateway is shutting down and its grace period ended before the provider answered. Retry the request; another replica will serve it."
+                .to_string(),
+        )
+    }
+
+    /// The last event of a stream still running when the shutdown grace period ended.
+    pub fn stream_cut_by_shutdown() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "gateway_shutting_down",
+            "This gateway is shutting down and its grace period ended before the stream did; the rest of the answer was not sent. Retry the request; another replica will serve it."
+                .to_string(),
+        )
+    }
+
     pub fn upstream_unreachable(provider: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_GATEWAY,

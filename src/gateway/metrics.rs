@@ -146,6 +146,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Client connections, per listener.
+    pub connections: super::server::ConnectionMetrics,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -205,6 +207,7 @@ impl Metrics {
             "Errors in the current configuration",
             config_errors.clone(),
         );
+        let connections = super::server::ConnectionMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -216,6 +219,7 @@ impl Metrics {
             reloads,
             routes,
             config_errors,
+            connections,
             seen: Mutex::default(),
         }
     }

@@ -3,7 +3,7 @@
 //! back in the envelope of the API the client called (`surfaces`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Response};
@@ -38,7 +38,9 @@ async fn serve(
         Failed::Request(error)
     };
     let hops = shared.egress.hops(headers).map_err(reject)?;
-    let bytes = read_body(body, headers, shared.max_body_bytes).await.map_err(reject)?;
+    let bytes = read_body(body, headers, shared.max_body_bytes, shared.body_timeout)
+        .await
+        .map_err(reject)?;
     let probed = probe(&bytes).map_err(reject)?;
 
     let table = shared.live.load();
@@ -71,7 +73,7 @@ async fn serve(
     providers::call(&call).await
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -79,7 +81,15 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::body_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
+    // A body that came with its headers is read at once; only a slow one gets a timer.
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    let collected = match futures_util::poll!(collect.as_mut()) {
+        std::task::Poll::Ready(collected) => collected,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::body_timeout(timeout))?,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
         Err(e) => Err(ApiError::body_unreadable(&e.to_string())),

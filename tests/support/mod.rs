@@ -1,6 +1,8 @@
 //! Support for gateway tests: a fake upstream, a config directory, and a gateway on port 0.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod child;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -258,6 +260,15 @@ pub async fn start_gateway(config: &ConfigDir) -> Running {
 }
 
 pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Running {
+    start_gateway_options(config, max_body_bytes, Default::default()).await
+}
+
+/// Starts a gateway with these client-connection settings.
+pub async fn start_gateway_options(
+    config: &ConfigDir,
+    max_body_bytes: usize,
+    server: gateway::ServerOptions,
+) -> Running {
     let options = GatewayOptions {
         config: vec![config.path()],
         scope: Default::default(),
@@ -265,6 +276,7 @@ pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Ru
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,
         egress: Default::default(),
+        server,
     };
     gateway::start(options)
         .await
