@@ -33,7 +33,7 @@ use super::live::LiveTarget;
 use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
-use super::usage::Metered;
+use super::usage::{Metered, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
 use crate::crd::ProviderType;
 use crate::llm::chat::{ChatRequest, ChatResponse};
@@ -579,7 +579,18 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(body, call.metrics.clone(), call.started, status.as_u16(), content_type);
+    let shape = match call.endpoint {
+        Endpoint::responses => UsageShape::Responses,
+        _ => UsageShape::Chat,
+    };
+    let body = Metered::new(
+        body,
+        call.metrics.clone(),
+        call.started,
+        status.as_u16(),
+        content_type,
+        shape,
+    );
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
