@@ -396,3 +396,63 @@ fn an_empty_answer_is_one_empty_message_streamed_or_not() {
         serde_json::from_slice(&response_json(&accumulator.finish(), ID, "m", 1, &Echo::default())).expect("json");
     assert_eq!(whole["output"], events[7].1["response"]["output"]);
 }
+
+/// Every value of `value` replaced, one at a time, by each JSON kind.
+fn mutations(value: &Value) -> Vec<Value> {
+    let kinds = [
+        json!(null),
+        json!(7),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([{}]),
+        json!(true),
+    ];
+    let mut out: Vec<Value> = kinds.to_vec();
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                for mutated in mutations(inner) {
+                    let mut copy = map.clone();
+                    copy.insert(key.clone(), mutated);
+                    out.push(Value::Object(copy));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, inner) in items.iter().enumerate() {
+                for mutated in mutations(inner) {
+                    let mut copy = items.clone();
+                    copy[index] = mutated;
+                    out.push(Value::Array(copy));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[test]
+fn no_request_makes_the_translation_panic() {
+    let text = include_str!("fixtures/request_tools.json");
+    let lenient = TranslateOptions {
+        drop_unsupported: true,
+        ..strict()
+    };
+    // Cut anywhere, and every value swapped for every JSON kind: an answer or an error.
+    for end in 0..text.len() {
+        if text.is_char_boundary(end) {
+            let _ = to_chat(&text.as_bytes()[..end], &strict());
+        }
+    }
+    let mut translated = 0;
+    for body in mutations(&fixture(text)) {
+        let bytes = body.to_string();
+        let strict = to_chat(bytes.as_bytes(), &strict());
+        translated += usize::from(strict.is_ok());
+        let _ = to_chat(bytes.as_bytes(), &lenient);
+        let _ = Echo::from_body(bytes.as_bytes());
+    }
+    assert!(translated > 100, "most single changes still translate ({translated})");
+}
