@@ -137,9 +137,12 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The documents as a stream kubectl reads: each one as JSON (valid YAML), so no key is
+/// re-read by kubectl's YAML 1.1 parser as something else (an unquoted `on:` key would become
+/// `true`; the CRDs' quoted `'on'` must stay a string).
 fn to_yaml(docs: &[Value]) -> String {
     docs.iter()
-        .map(|doc| serde_yaml_ng::to_string(doc).expect("serialising YAML"))
+        .map(|doc| serde_json::to_string(doc).expect("serialising JSON") + "\n")
         .collect::<Vec<_>>()
         .join("---\n")
 }
