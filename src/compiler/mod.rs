@@ -11,6 +11,7 @@ mod diagnostic;
 mod providers;
 pub mod rules;
 mod table;
+pub mod tenancy;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -98,6 +99,7 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
             targets,
             stale: None,
             created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
+            pricing: effective_pricing(&entries, &owners, i),
         };
         match outcome {
             Ok(flat) => {
@@ -139,6 +141,23 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
 
     diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
     Compiled { table, diagnostics }
+}
+
+/// The price of alias `i`: its own `spec.pricing`, else that of the alias its single
+/// `target` names (followed along a chain), else none.
+fn effective_pricing(
+    entries: &[aliases::AliasEntry<'_>],
+    owners: &HashMap<String, usize>,
+    mut i: usize,
+) -> Option<(crate::crd::Pricing, tenancy::Price)> {
+    for _ in 0..aliases::MAX_CHAIN {
+        let spec = &entries[i].alias.spec;
+        if let Some(pricing) = &spec.pricing {
+            return Some((pricing.clone(), tenancy::Price::parse(pricing).ok()?));
+        }
+        i = *owners.get(spec.target.as_deref()?)?;
+    }
+    None
 }
 
 /// Broken aliases keep serving the route they had in the previous table, with the providers

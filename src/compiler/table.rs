@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::diagnostic::ObjectKey;
+use super::tenancy::Price;
 use crate::crd::ProviderType;
 use crate::secret::SecretString;
 
@@ -48,6 +49,9 @@ pub struct Route {
     pub stale: Option<String>,
     /// When the ModelAlias was created (Unix seconds), for `created` in `/v1/models`.
     pub created: Option<i64>,
+    /// What a call costs a Team (`spec.pricing`, or that of the one alias it routes to),
+    /// as written and as parsed.
+    pub pricing: Option<(crate::crd::Pricing, Price)>,
 }
 
 /// One concrete destination of a route.
@@ -112,6 +116,7 @@ impl Route {
                     chain: t.chain.clone(),
                 })
                 .collect(),
+            pricing: self.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
         }
     }
 
@@ -144,6 +149,10 @@ impl Route {
                 .collect(),
             stale: None,
             created,
+            pricing: resolved
+                .pricing
+                .as_ref()
+                .and_then(|p| Some((p.clone(), Price::parse(p).ok()?))),
         }
     }
 }

@@ -87,6 +87,12 @@ pub struct ModelAliasSpec {
     #[x_kube(validation = Rule::new("self.map(t, t.weight).sum() == 100").message("the weights of targets must add up to 100"))]
     #[schemars(length(min = 1, max = 32))]
     pub targets: Option<Vec<WeightedTarget>>,
+
+    /// What a call through this alias costs a Team, in US dollars per million tokens
+    /// (decimal strings). Without it, an alias that routes to exactly one other alias costs
+    /// what that alias costs; otherwise calls are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 const TARGET_MESSAGE: &str =
@@ -133,6 +139,10 @@ pub struct ModelAliasStatus {
     /// later generation is invalid, so gateways keep serving the last good route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<ResolvedRoute>,
+    /// Calls through this alias since the usage store was created, summed over every gateway
+    /// replica (updated at most every 30 s, and only when it changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Usage>,
 }
 
 /// A compiled route: the concrete provider models an alias sends traffic to.
@@ -155,6 +165,10 @@ pub struct ResolvedRoute {
     pub description: Option<String>,
     /// Concrete targets with their effective share of traffic.
     pub targets: Vec<ResolvedTarget>,
+    /// The price the gateways charge for a call, as accepted by the controller (the alias's
+    /// own `spec.pricing`, or the one of the single alias it routes to). Absent: free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 /// One concrete destination of a compiled route.

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{LLMProvider, ModelAlias};
+use super::{AccessGroup, LLMProvider, ModelAlias, Team};
 
 /// One generated CRD file: its file name under `crds/` and its YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,12 @@ pub struct CrdFile {
 }
 
 /// The CRDs with the file name each is committed under.
-pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 2] {
+pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 4] {
     [
         ("llmprovider.yaml", finish(LLMProvider::crd())),
         ("modelalias.yaml", finish(ModelAlias::crd())),
+        ("accessgroup.yaml", finish(AccessGroup::crd())),
+        ("team.yaml", finish(Team::crd())),
     ]
 }
 

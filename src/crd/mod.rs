@@ -1,4 +1,4 @@
-//! The two custom resources, `LLMProvider` and `ModelAlias`, with their status types.
+//! The custom resources (`LLMProvider`, `ModelAlias`, `AccessGroup`, `Team`) with their status types.
 //!
 //! These Rust types are the single source of the API: `modelgate crds` renders the
 //! CustomResourceDefinition YAML in `crds/` from them, and a test fails when that drifts.
@@ -7,12 +7,17 @@ mod alias;
 mod conditions;
 mod generate;
 mod provider;
+mod tenancy;
 
 pub use alias::{ModelAlias, ModelAliasSpec, ModelAliasStatus, ResolvedRoute, ResolvedTarget, WeightedTarget};
 pub use conditions::{condition_type, ConditionStatus};
 pub use generate::{crd_documents, render_crds, CrdFile};
 pub use provider::{
     ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef, Timeouts,
+};
+pub use tenancy::{
+    AccessGroup, AccessGroupSpec, AccessGroupStatus, Credits, Currency, Limits, Period, Pricing, Team, TeamSpec,
+    TeamStatus, Usage,
 };
 
 /// API group of every modelgate resource.

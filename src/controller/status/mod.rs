@@ -216,6 +216,8 @@ pub fn alias_status(
         observed_generation: Some(generation),
         conditions: vec![accepted, refs, ready, stalled],
         resolved,
+        // Written by the usage reporter, kept by every status write.
+        usage: previous.usage.clone(),
     }
 }
 
