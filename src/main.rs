@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use modelgate::gateway::tenancy::{AuthMode, FailureMode, StoreKind, TenancyOptions};
 use modelgate::gateway::{self, GatewayOptions, DEFAULT_MAX_BODY_BYTES};
 
 #[derive(Parser)]
@@ -47,6 +48,62 @@ impl From<ScopeArgs> for modelgate::kubernetes::Scope {
     }
 }
 
+/// Who may call the gateway, and where usage is counted.
+#[derive(clap::Args, Clone, Debug)]
+struct TenancyArgs {
+    /// `api-key`: requests need a Team's key (Authorization: Bearer, or x-api-key). `none`:
+    /// everyone is served. Default: none with --config (the quickstart), api-key in a cluster.
+    #[arg(long, value_enum, env = "MODELGATE_AUTH")]
+    auth: Option<AuthMode>,
+    /// Where limits, credits and usage are counted: `memory` (this process) or
+    /// `redis://HOST:PORT` (shared by every replica).
+    #[arg(long, default_value = "memory", env = "MODELGATE_USAGE_STORE")]
+    usage_store: StoreKind,
+    /// While Redis is unreachable: `open` serves on this replica's own counters, `closed`
+    /// refuses metered requests with 503.
+    #[arg(long, value_enum, default_value = "open", env = "MODELGATE_USAGE_STORE_FAILURE")]
+    usage_store_failure: FailureMode,
+    /// Longest wait for the usage store on the request path, e.g. 250ms.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration, env = "MODELGATE_USAGE_STORE_TIMEOUT")]
+    usage_store_timeout: std::time::Duration,
+    /// Token the read API (/api/... on the admin port) requires as `Authorization: Bearer`.
+    #[arg(long, env = "MODELGATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl TenancyArgs {
+    fn options(self, standalone: bool) -> TenancyOptions {
+        TenancyOptions {
+            auth: self
+                .auth
+                .unwrap_or(if standalone { AuthMode::None } else { AuthMode::ApiKey }),
+            store: self.usage_store,
+            failure: self.usage_store_failure,
+            store_timeout: self.usage_store_timeout,
+            admin_token: self
+                .admin_token
+                .filter(|t| !t.is_empty())
+                .map(modelgate::secret::SecretString::new),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a Team: prints the key once (on stderr) and the Secret manifest that
+    /// holds only its hash (on stdout, for `| kubectl apply -f -`).
+    Create {
+        /// The Team (in --namespace) the key belongs to.
+        #[arg(long)]
+        team: String,
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Name of the Secret (default: key-<team>-<6 random characters>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -73,6 +130,8 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        #[command(flatten)]
+        tenancy: TenancyArgs,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -105,6 +164,11 @@ enum Command {
         #[arg(long)]
         check_keys: bool,
     },
+    /// Client API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the CustomResourceDefinitions, or write them into a directory.
     Crds {
         /// Write llmprovider.yaml and modelalias.yaml here instead of printing.
@@ -123,17 +187,20 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             max_body_bytes,
+            tenancy,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
+            let tenancy = tenancy.options(!config.is_empty());
             let options = GatewayOptions {
                 config,
                 scope: scope.into(),
                 listen,
                 admin_listen,
                 max_body_bytes,
+                tenancy,
             };
             runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {
@@ -202,6 +269,26 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Create { team, namespace, name },
+        } => {
+            let key = match modelgate::keys::new_key() {
+                Ok(key) => key,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let name = match name.map(Ok).unwrap_or_else(|| modelgate::keys::default_name(&team)) {
+                Ok(name) => name,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match modelgate::keys::secret_manifest(&key, &name, &namespace, &team) {
+                Ok(manifest) => {
+                    eprintln!("API key for Team {namespace}/{team} (shown once; only its hash is in the Secret below):\n\n    {}\n", key.expose());
+                    print!("{manifest}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
             }
         }
         Command::Crds { output_dir } => {

@@ -44,9 +44,40 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// Sorted by object, then errors before warnings, then field.
     pub diagnostics: Vec<Diagnostic>,
+    /// Teams, access groups and keys (empty until [`Compiled::add_access`]).
+    pub access: tenancy::AccessTable,
 }
 
 impl Compiled {
+    /// Compiles teams, access groups and API keys against this routing table, adding their
+    /// diagnostics in order.
+    pub fn add_access<T, G, A>(
+        &mut self,
+        teams: &[T],
+        groups: &[G],
+        keys: &[tenancy::ApiKeySecret],
+        aliases: &[A],
+        membership: tenancy::Membership,
+    ) where
+        T: Borrow<crate::crd::Team>,
+        G: Borrow<crate::crd::AccessGroup>,
+        A: Borrow<ModelAlias>,
+    {
+        self.access = tenancy::compile_access(
+            &tenancy::AccessInputs {
+                teams,
+                groups,
+                keys,
+                aliases,
+                table: &self.table,
+                membership,
+            },
+            &mut self.diagnostics,
+        );
+        self.diagnostics
+            .sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
+    }
+
     /// Whether any object has an error (warnings do not count).
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -140,7 +171,11 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
     }
 
     diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
-    Compiled { table, diagnostics }
+    Compiled {
+        table,
+        diagnostics,
+        access: Default::default(),
+    }
 }
 
 /// The price of alias `i`: its own `spec.pricing`, else that of the alias its single

@@ -241,6 +241,7 @@ spec: {alias: Fast.V1, target: mock/three}
             Compiled {
                 table: Default::default(),
                 diagnostics: diagnostics.clone(),
+                access: Default::default(),
             },
         );
         for target in [object("a"), object("b"), object("c"), object("d"), object("e")] {

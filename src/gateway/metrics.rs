@@ -123,6 +123,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Usage by team and alias, and the usage store's health.
+    pub tenancy: Arc<super::tenancy::metrics::TenancyMetrics>,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -182,7 +184,9 @@ impl Metrics {
             "Errors in the current configuration",
             config_errors.clone(),
         );
+        let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         Metrics {
+            tenancy,
             registry,
             requests,
             duration,

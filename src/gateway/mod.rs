@@ -11,6 +11,7 @@ pub mod metrics;
 mod mock;
 mod proxy;
 pub mod standalone;
+pub mod tenancy;
 mod upstream;
 mod usage;
 
@@ -43,16 +44,37 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    /// Keys, access, limits, credits and usage.
+    pub tenancy: tenancy::Tenancy,
     ready: AtomicBool,
 }
 
 impl Shared {
+    /// A gateway without tenancy (every request served).
     pub fn new(max_body_bytes: usize) -> Self {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::new(tenancy::TenancyOptions::default(), metrics.tenancy.clone())
+            .unwrap_or_else(|_| unreachable!("the memory store cannot fail"));
+        Shared::assemble(max_body_bytes, metrics, tenancy)
+    }
+
+    /// A gateway with these tenancy options (a Redis store starts its connection task).
+    pub fn with_tenancy(
+        max_body_bytes: usize,
+        options: tenancy::TenancyOptions,
+    ) -> Result<Self, tenancy::TenancyError> {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::new(options, metrics.tenancy.clone())?;
+        Ok(Shared::assemble(max_body_bytes, metrics, tenancy))
+    }
+
+    fn assemble(max_body_bytes: usize, metrics: Metrics, tenancy: tenancy::Tenancy) -> Self {
         Shared {
             live: ArcSwap::from_pointee(LiveTable::default()),
-            metrics: Metrics::new(),
+            metrics,
             clients: ClientPool::default(),
             max_body_bytes,
+            tenancy,
             ready: AtomicBool::new(false),
         }
     }
@@ -83,7 +105,8 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(tenancy::admin::router(shared))
 }
 
 /// Stops the in-cluster watch task when the server stops.
@@ -141,6 +164,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// API keys, access, limits, credits and their store.
+    pub tenancy: tenancy::TenancyOptions,
 }
 
 /// Errors that stop the gateway.
@@ -158,6 +183,8 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error("cannot reach the Kubernetes API (no --config given, so the gateway reads the cluster): {0}")]
     Kubernetes(#[source] kube::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::TenancyError),
 }
 
 /// A gateway serving in the background; dropping it shuts it down.
@@ -200,16 +227,17 @@ impl Drop for Running {
 /// Loads the routing table (from files, failing with every problem listed, or from the
 /// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
-    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let shared = Arc::new(Shared::with_tenancy(options.max_body_bytes, options.tenancy.clone())?);
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
         let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;
         let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone()));
         Box::new(AbortOnDrop(task))
     } else {
-        let table = standalone::initial(&options.config)?;
+        let (table, access) = standalone::initial(&options.config)?;
         let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
         shared.install(live, table.routes.len(), 0);
+        shared.tenancy.install(access);
         Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
     };
 

@@ -16,6 +16,7 @@ use super::h1pool::PooledBody;
 use super::live::{HttpUpstream, UpstreamKind};
 use super::metrics::Endpoint;
 use super::mock::{self, MockRequest};
+use super::tenancy::Admission;
 use super::upstream::{self, Limits, SendError, Timed};
 use super::usage::Metered;
 use super::Shared;
@@ -76,6 +77,11 @@ async fn route_and_forward(
     if let Some(why) = &route.disabled {
         return Err(reject(ApiError::model_disabled(&route.alias, why)));
     }
+    let admission = shared
+        .tenancy
+        .admit(headers, route, &bytes, endpoint)
+        .await
+        .map_err(reject)?;
     let target = route
         .pick(fastrand::f64())
         .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
@@ -97,7 +103,7 @@ async fn route_and_forward(
             });
             metrics.upstream.observe(started.elapsed().as_secs_f64());
             let (parts, body) = response.into_parts();
-            return Ok(metered(parts.status, parts.headers, body, metrics, started));
+            return Ok(metered(parts.status, parts.headers, body, metrics, started, admission));
         }
         UpstreamKind::Http(http) => http,
     };
@@ -141,23 +147,25 @@ async fn route_and_forward(
             parts.headers.remove(name);
         }
     }
-    Ok(metered(status, parts.headers, body, metrics, started))
+    Ok(metered(status, parts.headers, body, metrics, started, admission))
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
 fn metered<B>(
     status: StatusCode,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: B,
     metrics: Arc<super::metrics::RouteMetrics>,
     started: Instant,
+    admission: Admission,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    admission.decorate(&mut headers);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(body, metrics, started, status.as_u16(), content_type);
+    let body = Metered::new(body, metrics, started, status.as_u16(), content_type, admission);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::RouteMetrics;
+use super::tenancy::Admission;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -20,6 +21,22 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// OpenAI's `prompt_tokens_details` (`cached_tokens`: prompt tokens from the prompt cache).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize, Default, Debug, PartialEq, Eq, Clone, Copy)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Prompt tokens served from the provider's prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0)
+    }
 }
 
 /// Reads `usage` from a JSON body or from the events of a server-sent event stream.
@@ -132,6 +149,7 @@ pub struct Metered<S> {
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
+    admission: Option<Admission>,
 }
 
 impl<S> Metered<S> {
@@ -141,6 +159,7 @@ impl<S> Metered<S> {
         started: Instant,
         status: u16,
         content_type: Option<&str>,
+        admission: Admission,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
@@ -152,6 +171,7 @@ impl<S> Metered<S> {
             streaming,
             first_seen: false,
             scanner: Some(scanner),
+            admission: Some(admission),
         }
     }
 
@@ -159,9 +179,13 @@ impl<S> Metered<S> {
         let Some(scanner) = self.scanner.take() else { return };
         self.metrics.count(self.status);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
-        if let Some(usage) = scanner.finish() {
+        let usage = scanner.finish();
+        if let Some(usage) = usage {
             self.metrics.tokens_in.inc_by(usage.prompt_tokens);
             self.metrics.tokens_out.inc_by(usage.completion_tokens);
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(usage);
         }
     }
 }
@@ -225,7 +249,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 12,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
     }
@@ -234,6 +259,7 @@ mod tests {
         Some(Usage {
             prompt_tokens,
             completion_tokens,
+            ..Usage::default()
         })
     }
 
@@ -288,7 +314,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 1
+                completion_tokens: 1,
+                ..Usage::default()
             })
         );
     }

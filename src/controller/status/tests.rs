@@ -59,6 +59,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
     assert_eq!(
         status_of(&m, &c, "fast", &now),
         ModelAliasStatus {
+            usage: None,
             observed_generation: Some(3),
             conditions: vec![
                 cond(
@@ -88,6 +89,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
                 cond("Stalled", "False", "Serving", "nothing blocks this alias", 3, &now),
             ],
             resolved: Some(ResolvedRoute {
+                pricing: None,
                 alias: "fast".into(),
                 generation: 3,
                 active: true,
@@ -111,6 +113,7 @@ fn a_broken_generation_keeps_the_last_route_and_stalls() {
     let now = time("2026-11-22T10:00:00Z");
     let (mut m, c) = world("apiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {name: smart, namespace: ml, generation: 5}\nspec: {target: anthropic/claude}\n");
     let last_good = ResolvedRoute {
+        pricing: None,
         alias: "smart".into(),
         generation: 4,
         active: true,
@@ -125,6 +128,7 @@ fn a_broken_generation_keeps_the_last_route_and_stalls() {
         }],
     };
     m.aliases[0].status = Some(ModelAliasStatus {
+        usage: None,
         observed_generation: Some(4),
         conditions: vec![
             cond(
@@ -159,6 +163,7 @@ fn a_broken_generation_keeps_the_last_route_and_stalls() {
     assert_eq!(
         status_of(&m, &c, "smart", &now),
         ModelAliasStatus {
+        usage: None,
             observed_generation: Some(5),
             conditions: vec![
                 cond("Accepted", "True", "Accepted", "alias 'smart' is valid and belongs to this ModelAlias", 5, &earlier),
@@ -197,6 +202,7 @@ fn a_conflict_loser_publishes_no_route() {
         "apiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {name: fast, namespace: ml, generation: 1, creationTimestamp: '2026-01-01T00:00:00Z'}\nspec: {target: openai/gpt-4o-mini}\n---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {name: fast2, namespace: ml, generation: 1, creationTimestamp: '2026-02-01T00:00:00Z'}\nspec: {alias: fast, target: openai/gpt-4o}\n",
     );
     m.aliases[1].status = Some(ModelAliasStatus {
+        usage: None,
         resolved: Some(ResolvedRoute::default()),
         ..Default::default()
     });
