@@ -215,6 +215,11 @@ async fn credits_run_out_with_402_after_exactly_the_allocated_spend() {
     for n in 1..=5 {
         let (status, _, body) = call(&gateway, Some(BUDGET_KEY), "cheap").await;
         assert_eq!(status, 200, "call {n}: {body}");
+        // Settled when the response body ends, just after the client has read it.
+        eventually(Duration::from_secs(5), "the call to be settled", || async {
+            (admin_json(&gateway, "/api/teams/budget").await.1["usage"]["requests"] == n).then_some(())
+        })
+        .await;
     }
     let (status, _, body) = call(&gateway, Some(BUDGET_KEY), "via-chain").await;
     assert_eq!(status, 402, "{body}");
