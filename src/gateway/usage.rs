@@ -304,6 +304,17 @@ mod tests {
     }
 
     #[test]
+    fn cached_prompt_tokens_are_read_from_prompt_tokens_details() {
+        let body = br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        assert_eq!(usage_in_json(body).map(|u| u.cached_tokens()), Some(1920));
+        let null = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":null}}"#;
+        assert_eq!(
+            usage_in_json(null).map(|u| (u.prompt_tokens, u.cached_tokens())),
+            Some((5, 0))
+        );
+    }
+
+    #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"));

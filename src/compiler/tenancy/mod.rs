@@ -5,6 +5,8 @@
 mod access;
 pub mod money;
 mod selector;
+#[cfg(test)]
+mod tests;
 
 pub use access::{compile_access, AccessInputs, Membership};
 pub use money::{format_usd, parse_amount, usd, Price, Tokens, NANOS_PER_USD};
