@@ -154,6 +154,16 @@ enum Command {
         /// This replica's identity in the Lease (default: the pod name, else host name and pid).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// The gateways' shared usage store (redis://HOST:PORT): Teams' usage for their status.
+        #[arg(long, env = "MODELGATE_USAGE_STORE", conflicts_with = "gateway_admin_url")]
+        usage_store: Option<String>,
+        /// With the memory store and one gateway replica: that gateway's admin URL (e.g.
+        /// http://modelgate-gateway-metrics:12001), whose read API gives Teams' usage.
+        #[arg(long, env = "MODELGATE_GATEWAY_ADMIN_URL")]
+        gateway_admin_url: Option<String>,
+        /// The gateway's --admin-token, for --gateway-admin-url.
+        #[arg(long, env = "MODELGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
     Validate {
@@ -226,6 +236,9 @@ fn main() -> ExitCode {
             lease_name,
             lease_namespace,
             identity,
+            usage_store,
+            gateway_admin_url,
+            admin_token,
         } => {
             modelgate::memory::single_arena();
             let runtime = match runtime() {
@@ -241,10 +254,22 @@ fn main() -> ExitCode {
                 namespace: lease_namespace.unwrap_or_else(own_namespace),
                 identity,
             });
+            use modelgate::controller::usage::UsageSource;
+            let usage = match (usage_store.filter(|u| u != "memory"), gateway_admin_url) {
+                (Some(url), _) => Some(UsageSource::Redis(url)),
+                (None, Some(url)) => Some(UsageSource::Gateway(
+                    url,
+                    admin_token
+                        .filter(|t| !t.is_empty())
+                        .map(modelgate::secret::SecretString::new),
+                )),
+                (None, None) => None,
+            };
             let options = modelgate::controller::ControllerOptions {
                 scope: scope.into(),
                 admin_listen,
                 lease,
+                usage,
             };
             runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {

@@ -243,6 +243,8 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
         "Namespace/modelgate-system",
         "CustomResourceDefinition/llmproviders.modelgate.dev",
         "CustomResourceDefinition/modelaliases.modelgate.dev",
+        "CustomResourceDefinition/teams.modelgate.dev",
+        "CustomResourceDefinition/accessgroups.modelgate.dev",
         "ServiceAccount/modelgate-controller",
         "ServiceAccount/modelgate-gateway",
         "ClusterRole/modelgate-controller",
@@ -361,6 +363,8 @@ fn helm_chart_renders_and_applies_with_a_server_dry_run() {
     // The CRDs come with the chart (crds/); apply them in the same dry run.
     let mut with_crds = documents(&read("crds/llmprovider.yaml"));
     with_crds.extend(documents(&read("crds/modelalias.yaml")));
+    with_crds.extend(documents(&read("crds/team.yaml")));
+    with_crds.extend(documents(&read("crds/accessgroup.yaml")));
     with_crds.extend(docs);
     apply(&with_crds, true);
 }
@@ -832,8 +836,19 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "modelaliases.modelgate.dev", watched),
         can("list", "llmproviders.modelgate.dev", watched),
         can("watch", "llmproviders.modelgate.dev", watched),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
         can("list", "secrets", watched),
         can("watch", "secrets", watched),
+        // Tenancy is read-only too: usage lives in its store, never in the objects.
+        cannot("get", "teams.modelgate.dev", Other),
+        cannot("create", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        status(cannot("patch", "teams.modelgate.dev", Other)),
+        status(cannot("patch", "accessgroups.modelgate.dev", Other)),
+        cannot("create", "accessgroups.modelgate.dev", Other),
         // It reads credentials only through its filtered watch, never one by one.
         cannot("get", "secrets", Other),
         cannot("get", "secrets/openai-api-key", Other),
@@ -858,6 +873,7 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             cannot("list", "llmproviders.modelgate.dev", elsewhere),
+            cannot("list", "teams.modelgate.dev", elsewhere),
             cannot("list", "secrets", elsewhere),
         ]);
     }
@@ -876,6 +892,17 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "secrets", watched),
         status(can("patch", "modelaliases.modelgate.dev", watched)),
         status(can("patch", "llmproviders.modelgate.dev", watched)),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
+        status(can("patch", "teams.modelgate.dev", watched)),
+        status(can("patch", "accessgroups.modelgate.dev", watched)),
+        // Status only: it never edits a team's grants, credits or limits.
+        cannot("patch", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        cannot("create", "accessgroups.modelgate.dev", Other),
+        cannot("delete", "teams.modelgate.dev", Other),
         can("create", "events.events.k8s.io", watched),
         can("patch", "events.events.k8s.io", watched),
         // Leader election: in its own namespace only.
@@ -909,6 +936,7 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             status(cannot("patch", "modelaliases.modelgate.dev", elsewhere)),
+            status(cannot("patch", "teams.modelgate.dev", elsewhere)),
             cannot("list", "secrets", elsewhere),
             cannot("create", "events.events.k8s.io", elsewhere),
         ]);

@@ -7,6 +7,7 @@ mod metrics;
 mod pacing;
 pub mod reconcile;
 pub mod status;
+pub mod usage;
 mod world;
 mod written;
 
@@ -28,11 +29,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use events::{Events, Reporter};
 use metrics::ControllerMetrics;
-use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
+use reconcile::{error_policy, reconcile_alias, reconcile_group, reconcile_provider, reconcile_team, Context};
 use world::World;
 
 /// How the controller runs.
@@ -42,6 +43,8 @@ pub struct ControllerOptions {
     pub admin_listen: SocketAddr,
     /// `None` runs without leader election (a single replica).
     pub lease: Option<LeaseOptions>,
+    /// Where Teams' usage is read from for their status; `None`: not reported.
+    pub usage: Option<usage::UsageSource>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,7 +100,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
         health.ready.store(true, Ordering::Release);
         health.metrics.leader.set(1);
         tokio::select! {
-            _ = lead(client, &options.scope, &health) => {},
+            _ = lead(client, &options, &health) => {},
             _ = &mut shutdown => {},
         }
         return Ok(());
@@ -130,7 +133,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
             }
         };
         tokio::select! {
-            _ = lead(client.clone(), &options.scope, &health) => {},
+            _ = lead(client.clone(), &options, &health) => {},
             _ = lost => tracing::warn!("lost leadership: standing by"),
             _ = &mut shutdown => {
                 health.metrics.leader.set(0);
@@ -154,14 +157,20 @@ async fn release(
 }
 
 /// Everything a leader does; returns only if the watches end.
-async fn lead(client: Client, scope: &Scope, health: &Health) {
+async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
+    let scope: &Scope = &options.scope;
     let changes = Changes::default();
     let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let tenancy =
+        crate::kubernetes::tenancy::reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let [s0, s1, s2] = reflectors.synced.clone();
+    let [s3, s4, s5] = tenancy.synced.clone();
     let world = Arc::new(World::new(
         reflectors.providers.clone(),
         reflectors.aliases.clone(),
         reflectors.secrets.clone(),
-        reflectors.synced.clone(),
+        (tenancy.teams.clone(), tenancy.groups.clone(), tenancy.keys.clone()),
+        [s0, s1, s2, s3, s4, s5],
         changes,
     ));
     let (events, queued_events) = Events::new(
@@ -191,9 +200,76 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         .run(reconcile_provider, error_policy, ctx.clone())
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
+    let (team_tx, team_rx) = mpsc::channel::<KubeRef<Team>>(1024);
+    let (group_tx, group_rx) = mpsc::channel::<KubeRef<AccessGroup>>(1024);
+    let teams = Controller::for_stream(tenancy.team_stream, tenancy.teams)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(team_rx))
+        .run(reconcile_team, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let groups = Controller::for_stream(tenancy.group_stream, tenancy.groups)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(group_rx))
+        .run(reconcile_group, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let keys = drive("API key Secret", tenancy.key_stream);
+    let usage = {
+        let (source, world, ctx, team_tx) = (options.usage.clone(), world.clone(), ctx.clone(), team_tx.clone());
+        async move {
+            if let Some(source) = source {
+                usage::poll(source, world, ctx, team_tx).await;
+            }
+        }
+    };
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, compiler, dependents, events);
+    let dependents = trigger_dependents(world.clone(), alias_tx, provider_tx);
+    let tenancy_dependents = trigger_tenancy_dependents(world, ctx.clone(), team_tx, group_tx);
+    tokio::join!(
+        aliases,
+        providers,
+        secrets,
+        compiler,
+        dependents,
+        events,
+        teams,
+        groups,
+        keys,
+        usage,
+        tenancy_dependents
+    );
+}
+
+/// After each compilation, queue the Teams and AccessGroups whose status would now differ.
+async fn trigger_tenancy_dependents(
+    world: Arc<World>,
+    ctx: Arc<Context>,
+    teams: mpsc::Sender<KubeRef<Team>>,
+    groups: mpsc::Sender<KubeRef<AccessGroup>>,
+) {
+    let mut snapshots = world.snapshots();
+    loop {
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
+            continue;
+        };
+        let now = Time(jiff::Timestamp::now());
+        for team in world.teams.state() {
+            let figures = ctx.usage.get(&crate::compiler::ObjectKey::of(&team.metadata));
+            let desired = snapshot.team_status(&team, figures.as_ref(), &now);
+            if team.status.as_ref() != Some(&desired) && teams.send(KubeRef::from_obj(team.as_ref())).await.is_err() {
+                return;
+            }
+        }
+        for group in world.groups.state() {
+            let desired = snapshot.group_status(&group, &now);
+            if group.status.as_ref() != Some(&desired) && groups.send(KubeRef::from_obj(group.as_ref())).await.is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Cross-object changes (a provider, a Secret, another alias) change other objects' status:

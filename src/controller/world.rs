@@ -9,9 +9,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
-use super::status::{alias_status, provider_status};
+use super::status::{alias_status, group_status, provider_status, team_status, TeamFigures};
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
-use crate::crd::{LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
+use crate::crd::{
+    AccessGroup, AccessGroupStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, Team, TeamStatus,
+};
 use crate::kubernetes::{secret_data, wait_synced, Changes, Synced};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -20,8 +22,11 @@ pub struct World {
     pub providers: Store<LLMProvider>,
     pub aliases: Store<ModelAlias>,
     pub secrets: Store<Secret>,
+    pub teams: Store<Team>,
+    pub groups: Store<AccessGroup>,
+    pub keys: Store<Secret>,
     pub changes: Changes,
-    synced: [Synced; 3],
+    synced: [Synced; 6],
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
 }
 
@@ -62,6 +67,27 @@ impl Snapshot {
         alias_status(alias, self.route_of(alias, &key), self.diagnostics_of(&object), now)
     }
 
+    /// The status this compilation gives a Team, with its usage when known.
+    pub fn team_status(&self, team: &Team, figures: Option<&TeamFigures>, now: &Time) -> TeamStatus {
+        let key = ObjectKey::of(&team.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::Team, key.clone());
+        team_status(
+            team,
+            self.compiled.access.team(&key),
+            self.diagnostics_of(&object),
+            figures,
+            now,
+        )
+    }
+
+    /// The status this compilation gives an AccessGroup.
+    pub fn group_status(&self, group: &AccessGroup, now: &Time) -> AccessGroupStatus {
+        let key = ObjectKey::of(&group.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::AccessGroup, key.clone());
+        let compiled = self.compiled.access.groups.iter().find(|g| g.key == key);
+        group_status(group, compiled, self.diagnostics_of(&object), now)
+    }
+
     /// The status this compilation gives a provider.
     pub fn provider_status(&self, provider: &LLMProvider, now: &Time) -> LLMProviderStatus {
         let key = ObjectKey::of(&provider.metadata);
@@ -80,13 +106,17 @@ impl World {
         providers: Store<LLMProvider>,
         aliases: Store<ModelAlias>,
         secrets: Store<Secret>,
-        synced: [Synced; 3],
+        tenancy: (Store<Team>, Store<AccessGroup>, Store<Secret>),
+        synced: [Synced; 6],
         changes: Changes,
     ) -> Self {
         World {
             providers,
             aliases,
             secrets,
+            teams: tenancy.0,
+            groups: tenancy.1,
+            keys: tenancy.2,
             changes,
             synced,
             snapshots: watch::channel(None).0,
@@ -155,13 +185,21 @@ impl World {
             secrets: &secrets,
             env: None,
         };
-        compile(&Inputs {
+        let mut compiled = compile(&Inputs {
             providers: &providers,
             aliases: &aliases,
             credentials: &credentials,
             unreadable: &[],
             previous: None,
-        })
+        });
+        compiled.add_access(
+            &self.teams.state(),
+            &self.groups.state(),
+            &crate::kubernetes::tenancy::api_keys(&self.keys),
+            &aliases,
+            crate::compiler::tenancy::Membership::Spec,
+        );
+        compiled
     }
 }
 

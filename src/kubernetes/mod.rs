@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 use crate::compiler::SecretData;
 
+pub mod tenancy;
+
 /// Label that marks a Secret as a provider credential. Only Secrets with it are read, by the
 /// controller and the gateway alike: a Secret an LLMProvider references must carry it.
 pub const CREDENTIAL_LABEL: &str = "modelgate.dev/credential";
@@ -147,6 +149,26 @@ pub fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    reflect_keeping(api, config, changes, bump, trim, false)
+}
+
+/// [`reflect`], keeping labels when `labels` is true (label selectors are evaluated on them:
+/// an AccessGroup's `aliasSelector`, an API key's team).
+pub fn reflect_keeping<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: Changes,
+    bump: Bump,
+    trim: fn(&mut K),
+    labels: bool,
+) -> (
+    Store<K>,
+    Synced,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let (synced_tx, synced_rx) = watch::channel(false);
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
@@ -155,7 +177,9 @@ where
         .modify(move |object: &mut K| {
             let meta = object.meta_mut();
             meta.managed_fields = None;
-            meta.labels = None;
+            if !labels {
+                meta.labels = None;
+            }
             meta.annotations = None;
             trim(object);
         })
@@ -264,12 +288,13 @@ pub fn reflectors(
         reader.bump(),
         keep,
     );
-    let (aliases, aliases_synced, alias_stream) = reflect(
+    let (aliases, aliases_synced, alias_stream) = reflect_keeping(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
         reader.bump(),
         reader.alias_trim(),
+        reader == Reader::Controller,
     );
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),

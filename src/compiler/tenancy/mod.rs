@@ -4,6 +4,7 @@
 
 mod access;
 pub mod money;
+pub mod period;
 mod selector;
 #[cfg(test)]
 mod tests;
@@ -92,6 +93,18 @@ pub struct GroupAccess {
     pub description: Option<String>,
     /// The aliases it grants, sorted.
     pub aliases: Vec<String>,
+}
+
+/// The shared store's key of a team's usage in one period (`namespace/name`, period name):
+/// a hash of `requests`, `prompt`, `completion`, `cached` and `spent` (nano-dollars). Gateways
+/// write it, the controller reads it for `Team.status.usage`.
+pub fn team_usage_key(team: &str, period: &str) -> String {
+    format!("mg:t:{team}:u:{period}")
+}
+
+/// The shared store's key of an alias's totals (the same fields).
+pub fn alias_usage_key(alias: &str) -> String {
+    format!("mg:a:{alias}")
 }
 
 /// Parses `sha256:<64 hex digits>` into a digest.

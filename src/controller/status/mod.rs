@@ -295,5 +295,8 @@ pub fn provider_status(
     }
 }
 
+mod tenancy;
 #[cfg(test)]
 mod tests;
+
+pub use tenancy::{group_status, team_status, TeamFigures};

@@ -9,9 +9,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::limits::BucketView;
 use super::live::LiveTeam;
 use super::metrics::TeamAliasMetrics;
-use super::period::window;
 use super::store::memory::AliasCounters;
 use super::store::{Settlement, UsageStore};
+use crate::compiler::tenancy::period::window;
 use crate::compiler::tenancy::{usd, Price, Tokens};
 use crate::crd::Period;
 use crate::gateway::usage::Usage;
@@ -116,7 +116,7 @@ fn usage_ttl(period: Period) -> i64 {
 
 /// The period name now, for a team's credits.
 pub fn period_name(period: Period) -> String {
-    window(period, super::period::now_seconds()).name
+    window(period, crate::compiler::tenancy::period::now_seconds()).name
 }
 
 /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them.

@@ -10,7 +10,6 @@ mod estimate;
 mod limits;
 pub mod live;
 pub mod metrics;
-mod period;
 pub mod store;
 
 use std::sync::Arc;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::super::limits::{Ask, Bucket, LimitKind, Verdict};
-use super::super::period::{now_seconds, window, PeriodWindow};
 use super::Settlement;
+use crate::compiler::tenancy::period::{now_seconds, window, PeriodWindow};
 use crate::crd::Period;
 
 /// Usage totals (requests, tokens, nano-dollars).

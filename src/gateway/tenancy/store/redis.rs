@@ -48,12 +48,12 @@ fn team_keys(team: &str, period: &str) -> [String; 4] {
         format!("mg:t:{team}:rl"),
         format!("mg:t:{team}:par"),
         format!("mg:t:{team}:rsv"),
-        format!("mg:t:{team}:u:{period}"),
+        crate::compiler::tenancy::team_usage_key(team, period),
     ]
 }
 
 fn alias_key(alias: &str) -> String {
-    format!("mg:a:{alias}")
+    crate::compiler::tenancy::alias_usage_key(alias)
 }
 
 impl RedisStore {
