@@ -164,6 +164,9 @@ enum Command {
         /// The gateway's --admin-token, for --gateway-admin-url.
         #[arg(long, env = "MODELGATE_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// How often Teams' usage is read, e.g. 30s (and at most how often it changes their status).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "MODELGATE_USAGE_INTERVAL")]
+        usage_interval: std::time::Duration,
     },
     /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
     Validate {
@@ -239,6 +242,7 @@ fn main() -> ExitCode {
             usage_store,
             gateway_admin_url,
             admin_token,
+            usage_interval,
         } => {
             modelgate::memory::single_arena();
             let runtime = match runtime() {
@@ -270,6 +274,7 @@ fn main() -> ExitCode {
                 admin_listen,
                 lease,
                 usage,
+                usage_interval,
             };
             runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {

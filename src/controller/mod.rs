@@ -45,6 +45,8 @@ pub struct ControllerOptions {
     pub lease: Option<LeaseOptions>,
     /// Where Teams' usage is read from for their status; `None`: not reported.
     pub usage: Option<usage::UsageSource>,
+    /// How often usage is read (and so at most how often it changes a Team's status).
+    pub usage_interval: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -215,9 +217,10 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
     let keys = drive("API key Secret", tenancy.key_stream);
     let usage = {
         let (source, world, ctx, team_tx) = (options.usage.clone(), world.clone(), ctx.clone(), team_tx.clone());
+        let every = options.usage_interval;
         async move {
             if let Some(source) = source {
-                usage::poll(source, world, ctx, team_tx).await;
+                usage::poll(source, every, world, ctx, team_tx).await;
             }
         }
     };

@@ -18,9 +18,6 @@ use crate::compiler::ObjectKey;
 use crate::crd::{Period, Team};
 use crate::secret::SecretString;
 
-/// How often usage is read (and at most how often a Team's status changes because of it).
-pub const EVERY: Duration = Duration::from_secs(30);
-
 /// Where usage comes from.
 #[derive(Clone, Debug)]
 pub enum UsageSource {
@@ -48,15 +45,16 @@ impl UsageBook {
     }
 }
 
-/// Reads every Team's usage every [`EVERY`] and queues the Teams whose figures changed.
+/// Reads every Team's usage every `every` (30 s by default) and queues the Teams whose figures changed.
 pub async fn poll(
     source: UsageSource,
+    every: Duration,
     world: Arc<World>,
     book: Arc<super::reconcile::Context>,
     queue: mpsc::Sender<KubeRef<Team>>,
 ) {
     let mut reader = Reader::new(source);
-    let mut tick = tokio::time::interval(EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     world.wait_ready().await;
     loop {
