@@ -73,6 +73,10 @@ struct Gateway {
 
 impl Gateway {
     fn start(config: &ConfigDir, store: &str) -> Gateway {
+        Gateway::start_logging(config, store, "info")
+    }
+
+    fn start_logging(config: &ConfigDir, store: &str, level: &str) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
             .args(["gateway", "--config"])
             .arg(config.path())
@@ -85,7 +89,7 @@ impl Gateway {
                 "api-key",
             ])
             .args(["--usage-store", store])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -294,4 +298,39 @@ async fn with_redis_stopped_both_gateways_keep_answering_and_say_so() {
         (team["usage"]["requests"].as_u64().unwrap_or(0) >= 3).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn client_keys_never_reach_logs_errors_or_metrics() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
+    let config = config(&upstream);
+    let gateway = Gateway::start_logging(&config, "memory", "trace");
+    let (ok, _) = gateway.call(BUDGET, "cheap").await;
+    assert_eq!(ok, 200);
+    let (refused, body) = gateway.call("mg-wrong-key-never-print-me", "cheap").await;
+    assert_eq!(refused, 401);
+    let metrics = client()
+        .get(format!("http://{}/metrics", gateway.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let team = gateway.team("budget").await.to_string();
+    let log = gateway.log();
+    for (place, text) in [
+        ("error", &body.to_string()),
+        ("metrics", &metrics),
+        ("read API", &team),
+        ("log", &log),
+    ] {
+        for key in [BUDGET, "never-print-me"] {
+            assert!(!text.contains(key), "a client key leaked into the {place}:\n{text}");
+        }
+    }
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log ran at trace level"
+    );
 }
