@@ -116,7 +116,7 @@ impl Route {
                     chain: t.chain.clone(),
                 })
                 .collect(),
-            pricing: self.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
+            pricing: self.pricing.as_ref().map(|(pricing, _)| pricing.into()),
         }
     }
 
@@ -149,10 +149,11 @@ impl Route {
                 .collect(),
             stale: None,
             created,
-            pricing: resolved
-                .pricing
-                .as_ref()
-                .and_then(|p| Some((p.clone(), Price::parse(p).ok()?))),
+            pricing: resolved.pricing.as_ref().and_then(|p| {
+                let pricing = crate::crd::Pricing::from(p);
+                let price = Price::parse(&pricing).ok()?;
+                Some((pricing, price))
+            }),
         }
     }
 }

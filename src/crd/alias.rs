@@ -168,7 +168,7 @@ pub struct ResolvedRoute {
     /// The price the gateways charge for a call, as accepted by the controller (the alias's
     /// own `spec.pricing`, or the one of the single alias it routes to). Absent: free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing: Option<super::Pricing>,
+    pub pricing: Option<super::PublishedPricing>,
 }
 
 /// One concrete destination of a compiled route.

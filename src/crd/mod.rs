@@ -16,8 +16,8 @@ pub use provider::{
     ApiKeySource, LLMProvider, LLMProviderSpec, LLMProviderStatus, ProviderType, SecretKeyRef, Timeouts,
 };
 pub use tenancy::{
-    AccessGroup, AccessGroupSpec, AccessGroupStatus, Credits, Currency, Limits, Period, Pricing, Team, TeamSpec,
-    TeamStatus, Usage,
+    AccessGroup, AccessGroupSpec, AccessGroupStatus, Credits, Currency, Limits, Period, Pricing, PublishedPricing,
+    Team, TeamSpec, TeamStatus, Usage,
 };
 
 /// API group of every modelgate resource.

@@ -32,6 +32,40 @@ pub struct Pricing {
     pub cached_input_per_million_tokens: Option<String>,
 }
 
+/// Prices as the controller accepted them, published in `status.resolved` (same fields as
+/// [`Pricing`], already validated).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedPricing {
+    /// US dollars per million prompt tokens.
+    pub input_per_million_tokens: String,
+    /// US dollars per million completion tokens.
+    pub output_per_million_tokens: String,
+    /// US dollars per million cached prompt tokens (absent: the input price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_million_tokens: Option<String>,
+}
+
+impl From<&Pricing> for PublishedPricing {
+    fn from(p: &Pricing) -> Self {
+        PublishedPricing {
+            input_per_million_tokens: p.input_per_million_tokens.clone(),
+            output_per_million_tokens: p.output_per_million_tokens.clone(),
+            cached_input_per_million_tokens: p.cached_input_per_million_tokens.clone(),
+        }
+    }
+}
+
+impl From<&PublishedPricing> for Pricing {
+    fn from(p: &PublishedPricing) -> Self {
+        Pricing {
+            input_per_million_tokens: p.input_per_million_tokens.clone(),
+            output_per_million_tokens: p.output_per_million_tokens.clone(),
+            cached_input_per_million_tokens: p.cached_input_per_million_tokens.clone(),
+        }
+    }
+}
+
 /// A named set of aliases that Teams are granted (the SaaS document's model access group).
 // Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
