@@ -102,6 +102,18 @@ async fn teams_and_keys_applied_with_kubectl_are_enforced_and_team_status_shows_
     assert_eq!(team["status"]["usage"]["costUsd"], "0.000042", "{team}");
     assert_eq!(team["status"]["creditsRemaining"], "0.999958", "{team}");
 
+    // The per-alias summary, on the ModelAlias.
+    let alias = wait_for("the alias's usage summary in its status", DEFAULT_TIMEOUT, || {
+        let alias = stack.get("modelalias", "cheap");
+        if alias["status"]["usage"]["requests"] == 2 {
+            Ok(alias)
+        } else {
+            Err(alias.to_string())
+        }
+    });
+    assert_eq!(alias["status"]["usage"]["costUsd"], "0.000042", "{alias}");
+    assert_eq!(condition(&alias, "Ready")["status"], "True");
+
     // A deleted key stops working within seconds.
     stack.ns.kubectl(["delete", "secret", "prod-key"]).expect_success();
     support::eventually(DEFAULT_TIMEOUT, "the deleted key to be refused", || async {

@@ -373,7 +373,9 @@ async fn the_read_api_answers_the_documents_shapes_behind_the_admin_token() {
         .clone();
     assert_eq!(
         cheap,
-        json!({"alias": "cheap", "target": "alpha/cheap-model", "description": null, "active": true, "usage_count": 2})
+        json!({"alias": "cheap", "target": "alpha/cheap-model", "description": null, "active": true, "usage_count": 2,
+               "usage": {"period": "all", "requests": 2, "prompt_tokens": 22, "completion_tokens": 10,
+                         "cached_prompt_tokens": 0, "cost_usd": "0.000042"}})
     );
     let detail = read("/api/model-aliases/cheap").await;
     assert_eq!(detail["access_groups"], json!(["starter"]));

@@ -217,15 +217,15 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
     let keys = drive("API key Secret", tenancy.key_stream);
     let usage = {
         let (source, world, ctx, team_tx) = (options.usage.clone(), world.clone(), ctx.clone(), team_tx.clone());
-        let every = options.usage_interval;
+        let (every, alias_tx) = (options.usage_interval, alias_tx.clone());
         async move {
             if let Some(source) = source {
-                usage::poll(source, every, world, ctx, team_tx).await;
+                usage::poll(source, every, world, ctx, team_tx, alias_tx).await;
             }
         }
     };
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world.clone(), alias_tx, provider_tx);
+    let dependents = trigger_dependents(world.clone(), ctx.clone(), alias_tx, provider_tx);
     let tenancy_dependents = trigger_tenancy_dependents(world, ctx.clone(), team_tx, group_tx);
     tokio::join!(
         aliases,
@@ -279,6 +279,7 @@ async fn trigger_tenancy_dependents(
 /// after each compilation, queue exactly the objects whose status would now differ.
 async fn trigger_dependents(
     world: Arc<World>,
+    ctx: Arc<Context>,
     aliases: mpsc::Sender<KubeRef<ModelAlias>>,
     providers: mpsc::Sender<KubeRef<LLMProvider>>,
 ) {
@@ -292,7 +293,7 @@ async fn trigger_dependents(
         };
         let now = Time(jiff::Timestamp::now());
         for alias in world.aliases.state() {
-            let desired = snapshot.alias_status(&alias, &now);
+            let desired = snapshot.alias_status(&alias, &ctx.usage, &now);
             if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
             {
                 return;

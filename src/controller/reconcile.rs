@@ -106,7 +106,7 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     };
     let key = key_of(alias.as_ref());
-    let desired = snapshot.alias_status(&alias, &now());
+    let desired = snapshot.alias_status(&alias, &ctx.usage, &now());
     let current = alias.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,

@@ -60,11 +60,16 @@ impl Snapshot {
         &all[start..start + len]
     }
 
-    /// The status this compilation gives an alias.
-    pub fn alias_status(&self, alias: &ModelAlias, now: &Time) -> ModelAliasStatus {
+    /// The status this compilation gives an alias, with its usage summary when known.
+    pub fn alias_status(&self, alias: &ModelAlias, usage: &super::usage::UsageBook, now: &Time) -> ModelAliasStatus {
         let key = ObjectKey::of(&alias.metadata);
         let object = ObjectRef::alias(key.clone());
-        alias_status(alias, self.route_of(alias, &key), self.diagnostics_of(&object), now)
+        let route = self.route_of(alias, &key);
+        let mut status = alias_status(alias, route, self.diagnostics_of(&object), now);
+        if let Some(summary) = route.and_then(|r| usage.alias(&r.alias)) {
+            status.usage = Some(summary);
+        }
+        status
     }
 
     /// The status this compilation gives a Team, with its usage when known.

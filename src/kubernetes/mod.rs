@@ -121,6 +121,7 @@ impl Reader {
             Reader::Gateway => |alias| {
                 if let Some(status) = alias.status.as_mut() {
                     status.conditions = Vec::new();
+                    status.usage = None;
                 }
             },
         }
@@ -149,7 +150,24 @@ pub fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    reflect_keeping(api, config, changes, bump, trim, false)
+    reflect_keeping(api, config, changes, bump, trim, false, generation)
+}
+
+/// What [`Bump::OnSpec`] compares: the object's `metadata.generation`.
+pub fn generation<K: Resource>(object: &K) -> Option<i64> {
+    object.meta().generation
+}
+
+/// For the gateway's ModelAliases: the generation and the published route, so status writes
+/// that change neither (conditions, the usage summary) rebuild nothing.
+fn published_route(alias: &crate::crd::ModelAlias) -> Option<i64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    alias.metadata.generation.hash(&mut hasher);
+    serde_json::to_string(&alias.status.as_ref().and_then(|s| s.resolved.as_ref()))
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    Some(hasher.finish() as i64)
 }
 
 /// [`reflect`], keeping labels when `labels` is true (label selectors are evaluated on them:
@@ -161,6 +179,7 @@ pub fn reflect_keeping<K>(
     bump: Bump,
     trim: fn(&mut K),
     labels: bool,
+    version: fn(&K) -> Option<i64>,
 ) -> (
     Store<K>,
     Synced,
@@ -186,15 +205,16 @@ where
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::InitApply(object)) => {
-                generations.insert(uid(object), object.meta().generation);
+                generations.insert(uid(object), version(object));
             }
             Ok(watcher::Event::InitDone) => {
                 synced_tx.send_replace(true);
                 changes.bump();
             }
             Ok(watcher::Event::Apply(object)) => {
-                let before = generations.insert(uid(object), object.meta().generation);
-                if bump == Bump::OnAny || before != Some(object.meta().generation) {
+                let now = version(object);
+                let before = generations.insert(uid(object), now);
+                if bump == Bump::OnAny || before != Some(now) {
                     changes.bump();
                 }
             }
@@ -288,13 +308,19 @@ pub fn reflectors(
         reader.bump(),
         keep,
     );
+    // The gateway serves status.resolved: a new route is news to it, a new usage summary not.
+    let (alias_bump, alias_version): (Bump, fn(&crate::crd::ModelAlias) -> Option<i64>) = match reader {
+        Reader::Controller => (Bump::OnSpec, generation),
+        Reader::Gateway => (Bump::OnSpec, published_route),
+    };
     let (aliases, aliases_synced, alias_stream) = reflect_keeping(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
-        reader.bump(),
+        alias_bump,
         reader.alias_trim(),
         reader == Reader::Controller,
+        alias_version,
     );
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),

@@ -7,7 +7,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::Client;
 
-use super::{reflect_keeping, Bump, Changes, Reader, Scope, Synced};
+use super::{generation, reflect_keeping, Bump, Changes, Reader, Scope, Synced};
 use crate::compiler::tenancy::{ApiKeySecret, API_KEY_SELECTOR, KEY_HASH_FIELD, TEAM_LABEL};
 use crate::compiler::ObjectKey;
 use crate::crd::{AccessGroup, Team};
@@ -47,6 +47,7 @@ pub fn reflectors(
         team_bump,
         |_| {},
         false,
+        generation,
     );
     let (groups, groups_synced, group_stream) = reflect_keeping(
         scope.api(client),
@@ -55,6 +56,7 @@ pub fn reflectors(
         group_bump,
         |_| {},
         false,
+        generation,
     );
     let key_scope = Scope {
         namespace: scope.namespace.clone(),
@@ -67,6 +69,7 @@ pub fn reflectors(
         Bump::OnAny,
         |_| {},
         true,
+        generation,
     );
     TenancyReflectors {
         teams,

@@ -82,6 +82,7 @@ fn alias_summary(route: &LiveRoute, totals: &Totals) -> Value {
         "description": route.description.as_deref(),
         "active": route.disabled.is_none(),
         "usage_count": totals.requests,
+        "usage": usage_json("all", totals),
     })
 }
 
