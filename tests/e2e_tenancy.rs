@@ -121,4 +121,20 @@ async fn teams_and_keys_applied_with_kubectl_are_enforced_and_team_status_shows_
     })
     .await;
     assert!(!gateway.log().contains(&key), "the key never reaches a log");
+
+    // A restarted gateway on the memory store starts from the spend in Team status: a restart
+    // does not hand the team its credits back.
+    drop(gateway);
+    let restarted = stack.gateway_with(&service_account_kubeconfig("modelgate-gateway"), &["--auth", "api-key"]);
+    let url = format!("http://{}/api/teams/prod?namespace={ns}", restarted.admin);
+    let team: Value = support::client()
+        .get(url)
+        .send()
+        .await
+        .expect("read API")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(team["usage"]["cost_usd"], "0.000042", "{team}");
+    assert_eq!(team["credits_remaining"], 0.999958, "{team}");
 }

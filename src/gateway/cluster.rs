@@ -110,6 +110,26 @@ struct TenancyStores {
     synced: [Synced; 3],
 }
 
+/// What each Team's status last reported it spent this period.
+fn seeds(tenancy: &TenancyStores) -> Vec<(String, crate::crd::Period, String, i64)> {
+    tenancy
+        .teams
+        .state()
+        .iter()
+        .filter_map(|team| {
+            let usage = team.status.as_ref()?.usage.as_ref()?;
+            let period = team.spec.credits.as_ref()?.period.unwrap_or_default();
+            let spent = crate::compiler::tenancy::parse_amount(&usage.cost_usd)?;
+            Some((
+                ObjectKey::of(&team.metadata).to_string(),
+                period,
+                usage.period.clone()?,
+                spent,
+            ))
+        })
+        .collect()
+}
+
 /// The access table from the Teams, the controller's AccessGroup members, and the keys.
 fn access_from(tenancy: &TenancyStores, table: &RoutingTable) -> crate::compiler::tenancy::AccessTable {
     let mut diagnostics = Vec::new();
@@ -156,11 +176,12 @@ async fn rebuild_on_change(
             let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &previous);
             let live = prepare(&table, &shared_for_build.clients);
             let access = access_from(&stores, &table);
-            (table, live.map(|live| (live, access)))
+            let seeds = seeds(&stores);
+            (table, live.map(|live| (live, access, seeds)))
         })
         .await;
         match built {
-            Ok((table, Ok((live, access)))) => {
+            Ok((table, Ok((live, access, seeds)))) => {
                 if !shared.is_ready() {
                     tracing::info!(
                         routes = table.routes.len(),
@@ -170,6 +191,7 @@ async fn rebuild_on_change(
                 }
                 shared.install(live, table.routes.len(), 0);
                 shared.tenancy.install(access);
+                shared.tenancy.seed(&seeds);
                 current = Arc::new(table);
                 // A rebuild frees the previous table and the watch events behind it: hand that
                 // memory back now (a periodic trim under load cost the gateway half its

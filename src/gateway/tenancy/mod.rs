@@ -109,6 +109,20 @@ impl Tenancy {
             .store(Arc::new(live::prepare(table, &self.store, &self.metrics)));
     }
 
+    /// Raises each team's local spend to what its status last reported for the current
+    /// period, so a restarted gateway on the memory store does not give a team its spent
+    /// credits back (at most one usage interval is lost). `seeds`: team `namespace/name`,
+    /// credit period, the status's period name, spent nano-dollars.
+    pub fn seed(&self, seeds: &[(String, crate::crd::Period, String, i64)]) {
+        let now = crate::compiler::tenancy::period::now_seconds();
+        for (team, period, name, spent) in seeds {
+            if crate::compiler::tenancy::period::window(*period, now).name == *name {
+                let counters = self.store.local.team(team, *period);
+                self.store.local.observe_spent(&counters, *spent);
+            }
+        }
+    }
+
     /// The team a request's key belongs to; 401 `invalid_api_key` without a known key.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<LiveTeam>, ApiError> {
         let key = auth::presented_key(headers).ok_or_else(|| ApiError::invalid_api_key(false))?;
