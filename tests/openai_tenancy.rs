@@ -5,17 +5,8 @@ mod support;
 
 use std::path::Path;
 
-use modelgate::compiler::tenancy::key_hash;
 use modelgate::gateway::tenancy::{AuthMode, TenancyOptions};
-use modelgate::gateway::{self, GatewayOptions};
 use support::*;
-
-fn key(name: &str, team: &str, key: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n",
-        key_hash(key)
-    )
-}
 
 #[tokio::test]
 #[ignore = "needs the openai Python package: tests/all.sh installs it and runs this"]
@@ -38,23 +29,18 @@ async fn the_official_openai_client_meets_each_tenancy_error() {
             + &team("free", "{accessGroups: [starter]}")
             + &team("budget", "{accessGroups: [starter], credits: {allocated: \"0.000021\"}}")
             + &team("limited", "{accessGroups: [starter], limits: {requestsPerMinute: 1}}")
-            + &key("free", "free", "mg-py-free")
-            + &key("budget", "budget", "mg-py-budget")
-            + &key("limited", "limited", "mg-py-limited")),
+            + &key_secret("free", "free", "mg-py-free")
+            + &key_secret("budget", "budget", "mg-py-budget")
+            + &key_secret("limited", "limited", "mg-py-limited")),
     );
-    let gateway = gateway::start(GatewayOptions {
-        config: vec![config.path()],
-        scope: Default::default(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        max_body_bytes: gateway::DEFAULT_MAX_BODY_BYTES,
-        tenancy: TenancyOptions {
+    let gateway = start_gateway_tenancy(
+        &config,
+        TenancyOptions {
             auth: AuthMode::ApiKey,
             ..TenancyOptions::default()
         },
-    })
-    .await
-    .expect("the gateway starts");
+    )
+    .await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tenancy_client.py");
     let output = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use modelgate::gateway::tenancy::{AuthMode, TenancyOptions};
-use modelgate::gateway::{self, GatewayOptions, Running};
+use modelgate::gateway::Running;
 use serde_json::{json, Value};
 use support::*;
 
@@ -16,13 +16,6 @@ const FREE_KEY: &str = "mg-free-team-key-1";
 const BUDGET_KEY: &str = "mg-budget-team-key-2";
 const LIMITED_KEY: &str = "mg-limited-team-key-3";
 const SERIAL_KEY: &str = "mg-serial-team-key-4";
-
-fn key_secret(name: &str, team: &str, key: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n",
-        modelgate::compiler::tenancy::key_hash(key)
-    )
-}
 
 fn team(name: &str, spec: &str) -> String {
     format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {{name: {name}}}\nspec: {spec}\n")
@@ -59,20 +52,15 @@ pub fn world(upstream: &FakeUpstream) -> String {
 }
 
 async fn gateway_with(config: &ConfigDir, admin_token: Option<&str>) -> Running {
-    gateway::start(GatewayOptions {
-        config: vec![config.path()],
-        scope: Default::default(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        max_body_bytes: gateway::DEFAULT_MAX_BODY_BYTES,
-        tenancy: TenancyOptions {
+    start_gateway_tenancy(
+        config,
+        TenancyOptions {
             auth: AuthMode::ApiKey,
             admin_token: admin_token.map(modelgate::secret::SecretString::new),
             ..TenancyOptions::default()
         },
-    })
+    )
     .await
-    .unwrap_or_else(|e| panic!("the gateway did not start: {e}"))
 }
 
 /// Sends a chat request with `key`; returns status, headers and JSON body.

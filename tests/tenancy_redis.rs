@@ -188,10 +188,6 @@ const BUDGET: &str = "mg-budget-key";
 
 fn config(upstream: &FakeUpstream) -> ConfigDir {
     let config = ConfigDir::new();
-    let hash = modelgate::compiler::tenancy::key_hash;
-    let key = |name: &str, team: &str, key: &str| {
-        format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n", hash(key))
-    };
     config.write(
         "c.yaml",
         &(provider("alpha", upstream, "sk-upstream")
@@ -199,8 +195,8 @@ fn config(upstream: &FakeUpstream) -> ConfigDir {
             + "---\napiVersion: modelgate.dev/v1alpha1\nkind: AccessGroup\nmetadata: {name: all}\nspec: {aliases: [cheap]}\n"
             + "---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: rated}\nspec: {accessGroups: [all], limits: {requestsPerMinute: 4}}\n"
             + "---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: budget}\nspec: {accessGroups: [all], credits: {allocated: \"0.000105\", period: Daily}}\n"
-            + &key("rated-key", "rated", RATED)
-            + &key("budget-key", "budget", BUDGET)),
+            + &key_secret("rated-key", "rated", RATED)
+            + &key_secret("budget-key", "budget", BUDGET)),
     );
     config
 }

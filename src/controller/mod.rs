@@ -225,64 +225,39 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
         }
     };
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world.clone(), ctx.clone(), alias_tx, provider_tx);
-    let tenancy_dependents = trigger_tenancy_dependents(world, ctx.clone(), team_tx, group_tx);
-    tokio::join!(
-        aliases,
-        providers,
-        secrets,
-        compiler,
-        dependents,
-        events,
-        teams,
-        groups,
-        keys,
-        usage,
-        tenancy_dependents
+    let dependents = trigger_dependents(
+        world,
+        ctx.clone(),
+        Queues {
+            aliases: alias_tx,
+            providers: provider_tx,
+            teams: team_tx,
+            groups: group_tx,
+        },
     );
-}
-
-/// After each compilation, queue the Teams and AccessGroups whose status would now differ.
-async fn trigger_tenancy_dependents(
-    world: Arc<World>,
-    ctx: Arc<Context>,
-    teams: mpsc::Sender<KubeRef<Team>>,
-    groups: mpsc::Sender<KubeRef<AccessGroup>>,
-) {
-    let mut snapshots = world.snapshots();
-    loop {
-        if snapshots.changed().await.is_err() {
-            return;
-        }
-        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
-            continue;
-        };
-        let now = Time(jiff::Timestamp::now());
-        for team in world.teams.state() {
-            let figures = ctx.usage.get(&crate::compiler::ObjectKey::of(&team.metadata));
-            let desired = snapshot.team_status(&team, figures.as_ref(), &now);
-            if team.status.as_ref() != Some(&desired) && teams.send(KubeRef::from_obj(team.as_ref())).await.is_err() {
-                return;
-            }
-        }
-        for group in world.groups.state() {
-            let desired = snapshot.group_status(&group, &now);
-            if group.status.as_ref() != Some(&desired) && groups.send(KubeRef::from_obj(group.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-    }
+    tokio::join!(aliases, providers, secrets, compiler, dependents, events, teams, groups, keys, usage);
 }
 
 /// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
 /// after each compilation, queue exactly the objects whose status would now differ.
-async fn trigger_dependents(
-    world: Arc<World>,
-    ctx: Arc<Context>,
+/// Where reconciles are queued, by kind.
+struct Queues {
     aliases: mpsc::Sender<KubeRef<ModelAlias>>,
     providers: mpsc::Sender<KubeRef<LLMProvider>>,
-) {
+    teams: mpsc::Sender<KubeRef<Team>>,
+    groups: mpsc::Sender<KubeRef<AccessGroup>>,
+}
+
+/// Queues `object` when its status differs from `desired`; false when the queue is gone.
+async fn queue_if_changed<K, S>(object: &K, current: Option<&S>, desired: &S, queue: &mpsc::Sender<KubeRef<K>>) -> bool
+where
+    K: kube::Resource<DynamicType = ()>,
+    S: PartialEq,
+{
+    current == Some(desired) || queue.send(KubeRef::from_obj(object)).await.is_ok()
+}
+
+async fn trigger_dependents(world: Arc<World>, ctx: Arc<Context>, queues: Queues) {
     let mut snapshots = world.snapshots();
     loop {
         if snapshots.changed().await.is_err() {
@@ -294,16 +269,26 @@ async fn trigger_dependents(
         let now = Time(jiff::Timestamp::now());
         for alias in world.aliases.state() {
             let desired = snapshot.alias_status(&alias, &ctx.usage, &now);
-            if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
-            {
+            if !queue_if_changed(alias.as_ref(), alias.status.as_ref(), &desired, &queues.aliases).await {
                 return;
             }
         }
         for provider in world.providers.state() {
             let desired = snapshot.provider_status(&provider, &now);
-            if provider.status.as_ref() != Some(&desired)
-                && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
-            {
+            if !queue_if_changed(provider.as_ref(), provider.status.as_ref(), &desired, &queues.providers).await {
+                return;
+            }
+        }
+        for team in world.teams.state() {
+            let figures = ctx.usage.get(&crate::compiler::ObjectKey::of(&team.metadata));
+            let desired = snapshot.team_status(&team, figures.as_ref(), &now);
+            if !queue_if_changed(team.as_ref(), team.status.as_ref(), &desired, &queues.teams).await {
+                return;
+            }
+        }
+        for group in world.groups.state() {
+            let desired = snapshot.group_status(&group, &now);
+            if !queue_if_changed(group.as_ref(), group.status.as_ref(), &desired, &queues.groups).await {
                 return;
             }
         }
