@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use modelgate::gateway::egress::{EgressOptions, IpNet};
 use modelgate::gateway::server::DEFAULT_MAX_HEADER_BYTES;
+use modelgate::gateway::tenancy::{AuthMode, FailureMode, StoreKind, TenancyOptions};
 use modelgate::gateway::{self, GatewayOptions, ServerOptions, Shutdown, Stopped, DEFAULT_MAX_BODY_BYTES};
 
 #[derive(Parser)]
@@ -170,6 +171,46 @@ impl From<ServerArgs> for ServerOptions {
     }
 }
 
+/// Who may call the gateway, and where usage is counted.
+#[derive(clap::Args, Clone, Debug)]
+struct TenancyArgs {
+    /// `api-key`: requests need a Team's key (Authorization: Bearer, or x-api-key). `none`:
+    /// everyone is served. Default: none with --config (the quickstart), api-key in a cluster.
+    #[arg(long, value_enum, env = "MODELGATE_AUTH")]
+    auth: Option<AuthMode>,
+    /// Where limits, credits and usage are counted: `memory` (this process) or
+    /// `redis://HOST:PORT` (shared by every replica).
+    #[arg(long, default_value = "memory", env = "MODELGATE_USAGE_STORE")]
+    usage_store: StoreKind,
+    /// While Redis is unreachable: `open` serves on this replica's own counters, `closed`
+    /// refuses metered requests with 503.
+    #[arg(long, value_enum, default_value = "open", env = "MODELGATE_USAGE_STORE_FAILURE")]
+    usage_store_failure: FailureMode,
+    /// Longest wait for the usage store on the request path, e.g. 250ms.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration, env = "MODELGATE_USAGE_STORE_TIMEOUT")]
+    usage_store_timeout: std::time::Duration,
+    /// Token the read API (/api/... on the admin port) requires as `Authorization: Bearer`.
+    #[arg(long, env = "MODELGATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+impl TenancyArgs {
+    fn options(self, standalone: bool) -> TenancyOptions {
+        TenancyOptions {
+            auth: self
+                .auth
+                .unwrap_or(if standalone { AuthMode::None } else { AuthMode::ApiKey }),
+            store: self.usage_store,
+            failure: self.usage_store_failure,
+            store_timeout: self.usage_store_timeout,
+            admin_token: self
+                .admin_token
+                .filter(|t| !t.is_empty())
+                .map(modelgate::secret::SecretString::new),
+        }
+    }
+}
+
 /// A duration like `10s`, `500ms` or `5m`.
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
@@ -191,6 +232,22 @@ fn header_bytes(text: &str) -> Result<usize, String> {
         Ok(_) => Err("must be at least 1024".to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a Team: prints the key once (on stderr) and the Secret manifest that
+    /// holds only its hash (on stdout, for `| kubectl apply -f -`).
+    Create {
+        /// The Team (in --namespace) the key belongs to.
+        #[arg(long)]
+        team: String,
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Name of the Secret (default: key-<team>-<6 random characters>).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -236,6 +293,8 @@ enum Command {
         max_hops: u32,
         #[command(flatten)]
         server: ServerArgs,
+        #[command(flatten)]
+        tenancy: TenancyArgs,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -266,6 +325,19 @@ enum Command {
         /// (default: the Lease's namespace).
         #[arg(long)]
         gateway_namespace: Option<String>,
+        /// The gateways' shared usage store (redis://HOST:PORT): Teams' usage for their status.
+        #[arg(long, env = "MODELGATE_USAGE_STORE", conflicts_with = "gateway_admin_url")]
+        usage_store: Option<String>,
+        /// With the memory store and one gateway replica: that gateway's admin URL (e.g.
+        /// http://modelgate-gateway-metrics:12001), whose read API gives Teams' usage.
+        #[arg(long, env = "MODELGATE_GATEWAY_ADMIN_URL")]
+        gateway_admin_url: Option<String>,
+        /// The gateway's --admin-token, for --gateway-admin-url.
+        #[arg(long, env = "MODELGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// How often Teams' usage is read, e.g. 30s (and at most how often it changes their status).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "MODELGATE_USAGE_INTERVAL")]
+        usage_interval: std::time::Duration,
     },
     /// Check manifests with the same compiler the gateway and controller use; exit 1 on any error.
     Validate {
@@ -275,6 +347,11 @@ enum Command {
         /// Also require every provider key: Secrets must be in the files, env variables set.
         #[arg(long)]
         check_keys: bool,
+    },
+    /// Client API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Print the CustomResourceDefinitions, or write them into a directory.
     Crds {
@@ -298,11 +375,13 @@ fn main() -> ExitCode {
             allow_upstream_cidr,
             max_hops,
             server,
+            tenancy,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
+            let tenancy = tenancy.options(!config.is_empty());
             let options = GatewayOptions {
                 config,
                 scope: scope.into(),
@@ -315,6 +394,7 @@ fn main() -> ExitCode {
                     in_cluster: None,
                 },
                 server: server.into(),
+                tenancy,
             };
             let report = options.config.is_empty().then(|| replica.options()).flatten();
             let stopped = runtime.block_on(async move {
@@ -351,6 +431,10 @@ fn main() -> ExitCode {
             identity,
             stall_after,
             gateway_namespace,
+            usage_store,
+            gateway_admin_url,
+            admin_token,
+            usage_interval,
         } => {
             modelgate::memory::single_arena();
             let runtime = match runtime() {
@@ -365,12 +449,25 @@ fn main() -> ExitCode {
                 namespace: lease_namespace,
                 identity,
             });
+            use modelgate::controller::usage::UsageSource;
+            let usage = match (usage_store.filter(|u| u != "memory"), gateway_admin_url) {
+                (Some(url), _) => Some(UsageSource::Redis(url)),
+                (None, Some(url)) => Some(UsageSource::Gateway(
+                    url,
+                    admin_token
+                        .filter(|t| !t.is_empty())
+                        .map(modelgate::secret::SecretString::new),
+                )),
+                (None, None) => None,
+            };
             let options = modelgate::controller::ControllerOptions {
                 scope: scope.into(),
                 admin_listen,
                 lease,
                 stall_after,
                 gateway_namespace,
+                usage,
+                usage_interval,
             };
             runtime.spawn(modelgate::memory::trim_periodically());
             match runtime.block_on(modelgate::controller::run(options)) {
@@ -395,6 +492,26 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Create { team, namespace, name },
+        } => {
+            let key = match modelgate::keys::new_key() {
+                Ok(key) => key,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let name = match name.map(Ok).unwrap_or_else(|| modelgate::keys::default_name(&team)) {
+                Ok(name) => name,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match modelgate::keys::secret_manifest(&key, &name, &namespace, &team) {
+                Ok(manifest) => {
+                    eprintln!("API key for Team {namespace}/{team} (shown once; only its hash is in the Secret below):\n\n    {}\n", key.expose());
+                    print!("{manifest}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
             }
         }
         Command::Crds { output_dir } => {

@@ -10,6 +10,7 @@
 #     several minutes; see tests/controlplane/), helm (tests/tools/helm.sh) and
 #     gitops-health (tests/gitops/: Argo CD's Lua runtime and kstatus);
 #   - the Rust build (CARGO_TARGET_DIR defaults into the cache).
+#   - redis-server (Debian package) for the shared usage store tests;
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
 # real kube-apiserver that tests/controlplane/run.sh starts on loopback.
@@ -35,6 +36,7 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     step "installing ${missing[*]} with apt-get"

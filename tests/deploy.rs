@@ -137,9 +137,12 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The documents as a stream kubectl reads: each one as JSON (valid YAML), so no key is
+/// re-read by kubectl's YAML 1.1 parser as something else (an unquoted `on:` key would become
+/// `true`; the CRDs' quoted `'on'` must stay a string).
 fn to_yaml(docs: &[Value]) -> String {
     docs.iter()
-        .map(|doc| serde_yaml_ng::to_string(doc).expect("serialising YAML"))
+        .map(|doc| serde_json::to_string(doc).expect("serialising JSON") + "\n")
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -244,6 +247,8 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
         "CustomResourceDefinition/gatewayreplicas.modelgate.dev",
         "CustomResourceDefinition/llmproviders.modelgate.dev",
         "CustomResourceDefinition/modelaliases.modelgate.dev",
+        "CustomResourceDefinition/teams.modelgate.dev",
+        "CustomResourceDefinition/accessgroups.modelgate.dev",
         "ServiceAccount/modelgate-controller",
         "ServiceAccount/modelgate-gateway",
         "ClusterRole/modelgate-controller",
@@ -367,6 +372,8 @@ fn helm_chart_renders_and_applies_with_a_server_dry_run() {
     let mut with_crds = documents(&read("crds/gatewayreplica.yaml"));
     with_crds.extend(documents(&read("crds/llmprovider.yaml")));
     with_crds.extend(documents(&read("crds/modelalias.yaml")));
+    with_crds.extend(documents(&read("crds/team.yaml")));
+    with_crds.extend(documents(&read("crds/accessgroup.yaml")));
     with_crds.extend(docs);
     apply(&with_crds, true);
 }
@@ -733,6 +740,52 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
     }
 }
 
+/// With `tenancy.redis.deploy`, the chart deploys a Redis and points the gateways (and the
+/// controller, for Team usage) at it; with one gateway and no Redis the controller asks that
+/// gateway's read API; the render applies, and the binary takes its arguments.
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn the_chart_can_deploy_a_shared_usage_store_for_several_gateways() {
+    let ns = Namespace::new("deploy-redis");
+    let docs = helm_template("mg", ns.name(), &["tenancy.redis.deploy=true", "gateway.replicas=3"]);
+    let url = format!("--usage-store=redis://mg-modelgate-redis.{}.svc:6379", ns.name());
+    let gateway = args(&containers(find(&docs, "Deployment", "mg-modelgate-gateway"))[0]);
+    assert!(
+        gateway.contains(&url) && gateway.contains(&"--auth=api-key".to_owned()),
+        "{gateway:?}"
+    );
+    let controller = args(&containers(find(&docs, "Deployment", "mg-modelgate-controller"))[0]);
+    assert!(controller.contains(&url), "{controller:?}");
+    let redis = find(&docs, "Deployment", "mg-modelgate-redis");
+    assert_eq!(redis["spec"]["replicas"], 1);
+    assert_eq!(
+        find(&docs, "Service", "mg-modelgate-redis")["spec"]["ports"][0]["port"],
+        6379
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_modelgate"));
+    for mut args in [gateway, controller] {
+        args.push("--help".to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(binary, &args);
+        assert!(out.success && out.stderr.is_empty(), "{out}");
+    }
+    let existing = helm_template("mg", ns.name(), &["tenancy.redis.url=redis://cache:6379"]);
+    assert!(of_kind(&existing, "Deployment")
+        .iter()
+        .all(|d| name(d) != "mg-modelgate-redis"));
+    let single = helm_template("one", ns.name(), &["gateway.replicas=1"]);
+    let controller = args(&containers(find(&single, "Deployment", "one-modelgate-controller"))[0]);
+    assert!(
+        controller.contains(&format!(
+            "--gateway-admin-url=http://one-modelgate-gateway-metrics.{}.svc:12001",
+            ns.name()
+        )),
+        "{controller:?}"
+    );
+    let out = apply(&docs, true);
+    assert!(out.success, "{out}");
+}
+
 /// The pods of every render pass Pod Security `restricted`, enforced: each Deployment's pod
 /// template is created as a Pod (server-side dry run) in a namespace that enforces it.
 #[test]
@@ -754,6 +807,7 @@ fn the_pods_pass_pod_security_restricted() {
         kustomize("config/default"),
         helm_template("modelgate", ns.name(), &[]),
         helm_template("mg-alt", ns.name(), &sets),
+        helm_template("mg-redis", ns.name(), &["tenancy.redis.deploy=true"]),
     ] {
         for deployment in of_kind(&docs, "Deployment") {
             let template = &deployment["spec"]["template"];
@@ -769,7 +823,7 @@ fn the_pods_pass_pod_security_restricted() {
             }));
         }
     }
-    assert_eq!(pods.len(), 6);
+    assert_eq!(pods.len(), 9, "three Deployments with the bundled Redis");
     // The ServiceAccount admission plugin wants each pod's ServiceAccount to exist.
     let accounts: BTreeSet<&str> = pods
         .iter()
@@ -890,8 +944,19 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "modelaliases.modelgate.dev", watched),
         can("list", "llmproviders.modelgate.dev", watched),
         can("watch", "llmproviders.modelgate.dev", watched),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
         can("list", "secrets", watched),
         can("watch", "secrets", watched),
+        // Tenancy is read-only too: usage lives in its store, never in the objects.
+        cannot("get", "teams.modelgate.dev", Other),
+        cannot("create", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        status(cannot("patch", "teams.modelgate.dev", Other)),
+        status(cannot("patch", "accessgroups.modelgate.dev", Other)),
+        cannot("create", "accessgroups.modelgate.dev", Other),
         // It reads credentials only through its filtered watch, never one by one.
         cannot("get", "secrets", Other),
         cannot("get", "secrets/openai-api-key", Other),
@@ -923,6 +988,7 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             cannot("list", "llmproviders.modelgate.dev", elsewhere),
+            cannot("list", "teams.modelgate.dev", elsewhere),
             cannot("list", "secrets", elsewhere),
         ]);
     }
@@ -941,6 +1007,17 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "secrets", watched),
         status(can("patch", "modelaliases.modelgate.dev", watched)),
         status(can("patch", "llmproviders.modelgate.dev", watched)),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
+        status(can("patch", "teams.modelgate.dev", watched)),
+        status(can("patch", "accessgroups.modelgate.dev", watched)),
+        // Status only: it never edits a team's grants, credits or limits.
+        cannot("patch", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        cannot("create", "accessgroups.modelgate.dev", Other),
+        cannot("delete", "teams.modelgate.dev", Other),
         can("create", "events.events.k8s.io", watched),
         can("patch", "events.events.k8s.io", watched),
         // The gateways' reports: read, in its own namespace only.
@@ -981,6 +1058,7 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             status(cannot("patch", "modelaliases.modelgate.dev", elsewhere)),
+            status(cannot("patch", "teams.modelgate.dev", elsewhere)),
             cannot("list", "secrets", elsewhere),
             cannot("create", "events.events.k8s.io", elsewhere),
         ]);

@@ -25,6 +25,7 @@ async fn start_with(config: &ConfigDir, egress: EgressOptions) -> Running {
         max_body_bytes: gateway::DEFAULT_MAX_BODY_BYTES,
         egress,
         server: Default::default(),
+        tenancy: Default::default(),
     })
     .await
     .unwrap_or_else(|e| panic!("the gateway did not start: {e}"))

@@ -491,6 +491,7 @@ async fn startup_fails_listing_every_problem() {
         max_body_bytes: 1024,
         egress: Default::default(),
         server: Default::default(),
+        tenancy: Default::default(),
     };
     let error = match modelgate::gateway::start(options).await {
         Ok(_) => panic!("a broken config must not start"),

@@ -22,7 +22,7 @@ async fn the_official_openai_python_client_works_against_the_gateway() {
             + &alias("retired", "{target: mock/old, active: false}")),
     );
     let gateway = start_gateway(&config).await;
-    let stdout = pytest("", &gateway).await;
+    let stdout = pytest("", &gateway, &[]).await;
     assert!(stdout.contains("7 passed"), "{stdout}");
     assert_eq!(upstream.last().authorization.as_deref(), Some("Bearer sk-alpha"));
 }

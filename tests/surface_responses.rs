@@ -9,6 +9,7 @@ mod upstream;
 
 use std::time::Duration;
 
+use modelgate::gateway::tenancy::{AuthMode, TenancyOptions};
 use modelgate::gateway::Running;
 use serde_json::{json, Value};
 use support::*;
@@ -16,9 +17,9 @@ use upstream::Upstream;
 
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// A gateway with `fast` (mock), `tools` (openai-compatible), `native` (openai) and `azure`
-/// (azure-openai) aliases, the last three at `upstream`.
-async fn gateway(upstream: &Upstream) -> (ConfigDir, Running) {
+/// `fast` (mock), `tools` (openai-compatible), `native` (openai) and `azure` (azure-openai)
+/// aliases, the last three at `upstream`.
+fn world(upstream: &Upstream) -> String {
     let secret = |name: &str, key: &str| {
         format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{apiKey: {key}}}\n")
     };
@@ -26,18 +27,20 @@ async fn gateway(upstream: &Upstream) -> (ConfigDir, Running) {
         format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n  baseUrl: {base}\n  apiKey: {{secretRef: {{name: {name}-key, key: apiKey}}}}\n  timeouts: {{request: 5s}}\n")
             + &secret(&format!("{name}-key"), &format!("sk-{name}"))
     };
+    mock_provider()
+        + &provider("compat", "openai-compatible", &upstream.base_url())
+        + &provider("native", "openai", &upstream.base_url())
+        + &provider("azure", "azure-openai", &format!("http://{}", upstream.addr))
+        + &alias("fast", "{target: mock/fast-demo-model}")
+        + &alias("tools", "{target: compat/brain-1}")
+        + &alias("native", "{target: native/gpt-4.1}")
+        + &alias("azure", "{target: azure/gpt-4o-prod}")
+}
+
+/// A gateway over [`world`], without tenancy.
+async fn gateway(upstream: &Upstream) -> (ConfigDir, Running) {
     let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &(mock_provider()
-            + &provider("compat", "openai-compatible", &upstream.base_url())
-            + &provider("native", "openai", &upstream.base_url())
-            + &provider("azure", "azure-openai", &format!("http://{}", upstream.addr))
-            + &alias("fast", "{target: mock/fast-demo-model}")
-            + &alias("tools", "{target: compat/brain-1}")
-            + &alias("native", "{target: native/gpt-4.1}")
-            + &alias("azure", "{target: azure/gpt-4o-prod}")),
-    );
+    config.write("c.yaml", &world(upstream));
     let gateway = start_gateway(&config).await;
     (config, gateway)
 }
@@ -415,13 +418,83 @@ async fn a_stream_cut_short_ends_with_an_error_and_response_failed() {
 }
 
 #[tokio::test]
+async fn a_team_is_charged_the_responses_usage_passed_through_or_translated() {
+    const KEY: &str = "mg-responses-team-key";
+    let upstream = Upstream::start().await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(world(&upstream)
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: AccessGroup\nmetadata: {name: all}\nspec: {aliases: [tools, native]}\n"
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: apps}\nspec: {accessGroups: [all]}\n"
+            + &key_secret("apps-key", "apps", KEY)),
+    );
+    let gateway = start_gateway_tenancy(
+        &config,
+        TenancyOptions {
+            auth: AuthMode::ApiKey,
+            admin_token: Some(modelgate::secret::SecretString::new("admin-token")),
+            ..TenancyOptions::default()
+        },
+    )
+    .await;
+    let send = |body: Value| {
+        let addr = gateway.addr;
+        async move {
+            let response = client()
+                .post(format!("http://{addr}/v1/responses"))
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("answer");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, text)
+        }
+    };
+    // Refused before any call: released, not charged.
+    let (status, text) = send(json!({"model": "tools", "input": "Hi", "previous_response_id": "resp_1"})).await;
+    assert_eq!(status, 400, "{text}");
+    // Each answered: the openai provider's Responses usage (21 in, 5 of them cached, 4 out),
+    // and the openai-compatible target's chat usage (11 in, 5 out), streamed and not.
+    for model in ["native", "tools"] {
+        for stream in [false, true] {
+            let (status, text) = send(json!({"model": model, "input": "Hi", "stream": stream})).await;
+            assert_eq!(status, 200, "{model} stream={stream}: {text}");
+            assert!(text.contains("\"output_tokens\""), "{text}");
+        }
+    }
+    let usage = eventually(SETTLE, "four settled requests", || async {
+        let response = client()
+            .get(format!("http://{}/api/teams/apps", gateway.admin_addr))
+            .bearer_auth("admin-token")
+            .send()
+            .await
+            .ok()?;
+        let team: Value = response.json().await.ok()?;
+        (team["usage"]["requests"].as_u64() >= Some(4)).then(|| team["usage"].clone())
+    })
+    .await;
+    assert_eq!(
+        (
+            &usage["requests"],
+            &usage["prompt_tokens"],
+            &usage["completion_tokens"],
+            &usage["cached_prompt_tokens"]
+        ),
+        (&json!(4), &json!(2 * 21 + 2 * 11), &json!(2 * 4 + 2 * 5), &json!(2 * 5))
+    );
+}
+
+#[tokio::test]
 #[ignore = "needs the openai Python package: tests/all.sh installs it and runs this"]
 async fn the_official_openai_python_client_creates_responses_through_the_gateway() {
     let upstream = Upstream::start().await;
     let (_config, gateway) = gateway(&upstream).await;
     // Named outside pytest's test_*.py pattern so that the chat client run (tests/openai_client.rs)
     // does not collect it; given by path, pytest runs it.
-    let stdout = pytest("responses_client.py", &gateway).await;
+    let stdout = pytest("responses_client.py", &gateway, &[]).await;
     assert!(stdout.contains("7 passed"), "{stdout}");
     assert!(upstream
         .received()

@@ -87,6 +87,9 @@ pub fn split_target(target: &str) -> Option<(&str, &str)> {
 
 /// Field-level rules of a ModelAlias spec.
 pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec<Diagnostic>) {
+    if let Some(Err((field, message))) = spec.pricing.as_ref().map(super::tenancy::Price::parse) {
+        out.push(Diagnostic::error(object, field, Reason::InvalidSpec, message));
+    }
     if let Some(alias) = &spec.alias {
         if let Err(message) = check_alias_name(alias) {
             out.push(Diagnostic::error(object, "spec.alias", Reason::InvalidSpec, message));

@@ -14,30 +14,30 @@ use tokio::sync::mpsc;
 
 use super::metrics::Kind;
 use super::pacing::Pacing;
-use super::reconcile;
+use super::reconcile::{self, Context};
 use super::status::Env;
 use super::world::{Snapshot, World};
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
+
+/// Where reconciles are queued, by kind.
+pub struct Queues {
+    pub aliases: mpsc::Sender<KubeRef<ModelAlias>>,
+    pub providers: mpsc::Sender<KubeRef<LLMProvider>>,
+    pub teams: mpsc::Sender<KubeRef<Team>>,
+    pub groups: mpsc::Sender<KubeRef<AccessGroup>>,
+}
 
 /// Runs both triggers until the controller stops.
-pub async fn trigger(
-    world: Arc<World>,
-    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
-    providers: mpsc::Sender<KubeRef<LLMProvider>>,
-    pacing: Arc<Pacing>,
-) {
+pub async fn trigger(world: Arc<World>, ctx: Arc<Context>, queues: Queues, pacing: Arc<Pacing>) {
     world.wait_ready().await;
+    let (aliases, providers) = (queues.aliases.clone(), queues.providers.clone());
     tokio::join!(
-        on_compile(world.clone(), aliases.clone(), providers.clone()),
-        on_gateways(world, aliases, providers, pacing),
+        on_compile(world.clone(), ctx.clone(), queues),
+        on_gateways(world, aliases, providers, pacing, &ctx.usage),
     );
 }
 
-async fn on_compile(
-    world: Arc<World>,
-    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
-    providers: mpsc::Sender<KubeRef<LLMProvider>>,
-) {
+async fn on_compile(world: Arc<World>, ctx: Arc<Context>, queues: Queues) {
     let mut snapshots = world.snapshots();
     // A compilation published before this subscription counts too.
     snapshots.mark_changed();
@@ -53,12 +53,40 @@ async fn on_compile(
             &snapshot,
             world.aliases.state(),
             world.providers.state(),
-            (&aliases, &providers),
+            (&queues.aliases, &queues.providers),
+            &ctx.usage,
         );
-        if changed.await.is_err() {
+        if changed.await.is_err() || queue_tenancy(&world, &snapshot, &ctx, &queues).await.is_err() {
             return;
         }
     }
+}
+
+/// Queues the Teams and AccessGroups whose status would now differ.
+async fn queue_tenancy(world: &World, snapshot: &Snapshot, ctx: &Context, queues: &Queues) -> Result<(), ()> {
+    let now = reconcile::now();
+    for team in world.teams.state() {
+        let figures = ctx.usage.get(&crate::compiler::ObjectKey::of(&team.metadata));
+        let desired = snapshot.team_status(&team, figures.as_ref(), &now);
+        if team.status.as_ref() != Some(&desired) {
+            queues
+                .teams
+                .send(KubeRef::from_obj(team.as_ref()))
+                .await
+                .map_err(|_| ())?;
+        }
+    }
+    for group in world.groups.state() {
+        let desired = snapshot.group_status(&group, &now);
+        if group.status.as_ref() != Some(&desired) {
+            queues
+                .groups
+                .send(KubeRef::from_obj(group.as_ref()))
+                .await
+                .map_err(|_| ())?;
+        }
+    }
+    Ok(())
 }
 
 async fn on_gateways(
@@ -66,6 +94,7 @@ async fn on_gateways(
     aliases: mpsc::Sender<KubeRef<ModelAlias>>,
     providers: mpsc::Sender<KubeRef<LLMProvider>>,
     pacing: Arc<Pacing>,
+    usage: &super::usage::UsageBook,
 ) {
     let mut views = world.gateways.view.clone();
     loop {
@@ -89,6 +118,7 @@ async fn on_gateways(
             pending_aliases.iter().filter_map(find_alias).collect(),
             pending_providers.iter().filter_map(find_provider).collect(),
             (&aliases, &providers),
+            usage,
         );
         if changed.await.is_err() {
             return;
@@ -104,6 +134,7 @@ async fn queue_changed(
     alias_list: Vec<Arc<ModelAlias>>,
     provider_list: Vec<Arc<LLMProvider>>,
     (aliases, providers): (&mpsc::Sender<KubeRef<ModelAlias>>, &mpsc::Sender<KubeRef<LLMProvider>>),
+    usage: &super::usage::UsageBook,
 ) -> Result<(), ()> {
     let now = reconcile::now();
     let gateways = world.gateway_view();
@@ -114,7 +145,7 @@ async fn queue_changed(
     };
     let references = &world.references;
     for alias in alias_list {
-        let desired = snapshot.alias_status(&alias, &env, references);
+        let desired = snapshot.alias_status(&alias, &env, references, usage);
         if alias.status.as_ref() != Some(&desired) {
             aliases.send(KubeRef::from_obj(alias.as_ref())).await.map_err(|_| ())?;
         }

@@ -10,6 +10,7 @@ mod pacing;
 pub mod reconcile;
 mod references;
 pub mod status;
+pub mod usage;
 mod world;
 mod written;
 
@@ -31,11 +32,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use events::{Events, Reporter};
 use metrics::ControllerMetrics;
-use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
+use reconcile::{error_policy, reconcile_alias, reconcile_group, reconcile_provider, reconcile_team, Context};
 use world::World;
 
 /// How the controller runs.
@@ -50,6 +51,10 @@ pub struct ControllerOptions {
     pub stall_after: Duration,
     /// Where the gateways' `GatewayReplica` reports are.
     pub gateway_namespace: String,
+    /// Where Teams' usage is read from for their status; `None`: not reported.
+    pub usage: Option<usage::UsageSource>,
+    /// How often usage is read (and so at most how often it changes a Team's status).
+    pub usage_interval: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -167,11 +172,21 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
     let changes = Changes::default();
     let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
     let (gateways, gateway_watch) = gateways::watch(&client, &options.gateway_namespace, scope.selector.clone());
+    let tenancy =
+        crate::kubernetes::tenancy::reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let [s0, s1, s2] = reflectors.synced.clone();
+    let [s3, s4, s5] = tenancy.synced.clone();
+    let stores = world::Stores {
+        providers: reflectors.providers.clone(),
+        aliases: reflectors.aliases.clone(),
+        secrets: reflectors.secrets.clone(),
+        teams: tenancy.teams.clone(),
+        groups: tenancy.groups.clone(),
+        keys: tenancy.keys.clone(),
+    };
     let world = Arc::new(World::new(
-        reflectors.providers.clone(),
-        reflectors.aliases.clone(),
-        reflectors.secrets.clone(),
-        reflectors.synced.clone(),
+        stores,
+        [s0, s1, s2, s3, s4, s5],
         changes,
         gateways,
         options.stall_after,
@@ -204,9 +219,53 @@ async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
         .run(reconcile_provider, error_policy, ctx.clone())
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
+    let (team_tx, team_rx) = mpsc::channel::<KubeRef<Team>>(1024);
+    let (group_tx, group_rx) = mpsc::channel::<KubeRef<AccessGroup>>(1024);
+    let teams = Controller::for_stream(tenancy.team_stream, tenancy.teams)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(team_rx))
+        .run(reconcile_team, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let groups = Controller::for_stream(tenancy.group_stream, tenancy.groups)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(group_rx))
+        .run(reconcile_group, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let keys = drive("API key Secret", tenancy.key_stream);
+    let usage = {
+        let (source, world, ctx, team_tx) = (options.usage.clone(), world.clone(), ctx.clone(), team_tx.clone());
+        let (every, alias_tx) = (options.usage_interval, alias_tx.clone());
+        async move {
+            if let Some(source) = source {
+                usage::poll(source, every, world, ctx, team_tx, alias_tx).await;
+            }
+        }
+    };
     let compiler = world.clone().compile_on_change();
-    let dependents = dependents::trigger(world, alias_tx, provider_tx, pacing);
-    tokio::join!(aliases, providers, secrets, compiler, dependents, events, gateway_watch);
+    let dependents = dependents::trigger(
+        world,
+        ctx.clone(),
+        dependents::Queues {
+            aliases: alias_tx,
+            providers: provider_tx,
+            teams: team_tx,
+            groups: group_tx,
+        },
+        pacing,
+    );
+    tokio::join!(
+        aliases,
+        providers,
+        secrets,
+        compiler,
+        dependents,
+        events,
+        gateway_watch,
+        teams,
+        groups,
+        keys,
+        usage
+    );
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {

@@ -19,7 +19,7 @@ use super::status::{stall_deadline, Env};
 use super::world::World;
 use super::written::{fingerprint, Written};
 use crate::compiler::ObjectKey;
-use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
+use crate::crd::{condition_type, AccessGroup, LLMProvider, ModelAlias, Team, API_VERSION};
 
 /// The one field manager that writes status.
 pub const FIELD_MANAGER: &str = "modelgate-controller";
@@ -32,6 +32,8 @@ pub struct Context {
     pub metrics: Arc<ControllerMetrics>,
     written: Written,
     failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
+    /// Teams' usage this period, as last read from the usage store.
+    pub usage: super::usage::UsageBook,
 }
 
 impl Context {
@@ -43,6 +45,7 @@ impl Context {
             metrics,
             written: Written::default(),
             failures: Mutex::default(),
+            usage: Default::default(),
         }
     }
 
@@ -110,7 +113,7 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         stall_after: ctx.world.stall_after,
         gateways: &gateways,
     };
-    let desired = snapshot.alias_status(&alias, &env, &ctx.world.references);
+    let desired = snapshot.alias_status(&alias, &env, &ctx.world.references, &ctx.usage);
     let current = alias.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,
@@ -164,6 +167,49 @@ fn next_look(conditions: &[Condition], ctx: &Context, now: &Time) -> Action {
         }
         None => Action::await_change(),
     }
+}
+
+pub async fn reconcile_team(team: Arc<Team>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(team.as_ref());
+    let figures = ctx.usage.get(&key);
+    let desired = snapshot.team_status(&team, figures.as_ref(), &now());
+    let current = team.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        team.as_ref(),
+        Kind::Team,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await
+}
+
+pub async fn reconcile_group(group: Arc<AccessGroup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(group.as_ref());
+    let desired = snapshot.group_status(&group, &now());
+    let current = group.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        group.as_ref(),
+        Kind::AccessGroup,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await
 }
 
 /// Writes `desired` (a status and its conditions) if it differs from `current`, and queues an

@@ -12,19 +12,26 @@ use kube::runtime::reflector::Store;
 use super::gateways::{GatewayView, Gateways};
 use super::metrics::Kind;
 use super::references::References;
-use super::status::{alias_status, provider_status, Env};
+use super::status::{alias_status, group_status, provider_status, team_status, Env, TeamFigures};
 use super::written::fingerprint;
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
-use crate::crd::{condition_type, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
+use crate::crd::{
+    condition_type, AccessGroup, AccessGroupStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, Team,
+    TeamStatus,
+};
 use crate::kubernetes::{resource_version, secret_data, wait_synced, Changes, Synced};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The reflector stores, the compiled view of them, and the gateway replicas.
 pub struct World {
     pub providers: Store<LLMProvider>,
     pub aliases: Store<ModelAlias>,
     pub secrets: Store<Secret>,
+    pub teams: Store<Team>,
+    pub groups: Store<AccessGroup>,
+    pub keys: Store<Secret>,
     pub changes: Changes,
-    synced: [Synced; 3],
+    synced: [Synced; 6],
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     pub gateways: Gateways,
     pub references: References,
@@ -69,8 +76,15 @@ impl Snapshot {
         &all[start..start + len]
     }
 
-    /// The status this compilation gives an alias, in `env`.
-    pub fn alias_status(&self, alias: &ModelAlias, env: &Env, references: &References) -> ModelAliasStatus {
+    /// The status this compilation gives an alias, in `env`, with its usage summary when
+    /// known.
+    pub fn alias_status(
+        &self,
+        alias: &ModelAlias,
+        env: &Env,
+        references: &References,
+        usage: &super::usage::UsageBook,
+    ) -> ModelAliasStatus {
         let key = ObjectKey::of(&alias.metadata);
         let object = ObjectRef::alias(key.clone());
         let generation = alias.metadata.generation;
@@ -84,17 +98,36 @@ impl Snapshot {
             .filter(|r| Some(r.generation) == generation);
         let reference =
             published.map(|r| references.of(Kind::ModelAlias, &key, fingerprint(r), resource_version(alias)));
-        let status = alias_status(
-            alias,
-            self.route_of(alias, &key),
-            self.diagnostics_of(&object),
-            env,
-            reference,
-        );
+        let route = self.route_of(alias, &key);
+        let mut status = alias_status(alias, route, self.diagnostics_of(&object), env, reference);
+        if let Some(summary) = route.and_then(|r| usage.alias(&r.alias)) {
+            status.usage = Some(summary);
+        }
         if reference.is_some() && programmed(&status.conditions, generation) {
             references.done(Kind::ModelAlias, &key);
         }
         status
+    }
+
+    /// The status this compilation gives a Team, with its usage when known.
+    pub fn team_status(&self, team: &Team, figures: Option<&TeamFigures>, now: &Time) -> TeamStatus {
+        let key = ObjectKey::of(&team.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::Team, key.clone());
+        team_status(
+            team,
+            self.compiled.access.team(&key),
+            self.diagnostics_of(&object),
+            figures,
+            now,
+        )
+    }
+
+    /// The status this compilation gives an AccessGroup.
+    pub fn group_status(&self, group: &AccessGroup, now: &Time) -> AccessGroupStatus {
+        let key = ObjectKey::of(&group.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::AccessGroup, key.clone());
+        let compiled = self.compiled.access.groups.iter().find(|g| g.key == key);
+        group_status(group, compiled, self.diagnostics_of(&object), now)
     }
 
     /// The status this compilation gives a provider, in `env`.
@@ -124,20 +157,31 @@ impl Snapshot {
     }
 }
 
+/// The watched objects a compilation reads: the routing kinds and the tenancy kinds.
+pub struct Stores {
+    pub providers: Store<LLMProvider>,
+    pub aliases: Store<ModelAlias>,
+    pub secrets: Store<Secret>,
+    pub teams: Store<Team>,
+    pub groups: Store<AccessGroup>,
+    pub keys: Store<Secret>,
+}
+
 impl World {
     pub fn new(
-        providers: Store<LLMProvider>,
-        aliases: Store<ModelAlias>,
-        secrets: Store<Secret>,
-        synced: [Synced; 3],
+        stores: Stores,
+        synced: [Synced; 6],
         changes: Changes,
         gateways: Gateways,
         stall_after: Duration,
     ) -> Self {
         World {
-            providers,
-            aliases,
-            secrets,
+            providers: stores.providers,
+            aliases: stores.aliases,
+            secrets: stores.secrets,
+            teams: stores.teams,
+            groups: stores.groups,
+            keys: stores.keys,
             changes,
             synced,
             snapshots: watch::channel(None).0,
@@ -215,13 +259,21 @@ impl World {
             secrets: &secrets,
             env: None,
         };
-        compile(&Inputs {
+        let mut compiled = compile(&Inputs {
             providers: &providers,
             aliases: &aliases,
             credentials: &credentials,
             unreadable: &[],
             previous: None,
-        })
+        });
+        compiled.add_access(
+            &self.teams.state(),
+            &self.groups.state(),
+            &crate::kubernetes::tenancy::api_keys(&self.keys),
+            &aliases,
+            crate::compiler::tenancy::Membership::Spec,
+        );
+        compiled
     }
 }
 
@@ -301,6 +353,7 @@ spec: {alias: Fast.V1, target: mock/three}
             Compiled {
                 table: Default::default(),
                 diagnostics: diagnostics.clone(),
+                access: Default::default(),
             },
         );
         for target in [object("a"), object("b"), object("c"), object("d"), object("e")] {

@@ -125,6 +125,12 @@ pub struct ModelAliasSpec {
     /// Size and output caps, content rules and a classifier webhook, checked by the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<Guardrails>,
+
+    /// What a call through this alias costs a Team, in US dollars per million tokens
+    /// (decimal strings). Without it, an alias that routes to exactly one other alias costs
+    /// what that alias costs; otherwise calls are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 const TARGET_MESSAGE: &str =
@@ -177,6 +183,10 @@ pub struct ModelAliasStatus {
     /// `a 80%, b 20%`. Shown by `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Calls through this alias since the usage store was created, summed over every gateway
+    /// replica (updated at most every 30 s, and only when it changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Usage>,
 }
 
 /// A compiled route: the concrete provider models an alias sends traffic to.
@@ -199,6 +209,10 @@ pub struct ResolvedRoute {
     pub description: Option<String>,
     /// Concrete targets with their effective share of traffic.
     pub targets: Vec<ResolvedTarget>,
+    /// The price the gateways charge for a call, as accepted by the controller (the alias's
+    /// own `spec.pricing`, or the one of the single alias it routes to). Absent: free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::PublishedPricing>,
     /// Fallback tiers in the order they are tried, compiled to concrete targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<ResolvedFallback>,

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{GatewayReplica, LLMProvider, ModelAlias};
+use super::{AccessGroup, GatewayReplica, LLMProvider, ModelAlias, Team};
 
 /// One generated CRD file: its file name under `crds/` and its YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +15,13 @@ pub struct CrdFile {
 }
 
 /// The CRDs with the file name each is committed under.
-pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 3] {
+pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 5] {
     [
         ("gatewayreplica.yaml", finish(GatewayReplica::crd())),
         ("llmprovider.yaml", finish(LLMProvider::crd())),
         ("modelalias.yaml", finish(ModelAlias::crd())),
+        ("accessgroup.yaml", finish(AccessGroup::crd())),
+        ("team.yaml", finish(Team::crd())),
     ]
 }
 

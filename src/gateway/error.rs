@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub param: Option<std::borrow::Cow<'static, str>>,
     pub message: String,
+    /// Extra response headers (`Retry-After`, `x-ratelimit-*`).
+    pub headers: Option<Box<axum::http::HeaderMap>>,
 }
 
 #[derive(Serialize)]
@@ -36,7 +38,73 @@ impl ApiError {
             code: Some(code),
             param: None,
             message,
+            headers: None,
         }
+    }
+
+    /// The same error with these response headers.
+    pub fn with_headers(mut self, headers: axum::http::HeaderMap) -> Self {
+        self.headers = Some(Box::new(headers));
+        self
+    }
+
+    pub fn invalid_api_key(presented: bool) -> Self {
+        let message = if presented {
+            "Incorrect API key provided. Use a key issued for your team (`modelgate keys create`); keys are never shown again after creation."
+        } else {
+            "No API key provided. Send your team's key as 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
+        };
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            message.to_string(),
+        )
+    }
+
+    pub fn model_access_denied(model: &str, team: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "model_access_denied",
+            format!("Team '{team}' may not call the model '{model}': no AccessGroup of the team grants it. List the models this key may call with GET /v1/models, or ask the platform team to add '{model}' to one of the team's access groups."),
+        )
+        .with_param("model")
+    }
+
+    pub fn insufficient_credits(team: &str, allocated: i64, spent: i64, period: crate::crd::Period) -> Self {
+        use crate::compiler::tenancy::format_usd;
+        let when = match period {
+            crate::crd::Period::Never => "They do not reset".to_string(),
+            other => format!(
+                "They reset at the start of the next {} period (00:00 UTC)",
+                other.as_str().to_lowercase().trim_end_matches("ly")
+            ),
+        };
+        ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_credits",
+            format!("Team '{team}' has used its credits: {} of {} USD spent. {when}; ask the platform team to raise spec.credits.allocated. Do not retry.", format_usd(spent), format_usd(allocated)),
+        )
+    }
+
+    pub fn rate_limit_exceeded(team: &str, limit: &str, retry_after: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            format!("Team '{team}' reached its limit of {limit}. Retry after {:.1} s (see the Retry-After and x-ratelimit-* headers).", retry_after.as_secs_f64()),
+        )
+    }
+
+    pub fn usage_store_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "usage_store_unavailable",
+            "The gateway cannot reach its usage store to check this team's limits and credits (--usage-store-failure closed). Retry shortly; the platform team is told by the modelgate_usage_store_up metric.".to_string(),
+        )
     }
 
     fn with_param(mut self, param: &'static str) -> Self {
@@ -219,6 +287,7 @@ impl ApiError {
             }),
             param: param.map(|p| std::borrow::Cow::Owned(p.to_string())),
             message,
+            headers: None,
         }
     }
 
@@ -306,7 +375,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, self.body())
+        let mut response = json_response(self.status, self.body());
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
+        response
     }
 }
 

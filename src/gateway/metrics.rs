@@ -148,6 +148,8 @@ pub struct Metrics {
     pub config_errors: Gauge,
     /// Client connections, per listener.
     pub connections: super::server::ConnectionMetrics,
+    /// Usage by team and alias, and the usage store's health.
+    pub tenancy: Arc<super::tenancy::metrics::TenancyMetrics>,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -208,7 +210,9 @@ impl Metrics {
             config_errors.clone(),
         );
         let connections = super::server::ConnectionMetrics::register(&mut registry);
+        let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         Metrics {
+            tenancy,
             registry,
             requests,
             duration,

@@ -16,6 +16,7 @@ pub mod report;
 pub mod server;
 pub mod standalone;
 pub mod surfaces;
+pub mod tenancy;
 mod upstream;
 mod usage;
 
@@ -52,19 +53,40 @@ pub struct Shared {
     pub egress: egress::Egress,
     /// A request's body must arrive within this (`--body-timeout`).
     pub body_timeout: Duration,
+    /// Keys, access, limits, credits and usage.
+    pub tenancy: tenancy::Tenancy,
     ready: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Shared {
+    /// A gateway without tenancy (every request served).
     pub fn new(max_body_bytes: usize, egress: egress::Egress) -> Self {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::open(metrics.tenancy.clone());
+        Shared::assemble(max_body_bytes, egress, metrics, tenancy)
+    }
+
+    /// A gateway with these tenancy options (a Redis store starts its connection task).
+    pub fn with_tenancy(
+        max_body_bytes: usize,
+        egress: egress::Egress,
+        options: tenancy::TenancyOptions,
+    ) -> Result<Self, tenancy::TenancyError> {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::new(options, metrics.tenancy.clone())?;
+        Ok(Shared::assemble(max_body_bytes, egress, metrics, tenancy))
+    }
+
+    fn assemble(max_body_bytes: usize, egress: egress::Egress, metrics: Metrics, tenancy: tenancy::Tenancy) -> Self {
         Shared {
             live: ArcSwap::from_pointee(LiveTable::default()),
-            metrics: Metrics::new(),
+            metrics,
             clients: ClientPool::new(egress.policy.clone()),
             max_body_bytes,
             egress,
             body_timeout: ServerOptions::default().body_timeout,
+            tenancy,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -101,7 +123,8 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(tenancy::admin::router(shared))
 }
 
 /// Stops the in-cluster watch task when the server stops.
@@ -165,6 +188,8 @@ pub struct GatewayOptions {
     pub egress: egress::EgressOptions,
     /// Client connection timeouts and limits, and the shutdown sequence.
     pub server: ServerOptions,
+    /// API keys, access, limits, credits and their store.
+    pub tenancy: tenancy::TenancyOptions,
 }
 
 /// Errors that stop the gateway.
@@ -182,6 +207,8 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error("cannot reach the Kubernetes API (no --config given, so the gateway reads the cluster): {0}")]
     Kubernetes(#[source] kube::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::TenancyError),
 }
 
 /// A gateway serving in the background; dropping it closes every connection at once.
@@ -285,7 +312,7 @@ pub async fn start_reporting(
         options.config.is_empty(),
         &[options.listen, options.admin_listen],
     );
-    let mut shared = Shared::new(options.max_body_bytes, egress);
+    let mut shared = Shared::with_tenancy(options.max_body_bytes, egress, options.tenancy.clone())?;
     shared.body_timeout = options.server.body_timeout;
     let shared = Arc::new(shared);
     let mut reporting = None;
@@ -303,9 +330,10 @@ pub async fn start_reporting(
         let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone(), served));
         Box::new(AbortOnDrop(task))
     } else {
-        let table = standalone::initial(&options.config)?;
+        let (table, access) = standalone::initial(&options.config)?;
         let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
         shared.install(live, table.routes.len(), 0);
+        shared.tenancy.install(access);
         Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
     };
 

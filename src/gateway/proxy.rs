@@ -51,6 +51,11 @@ async fn serve(
     if let Some(why) = &route.disabled {
         return Err(reject(ApiError::model_disabled(&route.alias, why)));
     }
+    let admission = shared
+        .tenancy
+        .admit(headers, route, &bytes, endpoint)
+        .await
+        .map_err(reject)?;
     let target = route
         .pick(fastrand::f64())
         .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
@@ -69,6 +74,7 @@ async fn serve(
         target,
         metrics,
         started,
+        admission: std::sync::Mutex::new(Some(admission)),
     };
     providers::call(&call).await
 }

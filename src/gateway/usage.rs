@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::RouteMetrics;
+use super::tenancy::Admission;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -20,15 +21,34 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// OpenAI's `prompt_tokens_details` (`cached_tokens`: prompt tokens from the prompt cache).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
 }
 
-/// The Responses API's names for the same counts (`usage.input_tokens`, `output_tokens`).
+#[derive(Deserialize, Default, Debug, PartialEq, Eq, Clone, Copy)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Prompt tokens served from the provider's prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0)
+    }
+}
+
+/// The Responses API's names for the same counts (`usage.input_tokens`, `output_tokens`,
+/// `input_tokens_details.cached_tokens`).
 #[derive(Deserialize)]
 struct ResponsesUsage {
     #[serde(default)]
     input_tokens: u64,
     #[serde(default)]
     output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<PromptDetails>,
 }
 
 impl From<ResponsesUsage> for Usage {
@@ -36,6 +56,7 @@ impl From<ResponsesUsage> for Usage {
         Usage {
             prompt_tokens: usage.input_tokens,
             completion_tokens: usage.output_tokens,
+            prompt_tokens_details: usage.input_tokens_details,
         }
     }
 }
@@ -195,6 +216,7 @@ pub struct Metered<S> {
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
+    admission: Option<Admission>,
 }
 
 impl<S> Metered<S> {
@@ -205,10 +227,11 @@ impl<S> Metered<S> {
         status: u16,
         content_type: Option<&str>,
         shape: UsageShape,
+        admission: Option<Admission>,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type, shape);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
-        Self::with_scanner(inner, metrics, started, status, scanner, streaming)
+        Self::with_scanner(inner, metrics, started, status, scanner, streaming, admission)
     }
 
     /// A meter whose usage comes from `scanner`; `streaming` says whether the first chunk's
@@ -220,6 +243,7 @@ impl<S> Metered<S> {
         status: u16,
         scanner: UsageScanner,
         streaming: bool,
+        admission: Option<Admission>,
     ) -> Self {
         Metered {
             inner,
@@ -229,6 +253,7 @@ impl<S> Metered<S> {
             streaming,
             first_seen: false,
             scanner: Some(scanner),
+            admission,
         }
     }
 
@@ -236,9 +261,13 @@ impl<S> Metered<S> {
         let Some(scanner) = self.scanner.take() else { return };
         self.metrics.count(self.status);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
-        if let Some(usage) = scanner.finish() {
+        let usage = scanner.finish();
+        if let Some(usage) = usage {
             self.metrics.tokens_in.inc_by(usage.prompt_tokens);
             self.metrics.tokens_out.inc_by(usage.completion_tokens);
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(usage);
         }
     }
 }
@@ -302,7 +331,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 12,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
     }
@@ -311,6 +341,7 @@ mod tests {
         Some(Usage {
             prompt_tokens,
             completion_tokens,
+            ..Usage::default()
         })
     }
 
@@ -355,6 +386,17 @@ mod tests {
     }
 
     #[test]
+    fn cached_prompt_tokens_are_read_from_prompt_tokens_details() {
+        let body = br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        assert_eq!(usage_in_json(body).map(|u| u.cached_tokens()), Some(1920));
+        let null = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":null}}"#;
+        assert_eq!(
+            usage_in_json(null).map(|u| (u.prompt_tokens, u.cached_tokens())),
+            Some((5, 0))
+        );
+    }
+
+    #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"), UsageShape::Chat);
@@ -365,19 +407,24 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 1
+                completion_tokens: 1,
+                ..Usage::default()
             })
         );
     }
 
     #[test]
     fn responses_usage_is_read_from_the_object_and_the_final_event_only() {
-        let body = br#"{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"a \"usage\": {\"input_tokens\": 9}"}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123},"user":null,"metadata":{}}"#;
+        let body = br#"{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"a \"usage\": {\"input_tokens\": 9}"}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":12},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123},"user":null,"metadata":{}}"#;
         let mut scanner = UsageScanner::for_content_type(Some("application/json"), UsageShape::Responses);
         for piece in body.chunks(9) {
             scanner.feed(&Bytes::copy_from_slice(piece));
         }
-        assert_eq!(scanner.finish(), usage(36, 87));
+        let read = scanner.finish().expect("usage");
+        assert_eq!(
+            (read.prompt_tokens, read.completion_tokens, read.cached_tokens()),
+            (36, 87, 12)
+        );
 
         let stream = concat!(
             "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"usage\":null}}\n\n",

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 
 use crate::compiler::SecretData;
 
+pub mod tenancy;
+
 /// Label that marks a Secret as a provider credential. Only Secrets with it are read, by the
 /// controller and the gateway alike: a Secret an LLMProvider references must carry it.
 pub const CREDENTIAL_LABEL: &str = "modelgate.dev/credential";
@@ -153,6 +155,7 @@ impl Reader {
                 if let Some(status) = alias.status.as_mut() {
                     status.conditions = Vec::new();
                     status.target = None;
+                    status.usage = None;
                 }
             },
         }
@@ -184,6 +187,45 @@ pub fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    reflect_keeping(api, config, changes, bump, trim, false, generation)
+}
+
+/// What [`Bump::OnSpec`] compares: the object's `metadata.generation`.
+pub fn generation<K: Resource>(object: &K) -> Option<i64> {
+    object.meta().generation
+}
+
+/// For the gateway's ModelAliases: the generation and the published route, so status writes
+/// that change neither (conditions, the usage summary) rebuild nothing.
+fn published_route(alias: &crate::crd::ModelAlias) -> Option<i64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    alias.metadata.generation.hash(&mut hasher);
+    serde_json::to_string(&alias.status.as_ref().and_then(|s| s.resolved.as_ref()))
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    Some(hasher.finish() as i64)
+}
+
+/// [`reflect`], keeping labels when `labels` is true (label selectors are evaluated on them:
+/// an AccessGroup's `aliasSelector`, an API key's team).
+pub fn reflect_keeping<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: Changes,
+    bump: Bump,
+    trim: fn(&mut K),
+    labels: bool,
+    version: fn(&K) -> Option<i64>,
+) -> (
+    Store<K>,
+    Synced,
+    Progress,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let (synced_tx, synced_rx) = watch::channel(false);
     let progress = Progress::default();
@@ -195,7 +237,9 @@ where
         .modify(move |object: &mut K| {
             let meta = object.meta_mut();
             meta.managed_fields = None;
-            meta.labels = None;
+            if !labels {
+                meta.labels = None;
+            }
             meta.annotations = None;
             trim(object);
         })
@@ -204,7 +248,7 @@ where
             Ok(watcher::Event::Init) => listed = 0,
             Ok(watcher::Event::InitApply(object)) => {
                 listed = listed.max(resource_version(object));
-                generations.insert(uid(object), object.meta().generation);
+                generations.insert(uid(object), version(object));
             }
             Ok(watcher::Event::InitDone) => {
                 reached.reached(listed);
@@ -213,8 +257,9 @@ where
             }
             Ok(watcher::Event::Apply(object)) => {
                 reached.reached(resource_version(object));
-                let before = generations.insert(uid(object), object.meta().generation);
-                if bump == Bump::OnAny || before != Some(object.meta().generation) {
+                let now = version(object);
+                let before = generations.insert(uid(object), now);
+                if bump == Bump::OnAny || before != Some(now) {
                     changes.bump();
                 }
             }
@@ -312,12 +357,19 @@ pub fn reflectors(
         reader.bump(),
         keep,
     );
-    let (aliases, aliases_synced, alias_progress, alias_stream) = reflect(
+    // The gateway serves status.resolved: a new route is news to it, a new usage summary not.
+    let (alias_bump, alias_version): (Bump, fn(&crate::crd::ModelAlias) -> Option<i64>) = match reader {
+        Reader::Controller => (Bump::OnSpec, generation),
+        Reader::Gateway => (Bump::OnSpec, published_route),
+    };
+    let (aliases, aliases_synced, alias_progress, alias_stream) = reflect_keeping(
         scope.api(client),
         scope.watcher_config(),
         changes.clone(),
-        reader.bump(),
+        alias_bump,
         reader.alias_trim(),
+        reader == Reader::Controller,
+        alias_version,
     );
     let secret_scope = Scope {
         namespace: scope.namespace.clone(),

@@ -215,10 +215,12 @@ impl Drop for Namespace {
 }
 
 /// The CRDs' full names (`<plural>.<group>`).
-pub const CRD_NAMES: [&str; 3] = [
+pub const CRD_NAMES: [&str; 5] = [
     "gatewayreplicas.modelgate.dev",
     "llmproviders.modelgate.dev",
     "modelaliases.modelgate.dev",
+    "teams.modelgate.dev",
+    "accessgroups.modelgate.dev",
 ];
 
 /// Installs `crds/` with server-side apply and waits until every CRD is

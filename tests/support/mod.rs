@@ -244,6 +244,14 @@ stringData: {{apiKey: {key}}}
     )
 }
 
+/// A client API key Secret of team `team` holding only the hash of `key`.
+pub fn key_secret(name: &str, team: &str, key: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n",
+        modelgate::compiler::tenancy::key_hash(key)
+    )
+}
+
 /// A `type: mock` LLMProvider named `mock`.
 pub fn mock_provider() -> String {
     "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n"
@@ -269,6 +277,20 @@ pub async fn start_gateway_options(
     max_body_bytes: usize,
     server: gateway::ServerOptions,
 ) -> Running {
+    start_gateway_all(config, max_body_bytes, server, Default::default()).await
+}
+
+/// Starts a gateway with these tenancy options (keys, store, admin token).
+pub async fn start_gateway_tenancy(config: &ConfigDir, tenancy: gateway::tenancy::TenancyOptions) -> Running {
+    start_gateway_all(config, gateway::DEFAULT_MAX_BODY_BYTES, Default::default(), tenancy).await
+}
+
+async fn start_gateway_all(
+    config: &ConfigDir,
+    max_body_bytes: usize,
+    server: gateway::ServerOptions,
+    tenancy: gateway::tenancy::TenancyOptions,
+) -> Running {
     let options = GatewayOptions {
         config: vec![config.path()],
         scope: Default::default(),
@@ -277,6 +299,7 @@ pub async fn start_gateway_options(
         max_body_bytes,
         egress: Default::default(),
         server,
+        tenancy,
     };
     gateway::start(options)
         .await
@@ -357,8 +380,9 @@ pub fn chat(model: &str) -> String {
 }
 
 /// Runs pytest on `tests/python/<target>` (a file, or "" for the directory's test_*.py) with
-/// MODELGATE_BASE_URL aimed at `gateway`; fails unless every test passed. Returns the output.
-pub async fn pytest(target: &str, gateway: &Running) -> String {
+/// MODELGATE_BASE_URL aimed at `gateway` and `env` set; fails unless every test passed.
+/// Returns the output.
+pub async fn pytest(target: &str, gateway: &Running, env: &[(&str, &str)]) -> String {
     let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
         panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
     });
@@ -369,6 +393,7 @@ pub async fn pytest(target: &str, gateway: &Running) -> String {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(&path)
         .env("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));

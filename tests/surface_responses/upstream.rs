@@ -184,7 +184,7 @@ fn responses_answer(model: &str, stream: bool) -> Response {
         json!({"id": "resp_upstream1", "object": "response", "created_at": 1741476542, "status": status,
                "model": model, "output": output, "usage": usage, "store": true})
     };
-    let usage = json!({"input_tokens": 21, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+    let usage = json!({"input_tokens": 21, "input_tokens_details": {"cached_tokens": 5}, "output_tokens": 4,
                        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 25});
     let text = format!("openai served {model}");
     if !stream {

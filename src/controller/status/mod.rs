@@ -272,6 +272,8 @@ pub fn alias_status(
         conditions,
         resolved,
         target: target_of(&alias.spec),
+        // Written by the usage reporter, kept by every status write.
+        usage: previous.usage.clone(),
     }
 }
 
@@ -385,5 +387,8 @@ pub fn provider_status(
     }
 }
 
+mod tenancy;
 #[cfg(test)]
 mod tests;
+
+pub use tenancy::{group_status, team_status, TeamFigures};

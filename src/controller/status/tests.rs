@@ -101,6 +101,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
     assert_eq!(
         status_of(&m, &c, "fast", &now),
         ModelAliasStatus {
+            usage: None,
             observed_generation: Some(3),
             conditions: vec![
                 cond(
@@ -132,6 +133,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
             ],
             target: Some("openai/gpt-4o-mini".into()),
             resolved: Some(ResolvedRoute {
+                pricing: None,
                 alias: "fast".into(),
                 generation: 3,
                 active: true,
@@ -152,6 +154,7 @@ fn a_valid_alias_is_accepted_resolved_ready_and_publishes_its_route() {
 
 fn smart_at_generation_4(earlier: &Time) -> (ResolvedRoute, ModelAliasStatus) {
     let last_good = ResolvedRoute {
+        pricing: None,
         alias: "smart".into(),
         generation: 4,
         active: true,
@@ -167,6 +170,7 @@ fn smart_at_generation_4(earlier: &Time) -> (ResolvedRoute, ModelAliasStatus) {
         ..Default::default()
     };
     let status = ModelAliasStatus {
+        usage: None,
         observed_generation: Some(4),
         conditions: vec![
             cond(
@@ -251,6 +255,7 @@ fn an_edit_to_a_missing_provider_waits_keeping_the_last_route_then_stalls_saying
         ]
     };
     let waiting = ModelAliasStatus {
+        usage: None,
         observed_generation: Some(5),
         conditions: [
             head(&now),
@@ -293,6 +298,7 @@ fn an_edit_to_a_missing_provider_waits_keeping_the_last_route_then_stalls_saying
     // At the deadline (or later, if the controller was down): stalled, saying for how long.
     let late = time("2026-11-22T10:05:01Z");
     let stalled = ModelAliasStatus {
+        usage: None,
         observed_generation: Some(5),
         conditions: [
             head(&now),
@@ -479,6 +485,7 @@ fn a_conflict_loser_publishes_no_route() {
         "apiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {name: fast, namespace: ml, generation: 1, creationTimestamp: '2026-01-01T00:00:00Z'}\nspec: {target: openai/gpt-4o-mini}\n---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {name: fast2, namespace: ml, generation: 1, creationTimestamp: '2026-02-01T00:00:00Z'}\nspec: {alias: fast, target: openai/gpt-4o}\n",
     );
     m.aliases[1].status = Some(ModelAliasStatus {
+        usage: None,
         resolved: Some(ResolvedRoute::default()),
         ..Default::default()
     });

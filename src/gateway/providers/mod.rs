@@ -32,6 +32,7 @@ use super::h1pool::PooledBody;
 use super::live::LiveTarget;
 use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
+use super::tenancy::Admission;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
 use super::usage::{Metered, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
@@ -328,6 +329,16 @@ pub struct Call<'a> {
     pub target: &'a LiveTarget,
     pub metrics: Arc<RouteMetrics>,
     pub started: Instant,
+    /// The tenant's admission (reserved credits, a parallel-request slot), settled by the
+    /// response's meter; dropped unsettled on a failure, which releases it.
+    pub admission: std::sync::Mutex<Option<Admission>>,
+}
+
+impl Call<'_> {
+    /// The admission, for the one response that settles it.
+    pub fn take_admission(&self) -> Option<Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// Why a call produced no answer to pass on.
@@ -573,11 +584,15 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
-pub(super) fn metered<B>(status: StatusCode, headers: HeaderMap, body: B, call: &Call<'_>) -> Response<Body>
+pub(super) fn metered<B>(status: StatusCode, mut headers: HeaderMap, body: B, call: &Call<'_>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    let admission = call.take_admission();
+    if let Some(admission) = &admission {
+        admission.decorate(&mut headers);
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let shape = match call.endpoint {
         Endpoint::responses => UsageShape::Responses,
@@ -590,6 +605,7 @@ where
         status.as_u16(),
         content_type,
         shape,
+        admission,
     );
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
