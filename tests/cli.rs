@@ -181,6 +181,16 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         .text()
         .await
         .expect("body");
+    // The same through the translated Responses path.
+    let responses_reply = client
+        .post(format!("http://{api}/v1/responses"))
+        .body(r#"{"model":"a","input":"hi","stream":true}"#)
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("body");
     let metrics = client
         .get(format!("http://{admin}/metrics"))
         .send()
@@ -196,11 +206,17 @@ async fn keys_never_reach_logs_errors_or_metrics() {
     let _ = child.wait();
 
     assert!(reply.contains("upstream_auth_failed"), "{reply}");
+    assert!(responses_reply.contains("upstream_auth_failed"), "{responses_reply}");
     assert!(
         upstream.last().authorization.as_deref() == Some(&format!("Bearer {KEY}")),
         "the key was sent upstream"
     );
-    for (place, text) in [("reply", &reply), ("metrics", &metrics), ("log", &log)] {
+    for (place, text) in [
+        ("reply", &reply),
+        ("Responses reply", &responses_reply),
+        ("metrics", &metrics),
+        ("log", &log),
+    ] {
         assert!(
             !text.contains("never-print-me"),
             "the key leaked into the {place}:\n{text}"

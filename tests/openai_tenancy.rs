@@ -3,17 +3,12 @@
 
 mod support;
 
-use std::path::Path;
-
 use modelgate::gateway::tenancy::{AuthMode, TenancyOptions};
 use support::*;
 
 #[tokio::test]
 #[ignore = "needs the openai Python package: tests/all.sh installs it and runs this"]
 async fn the_official_openai_client_meets_each_tenancy_error() {
-    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
-        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
-    });
     let upstream = FakeUpstream::start("alpha", Behaviour::Echo).await;
     let config = ConfigDir::new();
     let team = |name: &str, spec: &str| {
@@ -41,22 +36,11 @@ async fn the_official_openai_client_meets_each_tenancy_error() {
         },
     )
     .await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tenancy_client.py");
-    let output = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(&script)
-        .env("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))
-        .env("FREE_KEY", "mg-py-free")
-        .env("BUDGET_KEY", "mg-py-budget")
-        .env("LIMITED_KEY", "mg-py-limited")
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the openai client tests failed:\n{stdout}\n{stderr}"
-    );
+    let env = [
+        ("FREE_KEY", "mg-py-free"),
+        ("BUDGET_KEY", "mg-py-budget"),
+        ("LIMITED_KEY", "mg-py-limited"),
+    ];
+    let stdout = pytest("tenancy_client.py", &gateway, &env).await;
     assert!(stdout.contains("5 passed"), "{stdout}");
 }

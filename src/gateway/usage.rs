@@ -39,11 +39,43 @@ impl Usage {
     }
 }
 
+/// The Responses API's names for the same counts (`usage.input_tokens`, `output_tokens`,
+/// `input_tokens_details.cached_tokens`).
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<PromptDetails>,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(usage: ResponsesUsage) -> Self {
+        Usage {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            prompt_tokens_details: usage.input_tokens_details,
+        }
+    }
+}
+
+/// Which API's `usage` object a passed-through answer carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageShape {
+    /// Chat completions, completions, embeddings: `prompt_tokens`, `completion_tokens`.
+    Chat,
+    /// The Responses API: `input_tokens`, `output_tokens`; in a stream, only in the final
+    /// `response.completed` (`.incomplete`, `.failed`) event.
+    Responses,
+}
+
 /// Reads `usage` from a JSON body or from the events of a server-sent event stream, or is told
 /// it by a translator that already decoded it.
 pub enum UsageScanner {
-    Json(JsonCopy),
-    Sse(Box<sse_parse::SseParser>, Option<Usage>),
+    Json(JsonCopy, UsageShape),
+    Sse(Box<sse_parse::SseParser>, Option<Usage>, UsageShape),
     /// Reported by the translated path as it decodes the provider's answer.
     Reported(ReportedUsage),
 }
@@ -82,22 +114,38 @@ impl JsonCopy {
 }
 
 impl UsageScanner {
-    pub fn for_content_type(content_type: Option<&str>) -> Self {
+    pub fn for_content_type(content_type: Option<&str>, shape: UsageShape) -> Self {
         if content_type.is_some_and(|c| c.starts_with("text/event-stream")) {
-            UsageScanner::Sse(Box::new(sse_parse::SseParser::new()), None)
+            UsageScanner::Sse(Box::new(sse_parse::SseParser::new()), None, shape)
         } else {
-            UsageScanner::Json(JsonCopy::default())
+            UsageScanner::Json(JsonCopy::default(), shape)
         }
     }
 
     pub fn feed(&mut self, chunk: &Bytes) {
         match self {
-            UsageScanner::Json(copy) => copy.push(chunk),
-            UsageScanner::Sse(parser, last) => {
+            UsageScanner::Json(copy, _) => copy.push(chunk),
+            UsageScanner::Sse(parser, last, UsageShape::Chat) => {
                 parser.feed(chunk);
                 while let Some(event) = parser.next_event() {
                     if let Some(usage) = usage_in_json(event.data.as_bytes()) {
                         *last = Some(usage);
+                    }
+                }
+            }
+            UsageScanner::Sse(parser, last, UsageShape::Responses) => {
+                parser.feed(chunk);
+                while let Some(event) = parser.next_event() {
+                    // Deltas never carry usage: only the final events (named, as OpenAI
+                    // sends them, or unnamed) are searched.
+                    let name = event.event.as_str();
+                    if matches!(
+                        name,
+                        "response.completed" | "response.incomplete" | "response.failed" | "message"
+                    ) {
+                        if let Some(usage) = responses_usage_in_json(event.data.as_bytes()) {
+                            *last = Some(usage);
+                        }
                     }
                 }
             }
@@ -107,8 +155,9 @@ impl UsageScanner {
 
     pub fn finish(self) -> Option<Usage> {
         match self {
-            UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
-            UsageScanner::Sse(_, last) => last,
+            UsageScanner::Json(copy, UsageShape::Chat) => usage_in_json(copy.bytes()),
+            UsageScanner::Json(copy, UsageShape::Responses) => responses_usage_in_json(copy.bytes()),
+            UsageScanner::Sse(_, last, _) => last,
             UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
@@ -125,6 +174,16 @@ static USAGE_FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
 /// object. Text inside JSON strings cannot match, because a quote in a string is escaped;
 /// the only other objects in these responses (`message`, `logprobs`) have no `usage` key.
 pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
+    find_usage::<Usage>(body)
+}
+
+/// The `usage` of a Responses API response object (or of the final event of its stream,
+/// which holds one), found the same way.
+pub fn responses_usage_in_json(body: &[u8]) -> Option<Usage> {
+    find_usage::<ResponsesUsage>(body).map(Usage::from)
+}
+
+fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     let mut end = body.len();
     while let Some(at) = USAGE_FINDER.rfind(&body[..end]) {
         end = at;
@@ -140,7 +199,7 @@ pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
             continue;
         }
         let mut value = serde_json::Deserializer::from_slice(&after[colon + 1..]);
-        if let Ok(Some(usage)) = Option::<Usage>::deserialize(&mut value) {
+        if let Ok(Some(usage)) = Option::<T>::deserialize(&mut value) {
             return Some(usage);
         }
     }
@@ -167,9 +226,10 @@ impl<S> Metered<S> {
         started: Instant,
         status: u16,
         content_type: Option<&str>,
+        shape: UsageShape,
         admission: Option<Admission>,
     ) -> Self {
-        let scanner = UsageScanner::for_content_type(content_type);
+        let scanner = UsageScanner::for_content_type(content_type, shape);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
         Self::with_scanner(inner, metrics, started, status, scanner, streaming, admission)
     }
@@ -263,7 +323,7 @@ mod tests {
     #[test]
     fn usage_is_read_from_json_bodies_split_anywhere() {
         let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
-        let mut scanner = UsageScanner::for_content_type(Some("application/json"));
+        let mut scanner = UsageScanner::for_content_type(Some("application/json"), UsageShape::Chat);
         for piece in body.chunks(5) {
             scanner.feed(&Bytes::copy_from_slice(piece));
         }
@@ -339,7 +399,7 @@ mod tests {
     #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
-        let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"));
+        let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"), UsageShape::Chat);
         for piece in stream.chunks(7) {
             scanner.feed(&Bytes::copy_from_slice(piece));
         }
@@ -350,6 +410,40 @@ mod tests {
                 completion_tokens: 1,
                 ..Usage::default()
             })
+        );
+    }
+
+    #[test]
+    fn responses_usage_is_read_from_the_object_and_the_final_event_only() {
+        let body = br#"{"id":"resp_1","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"a \"usage\": {\"input_tokens\": 9}"}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":12},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123},"user":null,"metadata":{}}"#;
+        let mut scanner = UsageScanner::for_content_type(Some("application/json"), UsageShape::Responses);
+        for piece in body.chunks(9) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        let read = scanner.finish().expect("usage");
+        assert_eq!(
+            (read.prompt_tokens, read.completion_tokens, read.cached_tokens()),
+            (36, 87, 12)
+        );
+
+        let stream = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"usage\":null}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"hi\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":2,\"total_tokens\":7}}}\n\n",
+        );
+        let mut scanner = UsageScanner::for_content_type(Some("text/event-stream"), UsageShape::Responses);
+        for piece in stream.as_bytes().chunks(11) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(scanner.finish(), usage(5, 2));
+        // The chat shape does not read the Responses names (and the other way round).
+        assert_eq!(
+            usage_in_json(br#"{"usage":{"input_tokens":5,"output_tokens":2}}"#),
+            usage(0, 0)
+        );
+        assert_eq!(
+            responses_usage_in_json(br#"{"usage":{"prompt_tokens":5}}"#),
+            usage(0, 0)
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod embeddings;
 pub mod failure;
 pub mod openai;
+pub mod responses;
 pub mod stream;
 mod unsupported;
 

@@ -378,3 +378,31 @@ pub fn chat(model: &str) -> String {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there"}], "temperature": 0.2})
         .to_string()
 }
+
+/// Runs pytest on `tests/python/<target>` (a file, or "" for the directory's test_*.py) with
+/// MODELGATE_BASE_URL aimed at `gateway` and `env` set; fails unless every test passed.
+/// Returns the output.
+pub async fn pytest(target: &str, gateway: &Running, env: &[(&str, &str)]) -> String {
+    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
+        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
+    });
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(target);
+    let output = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&path)
+        .env("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Python client tests in {} failed:\n{stdout}\n{stderr}",
+        path.display()
+    );
+    stdout
+}

@@ -34,7 +34,7 @@ use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::tenancy::Admission;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
-use super::usage::Metered;
+use super::usage::{Metered, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
 use crate::crd::ProviderType;
 use crate::llm::chat::{ChatRequest, ChatResponse};
@@ -594,12 +594,17 @@ where
         admission.decorate(&mut headers);
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let shape = match call.endpoint {
+        Endpoint::responses => UsageShape::Responses,
+        _ => UsageShape::Chat,
+    };
     let body = Metered::new(
         body,
         call.metrics.clone(),
         call.started,
         status.as_u16(),
         content_type,
+        shape,
         admission,
     );
     let mut response = Response::new(Body::new(body));

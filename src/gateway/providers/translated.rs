@@ -21,7 +21,7 @@ use crate::gateway::surfaces::{self, translate_error, Inbound};
 use crate::gateway::usage::{Metered, ReportedUsage, Usage, UsageScanner};
 use crate::llm::chat::ChatChunk;
 use crate::llm::embeddings::EmbeddingsRequest;
-use crate::llm::{FailureClass, Framer, StreamDecoder, StreamEncoder, UpstreamError};
+use crate::llm::{FailureClass, Framer, StreamDecoder, StreamEncoder, TranslateOptions, UpstreamError};
 
 /// Largest non-streamed answer read for translation.
 const MAX_ANSWER: usize = 64 << 20;
@@ -42,7 +42,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
         Endpoint::chat_completions | Endpoint::messages | Endpoint::responses => {}
     }
     let inbound = inbound_of(call.endpoint)?;
-    let request = inbound.to_chat(call.body).map_err(translate_error)?;
+    let request = inbound.to_chat_for(call.body, &http.options).map_err(translate_error)?;
     let wire = http
         .wire
         .chat_request(&request, model, &http.options)
@@ -50,7 +50,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
     let response = send(call, http, wire).await?;
     if request.is_stream() {
         let (framer, decoder) = http.wire.chat_stream(model);
-        let encoder = inbound.encoder(&request);
+        let encoder = inbound.encoder_to(call.body, &request);
         Ok(streamed(call, response, framer, decoder, encoder))
     } else {
         let body = read_answer(call, response).await?;
@@ -61,7 +61,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
         let usage = answer.usage.as_ref().map(to_meter);
         Ok(known(
             call,
-            inbound.response(&answer, call.alias),
+            inbound.response_to(call.body, &answer, call.alias),
             usage,
             "application/json",
         ))
@@ -182,20 +182,24 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
         return estimate_tokens(call);
     }
     let inbound = inbound_of(call.endpoint)?;
-    let request = inbound.to_chat(call.body).map_err(translate_error)?;
     let provider = &call.target.upstream.name;
+    let options = TranslateOptions {
+        provider: provider.to_string(),
+        ..TranslateOptions::strict("mock")
+    };
+    let request = inbound.to_chat_for(call.body, &options).map_err(translate_error)?;
     let answer = mock::chat_response(call.alias, provider, &call.target.model, &request);
     let usage = answer.usage.as_ref().map(to_meter);
     call.metrics.upstream.observe(call.started.elapsed().as_secs_f64());
     if request.is_stream() {
         let chunks = mock::chat_chunks(&answer);
-        let mut encoder = inbound.encoder(&request);
+        let mut encoder = inbound.encoder_to(call.body, &request);
         let body = surfaces::encode_all(encoder.as_mut(), &chunks);
         Ok(known(call, body, usage, "text/event-stream"))
     } else {
         Ok(known(
             call,
-            inbound.response(&answer, call.alias),
+            inbound.response_to(call.body, &answer, call.alias),
             usage,
             "application/json",
         ))

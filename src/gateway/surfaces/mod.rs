@@ -6,12 +6,14 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 
+mod responses;
+
 use super::error::ApiError;
 use super::metrics::Endpoint;
 use super::providers::{Failed, UpstreamFailure};
 use crate::llm::chat::{ChatRequest, ChatResponse};
 use crate::llm::openai::{error_json, OpenAiStreamEncoder};
-use crate::llm::{StreamEncoder, TranslateError, UpstreamError};
+use crate::llm::{StreamEncoder, TranslateError, TranslateOptions, UpstreamError};
 
 /// A client API as the translated path sees it.
 pub trait Inbound: Send + Sync {
@@ -22,6 +24,24 @@ pub trait Inbound: Send + Sync {
     fn response(&self, response: &ChatResponse, model: &str) -> Bytes;
     /// An encoder for a streamed answer to `request`.
     fn encoder(&self, request: &ChatRequest) -> Box<dyn StreamEncoder>;
+
+    /// Reads the client's request for a provider with these options: an API whose parameters
+    /// the canonical form cannot all carry refuses them by name unless the provider allows
+    /// dropping them (`dropUnsupportedParams`).
+    fn to_chat_for(&self, body: &[u8], _options: &TranslateOptions) -> Result<ChatRequest, TranslateError> {
+        self.to_chat(body)
+    }
+
+    /// [`Inbound::response`] for APIs whose answer repeats settings of the request `body`
+    /// (the Responses API).
+    fn response_to(&self, _body: &[u8], response: &ChatResponse, model: &str) -> Bytes {
+        self.response(response, model)
+    }
+
+    /// [`Inbound::encoder`] for APIs whose events repeat settings of the request `body`.
+    fn encoder_to(&self, _body: &[u8], request: &ChatRequest) -> Box<dyn StreamEncoder> {
+        self.encoder(request)
+    }
 }
 
 /// OpenAI Chat Completions: the canonical form itself.
@@ -46,11 +66,8 @@ impl Inbound for OpenAiChat {
 pub fn inbound(endpoint: Endpoint) -> Option<&'static dyn Inbound> {
     match endpoint {
         Endpoint::chat_completions => Some(&OpenAiChat),
-        Endpoint::completions
-        | Endpoint::embeddings
-        | Endpoint::messages
-        | Endpoint::count_tokens
-        | Endpoint::responses => None,
+        Endpoint::responses => Some(&responses::Responses),
+        Endpoint::completions | Endpoint::embeddings | Endpoint::messages | Endpoint::count_tokens => None,
     }
 }
 

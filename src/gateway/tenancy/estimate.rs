@@ -1,6 +1,6 @@
 //! An upper-ish estimate of a call's tokens before it is made, for reservations: about four
 //! bytes of request per prompt token, and the request's own output cap (`max_tokens`,
-//! `max_completion_tokens`) or [`DEFAULT_COMPLETION`] for the completion.
+//! `max_completion_tokens`, the Responses API's `max_output_tokens`) or [`DEFAULT_COMPLETION`] for the completion.
 
 use serde::Deserialize;
 
@@ -16,6 +16,8 @@ struct Caps {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
 }
 
 pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
@@ -26,6 +28,7 @@ pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
             let caps: Caps = serde_json::from_slice(body).unwrap_or_default();
             caps.max_completion_tokens
                 .or(caps.max_tokens)
+                .or(caps.max_output_tokens)
                 .unwrap_or(DEFAULT_COMPLETION)
         }
     };
@@ -53,5 +56,7 @@ mod tests {
         );
         assert_eq!(tokens(b"{}", Endpoint::chat_completions).completion, DEFAULT_COMPLETION);
         assert_eq!(tokens(b"{}", Endpoint::embeddings).completion, 0);
+        let responses = br#"{"model":"m","input":"hi","max_output_tokens":40}"#;
+        assert_eq!(tokens(responses, Endpoint::responses).completion, 40);
     }
 }
