@@ -46,7 +46,7 @@ fn validate_accepts_what_import_prints_in_both_key_modes() {
                 modelgate(&["import", "--from", from, &case(name), "--keys", keys, "-n", "ml"]);
             assert_eq!(code, 0, "import {name} --keys {keys}: {stderr}");
             assert!(
-                stderr.contains(&format!("LLMProvider(s) and ")) && stderr.contains(name),
+                stderr.contains("LLMProvider(s) and ") && stderr.contains(name),
                 "{stderr}"
             );
             assert!(!stdout.contains("sk-proj"), "a literal key was printed for {name}");

@@ -2,7 +2,8 @@
 //! description, active}]}` (as `GET /api/model-aliases` answers), a bare list of such entries,
 //! or one entry (the body of `POST /api/model-aliases/create`).
 
-use super::litellm::{deployment, empty_spec};
+use super::litellm::empty_spec;
+use super::litellm_deployment::deployment;
 use super::litellm_router::Globals;
 use super::plan::Plan;
 use super::walk::{parse_json, Node};

@@ -218,6 +218,7 @@ fn resolve(name: &str, at: &str, models: &[ArchModel], aliases: &[String], plan:
 }
 
 fn alias(name: &str, node: &Node, models: &[ArchModel], aliases: &[String], plan: &mut Plan) {
+    let errors_before = plan.findings.len();
     let mut spec = empty_spec();
     let mut split: Vec<(String, Option<f64>)> = Vec::new();
     for (key, value) in node.entries() {
@@ -298,8 +299,14 @@ fn alias(name: &str, node: &Node, models: &[ArchModel], aliases: &[String], plan
         );
     }
     if spec.target.is_none() && spec.targets.is_none() {
-        if !plan.has_errors() {
-            plan.error(&node.at(), format!("alias '{name}' has no target"));
+        let reported = plan.findings[errors_before..]
+            .iter()
+            .any(|f| f.level == super::Level::Error);
+        if !reported {
+            plan.error(
+                &node.at(),
+                format!("alias '{name}' has no target (set target, targets or load_balance.targets)"),
+            );
         }
         return;
     }

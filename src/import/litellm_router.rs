@@ -22,7 +22,7 @@ fn setting<'a>(root: &Node<'a>, key: &str) -> Option<Node<'a>> {
         .or_else(|| root.get("litellm_settings").and_then(|s| s.get(key)))
 }
 
-pub fn globals(root: &Node, _plan: &mut Plan) -> Globals {
+pub fn globals(root: &Node) -> Globals {
     let timeout = setting(root, "timeout")
         .or_else(|| setting(root, "request_timeout"))
         .and_then(|t| t.number())
@@ -64,7 +64,7 @@ const HANDLED: &[&str] = &[
     "enable_pre_call_checks",
 ];
 
-pub fn apply(root: &Node, _globals: &Globals, plan: &mut Plan) {
+pub fn apply(root: &Node, plan: &mut Plan) {
     if let Some(aliases) = setting(root, "model_group_alias") {
         for (name, node) in aliases.entries() {
             let (target, hidden) = match node.text() {

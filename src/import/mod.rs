@@ -9,6 +9,7 @@ mod arch;
 mod arch_policy;
 mod families;
 mod litellm;
+mod litellm_deployment;
 mod litellm_router;
 mod plan;
 mod walk;

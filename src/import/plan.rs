@@ -353,7 +353,7 @@ pub fn seconds(value: f64) -> Option<String> {
         return None;
     }
     let ms = (value * 1000.0).round() as u64;
-    Some(if ms % 1000 == 0 {
+    Some(if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
