@@ -192,16 +192,8 @@ fn bedrock(up: &mut Upstream, params: Option<&Node>, at: &str, plan: &mut Plan) 
 }
 
 fn headers_into(headers: &Node, up: &mut Upstream, plan: &mut Plan) {
-    const CREDENTIAL: &[&str] = &[
-        "authorization",
-        "proxy-authorization",
-        "api-key",
-        "x-api-key",
-        "x-goog-api-key",
-        "cookie",
-    ];
     for (name, value) in headers.entries() {
-        if CREDENTIAL.contains(&name.to_ascii_lowercase().as_str()) {
+        if crate::compiler::rules::is_credential_header(&name) {
             plan.warn(
                 &value.at(),
                 "a credential header is not carried over (and not printed): put the key in api_key",
