@@ -251,6 +251,19 @@ enum KeysCommand {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportFrom {
+    Arch,
+    Litellm,
+    AliasApi,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportKeys {
+    Secret,
+    Env,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -347,6 +360,26 @@ enum Command {
         /// Also require every provider key: Secrets must be in the files, env variables set.
         #[arg(long)]
         check_keys: bool,
+    },
+    /// Convert an Arch gateway or LiteLLM proxy configuration, or an alias admin API's JSON,
+    /// into LLMProviders and ModelAliases, printed as YAML; what cannot be carried over is
+    /// reported on stderr.
+    Import {
+        /// The format of FILE: arch (arch_config.yaml), litellm (config.yaml) or alias-api
+        /// (the JSON of GET /api/model-aliases).
+        #[arg(long, value_enum)]
+        from: ImportFrom,
+        /// The configuration file.
+        file: PathBuf,
+        /// How keys the source reads from environment variables are written: secret (a
+        /// reference to a Secret you create from the same variable; for a cluster) or env
+        /// (apiKey.env; for a standalone gateway). Keys written literally in FILE always become
+        /// Secret references and are never printed.
+        #[arg(long, value_enum, default_value = "secret")]
+        keys: ImportKeys,
+        /// metadata.namespace of every object (default: none, i.e. kubectl's current namespace).
+        #[arg(long, short = 'n', value_parser = parse_namespace)]
+        namespace: Option<String>,
     },
     /// Client API keys.
     Keys {
@@ -494,6 +527,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Import {
+            from,
+            file,
+            keys,
+            namespace,
+        } => import(from, &file, keys, namespace),
         Command::Keys {
             command: KeysCommand::Create { team, namespace, name },
         } => {
@@ -534,6 +573,54 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn import(from: ImportFrom, file: &std::path::Path, keys: ImportKeys, namespace: Option<String>) -> ExitCode {
+    use modelgate::import::{import_file, ImportError, ImportOptions, KeyMode, Source};
+    let source = match from {
+        ImportFrom::Arch => Source::Arch,
+        ImportFrom::Litellm => Source::Litellm,
+        ImportFrom::AliasApi => Source::AliasApi,
+    };
+    let keys = match keys {
+        ImportKeys::Secret => KeyMode::Secret,
+        ImportKeys::Env => KeyMode::Env,
+    };
+    match import_file(source, file, &ImportOptions { keys, namespace }) {
+        Ok(imported) => {
+            for finding in &imported.findings {
+                eprintln!("{finding}");
+            }
+            print!("{}", imported.yaml);
+            eprintln!(
+                "imported {} LLMProvider(s) and {} ModelAlias(es) from {}; {} note(s) on what was not carried over",
+                imported.providers,
+                imported.aliases,
+                file.display(),
+                imported.findings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Invalid { findings, .. }) => {
+            for finding in &findings {
+                eprintln!("{finding}");
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.level == modelgate::import::Level::Error)
+                .count();
+            fail(&format!(
+                "{} is not a valid {} configuration: {errors} error(s) above; nothing was printed",
+                file.display(),
+                source.describe()
+            ))
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    modelgate::compiler::rules::check_object_name(text).map(|()| text.to_string())
 }
 
 /// The namespace this pod runs in, from its ServiceAccount mount; `default` outside a pod.

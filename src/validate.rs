@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::compiler::{compile, AwsKeys, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
 use crate::crd::ApiKeySource;
-use crate::manifest::load_paths;
+use crate::manifest::{load_paths, Manifests};
 use crate::report::{self, Line};
 
 /// The outcome of a validation run.
@@ -66,7 +66,12 @@ impl Credentials for FileKeys<'_> {
 
 /// Validates the manifests under `paths`.
 pub fn validate(paths: &[PathBuf], check_keys: bool) -> Validation {
-    let manifests = load_paths(paths);
+    validate_manifests(load_paths(paths), check_keys)
+}
+
+/// Validates manifests already read (e.g. the output of `modelgate import`, before it is
+/// printed).
+pub fn validate_manifests(manifests: Manifests, check_keys: bool) -> Validation {
     let credentials = FileKeys {
         secrets: &manifests.secrets,
         check_keys,
