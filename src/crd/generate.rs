@@ -47,8 +47,9 @@ const YAML11_BOOLEANS: [&str; 16] = [
     "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
 ];
 
-/// Quotes map keys and list items that YAML 1.1 would read as booleans.
-fn quote_yaml11_booleans(yaml: &str) -> String {
+/// Quotes map keys and list items that YAML 1.1 would read as booleans (the CRDs, and what
+/// `modelgate import` prints for kubectl).
+pub fn quote_yaml11_booleans(yaml: &str) -> String {
     let mut out = String::with_capacity(yaml.len());
     for line in yaml.lines() {
         let indent = line.len() - line.trim_start().len();

@@ -18,7 +18,7 @@ pub use alias::{
     WeightedTarget,
 };
 pub use conditions::{condition_type, ConditionStatus};
-pub use generate::{crd_documents, render_crds, CrdFile};
+pub use generate::{crd_documents, quote_yaml11_booleans, render_crds, CrdFile};
 pub use guardrails::{
     BuiltinDetector, CapMode, ContentRule, Direction, FailureMode, GuardAction, Guardrails, MaxOutputTokens,
     MessageRole, WebhookGuard,

@@ -268,6 +268,12 @@ fn litellm_realistic_config_maps_groups_aliases_fallbacks_and_policies() {
         json!([{"target": "claude-sonnet", "on": ["any"]}, {"target": "gemini-flash", "on": ["contextWindowExceeded"]}])
     );
     assert_eq!(gpt4o["retry"], json!({"attempts": 2}));
+    // kubectl and Helm read YAML 1.1, where a bare `on:` key is the boolean true.
+    assert!(out.yaml.contains("'on':"), "{}", out.yaml);
+    assert!(!out
+        .yaml
+        .lines()
+        .any(|l| l.trim_start() == "on:" || l.trim_start().starts_with("on: ")));
     assert_eq!(
         gpt4o["outlierDetection"],
         json!({"consecutiveFailures": 3, "ejectionTime": "30s"})

@@ -171,7 +171,10 @@ fn secret_ref(name: String) -> ApiKeySource {
 }
 
 fn to_yaml<T: Serialize>(object: &T) -> Result<String, ImportError> {
-    serde_yaml_ng::to_string(object).map_err(|e| ImportError::Render(e.to_string()))
+    // Quoted for YAML 1.1 readers: kubectl would turn an unquoted `on:` into `true:`.
+    serde_yaml_ng::to_string(object)
+        .map(|yaml| crate::crd::quote_yaml11_booleans(&yaml))
+        .map_err(|e| ImportError::Render(e.to_string()))
 }
 
 fn header(
