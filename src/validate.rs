@@ -39,6 +39,7 @@ impl Credentials for FileKeys<'_> {
         let strict = SecretsAndEnv {
             secrets: self.secrets,
             env: Some(&env),
+            view: crate::compiler::SecretView::All,
         };
         if self.check_keys {
             return strict.lookup(namespace, source);

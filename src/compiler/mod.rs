@@ -16,7 +16,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 pub use aliases::claimed_name;
-pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
+pub use credentials::{Credentials, KeyLookup, SecretData, SecretView, SecretsAndEnv};
 pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
 pub use providers::OPENAI_DEFAULT_BASE_URL;
 pub use table::{ProviderEndpoint, ResolvedTimeouts, Route, RouteTarget, RoutingTable};
@@ -201,6 +201,7 @@ pub(crate) fn compile_text(yaml: &str) -> (crate::manifest::Manifests, Compiled)
     let credentials = SecretsAndEnv {
         secrets: &manifests.secrets,
         env: None,
+        view: SecretView::All,
     };
     let compiled = compile(&Inputs {
         providers: &manifests.providers,

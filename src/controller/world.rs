@@ -154,6 +154,7 @@ impl World {
         let credentials = SecretsAndEnv {
             secrets: &secrets,
             env: None,
+            view: crate::compiler::SecretView::Labelled,
         };
         compile(&Inputs {
             providers: &providers,

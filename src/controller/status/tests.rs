@@ -218,6 +218,7 @@ fn provider_status_reports_the_key_without_showing_it() {
     let credentials = SecretsAndEnv {
         secrets: &m.secrets,
         env: None,
+        view: crate::compiler::SecretView::All,
     };
     let c = compile(&Inputs {
         providers: &m.providers,
