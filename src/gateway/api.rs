@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use tower::Service;
 use super::error::{json_response, ApiError};
 use super::live;
 use super::metrics::Endpoint;
+use super::request_id::{self, X_REQUEST_ID};
 use super::{proxy, Shared};
 
 /// The API as a service for `axum::serve`.
@@ -67,29 +69,44 @@ impl Service<Request> for Api {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Answer {
+    fn call(&mut self, mut request: Request) -> Answer {
+        // Before anything else, so that every answer, errors included, carries it.
+        let id = request_id::ensure(request.headers_mut());
         match proxied(request.uri().path()) {
             Some(endpoint) if request.method() == Method::POST => {
                 let shared = self.shared.clone();
                 Box::pin(async move {
                     let (parts, body) = request.into_parts();
-                    Ok(proxy::handle(shared, endpoint, parts.headers, body).await)
+                    let response = proxy::handle(shared, endpoint, parts.headers, body).await;
+                    Ok(with_id(response, id))
                 })
             }
-            Some(_) => Box::pin(async { Ok(ApiError::method_not_allowed().into_response()) }),
+            Some(_) => Box::pin(async { Ok(with_id(ApiError::method_not_allowed().into_response(), id)) }),
             None => {
                 let mut router = self.router.clone();
-                Box::pin(async move { router.call(request).await })
+                Box::pin(async move {
+                    let response = router.call(request).await?;
+                    Ok(with_id(response, id))
+                })
             }
         }
     }
+}
+
+fn with_id(mut response: Response, id: axum::http::HeaderValue) -> Response {
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    response
 }
 
 async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
     json(shared.live.load().models_body.clone())
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn get_model(State(shared): State<Arc<Shared>>, id: Result<Path<String>, PathRejection>) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return ApiError::invalid_url(&rejection.body_text()).into_response(),
+    };
     let table = shared.live.load();
     match table.routes.get(&id) {
         None => ApiError::model_not_found(&id).into_response(),

@@ -6,10 +6,12 @@ mod body;
 pub mod cluster;
 pub mod error;
 mod h1pool;
+mod headers;
 mod live;
 pub mod metrics;
 mod mock;
 mod proxy;
+mod request_id;
 pub mod standalone;
 mod upstream;
 mod usage;
@@ -83,6 +85,8 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .method_not_allowed_fallback(|| async { ApiError::admin_method_not_allowed() })
+        .fallback(|uri: axum::http::Uri| async move { ApiError::unknown_admin_path(uri.path()) })
         .with_state(shared)
 }
 
@@ -99,11 +103,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no routing table loaded yet\n",
-        )
-            .into_response()
+        ApiError::not_ready("no routing table loaded yet").into_response()
     }
 }
 

@@ -11,11 +11,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 use super::body::{probe, rewrite_model};
-use super::error::ApiError;
+use super::error::{self, ApiError};
 use super::h1pool::PooledBody;
+use super::headers as response_headers;
 use super::live::{HttpUpstream, UpstreamKind};
 use super::metrics::Endpoint;
 use super::mock::{self, MockRequest};
+use super::request_id;
 use super::upstream::{self, Limits, SendError, Timed};
 use super::usage::Metered;
 use super::Shared;
@@ -97,7 +99,7 @@ async fn route_and_forward(
             });
             metrics.upstream.observe(started.elapsed().as_secs_f64());
             let (parts, body) = response.into_parts();
-            return Ok(metered(parts.status, parts.headers, body, metrics, started));
+            return Ok(metered(parts.status, parts.headers, body, metrics, started, headers));
         }
         UpstreamKind::Http(http) => http,
     };
@@ -124,7 +126,7 @@ async fn route_and_forward(
             let error = upstream_error(&e, &upstream.name);
             metrics.count(error.status.as_u16());
             metrics.duration.observe(started.elapsed().as_secs_f64());
-            tracing::warn!(provider = %upstream.name, alias = %route.alias, error = %describe(&e), "upstream request failed");
+            tracing::warn!(provider = %upstream.name, alias = %route.alias, request_id = request_id::of(headers), error = %describe(&e), "upstream request failed");
             error
         })?;
     metrics.upstream.observe(sent.elapsed().as_secs_f64());
@@ -133,15 +135,11 @@ async fn route_and_forward(
     if !status.is_success() {
         metrics.count(status.as_u16());
         metrics.duration.observe(started.elapsed().as_secs_f64());
-        return Ok(upstream_failure(upstream_response, http, &upstream.name).await);
+        return Ok(upstream_failure(upstream_response, http, &upstream.name, headers).await);
     }
-    let (mut parts, body) = upstream_response.into_parts();
-    if parts.headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
-        for name in HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
-    }
-    Ok(metered(status, parts.headers, body, metrics, started))
+    let (parts, body) = upstream_response.into_parts();
+    let to_client = response_headers::to_client(parts.headers);
+    Ok(metered(status, to_client, body, metrics, started, headers))
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
@@ -151,13 +149,18 @@ fn metered<B>(
     body: B,
     metrics: Arc<super::metrics::RouteMetrics>,
     started: Instant,
+    request: &HeaderMap,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<axum::BoxError>,
+    B::Error: Into<axum::BoxError> + std::fmt::Display,
 {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(body, metrics, started, status.as_u16(), content_type);
+    let id = request
+        .get(request_id::X_REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(request_id::generate);
+    let body = Metered::new(body, metrics, started, status.as_u16(), content_type, id);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -199,18 +202,28 @@ fn describe(error: &SendError) -> String {
     text
 }
 
-/// An upstream error answer, passed through with its status. A rejected key becomes our own
-/// message (the client cannot fix it, and providers echo parts of the key back); any other
-/// body is passed through with the key scrubbed out, should the upstream have echoed it.
+/// An upstream error answer, passed through with its status and the allowed headers
+/// (`Retry-After`, rate limits). A rejected key becomes our own message (the client cannot
+/// fix it, and providers echo parts of the key back); a JSON body is passed through with the
+/// key scrubbed out, should the upstream have echoed it; any other body (an HTML page, plain
+/// text) is wrapped in an OpenAI-shaped error.
 async fn upstream_failure(
     response: Response<Timed<PooledBody>>,
     http: &HttpUpstream,
     provider: &str,
+    request: &HeaderMap,
 ) -> Response<Body> {
     let status = response.status();
+    let allowed = response_headers::to_client_for_new_body(response.headers());
+    let with_headers = |mut reply: Response<Body>| {
+        for (name, value) in &allowed {
+            reply.headers_mut().append(name, value.clone());
+        }
+        reply
+    };
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        tracing::warn!(%provider, %status, "the provider rejected its API key");
-        return ApiError::upstream_rejected_key(status, provider).into_response();
+        tracing::warn!(%provider, %status, request_id = request_id::of(request), "the provider rejected its API key");
+        return with_headers(ApiError::upstream_rejected_key(status, provider).into_response());
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
@@ -227,21 +240,13 @@ async fn upstream_failure(
     if let Some(key) = &http.key {
         text = text.replace(key.expose(), "[redacted]");
     }
+    if !error::is_json_object(&text) {
+        return with_headers(ApiError::upstream_status(status, provider, &text).into_response());
+    }
     let mut reply = Response::new(Body::from(text));
     *reply.status_mut() = status;
     if let Some(content_type) = content_type {
         reply.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
-    reply
+    with_headers(reply)
 }
-
-/// Response headers that describe the upstream connection, not the response.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-];

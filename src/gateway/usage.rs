@@ -6,10 +6,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
-use super::metrics::RouteMetrics;
+use super::metrics::{RouteMetrics, StatusClass};
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -123,24 +124,29 @@ pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
 }
 
 /// The response body on its way to the client: every chunk is forwarded as soon as it
-/// arrives; on the side it records time to first chunk, total duration, status and tokens.
-pub struct Metered<S> {
-    inner: S,
+/// arrives; on the side it records time to first chunk, total duration, tokens, and the
+/// outcome: the status class when the body ends, `aborted` (with a warning naming alias,
+/// provider, cause and request id) when the provider fails mid-response, `client_gone` when
+/// the client leaves first.
+pub struct Metered<B: Body> {
+    inner: B,
     metrics: Arc<RouteMetrics>,
     started: Instant,
     status: u16,
+    request_id: HeaderValue,
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
 }
 
-impl<S> Metered<S> {
+impl<B: Body> Metered<B> {
     pub fn new(
-        inner: S,
+        inner: B,
         metrics: Arc<RouteMetrics>,
         started: Instant,
         status: u16,
         content_type: Option<&str>,
+        request_id: HeaderValue,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
@@ -149,15 +155,16 @@ impl<S> Metered<S> {
             metrics,
             started,
             status,
+            request_id,
             streaming,
             first_seen: false,
             scanner: Some(scanner),
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, outcome: StatusClass) {
         let Some(scanner) = self.scanner.take() else { return };
-        self.metrics.count(self.status);
+        self.metrics.count_class(outcome);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
         if let Some(usage) = scanner.finish() {
             self.metrics.tokens_in.inc_by(usage.prompt_tokens);
@@ -169,6 +176,7 @@ impl<S> Metered<S> {
 impl<B> Body for Metered<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -188,7 +196,19 @@ where
                     }
                 }
             }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(cause))) => {
+                if this.scanner.is_some() {
+                    tracing::warn!(
+                        alias = %this.metrics.alias,
+                        provider = %this.metrics.provider,
+                        request_id = this.request_id.to_str().unwrap_or("-"),
+                        cause = %cause,
+                        "the response was cut: the provider failed after it began"
+                    );
+                }
+                this.finish(StatusClass::Aborted);
+            }
+            Poll::Ready(None) => this.finish(StatusClass::of(this.status)),
             Poll::Pending => {}
         }
         polled
@@ -203,10 +223,23 @@ where
     }
 }
 
-impl<S> Drop for Metered<S> {
-    /// A client that hangs up mid-stream still counts.
+impl<B: Body> Drop for Metered<B> {
+    /// The server drops the body once it has sent the last byte (often without polling for
+    /// the end, when the body says it is over), or when the client has gone.
     fn drop(&mut self) {
-        self.finish();
+        if self.scanner.is_some() {
+            if self.inner.is_end_stream() {
+                self.finish(StatusClass::of(self.status));
+            } else {
+                tracing::debug!(
+                    alias = %self.metrics.alias,
+                    provider = %self.metrics.provider,
+                    request_id = self.request_id.to_str().unwrap_or("-"),
+                    "the client left before the end of the response"
+                );
+                self.finish(StatusClass::ClientGone);
+            }
+        }
     }
 }
 
