@@ -141,6 +141,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Standalone mode: how objects removed from the files settle.
+    pub settle: crate::manifest::SettleOptions,
 }
 
 /// Errors that stop the gateway.
@@ -207,10 +209,10 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
         let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone()));
         Box::new(AbortOnDrop(task))
     } else {
-        let table = standalone::initial(&options.config)?;
-        let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
-        shared.install(live, table.routes.len(), 0);
-        Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
+        let files = standalone::Files::initial(&options.config, options.settle)?;
+        let live = prepare(files.table(), &shared.clients).map_err(standalone::StartupError::from)?;
+        shared.install(live, files.table().routes.len(), 0);
+        Box::new(standalone::watch(shared.clone(), files)?)
     };
 
     let bind = |addr: SocketAddr| async move {

@@ -1,19 +1,23 @@
 //! Standalone mode: the routing table comes from manifest files, watched for edits.
+//!
+//! Each reload reads every file, lets removals settle (objects gone from the files keep
+//! serving from their last good definitions for `--settle-delay`; see
+//! [`crate::manifest::Settle`]), compiles on top of the table being served (broken aliases
+//! keep their last good routes) and swaps the result in.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+mod watch;
 
-use notify::event::{EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
-use crate::compiler::{compile, Compiled, Inputs, RoutingTable, SecretsAndEnv, Severity};
-use crate::manifest::{load_paths, Manifests};
+use crate::compiler::{compile, Compiled, Inputs, ObjectRef, RoutingTable, SecretView, SecretsAndEnv, Severity};
+use crate::manifest::{load_paths, Gone, Group, Manifests, Settle, SettleOptions, SettleReport};
 use crate::report;
+
+pub use watch::{watch, Watching};
 
 /// Why the gateway cannot start from its files.
 #[derive(Debug, thiserror::Error)]
@@ -26,161 +30,179 @@ pub enum StartupError {
     Watch(#[from] notify::Error),
 }
 
-/// Reads and compiles the files. `previous` is the table being served, if any.
-pub fn load(paths: &[PathBuf], previous: Option<&RoutingTable>) -> (Manifests, Compiled) {
-    let manifests = load_paths(paths);
+/// Compiles manifests read from files on top of `previous`, the table being served.
+fn compile_files(manifests: &Manifests, previous: Option<&RoutingTable>) -> Compiled {
     let env = |var: &str| std::env::var(var).ok();
     let credentials = SecretsAndEnv {
         secrets: &manifests.secrets,
         env: Some(&env),
+        view: SecretView::All,
     };
-    let compiled = compile(&Inputs {
+    compile(&Inputs {
         providers: &manifests.providers,
         aliases: &manifests.aliases,
         credentials: &credentials,
         unreadable: &manifests.unreadable,
         previous,
-    });
-    (manifests, compiled)
+    })
 }
 
-/// The first load: every problem is fatal, so a bad config never starts serving.
-pub fn initial(paths: &[PathBuf]) -> Result<RoutingTable, StartupError> {
-    let (manifests, compiled) = load(paths, None);
-    let lines = report::lines(&manifests, &compiled.diagnostics);
-    let errors: Vec<String> = lines
-        .iter()
-        .filter(|l| l.severity == Severity::Error)
-        .map(|l| l.text.clone())
-        .collect();
-    if !errors.is_empty() {
-        return Err(StartupError::Invalid(errors));
-    }
-    for line in lines {
-        tracing::warn!("{}", line.text);
-    }
-    Ok(compiled.table)
-}
-
-/// Applies the files again on top of `current`: broken aliases keep their last good routes;
-/// a file that cannot be read at all rejects the whole reload.
-pub fn reload(shared: &Shared, paths: &[PathBuf], current: &mut RoutingTable) {
-    let (manifests, compiled) = load(paths, Some(current));
-    let lines = report::lines(&manifests, &compiled.diagnostics);
-    if manifests.has_fatal_problem() {
-        for line in lines.iter().filter(|l| l.severity == Severity::Error) {
-            tracing::error!("{}", line.text);
-        }
-        tracing::error!("configuration reload rejected: a file could not be read; still serving the previous routes");
-        shared.metrics.reloaded(ReloadResult::rejected);
-        return;
-    }
-    let live = match prepare(&compiled.table, &shared.clients) {
-        Ok(live) => live,
-        Err(e) => {
-            tracing::error!("configuration reload rejected: {e}");
-            shared.metrics.reloaded(ReloadResult::rejected);
-            return;
-        }
-    };
-    let errors = lines.iter().filter(|l| l.severity == Severity::Error).count();
-    for line in &lines {
-        match line.severity {
-            Severity::Error => tracing::error!("{}", line.text),
-            Severity::Warning => tracing::warn!("{}", line.text),
-        }
-    }
-    shared.install(live, compiled.table.routes.len(), errors);
-    *current = compiled.table;
-    if errors == 0 {
-        tracing::info!(routes = current.routes.len(), "configuration reloaded");
-        shared.metrics.reloaded(ReloadResult::applied);
-    } else {
-        tracing::warn!(
-            routes = current.routes.len(),
-            errors,
-            "configuration reloaded with errors; broken aliases keep their last good routes"
-        );
-        shared.metrics.reloaded(ReloadResult::applied_with_errors);
-    }
-}
-
-/// Watches the paths and reloads on every (debounced) change, and on SIGHUP.
-///
-/// Debouncing happens in the reload task: after a change it waits until no further change
-/// has come for [`QUIET`], so a burst (an editor's save, a `git checkout`) reloads once. While
-/// nothing changes, nothing wakes up (a polling debouncer thread woke 27 times a second and
-/// preempted requests on the gateway's core).
-pub fn watch(
-    shared: Arc<Shared>,
+/// The files and what the gateway learnt from them, carried from reload to reload.
+pub struct Files {
     paths: Vec<PathBuf>,
-    mut current: RoutingTable,
-) -> Result<notify::RecommendedWatcher, StartupError> {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let notify_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        // Only changes count: reading the files ourselves raises access events.
-        let changed = result.is_ok_and(|event| {
-            matches!(
-                event.kind,
-                EventKind::Create(_)
-                    | EventKind::Remove(_)
-                    | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
-            )
-        });
-        if changed {
-            // A full channel already holds a pending reload, which will see this change too.
-            let _ = notify_tx.try_send(());
-        }
-    })?;
-    for path in &paths {
-        // Watch directories, not files: editors save by replacing the file.
-        let (target, mode) = if path.is_dir() {
-            (path.clone(), RecursiveMode::Recursive)
-        } else {
-            (
-                path.parent()
-                    .map(|p| {
-                        if p.as_os_str().is_empty() {
-                            PathBuf::from(".")
-                        } else {
-                            p.to_path_buf()
-                        }
-                    })
-                    .unwrap_or_else(|| PathBuf::from(".")),
-                RecursiveMode::NonRecursive,
-            )
-        };
-        watcher.watch(&target, mode)?;
-    }
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            while hangup.recv().await.is_some() {
-                let _ = tx.try_send(());
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            while let Ok(Some(())) = tokio::time::timeout(QUIET, rx.recv()).await {}
-            let shared = shared.clone();
-            let paths = paths.clone();
-            let table = std::mem::take(&mut current);
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut table = table;
-                reload(&shared, &paths, &mut table);
-                table
-            })
-            .await;
-            match joined {
-                Ok(table) => current = table,
-                Err(e) => tracing::error!("configuration reload failed: {e}"),
-            }
-        }
-    });
-    Ok(watcher)
+    settle: Settle,
+    current: RoutingTable,
 }
 
-/// How long the files must stay unchanged before a reload.
-const QUIET: Duration = Duration::from_millis(150);
+impl Files {
+    /// The first load: every problem is fatal, so a bad config never starts serving.
+    pub fn initial(paths: &[PathBuf], options: SettleOptions) -> Result<Files, StartupError> {
+        let mut manifests = load_paths(paths);
+        let mut compiled = compile_files(&manifests, None);
+        let lines = report::lines(&manifests, &compiled.diagnostics);
+        let errors: Vec<String> = lines
+            .iter()
+            .filter(|l| l.severity == Severity::Error)
+            .map(|l| l.text.clone())
+            .collect();
+        if !errors.is_empty() {
+            return Err(StartupError::Invalid(errors));
+        }
+        for line in lines {
+            tracing::warn!("{}", line.text);
+        }
+        let mut settle = Settle::new(options);
+        settle.apply(&mut manifests, Instant::now());
+        stamp_created(&mut compiled.table, &manifests, None);
+        Ok(Files {
+            paths: paths.to_vec(),
+            settle,
+            current: compiled.table,
+        })
+    }
+
+    /// The table being served.
+    pub fn table(&self) -> &RoutingTable {
+        &self.current
+    }
+
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Applies the files again: broken aliases keep their last good routes, removed objects
+    /// settle, and a file that cannot be read at all rejects the whole reload. Returns when
+    /// to reload again for a held object to be removed.
+    pub fn reload(&mut self, shared: &Shared) -> Option<Instant> {
+        let mut manifests = load_paths(&self.paths);
+        if manifests.has_fatal_problem() {
+            for line in report::lines(&manifests, &[]) {
+                tracing::error!("{}", line.text);
+            }
+            tracing::error!(
+                "configuration reload rejected: a file could not be read; still serving the previous routes"
+            );
+            shared.metrics.reloaded(ReloadResult::rejected);
+            return None;
+        }
+        let settled = self.settle.apply(&mut manifests, Instant::now());
+        log_settled(&settled, self.settle.options());
+        let mut compiled = compile_files(&manifests, Some(&self.current));
+        let lines = report::lines(&manifests, &compiled.diagnostics);
+        let live = match prepare(&compiled.table, &shared.clients) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::error!("configuration reload rejected: {e}");
+                shared.metrics.reloaded(ReloadResult::rejected);
+                return settled.next_check;
+            }
+        };
+        stamp_created(&mut compiled.table, &manifests, Some(&self.current));
+        let errors = lines.iter().filter(|l| l.severity == Severity::Error).count();
+        for line in &lines {
+            match line.severity {
+                Severity::Error => tracing::error!("{}", line.text),
+                Severity::Warning => tracing::warn!("{}", line.text),
+            }
+        }
+        shared.install(live, compiled.table.routes.len(), errors);
+        shared
+            .metrics
+            .held_objects
+            .set(i64::try_from(settled.held).unwrap_or(i64::MAX));
+        self.current = compiled.table;
+        let routes = self.current.routes.len();
+        if errors == 0 {
+            tracing::info!(routes, held = settled.held, "configuration reloaded");
+            shared.metrics.reloaded(ReloadResult::applied);
+        } else {
+            tracing::warn!(
+                routes,
+                errors,
+                held = settled.held,
+                "configuration reloaded with errors; broken aliases keep their last good routes"
+            );
+            shared.metrics.reloaded(ReloadResult::applied_with_errors);
+        }
+        settled.next_check
+    }
+}
+
+/// One log line per file whose objects were held or removed. A deleted or emptied file is a
+/// warning (it is how a file being rewritten looks); documents removed from a file that
+/// still defines others are ordinary edits.
+fn log_settled(report: &SettleReport, options: SettleOptions) {
+    let delay = humantime::format_duration(options.delay);
+    let objects = |group: &Group| group.objects.join(", ");
+    for group in &report.newly_held {
+        let what = group.gone.describe(&group.file);
+        if group.gone == Gone::RemovedFromFile {
+            tracing::info!(file = %group.file.display(), objects = %objects(group), "{what}: they keep serving for {delay} (--settle-delay), then are removed");
+        } else {
+            tracing::warn!(file = %group.file.display(), objects = %objects(group), "{what}: its objects keep serving their last good routes for {delay} (--settle-delay) in case it is being rewritten; they are removed if it stays so, or at once with --allow-empty");
+        }
+    }
+    for group in &report.removed {
+        let what = group.gone.describe(&group.file);
+        let when = if options.allow_empty && group.gone != Gone::RemovedFromFile {
+            "at once (--allow-empty)".to_string()
+        } else {
+            format!("after {delay} (--settle-delay)")
+        };
+        if group.gone == Gone::RemovedFromFile {
+            tracing::info!(file = %group.file.display(), objects = %objects(group), "{what}: removed them {when}");
+        } else {
+            tracing::warn!(file = %group.file.display(), objects = %objects(group), "{what}: removed its objects {when}");
+        }
+    }
+}
+
+/// Gives every route without a creation time (aliases from files have none) a stable one, for
+/// `created` in `/v1/models`: the time it already had in the table being served, else the
+/// modification time of the file that defines it, when the gateway first saw it. Stable
+/// across reloads and restarts while the file is not edited, the same on every replica
+/// reading the same files, and for an alias added later, about when it was added.
+fn stamp_created(table: &mut RoutingTable, manifests: &Manifests, previous: Option<&RoutingTable>) {
+    for route in table.routes.values_mut() {
+        if route.created.is_some() {
+            continue;
+        }
+        route.created = previous
+            .and_then(|p| p.routes.get(&route.alias))
+            .and_then(|r| r.created)
+            .or_else(|| {
+                let origin = manifests.origins.get(&ObjectRef::alias(route.source.clone()))?;
+                modified(&origin.file)
+            })
+            .or_else(|| unix_seconds(SystemTime::now()));
+    }
+}
+
+fn modified(file: &Path) -> Option<i64> {
+    unix_seconds(std::fs::metadata(file).ok()?.modified().ok()?)
+}
+
+fn unix_seconds(time: SystemTime) -> Option<i64> {
+    let seconds = time.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(seconds).ok()
+}
