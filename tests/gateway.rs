@@ -215,6 +215,11 @@ async fn a_stream_that_goes_silent_longer_than_idle_is_cut() {
         received.contains("\"first\"") && !received.contains("[DONE]"),
         "{received}"
     );
+    let aborted = r#"modelgate_requests_total{alias="chat",provider="default/alpha",endpoint="chat_completions",status_class="aborted"}"#;
+    eventually(RELOAD, "the timed-out stream counted as aborted", || async {
+        (metric(&gateway, aborted).await == 1.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

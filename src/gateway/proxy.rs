@@ -126,7 +126,7 @@ async fn route_and_forward(
             let error = upstream_error(&e, &upstream.name);
             metrics.count(error.status.as_u16());
             metrics.duration.observe(started.elapsed().as_secs_f64());
-            tracing::warn!(provider = %upstream.name, alias = %route.alias, request_id = request_id::of(headers), error = %describe(&e), "upstream request failed");
+            tracing::warn!(provider = %upstream.name, alias = %route.alias, request_id = %request_id::of(headers), error = %describe(&e), "upstream request failed");
             error
         })?;
     metrics.upstream.observe(sent.elapsed().as_secs_f64());
@@ -222,7 +222,7 @@ async fn upstream_failure(
         reply
     };
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        tracing::warn!(%provider, %status, request_id = request_id::of(request), "the provider rejected its API key");
+        tracing::warn!(%provider, %status, request_id = %request_id::of(request), "the provider rejected its API key");
         return with_headers(ApiError::upstream_rejected_key(status, provider).into_response());
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();

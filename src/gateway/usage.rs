@@ -201,7 +201,7 @@ where
                     tracing::warn!(
                         alias = %this.metrics.alias,
                         provider = %this.metrics.provider,
-                        request_id = this.request_id.to_str().unwrap_or("-"),
+                        request_id = %this.request_id.to_str().unwrap_or("-"),
                         cause = %cause,
                         "the response was cut: the provider failed after it began"
                     );
@@ -234,7 +234,7 @@ impl<B: Body> Drop for Metered<B> {
                 tracing::debug!(
                     alias = %self.metrics.alias,
                     provider = %self.metrics.provider,
-                    request_id = self.request_id.to_str().unwrap_or("-"),
+                    request_id = %self.request_id.to_str().unwrap_or("-"),
                     "the client left before the end of the response"
                 );
                 self.finish(StatusClass::ClientGone);

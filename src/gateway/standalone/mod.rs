@@ -108,6 +108,7 @@ impl Files {
         let settled = self.settle.apply(&mut manifests, Instant::now());
         log_settled(&settled, self.settle.options());
         let mut compiled = compile_files(&manifests, Some(&self.current));
+        stamp_created(&mut compiled.table, &manifests, Some(&self.current));
         let lines = report::lines(&manifests, &compiled.diagnostics);
         let live = match prepare(&compiled.table, &shared.clients) {
             Ok(live) => live,
@@ -117,7 +118,6 @@ impl Files {
                 return settled.next_check;
             }
         };
-        stamp_created(&mut compiled.table, &manifests, Some(&self.current));
         let errors = lines.iter().filter(|l| l.severity == Severity::Error).count();
         for line in &lines {
             match line.severity {

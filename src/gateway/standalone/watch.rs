@@ -135,13 +135,13 @@ fn watch_paths(watcher: &Mutex<RecommendedWatcher>, given: &[PathBuf], first: bo
 }
 
 /// Whether an event at `path` may change what the given paths hold: it is inside one of them;
-/// or beside one (a ConfigMap volume updates a mounted file by swapping the hidden `..data`
-/// link next to it); or it is one of their ancestors (a directory on the way to a given path
-/// being created).
+/// or beside one that is not a directory (a ConfigMap volume updates a mounted file by
+/// swapping the hidden `..data` link next to it); or it is one of their ancestors (a
+/// directory on the way to a given path being created).
 fn relevant(path: &Path, given: &[PathBuf]) -> bool {
     given
         .iter()
-        .any(|g| path.starts_with(g) || g.starts_with(path) || path.parent() == g.parent())
+        .any(|g| path.starts_with(g) || g.starts_with(path) || (path.parent() == g.parent() && !g.is_dir()))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -154,6 +154,7 @@ mod tests {
 
     #[test]
     fn events_count_only_inside_beside_or_above_the_given_paths() {
+        // Neither exists here: both count as files, whose neighbours matter.
         let given = [PathBuf::from("/etc/mg/aliases.yaml"), PathBuf::from("/srv/conf")];
         assert!(relevant(Path::new("/etc/mg/aliases.yaml"), &given));
         assert!(
@@ -168,5 +169,11 @@ mod tests {
         assert!(relevant(Path::new("/srv"), &given), "an ancestor, created again");
         assert!(!relevant(Path::new("/etc/other/aliases.yaml"), &given));
         assert!(!relevant(Path::new("/home/user/notes.yaml"), &given));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let given = [dir.path().to_path_buf()];
+        assert!(relevant(&dir.path().join("a.yaml"), &given));
+        let beside = dir.path().with_extension("other");
+        assert!(!relevant(&beside, &given), "a directory's neighbours do not matter");
     }
 }
