@@ -103,38 +103,8 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         "c.yaml",
         &(provider("alpha", &upstream, KEY) + &alias("a", "{target: alpha/m}")),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "gateway",
-            "--config",
-            config.path().to_str().expect("path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the gateway");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    let (api, admin) = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("read the log") > 0,
-            "the gateway exited:\n{log}"
-        );
-        log.push_str(&line);
-        if line.contains("modelgate gateway serving") {
-            let field = |name: &str| {
-                let start = line.find(&format!("{name}=http://")).expect("address in the log") + name.len() + 8;
-                line[start..].split_whitespace().next().expect("address").to_string()
-            };
-            break (field("api"), field("admin"));
-        }
-    };
+    let gateway = GatewayProcess::start(&config, &[], "trace");
+    let (api, admin) = (gateway.api.clone(), gateway.admin.clone());
     let client = reqwest::Client::new();
     let answer = client
         .post(format!("http://{api}/v1/chat/completions"))
@@ -152,11 +122,7 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         .text()
         .await
         .expect("body");
-    child.kill().expect("stop the gateway");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read the log");
-    log.push_str(&rest);
-    let _ = child.wait();
+    let log = gateway.stop();
 
     assert!(reply.contains("upstream_auth_failed"), "{reply}");
     assert!(
@@ -180,46 +146,58 @@ async fn keys_never_reach_logs_errors_or_metrics() {
 struct GatewayProcess {
     child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     api: String,
+    admin: String,
 }
 
 impl GatewayProcess {
-    fn start(config: &ConfigDir, extra: &[&str]) -> Self {
+    fn start(config: &ConfigDir, extra: &[&str], rust_log: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
             .args(["gateway", "--config", config.path().to_str().expect("path")])
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the gateway");
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut first = String::new();
-        let api = loop {
+        let (api, admin) = loop {
             let mut line = String::new();
             assert!(
                 stderr.read_line(&mut line).expect("read the log") > 0,
                 "the gateway exited:\n{first}"
             );
             first.push_str(&line);
-            if let Some(at) = line.find("api=http://") {
-                break line[at + 11..].split_whitespace().next().expect("address").to_string();
+            if line.contains("modelgate gateway serving") {
+                let field = |name: &str| {
+                    let start = line.find(&format!("{name}=http://")).expect("address in the log") + name.len() + 8;
+                    line[start..].split_whitespace().next().expect("address").to_string()
+                };
+                break (field("api"), field("admin"));
             }
         };
         let log = std::sync::Arc::new(std::sync::Mutex::new(first));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 sink.lock().expect("lock").push_str(&(line + "\n"));
             }
         });
-        GatewayProcess { child, log, api }
+        GatewayProcess {
+            child,
+            log,
+            reader: Some(reader),
+            api,
+            admin,
+        }
     }
 
     /// Waits for a log line containing every one of `parts`; returns it.
     async fn line_with(&self, parts: &[&str]) -> String {
-        let what = format!("a log line with {parts:?} in:\n{}", self.log.lock().expect("lock"));
+        let what = format!("a log line with {parts:?}");
         eventually(std::time::Duration::from_secs(15), &what, || async {
             let log = self.log.lock().expect("lock").clone();
             log.lines()
@@ -227,6 +205,16 @@ impl GatewayProcess {
                 .map(str::to_string)
         })
         .await
+    }
+
+    /// Stops the gateway; returns its whole log.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log.lock().expect("lock").clone()
     }
 }
 
@@ -243,7 +231,7 @@ async fn a_cut_stream_and_a_deleted_file_are_logged_as_warnings_with_what_an_ope
     let config = ConfigDir::new();
     config.write("providers.yaml", &provider("alpha", &upstream, "sk-log"));
     config.write("aliases.yaml", &alias("cut", "{target: alpha/m}"));
-    let gateway = GatewayProcess::start(&config, &["--settle-delay", "1h"]);
+    let gateway = GatewayProcess::start(&config, &["--settle-delay", "1h"], "info");
 
     let response = reqwest::Client::new()
         .post(format!("http://{}/v1/chat/completions", gateway.api))
