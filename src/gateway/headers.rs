@@ -12,7 +12,7 @@ use http::HeaderMap;
 use super::request_id::X_REQUEST_ID;
 
 /// Headers passed to the client by exact name.
-pub const ALLOWED: [HeaderName; 11] = [
+pub const ALLOWED: [HeaderName; 10] = [
     // The body: its type, compression and caching (SSE streams say `no-cache`).
     header::CONTENT_TYPE,
     header::CONTENT_ENCODING,
@@ -26,9 +26,8 @@ pub const ALLOWED: [HeaderName; 11] = [
     HeaderName::from_static("openai-version"),
     // Anthropic's request id.
     HeaderName::from_static("request-id"),
-    // The IETF rate-limit fields.
+    // The IETF draft's combined rate-limit field (`ratelimit-*` below has the others).
     HeaderName::from_static("ratelimit"),
-    HeaderName::from_static("ratelimit-policy"),
 ];
 
 /// Headers passed to the client by prefix: rate limits (OpenAI, Groq, Together, Mistral and
