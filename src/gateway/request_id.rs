@@ -24,8 +24,9 @@ fn acceptable(value: &HeaderValue) -> bool {
 /// The request's id: the client's when acceptable, else a new one, which replaces any
 /// unacceptable value in `headers` so that only it travels upstream.
 pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(value) = headers.get(&X_REQUEST_ID) {
-        if acceptable(value) && headers.get_all(&X_REQUEST_ID).iter().count() == 1 {
+    let mut sent = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(value), None) = (sent.next(), sent.next()) {
+        if acceptable(value) {
             return value.clone();
         }
     }

@@ -108,23 +108,28 @@ pub fn watch(shared: Arc<Shared>, files: Files) -> Result<Watching, StartupError
 }
 
 /// Watches each given directory recursively, and the parent of each given path (or its
-/// nearest existing ancestor). Only the first watch's errors are returned; renewals are best
-/// effort (a path may be gone for a while).
+/// nearest existing ancestor). The first time, a watch that editing needs (a given
+/// directory, a given file's directory) failing is an error; the parent of a given directory
+/// is a bonus (it may not be readable), and renewals are best effort (a path may be gone for
+/// a while).
 fn watch_paths(watcher: &Mutex<RecommendedWatcher>, given: &[PathBuf], first: bool) -> Result<(), notify::Error> {
     let mut watcher = watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     for path in given {
-        if path.is_dir() {
+        let is_dir = path.is_dir();
+        if is_dir {
             match watcher.watch(path, RecursiveMode::Recursive) {
                 Err(e) if first => return Err(e),
-                _ => {}
+                Err(e) => tracing::debug!(path = %path.display(), "cannot watch: {e}"),
+                Ok(()) => {}
             }
         }
         let mut parent = path.parent();
         while let Some(dir) = parent {
             if dir.is_dir() {
                 match watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    Err(e) if first => return Err(e),
-                    _ => {}
+                    Err(e) if first && !is_dir => return Err(e),
+                    Err(e) => tracing::debug!(path = %dir.display(), "cannot watch: {e}"),
+                    Ok(()) => {}
                 }
                 break;
             }
