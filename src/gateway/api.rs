@@ -69,15 +69,15 @@ impl Service<Request> for Api {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request) -> Answer {
+    fn call(&mut self, request: Request) -> Answer {
         // Before anything else, so that every answer, errors included, carries it.
-        let id = request_id::ensure(request.headers_mut());
+        let id = request_id::ensure(request.headers());
         match proxied(request.uri().path()) {
             Some(endpoint) if request.method() == Method::POST => {
                 let shared = self.shared.clone();
                 Box::pin(async move {
                     let (parts, body) = request.into_parts();
-                    let response = proxy::handle(shared, endpoint, parts.headers, body).await;
+                    let response = proxy::handle(shared, endpoint, parts.headers, body, id.clone()).await;
                     Ok(with_id(response, id))
                 })
             }

@@ -12,7 +12,9 @@ use http::HeaderMap;
 use super::request_id::X_REQUEST_ID;
 
 /// Headers passed to the client by exact name.
-pub const ALLOWED: [HeaderName; 10] = [
+pub const ALLOWED: [HeaderName; 11] = [
+    // When the response was made (hyper would add its own otherwise).
+    header::DATE,
     // The body: its type, compression and caching (SSE streams say `no-cache`).
     header::CONTENT_TYPE,
     header::CONTENT_ENCODING,
@@ -46,19 +48,32 @@ pub fn allowed(name: &HeaderName) -> bool {
 
 /// The headers of a successful response, whose body passes through unchanged (so its
 /// `content-length` still holds).
-pub fn to_client(upstream: HeaderMap) -> HeaderMap {
-    // Most responses carry only allowed headers and their length: keep the map as it is.
-    let unchanged = upstream
-        .keys()
-        .all(|name| allowed(name) || name == header::CONTENT_LENGTH);
-    if unchanged {
-        return upstream;
+pub fn to_client(mut upstream: HeaderMap) -> HeaderMap {
+    // In place: most responses carry a few headers to drop (`server`, `x-request-id`), and
+    // removing them costs less than building a new map. Many to drop: build one.
+    let mut unwanted: [Option<HeaderName>; 8] = [const { None }; 8];
+    let mut dropped = 0;
+    for name in upstream.keys() {
+        if allowed(name) || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        let Some(slot) = unwanted.get_mut(dropped) else {
+            let mut out = filtered(&upstream);
+            if let Some(length) = upstream.get(header::CONTENT_LENGTH) {
+                out.insert(header::CONTENT_LENGTH, length.clone());
+            }
+            return out;
+        };
+        *slot = Some(name.clone());
+        dropped += 1;
     }
-    let mut out = filtered(&upstream);
-    if let Some(length) = upstream.get(header::CONTENT_LENGTH) {
-        out.insert(header::CONTENT_LENGTH, length.clone());
+    for name in unwanted.iter().flatten() {
+        let value = upstream.remove(name);
+        if let (Some(value), true) = (value, name == X_REQUEST_ID) {
+            upstream.insert(UPSTREAM_REQUEST_ID, value);
+        }
     }
-    out
+    upstream
 }
 
 /// The headers of an error answer whose body the gateway rewrites: the allowed ones but
@@ -156,6 +171,22 @@ mod tests {
                 "x-upstream-request-id",
             ]
         );
+    }
+
+    #[test]
+    fn a_few_or_many_headers_to_drop_give_the_same_answer() {
+        let few = to_client(map(&UPSTREAM[..10]));
+        let mut many_headers = map(&UPSTREAM[..10]);
+        for i in 0..20 {
+            many_headers.append(
+                HeaderName::from_bytes(format!("x-junk-{i}").as_bytes()).expect("name"),
+                HeaderValue::from_static("1"),
+            );
+        }
+        let many = to_client(many_headers);
+        assert_eq!(names(&few), names(&many));
+        assert_eq!(few[UPSTREAM_REQUEST_ID], many[UPSTREAM_REQUEST_ID]);
+        assert_eq!(few.get_all("x-request-id").iter().count(), 0);
     }
 
     #[test]

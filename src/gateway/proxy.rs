@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, Method, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -22,13 +22,12 @@ use super::upstream::{self, Limits, SendError, Timed};
 use super::usage::Metered;
 use super::Shared;
 
-/// Client headers passed upstream. Everything else (notably the client's own
-/// `Authorization`) stays at the gateway.
-const FORWARDED_REQUEST_HEADERS: [HeaderName; 6] = [
+/// Client headers passed upstream, with `x-request-id` (the request's id, see `request_id`).
+/// Everything else (notably the client's own `Authorization`) stays at the gateway.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
     header::ACCEPT,
     header::USER_AGENT,
     HeaderName::from_static("openai-beta"),
-    HeaderName::from_static("x-request-id"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
 ];
@@ -47,10 +46,16 @@ impl Endpoint {
     }
 }
 
-/// Serves one completion or embedding request.
-pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response<Body> {
+/// Serves one completion or embedding request; `id` is its request id.
+pub async fn handle(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+    id: HeaderValue,
+) -> Response<Body> {
     let started = Instant::now();
-    match route_and_forward(&shared, endpoint, &headers, body, started).await {
+    match route_and_forward(&shared, endpoint, &headers, body, started, &id).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -62,6 +67,7 @@ async fn route_and_forward(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
+    id: &HeaderValue,
 ) -> Result<Response<Body>, ApiError> {
     let reject = |error: ApiError| {
         shared.metrics.rejected(error.code.unwrap_or("unknown"));
@@ -99,7 +105,7 @@ async fn route_and_forward(
             });
             metrics.upstream.observe(started.elapsed().as_secs_f64());
             let (parts, body) = response.into_parts();
-            return Ok(metered(parts.status, parts.headers, body, metrics, started, headers));
+            return Ok(metered(parts.status, parts.headers, body, metrics, started, id.clone()));
         }
         UpstreamKind::Http(http) => http,
     };
@@ -119,6 +125,7 @@ async fn route_and_forward(
         }
         previous = Some(name);
     }
+    outgoing_headers.insert(request_id::X_REQUEST_ID, id.clone());
     let sent = Instant::now();
     let upstream_response = upstream::send(&http.client, request, Limits::new(&http.timeouts))
         .await
@@ -126,7 +133,7 @@ async fn route_and_forward(
             let error = upstream_error(&e, &upstream.name);
             metrics.count(error.status.as_u16());
             metrics.duration.observe(started.elapsed().as_secs_f64());
-            tracing::warn!(provider = %upstream.name, alias = %route.alias, request_id = %request_id::of(headers), error = %describe(&e), "upstream request failed");
+            tracing::warn!(provider = %upstream.name, alias = %route.alias, request_id = %request_id::text(id), error = %describe(&e), "upstream request failed");
             error
         })?;
     metrics.upstream.observe(sent.elapsed().as_secs_f64());
@@ -135,11 +142,11 @@ async fn route_and_forward(
     if !status.is_success() {
         metrics.count(status.as_u16());
         metrics.duration.observe(started.elapsed().as_secs_f64());
-        return Ok(upstream_failure(upstream_response, http, &upstream.name, headers).await);
+        return Ok(upstream_failure(upstream_response, http, &upstream.name, id).await);
     }
     let (parts, body) = upstream_response.into_parts();
     let to_client = response_headers::to_client(parts.headers);
-    Ok(metered(status, to_client, body, metrics, started, headers))
+    Ok(metered(status, to_client, body, metrics, started, id.clone()))
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
@@ -149,17 +156,13 @@ fn metered<B>(
     body: B,
     metrics: Arc<super::metrics::RouteMetrics>,
     started: Instant,
-    request: &HeaderMap,
+    id: HeaderValue,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError> + std::fmt::Display,
 {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let id = request
-        .get(request_id::X_REQUEST_ID)
-        .cloned()
-        .unwrap_or_else(request_id::generate);
     let body = Metered::new(body, metrics, started, status.as_u16(), content_type, id);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
@@ -211,7 +214,7 @@ async fn upstream_failure(
     response: Response<Timed<PooledBody>>,
     http: &HttpUpstream,
     provider: &str,
-    request: &HeaderMap,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let status = response.status();
     let allowed = response_headers::to_client_for_new_body(response.headers());
@@ -222,7 +225,7 @@ async fn upstream_failure(
         reply
     };
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        tracing::warn!(%provider, %status, request_id = %request_id::of(request), "the provider rejected its API key");
+        tracing::warn!(%provider, %status, request_id = %request_id::text(id), "the provider rejected its API key");
         return with_headers(ApiError::upstream_rejected_key(status, provider).into_response());
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
