@@ -7,6 +7,7 @@ mod settle;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::compiler::{ObjectRef, SecretData};
 use crate::crd::{LLMProvider, ModelAlias};
@@ -63,6 +64,15 @@ pub struct Manifests {
     pub problems: Vec<LoadProblem>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// The text of each file read, kept for [`Settle`] (a file's objects are held from it).
+    pub texts: HashMap<PathBuf, Arc<FileText>>,
+}
+
+/// A file's text as read.
+#[derive(Debug)]
+pub struct FileText {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 impl Manifests {
@@ -86,7 +96,14 @@ pub fn load_paths(paths: &[PathBuf]) -> Manifests {
     }
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => parse_documents(&text, &file, &mut manifests),
+            Ok(text) => {
+                parse_documents(&text, &file, &mut manifests);
+                let text = Arc::new(FileText {
+                    path: file.clone(),
+                    text,
+                });
+                manifests.texts.insert(file.clone(), text);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => manifests.problems.push(LoadProblem {
                 origin: Origin {

@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Manifests, Origin};
-use crate::compiler::{ObjectKey, ObjectRef};
-use crate::crd::{LLMProvider, ModelAlias};
+use super::{parse_documents, FileText, Manifests};
+use crate::compiler::{ObjectKey, ObjectKind, ObjectRef};
 
 /// How removals settle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,18 +60,23 @@ impl std::fmt::Display for Id {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Object {
-    Provider(LLMProvider),
-    Alias(ModelAlias),
-    Secret(BTreeMap<String, Vec<u8>>),
+impl Id {
+    fn of(object: &ObjectRef) -> Id {
+        match object.kind {
+            ObjectKind::LLMProvider => Id::Provider(object.key.clone()),
+            ObjectKind::ModelAlias => Id::Alias(object.key.clone()),
+        }
+    }
 }
 
+/// An object the files defined. Its last good definition is kept as the text of its file
+/// (shared by every object of that version of the file; a parsed copy of 10,000 aliases cost
+/// 15 MB, their text 1.4 MB), parsed again only to hold it.
 #[derive(Debug)]
 struct Known {
-    /// The last good definition (an object that later fails to parse keeps this one).
-    object: Object,
-    origin: Origin,
+    /// The file as it was when the object last parsed (an object that later fails to parse
+    /// keeps this version).
+    file: Arc<FileText>,
     /// When a reload first missed it.
     missing_since: Option<Instant>,
 }
@@ -162,12 +167,13 @@ impl Settle {
         let mut missing: Vec<&Id> = self.known.keys().filter(|id| !present.contains_key(*id)).collect();
         missing.sort();
         let missing: Vec<Id> = missing.into_iter().cloned().collect();
+        let mut parsed: HashMap<*const FileText, Manifests> = HashMap::new();
         for id in missing {
             let Some(known) = self.known.get_mut(&id) else { continue };
-            let gone = why_gone(&known.origin.file, manifests, &present);
+            let gone = why_gone(&known.file.path, manifests, &present);
             let since = *known.missing_since.get_or_insert(now);
             let due = since + self.options.delay;
-            let group = (known.origin.file.clone(), gone.clone());
+            let group = (known.file.path.clone(), gone.clone());
             if (self.options.allow_empty && gone.is_empty_or_deleted()) || now >= due {
                 removed.entry(group).or_default().push(id.to_string());
                 self.known.remove(&id);
@@ -178,7 +184,12 @@ impl Settle {
             }
             report.held += 1;
             report.next_check = Some(report.next_check.map_or(due, |next: Instant| next.min(due)));
-            restore(manifests, &id, known);
+            let file = parsed.entry(Arc::as_ptr(&known.file)).or_insert_with(|| {
+                let mut old = Manifests::default();
+                parse_documents(&known.file.text, &known.file.path, &mut old);
+                old
+            });
+            restore(manifests, &id, file);
         }
         let groups = |map: BTreeMap<(PathBuf, Gone), Vec<String>>| {
             map.into_iter()
@@ -194,68 +205,43 @@ impl Settle {
     /// that failed to parse included: they exist) and the file each came from.
     fn record(&mut self, manifests: &Manifests) -> HashMap<Id, PathBuf> {
         let mut present = HashMap::new();
+        let mut parsed: Vec<(Id, &Path)> = Vec::new();
         for (object, origin) in &manifests.origins {
-            let id = match object.kind {
-                crate::compiler::ObjectKind::LLMProvider => Id::Provider(object.key.clone()),
-                crate::compiler::ObjectKind::ModelAlias => Id::Alias(object.key.clone()),
-            };
+            let id = Id::of(object);
             if let Some(known) = self.known.get_mut(&id) {
                 known.missing_since = None;
-                known.origin = origin.clone();
             }
             present.insert(id, origin.file.clone());
         }
         for provider in &manifests.providers {
-            self.remember(
-                Id::Provider(ObjectKey::of(&provider.metadata)),
-                Object::Provider(provider.clone()),
-                manifests,
-            );
+            let object = ObjectRef::provider(ObjectKey::of(&provider.metadata));
+            if let Some(origin) = manifests.origins.get(&object) {
+                parsed.push((Id::of(&object), &origin.file));
+            }
         }
         for alias in &manifests.aliases {
-            self.remember(
-                Id::Alias(ObjectKey::of(&alias.metadata)),
-                Object::Alias(alias.clone()),
-                manifests,
-            );
+            let object = ObjectRef::alias(ObjectKey::of(&alias.metadata));
+            if let Some(origin) = manifests.origins.get(&object) {
+                parsed.push((Id::of(&object), &origin.file));
+            }
         }
-        for ((namespace, name), data) in &manifests.secrets {
-            let key = ObjectKey::new(namespace.clone(), name.clone());
-            let origin = manifests.secret_origins.get(&(namespace.clone(), name.clone()));
-            present.insert(
-                Id::Secret(key.clone()),
-                origin.map(|o| o.file.clone()).unwrap_or_default(),
-            );
-            if let Some(origin) = origin {
+        for (name, origin) in &manifests.secret_origins {
+            let id = Id::Secret(ObjectKey::new(name.0.clone(), name.1.clone()));
+            present.insert(id.clone(), origin.file.clone());
+            parsed.push((id, &origin.file));
+        }
+        for (id, path) in parsed {
+            if let Some(file) = manifests.texts.get(path) {
                 self.known.insert(
-                    Id::Secret(key),
+                    id,
                     Known {
-                        object: Object::Secret(data.clone()),
-                        origin: origin.clone(),
+                        file: file.clone(),
                         missing_since: None,
                     },
                 );
             }
         }
         present
-    }
-
-    fn remember(&mut self, id: Id, object: Object, manifests: &Manifests) {
-        let reference = match &id {
-            Id::Provider(key) => ObjectRef::provider(key.clone()),
-            Id::Alias(key) => ObjectRef::alias(key.clone()),
-            Id::Secret(_) => return,
-        };
-        if let Some(origin) = manifests.origins.get(&reference) {
-            self.known.insert(
-                id,
-                Known {
-                    object,
-                    origin: origin.clone(),
-                    missing_since: None,
-                },
-            );
-        }
     }
 }
 
@@ -281,27 +267,32 @@ fn why_gone(file: &Path, manifests: &Manifests, present: &HashMap<Id, PathBuf>) 
     }
 }
 
-/// Puts a held object back into `manifests`, as read from its file.
-fn restore(manifests: &mut Manifests, id: &Id, known: &Known) {
-    match (&known.object, id) {
-        (Object::Provider(provider), Id::Provider(key)) => {
-            manifests.providers.push(provider.clone());
-            manifests
-                .origins
-                .insert(ObjectRef::provider(key.clone()), known.origin.clone());
+/// Puts a held object back into `manifests`, from `old`, its file as last read with it.
+fn restore(manifests: &mut Manifests, id: &Id, old: &Manifests) {
+    match id {
+        Id::Provider(key) => {
+            let object = ObjectRef::provider(key.clone());
+            let found = old.providers.iter().find(|p| &ObjectKey::of(&p.metadata) == key);
+            if let (Some(provider), Some(origin)) = (found, old.origins.get(&object)) {
+                manifests.providers.push(provider.clone());
+                manifests.origins.insert(object, origin.clone());
+            }
         }
-        (Object::Alias(alias), Id::Alias(key)) => {
-            manifests.aliases.push(alias.clone());
-            manifests
-                .origins
-                .insert(ObjectRef::alias(key.clone()), known.origin.clone());
+        Id::Alias(key) => {
+            let object = ObjectRef::alias(key.clone());
+            let found = old.aliases.iter().find(|a| &ObjectKey::of(&a.metadata) == key);
+            if let (Some(alias), Some(origin)) = (found, old.origins.get(&object)) {
+                manifests.aliases.push(alias.clone());
+                manifests.origins.insert(object, origin.clone());
+            }
         }
-        (Object::Secret(data), Id::Secret(key)) => {
+        Id::Secret(key) => {
             let name = (key.namespace.clone(), key.name.clone());
-            manifests.secrets.insert(name.clone(), data.clone());
-            manifests.secret_origins.insert(name, known.origin.clone());
+            if let (Some(data), Some(origin)) = (old.secrets.get(&name), old.secret_origins.get(&name)) {
+                manifests.secrets.insert(name.clone(), data.clone());
+                manifests.secret_origins.insert(name, origin.clone());
+            }
         }
-        _ => {}
     }
 }
 
