@@ -74,6 +74,8 @@ pub fn watch(shared: Arc<Shared>, files: Files) -> Result<Watching, StartupError
     }));
     let files = Arc::new(Mutex::new(files));
     tasks.push(tokio::spawn(async move {
+        // The first load freed what it read, too.
+        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
         let mut due: Option<tokio::time::Instant> = None;
         loop {
             let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
@@ -92,6 +94,10 @@ pub fn watch(shared: Arc<Shared>, files: Files) -> Result<Watching, StartupError
                 let next = files.reload(&shared);
                 // Renewed each time: a directory deleted and created again lost its watch.
                 let _ = watch_paths(&watcher, &given, false);
+                // A reload frees the previous table and everything read to build it: hand
+                // that memory back (10,000 aliases: 79 MB after one reload without, as in the
+                // in-cluster gateway).
+                crate::memory::trim();
                 next
             })
             .await;
