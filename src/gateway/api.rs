@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -54,6 +54,9 @@ fn proxied(path: &str) -> Option<Endpoint> {
         "/chat/completions" => Some(Endpoint::chat_completions),
         "/completions" => Some(Endpoint::completions),
         "/embeddings" => Some(Endpoint::embeddings),
+        "/messages" => Some(Endpoint::messages),
+        "/messages/count_tokens" => Some(Endpoint::count_tokens),
+        "/responses" => Some(Endpoint::responses),
         _ => None,
     }
 }
@@ -98,16 +101,33 @@ fn with_id(mut response: Response, id: axum::http::HeaderValue) -> Response {
     response
 }
 
-async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
-    json(shared.live.load().models_body.clone())
+async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match shared.tenancy.visible(&headers) {
+        Ok(None) => json(shared.live.load().models_body.clone()),
+        Ok(Some(team)) => json(live::models_body_for(&shared.live.load(), |alias| {
+            team.grants.contains_key(alias)
+        })),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, id: Result<Path<String>, PathRejection>) -> Response {
+async fn get_model(
+    State(shared): State<Arc<Shared>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
     let id = match id {
         Ok(Path(id)) => id,
         Err(rejection) => return ApiError::invalid_url(&rejection.body_text()).into_response(),
     };
     let table = shared.live.load();
+    match shared.tenancy.visible(&headers) {
+        Ok(Some(team)) if table.routes.contains_key(&id) && !team.grants.contains_key(id.as_str()) => {
+            return ApiError::model_access_denied(&id, &team.label).into_response();
+        }
+        Err(error) => return error.into_response(),
+        _ => {}
+    }
     match table.routes.get(&id) {
         None => ApiError::model_not_found(&id).into_response(),
         Some(route) => match &route.disabled {

@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::{RouteMetrics, StatusClass};
+use super::tenancy::Admission;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -21,13 +22,35 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// OpenAI's `prompt_tokens_details` (`cached_tokens`: prompt tokens from the prompt cache).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
 }
 
-/// Reads `usage` from a JSON body or from the events of a server-sent event stream.
+#[derive(Deserialize, Default, Debug, PartialEq, Eq, Clone, Copy)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Prompt tokens served from the provider's prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0)
+    }
+}
+
+/// Reads `usage` from a JSON body or from the events of a server-sent event stream, or is told
+/// it by a translator that already decoded it.
 pub enum UsageScanner {
     Json(JsonCopy),
     Sse(Box<sse_parse::SseParser>, Option<Usage>),
+    /// Reported by the translated path as it decodes the provider's answer.
+    Reported(ReportedUsage),
 }
+
+/// Usage a translator writes as it decodes a stream, and the meter reads at its end.
+pub type ReportedUsage = Arc<std::sync::Mutex<Option<Usage>>>;
 
 /// A non-streamed body kept aside: the common single-chunk body is kept by reference, never
 /// copied.
@@ -79,6 +102,7 @@ impl UsageScanner {
                     }
                 }
             }
+            UsageScanner::Reported(_) => {}
         }
     }
 
@@ -86,6 +110,7 @@ impl UsageScanner {
         match self {
             UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last) => last,
+            UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 }
@@ -137,7 +162,12 @@ pub struct Metered<B: Body> {
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
+    admission: Option<Admission>,
+    cut: Option<Cut>,
 }
+
+/// Why a body that ended cleanly was in fact cut short, once it was.
+pub type Cut = Arc<std::sync::OnceLock<String>>;
 
 impl<B: Body> Metered<B> {
     pub fn new(
@@ -147,9 +177,28 @@ impl<B: Body> Metered<B> {
         status: u16,
         content_type: Option<&str>,
         request_id: HeaderValue,
+        admission: Option<Admission>,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
+        Self::with_scanner(
+            inner, metrics, started, status, scanner, streaming, request_id, admission,
+        )
+    }
+
+    /// A meter whose usage comes from `scanner`; `streaming` says whether the first chunk's
+    /// time is recorded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_scanner(
+        inner: B,
+        metrics: Arc<RouteMetrics>,
+        started: Instant,
+        status: u16,
+        scanner: UsageScanner,
+        streaming: bool,
+        request_id: HeaderValue,
+        admission: Option<Admission>,
+    ) -> Self {
         Metered {
             inner,
             metrics,
@@ -159,16 +208,51 @@ impl<B: Body> Metered<B> {
             streaming,
             first_seen: false,
             scanner: Some(scanner),
+            admission,
+            cut: None,
         }
     }
 
+    /// For a body that ends cleanly even when the provider failed (a translated stream ends
+    /// with an error event): `cut` holds the cause once it did, and the outcome is `aborted`.
+    pub fn cut_by(mut self, cut: Cut) -> Self {
+        self.cut = Some(cut);
+        self
+    }
+
+    /// Warns that the provider failed after the response began.
+    fn warn_cut(&self, cause: &dyn std::fmt::Display) {
+        tracing::warn!(
+            alias = %self.metrics.alias,
+            provider = %self.metrics.provider,
+            request_id = %self.request_id.to_str().unwrap_or("-"),
+            cause = %cause,
+            "the response was cut: the provider failed after it began"
+        );
+    }
+
     fn finish(&mut self, outcome: StatusClass) {
+        if self.scanner.is_none() {
+            return;
+        }
+        let cut = self.cut.as_ref().and_then(|cut| cut.get());
+        let outcome = match cut {
+            Some(cause) if outcome != StatusClass::ClientGone => {
+                self.warn_cut(cause);
+                StatusClass::Aborted
+            }
+            _ => outcome,
+        };
         let Some(scanner) = self.scanner.take() else { return };
         self.metrics.count_class(outcome);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
-        if let Some(usage) = scanner.finish() {
+        let usage = scanner.finish();
+        if let Some(usage) = usage {
             self.metrics.tokens_in.inc_by(usage.prompt_tokens);
             self.metrics.tokens_out.inc_by(usage.completion_tokens);
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(usage);
         }
     }
 }
@@ -198,13 +282,7 @@ where
             }
             Poll::Ready(Some(Err(cause))) => {
                 if this.scanner.is_some() {
-                    tracing::warn!(
-                        alias = %this.metrics.alias,
-                        provider = %this.metrics.provider,
-                        request_id = %this.request_id.to_str().unwrap_or("-"),
-                        cause = %cause,
-                        "the response was cut: the provider failed after it began"
-                    );
+                    this.warn_cut(cause);
                 }
                 this.finish(StatusClass::Aborted);
             }
@@ -248,6 +326,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_body_that_ends_cleanly_after_the_provider_failed_counts_as_aborted() {
+        use super::super::metrics::{Endpoint, Metrics};
+        use http_body_util::BodyExt;
+        let metrics = Metrics::new();
+        let route = Arc::new(metrics.route("a", "ns/p", Endpoint::chat_completions));
+        for failed in [false, true] {
+            let cut = Cut::default();
+            if failed {
+                let _ = cut.set("the provider's stream broke off".to_string());
+            }
+            let body = Metered::with_scanner(
+                http_body_util::Full::new(Bytes::from_static(b"data: {}\n\n")),
+                route.clone(),
+                Instant::now(),
+                200,
+                UsageScanner::Reported(ReportedUsage::default()),
+                true,
+                HeaderValue::from_static("req-1"),
+                None,
+            )
+            .cut_by(cut);
+            let collected = futures_util::FutureExt::now_or_never(body.collect());
+            assert!(matches!(collected, Some(Ok(_))));
+        }
+        let text = metrics.encode();
+        let count = |class: &str| {
+            let prefix = format!("status_class=\"{class}\"}} ");
+            text.lines()
+                .find_map(|line| line.split_once(&prefix).map(|(_, n)| n.to_string()))
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            (count("2xx"), count("aborted")),
+            ("1".to_string(), "1".to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn usage_is_read_from_json_bodies_split_anywhere() {
         let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
         let mut scanner = UsageScanner::for_content_type(Some("application/json"));
@@ -258,7 +375,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 12,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
     }
@@ -267,6 +385,7 @@ mod tests {
         Some(Usage {
             prompt_tokens,
             completion_tokens,
+            ..Usage::default()
         })
     }
 
@@ -311,6 +430,17 @@ mod tests {
     }
 
     #[test]
+    fn cached_prompt_tokens_are_read_from_prompt_tokens_details() {
+        let body = br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        assert_eq!(usage_in_json(body).map(|u| u.cached_tokens()), Some(1920));
+        let null = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":null}}"#;
+        assert_eq!(
+            usage_in_json(null).map(|u| (u.prompt_tokens, u.cached_tokens())),
+            Some((5, 0))
+        );
+    }
+
+    #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"));
@@ -321,7 +451,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 1
+                completion_tokens: 1,
+                ..Usage::default()
             })
         );
     }

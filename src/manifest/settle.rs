@@ -47,6 +47,9 @@ impl Default for SettleOptions {
 enum Id {
     Provider(ObjectKey),
     Alias(ObjectKey),
+    Group(ObjectKey),
+    Team(ObjectKey),
+    /// A credential Secret, or a client API key Secret.
     Secret(ObjectKey),
 }
 
@@ -55,6 +58,8 @@ impl std::fmt::Display for Id {
         match self {
             Id::Provider(key) => write!(f, "LLMProvider {key}"),
             Id::Alias(key) => write!(f, "ModelAlias {key}"),
+            Id::Group(key) => write!(f, "AccessGroup {key}"),
+            Id::Team(key) => write!(f, "Team {key}"),
             Id::Secret(key) => write!(f, "Secret {key}"),
         }
     }
@@ -65,6 +70,9 @@ impl Id {
         match object.kind {
             ObjectKind::LLMProvider => Id::Provider(object.key.clone()),
             ObjectKind::ModelAlias => Id::Alias(object.key.clone()),
+            ObjectKind::AccessGroup => Id::Group(object.key.clone()),
+            ObjectKind::Team => Id::Team(object.key.clone()),
+            ObjectKind::Secret => Id::Secret(object.key.clone()),
         }
     }
 }
@@ -225,6 +233,24 @@ impl Settle {
                 parsed.push((Id::of(&object), &origin.file));
             }
         }
+        for group in &manifests.groups {
+            let object = ObjectRef::new(ObjectKind::AccessGroup, ObjectKey::of(&group.metadata));
+            if let Some(origin) = manifests.origins.get(&object) {
+                parsed.push((Id::of(&object), &origin.file));
+            }
+        }
+        for team in &manifests.teams {
+            let object = ObjectRef::new(ObjectKind::Team, ObjectKey::of(&team.metadata));
+            if let Some(origin) = manifests.origins.get(&object) {
+                parsed.push((Id::of(&object), &origin.file));
+            }
+        }
+        for key in &manifests.api_keys {
+            let object = ObjectRef::new(ObjectKind::Secret, key.key.clone());
+            if let Some(origin) = manifests.origins.get(&object) {
+                parsed.push((Id::of(&object), &origin.file));
+            }
+        }
         for (name, origin) in &manifests.secret_origins {
             let id = Id::Secret(ObjectKey::new(name.0.clone(), name.1.clone()));
             present.insert(id.clone(), origin.file.clone());
@@ -286,7 +312,30 @@ fn restore(manifests: &mut Manifests, id: &Id, old: &Manifests) {
                 manifests.origins.insert(object, origin.clone());
             }
         }
+        Id::Group(key) => {
+            let object = ObjectRef::new(ObjectKind::AccessGroup, key.clone());
+            let found = old.groups.iter().find(|g| &ObjectKey::of(&g.metadata) == key);
+            if let (Some(group), Some(origin)) = (found, old.origins.get(&object)) {
+                manifests.groups.push(group.clone());
+                manifests.origins.insert(object, origin.clone());
+            }
+        }
+        Id::Team(key) => {
+            let object = ObjectRef::new(ObjectKind::Team, key.clone());
+            let found = old.teams.iter().find(|t| &ObjectKey::of(&t.metadata) == key);
+            if let (Some(team), Some(origin)) = (found, old.origins.get(&object)) {
+                manifests.teams.push(team.clone());
+                manifests.origins.insert(object, origin.clone());
+            }
+        }
         Id::Secret(key) => {
+            let object = ObjectRef::new(ObjectKind::Secret, key.clone());
+            let api_key = old.api_keys.iter().find(|k| &k.key == key);
+            if let (Some(api_key), Some(origin)) = (api_key, old.origins.get(&object)) {
+                manifests.api_keys.push(api_key.clone());
+                manifests.origins.insert(object, origin.clone());
+                return;
+            }
             let name = (key.namespace.clone(), key.name.clone());
             if let (Some(data), Some(origin)) = (old.secrets.get(&name), old.secret_origins.get(&name)) {
                 manifests.secrets.insert(name.clone(), data.clone());

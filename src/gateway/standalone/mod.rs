@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
+use crate::compiler::tenancy::{AccessTable, Membership};
 use crate::compiler::{compile, Compiled, Inputs, ObjectRef, RoutingTable, SecretView, SecretsAndEnv, Severity};
 use crate::manifest::{load_paths, Gone, Group, Manifests, Settle, SettleOptions, SettleReport};
 use crate::report;
@@ -38,13 +39,21 @@ fn compile_files(manifests: &Manifests, previous: Option<&RoutingTable>) -> Comp
         env: Some(&env),
         view: SecretView::All,
     };
-    compile(&Inputs {
+    let mut compiled = compile(&Inputs {
         providers: &manifests.providers,
         aliases: &manifests.aliases,
         credentials: &credentials,
         unreadable: &manifests.unreadable,
         previous,
-    })
+    });
+    compiled.add_access(
+        &manifests.teams,
+        &manifests.groups,
+        &manifests.api_keys,
+        &manifests.aliases,
+        Membership::Spec,
+    );
+    compiled
 }
 
 /// The files and what the gateway learnt from them, carried from reload to reload.
@@ -55,8 +64,9 @@ pub struct Files {
 }
 
 impl Files {
-    /// The first load: every problem is fatal, so a bad config never starts serving.
-    pub fn initial(paths: &[PathBuf], options: SettleOptions) -> Result<Files, StartupError> {
+    /// The first load: every problem is fatal, so a bad config never starts serving. Returns
+    /// the files and the access table (teams, keys) they define.
+    pub fn initial(paths: &[PathBuf], options: SettleOptions) -> Result<(Files, AccessTable), StartupError> {
         let mut manifests = load_paths(paths);
         let mut compiled = compile_files(&manifests, None);
         let lines = report::lines(&manifests, &compiled.diagnostics);
@@ -74,11 +84,12 @@ impl Files {
         let mut settle = Settle::new(options);
         settle.apply(&mut manifests, Instant::now());
         stamp_created(&mut compiled.table, &manifests, None);
-        Ok(Files {
+        let files = Files {
             paths: paths.to_vec(),
             settle,
             current: compiled.table,
-        })
+        };
+        Ok((files, compiled.access))
     }
 
     /// The table being served.
@@ -126,6 +137,7 @@ impl Files {
             }
         }
         shared.install(live, compiled.table.routes.len(), errors);
+        shared.tenancy.install(compiled.access);
         shared
             .metrics
             .held_objects

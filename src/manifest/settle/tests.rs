@@ -241,3 +241,42 @@ fn an_object_that_no_longer_parses_is_not_held_it_is_still_there() {
     assert_eq!(manifests.unreadable.len(), 1);
     assert!(Path::new(&files.path("aliases.yaml")).exists());
 }
+
+#[test]
+fn teams_access_groups_and_client_keys_are_held_like_routes() {
+    let files = Files::new();
+    let tenancy = "---\napiVersion: modelgate.dev/v1alpha1\nkind: AccessGroup\nmetadata: {name: g}\nspec: {aliases: [a]}\n\
+                   ---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: t}\nspec: {accessGroups: [g]}\n\
+                   ---\napiVersion: v1\nkind: Secret\nmetadata: {name: key-1, labels: {modelgate.dev/team: t}}\n\
+                   type: modelgate.dev/api-key\nstringData: {keyHash: \"sha256:00\"}\n";
+    files.write("teams.yaml", tenancy);
+    files.write("aliases.yaml", &format!("{PROVIDER}{}", alias("a")));
+    let mut settle = settle(5 * SECS, false);
+    let t0 = Instant::now();
+    let mut first = files.load();
+    assert_eq!((first.groups.len(), first.teams.len(), first.api_keys.len()), (1, 1, 1));
+    settle.apply(&mut first, t0);
+
+    // Truncated while being rewritten: the teams and their keys keep working.
+    files.write("teams.yaml", "");
+    let mut manifests = files.load();
+    let report = settle.apply(&mut manifests, t0 + SECS);
+    assert_eq!(
+        (manifests.groups.len(), manifests.teams.len(), manifests.api_keys.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        report.newly_held[0].objects,
+        ["AccessGroup default/g", "Team default/t", "Secret default/key-1"]
+    );
+    assert_eq!(manifests.api_keys[0].team.as_deref(), Some("t"));
+
+    // Still gone after the delay: removed.
+    let mut manifests = files.load();
+    let report = settle.apply(&mut manifests, t0 + 7 * SECS);
+    assert_eq!(
+        (manifests.groups.len(), manifests.teams.len(), manifests.api_keys.len()),
+        (0, 0, 0)
+    );
+    assert_eq!(report.removed[0].gone, Gone::FileEmpty);
+}
