@@ -291,6 +291,15 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        /// With --config: how long an object removed from the files (its file deleted or
+        /// emptied, its directory gone, its document removed) keeps serving its last good
+        /// route before it is removed, so a file rewritten in place never drops its routes.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "MODELGATE_SETTLE_DELAY")]
+        settle_delay: std::time::Duration,
+        /// With --config: a deleted or emptied file (or a deleted directory) removes its
+        /// objects at the next reload, without waiting for --settle-delay.
+        #[arg(long, env = "MODELGATE_ALLOW_EMPTY")]
+        allow_empty: bool,
         #[command(flatten)]
         replica: ReplicaArgs,
         /// A network (CIDR, or one address) providers may be in even where the egress policy
@@ -404,6 +413,8 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             max_body_bytes,
+            settle_delay,
+            allow_empty,
             replica,
             allow_upstream_cidr,
             max_hops,
@@ -421,6 +432,10 @@ fn main() -> ExitCode {
                 listen,
                 admin_listen,
                 max_body_bytes,
+                settle: modelgate::manifest::SettleOptions {
+                    delay: settle_delay,
+                    allow_empty,
+                },
                 egress: EgressOptions {
                     allow: allow_upstream_cidr,
                     max_hops,

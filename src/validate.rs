@@ -39,6 +39,7 @@ impl Credentials for FileKeys<'_> {
         let strict = SecretsAndEnv {
             secrets: self.secrets,
             env: Some(&env),
+            view: crate::compiler::SecretView::All,
         };
         if self.check_keys {
             return strict.lookup(namespace, source);
@@ -55,6 +56,7 @@ impl Credentials for FileKeys<'_> {
         let strict = SecretsAndEnv {
             secrets: self.secrets,
             env: None,
+            view: crate::compiler::SecretView::All,
         };
         if self.check_keys || self.secrets.contains_key(&(namespace.to_string(), name.to_string())) {
             strict.aws_keys(namespace, name)

@@ -139,48 +139,17 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         "c.yaml",
         &(provider("alpha", &upstream, KEY) + &alias("a", "{target: alpha/m}")),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "gateway",
-            "--config",
-            config.path().to_str().expect("path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the gateway");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    let (api, admin) = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("read the log") > 0,
-            "the gateway exited:\n{log}"
-        );
-        log.push_str(&line);
-        if line.contains("modelgate gateway serving") {
-            let field = |name: &str| {
-                let start = line.find(&format!("{name}=http://")).expect("address in the log") + name.len() + 8;
-                line[start..].split_whitespace().next().expect("address").to_string()
-            };
-            break (field("api"), field("admin"));
-        }
-    };
+    let gateway = GatewayProcess::start(&config, &[], "trace");
+    let (api, admin) = (gateway.api.clone(), gateway.admin.clone());
     let client = reqwest::Client::new();
-    let reply = client
+    let answer = client
         .post(format!("http://{api}/v1/chat/completions"))
         .body(chat("a"))
         .send()
         .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("body");
+        .expect("answer");
+    let request_id = answer.headers()["x-request-id"].to_str().expect("id").to_string();
+    let reply = answer.text().await.expect("body");
     // The same through the translated Responses path.
     let responses_reply = client
         .post(format!("http://{api}/v1/responses"))
@@ -199,11 +168,7 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         .text()
         .await
         .expect("body");
-    child.kill().expect("stop the gateway");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read the log");
-    log.push_str(&rest);
-    let _ = child.wait();
+    let log = gateway.stop();
 
     assert!(reply.contains("upstream_auth_failed"), "{reply}");
     assert!(responses_reply.contains("upstream_auth_failed"), "{responses_reply}");
@@ -222,7 +187,140 @@ async fn keys_never_reach_logs_errors_or_metrics() {
             "the key leaked into the {place}:\n{text}"
         );
     }
-    assert!(log.contains("the provider rejected its API key"), "{log}");
+    let line = log
+        .lines()
+        .find(|line| line.contains("the provider rejected its API key"))
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+}
+
+/// The gateway binary on ports 0, its log collected as it is written.
+struct GatewayProcess {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    api: String,
+    admin: String,
+}
+
+impl GatewayProcess {
+    fn start(config: &ConfigDir, extra: &[&str], rust_log: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(["gateway", "--config", config.path().to_str().expect("path")])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the gateway");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        let (api, admin) = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).expect("read the log") > 0,
+                "the gateway exited:\n{first}"
+            );
+            first.push_str(&line);
+            if line.contains("modelgate gateway serving") {
+                let field = |name: &str| {
+                    let start = line.find(&format!("{name}=http://")).expect("address in the log") + name.len() + 8;
+                    line[start..].split_whitespace().next().expect("address").to_string()
+                };
+                break (field("api"), field("admin"));
+            }
+        };
+        let log = std::sync::Arc::new(std::sync::Mutex::new(first));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push_str(&(line + "\n"));
+            }
+        });
+        GatewayProcess {
+            child,
+            log,
+            reader: Some(reader),
+            api,
+            admin,
+        }
+    }
+
+    /// Waits for a log line containing every one of `parts`; returns it.
+    async fn line_with(&self, parts: &[&str]) -> String {
+        let what = format!("a log line with {parts:?}");
+        eventually(std::time::Duration::from_secs(15), &what, || async {
+            let log = self.log.lock().expect("lock").clone();
+            log.lines()
+                .find(|line| parts.iter().all(|p| line.contains(p)))
+                .map(str::to_string)
+        })
+        .await
+    }
+
+    /// Stops the gateway; returns its whole log.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_cut_stream_and_a_deleted_file_are_logged_as_warnings_with_what_an_operator_needs() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::CutStream).await;
+    let config = ConfigDir::new();
+    config.write("providers.yaml", &provider("alpha", &upstream, "sk-log"));
+    config.write("aliases.yaml", &alias("cut", "{target: alpha/m}"));
+    let gateway = GatewayProcess::start(&config, &["--settle-delay", "1h"], "info");
+
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gateway.api))
+        .header("x-request-id", "trace-me-42")
+        .body(serde_json::json!({"model": "cut", "stream": true, "messages": []}).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let mut chunks = futures_util::StreamExt::boxed(response.bytes_stream());
+    futures_util::StreamExt::next(&mut chunks)
+        .await
+        .expect("a chunk")
+        .expect("bytes");
+    upstream.release.notify_one();
+    while futures_util::StreamExt::next(&mut chunks).await.is_some() {}
+    let line = gateway
+        .line_with(&[
+            "WARN",
+            "the response was cut",
+            "alias=cut",
+            "provider=default/alpha",
+            "request_id=trace-me-42",
+            "cause=",
+        ])
+        .await;
+    assert!(line.contains("reading the response failed"), "{line}");
+
+    let file = config.path().join("aliases.yaml");
+    std::fs::remove_file(&file).expect("rm");
+    let line = gateway
+        .line_with(&["WARN", &format!("{} was deleted", file.display())])
+        .await;
+    assert!(
+        line.contains("ModelAlias default/cut") && line.contains("keep serving"),
+        "{line}"
+    );
 }
 
 #[test]

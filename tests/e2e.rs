@@ -304,6 +304,32 @@ async fn rotating_a_key_takes_effect_without_restart_and_deleting_it_is_reported
             .contains("alpha-key"),
         "{object}"
     );
+
+    // A Secret without the credential label is invisible: the message says it may only lack
+    // the label, and the command it prints fixes it.
+    let unlabelled = secret("alpha-key", "sk-alpha-3").replace("  labels: {modelgate.dev/credential: \"true\"}\n", "");
+    assert!(!unlabelled.contains("credential"), "{unlabelled}");
+    stack.apply(&unlabelled);
+    let namespace = stack.ns.name();
+    let command = format!("kubectl label secret alpha-key -n {namespace} modelgate.dev/credential=true");
+    let message = condition(&provider, "ResolvedRefs")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "spec.apiKey: Secret {namespace}/alpha-key does not exist or lacks the label modelgate.dev/credential: \"true\" (only Secrets with it are read); create it with the key 'apiKey' and that label, or add the label: {command}"
+        )
+    );
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    stack.ns.kubectl(args).expect_success();
+    stack.wait_condition("llmprovider", "alpha", "ResolvedRefs", "True");
+    support::eventually(DEFAULT_TIMEOUT, "the labelled key upstream", || async {
+        ask(&gateway, "chat").await;
+        (alpha.last().authorization.as_deref() == Some("Bearer sk-alpha-3")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@ async fn start_with(config: &ConfigDir, egress: EgressOptions) -> Running {
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: gateway::DEFAULT_MAX_BODY_BYTES,
         egress,
+        settle: Default::default(),
         server: Default::default(),
         tenancy: Default::default(),
     })

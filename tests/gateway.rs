@@ -215,6 +215,11 @@ async fn a_stream_that_goes_silent_longer_than_idle_is_cut() {
         received.contains("\"first\"") && !received.contains("[DONE]"),
         "{received}"
     );
+    let aborted = r#"modelgate_requests_total{alias="chat",provider="default/alpha",endpoint="chat_completions",status_class="aborted"}"#;
+    eventually(RELOAD, "the timed-out stream counted as aborted", || async {
+        (metric(&gateway, aborted).await == 1.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -489,6 +494,7 @@ async fn startup_fails_listing_every_problem() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,
+        settle: Default::default(),
         egress: Default::default(),
         server: Default::default(),
         tenancy: Default::default(),

@@ -95,9 +95,11 @@ async fn a_key_is_required_and_matched_by_its_hash() {
     config.write("c.yaml", &world(&upstream));
     let gateway = gateway_with(&config, None).await;
 
-    let (status, _, body) = call(&gateway, None, "cheap").await;
+    let (status, headers, body) = call(&gateway, None, "cheap").await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "invalid_api_key");
+    let request_id = headers.get("x-request-id").map(|v| v.len());
+    assert_eq!(request_id, Some(36), "a refused request has a request id too");
     assert!(body["error"]["message"]
         .as_str()
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::table::AwsKeys;
-use crate::crd::ApiKeySource;
+use crate::crd::{ApiKeySource, CREDENTIAL_LABEL};
 use crate::secret::SecretString;
 
 /// The outcome of looking up a provider's key (or its AWS credentials).
@@ -33,18 +33,48 @@ pub type SecretData = HashMap<(String, String), BTreeMap<String, Vec<u8>>>;
 /// Reads an environment variable.
 pub type EnvReader<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// Where the Secrets come from, which decides what a missing one may mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SecretView {
+    /// Every Secret there is (manifest files): a missing Secret does not exist.
+    #[default]
+    All,
+    /// Only Secrets labelled [`CREDENTIAL_LABEL`]`: "true"` (the controller's and the
+    /// in-cluster gateway's watch): a missing Secret may exist without the label.
+    Labelled,
+}
+
+impl SecretView {
+    /// Why the Secret `namespace/name` is not there, and how to fix it: create it `with` its
+    /// keys, or fix the `field` that names it.
+    fn missing_secret(self, namespace: &str, name: &str, with: &str, field: &str) -> String {
+        match self {
+            SecretView::All => {
+                format!("Secret {namespace}/{name} does not exist; create it with {with} or fix {field}")
+            }
+            SecretView::Labelled => format!(
+                "Secret {namespace}/{name} does not exist or lacks the label {CREDENTIAL_LABEL}: \"true\" (only Secrets with it are read); create it with {with} and that label, or add the label: kubectl label secret {name} -n {namespace} {CREDENTIAL_LABEL}=true"
+            ),
+        }
+    }
+}
+
 /// Keys from a fixed set of Secrets plus an environment-variable reader.
 pub struct SecretsAndEnv<'a> {
     pub secrets: &'a SecretData,
     /// Reads an environment variable; `None` means "do not check environment variables".
     pub env: Option<EnvReader<'a>>,
+    pub view: SecretView,
 }
 
 impl Credentials for SecretsAndEnv<'_> {
     fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys> {
         let Some(data) = self.secrets.get(&(namespace.to_string(), name.to_string())) else {
-            return KeyLookup::Missing(format!(
-                "Secret {namespace}/{name} does not exist; create it with the keys accessKeyId and secretAccessKey (and sessionToken for temporary credentials) or fix bedrock.credentials.secretRef"
+            return KeyLookup::Missing(self.view.missing_secret(
+                namespace,
+                name,
+                "the keys accessKeyId and secretAccessKey (and sessionToken for temporary credentials)",
+                "bedrock.credentials.secretRef",
             ));
         };
         let field = |key: &str| -> Result<Option<SecretString>, String> {
@@ -78,9 +108,12 @@ impl Credentials for SecretsAndEnv<'_> {
     fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
         if let Some(secret_ref) = &source.secret_ref {
             let Some(data) = self.secrets.get(&(namespace.to_string(), secret_ref.name.clone())) else {
-                return KeyLookup::Missing(format!(
-                    "Secret {namespace}/{} does not exist; create it with the key '{}' or fix apiKey.secretRef",
-                    secret_ref.name, secret_ref.key
+                let with = format!("the key '{}'", secret_ref.key);
+                return KeyLookup::Missing(self.view.missing_secret(
+                    namespace,
+                    &secret_ref.name,
+                    &with,
+                    "apiKey.secretRef",
                 ));
             };
             let Some(bytes) = data.get(&secret_ref.key) else {

@@ -21,7 +21,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 pub use aliases::claimed_name;
-pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
+pub use credentials::{Credentials, KeyLookup, SecretData, SecretView, SecretsAndEnv};
 pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
 pub use providers::{
     base_url, ANTHROPIC_DEFAULT_BASE_URL, ANTHROPIC_DEFAULT_MAX_TOKENS, ANTHROPIC_DEFAULT_VERSION,
@@ -301,6 +301,7 @@ pub(crate) fn compile_text(yaml: &str) -> (crate::manifest::Manifests, Compiled)
     let credentials = SecretsAndEnv {
         secrets: &manifests.secrets,
         env: None,
+        view: SecretView::All,
     };
     let compiled = compile(&Inputs {
         providers: &manifests.providers,

@@ -37,6 +37,7 @@ pub(super) fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compi
     let credentials = SecretsAndEnv {
         secrets: &manifests.secrets,
         env: Some(&env),
+        view: crate::compiler::SecretView::All,
     };
     compile(&Inputs {
         providers: &manifests.providers,
@@ -494,4 +495,36 @@ fn same_second_claims_go_to_the_smaller_key_whatever_the_input_order() {
             Some("team-a")
         );
     }
+}
+
+#[test]
+fn a_secret_missing_from_the_labelled_view_may_only_lack_the_label() {
+    let source = crate::crd::ApiKeySource {
+        secret_ref: Some(crate::crd::SecretKeyRef {
+            name: "openai-key".into(),
+            key: "apiKey".into(),
+        }),
+        env: None,
+    };
+    let secrets = SecretData::new();
+    let lookup = |view| {
+        SecretsAndEnv {
+            secrets: &secrets,
+            env: None,
+            view,
+        }
+        .lookup("ml", &source)
+    };
+    assert_eq!(
+        lookup(SecretView::All),
+        KeyLookup::Missing(
+            "Secret ml/openai-key does not exist; create it with the key 'apiKey' or fix apiKey.secretRef".into()
+        )
+    );
+    assert_eq!(
+        lookup(SecretView::Labelled),
+        KeyLookup::Missing(
+            "Secret ml/openai-key does not exist or lacks the label modelgate.dev/credential: \"true\" (only Secrets with it are read); create it with the key 'apiKey' and that label, or add the label: kubectl label secret openai-key -n ml modelgate.dev/credential=true".into()
+        )
+    );
 }

@@ -258,6 +258,7 @@ impl World {
         let credentials = SecretsAndEnv {
             secrets: &secrets,
             env: None,
+            view: crate::compiler::SecretView::Labelled,
         };
         let mut compiled = compile(&Inputs {
             providers: &providers,

@@ -40,3 +40,6 @@ pub const GROUP: &str = "modelgate.dev";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "modelgate.dev/v1alpha1";
+/// Label that marks a Secret as a provider credential. Only Secrets with it are read, by the
+/// controller and the gateway alike: a Secret an LLMProvider references must carry it.
+pub const CREDENTIAL_LABEL: &str = "modelgate.dev/credential";

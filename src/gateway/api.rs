@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use tower::Service;
 use super::error::{json_response, ApiError};
 use super::live;
 use super::metrics::Endpoint;
+use super::request_id::{self, X_REQUEST_ID};
 use super::{proxy, Shared};
 
 /// The API as a service for `axum::serve`.
@@ -71,21 +73,32 @@ impl Service<Request> for Api {
     }
 
     fn call(&mut self, request: Request) -> Answer {
+        // Before anything else, so that every answer, errors included, carries it.
+        let id = request_id::ensure(request.headers());
         match proxied(request.uri().path()) {
             Some(endpoint) if request.method() == Method::POST => {
                 let shared = self.shared.clone();
                 Box::pin(async move {
                     let (parts, body) = request.into_parts();
-                    Ok(proxy::handle(shared, endpoint, parts.headers, body).await)
+                    let response = proxy::handle(shared, endpoint, parts.headers, body, id.clone()).await;
+                    Ok(with_id(response, id))
                 })
             }
-            Some(_) => Box::pin(async { Ok(ApiError::method_not_allowed().into_response()) }),
+            Some(_) => Box::pin(async { Ok(with_id(ApiError::method_not_allowed().into_response(), id)) }),
             None => {
                 let mut router = self.router.clone();
-                Box::pin(async move { router.call(request).await })
+                Box::pin(async move {
+                    let response = router.call(request).await?;
+                    Ok(with_id(response, id))
+                })
             }
         }
     }
+}
+
+fn with_id(mut response: Response, id: axum::http::HeaderValue) -> Response {
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    response
 }
 
 async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -98,7 +111,15 @@ async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     }
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn get_model(
+    State(shared): State<Arc<Shared>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return ApiError::invalid_url(&rejection.body_text()).into_response(),
+    };
     let table = shared.live.load();
     match shared.tenancy.visible(&headers) {
         Ok(Some(team)) if table.routes.contains_key(&id) && !team.grants.contains_key(id.as_str()) => {

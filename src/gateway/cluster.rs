@@ -26,6 +26,7 @@ pub fn table_from(
     let credentials = SecretsAndEnv {
         secrets,
         env: Some(&env),
+        view: crate::compiler::SecretView::Labelled,
     };
     let compiled = compile(&Inputs {
         providers,

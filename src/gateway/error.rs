@@ -1,4 +1,10 @@
 //! The one error type clients see: OpenAI-shaped JSON with a real status, type and code.
+//!
+//! Any value a client sent that an error message repeats (a model name, a path, a parser's
+//! complaint about the body) goes through [`echo`], so a megabyte `model` string comes back
+//! as a hundred characters and an ellipsis.
+
+use std::borrow::Cow;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +34,23 @@ struct Inner<'a> {
     kind: &'a str,
     param: Option<&'a str>,
     code: Option<&'a str>,
+}
+
+/// The most characters of a client's value an error message repeats.
+pub const MAX_ECHO_CHARS: usize = 100;
+
+/// A client's value as an error message repeats it: at most [`MAX_ECHO_CHARS`] characters,
+/// cut with an ellipsis.
+pub fn echo(value: &str) -> Cow<'_, str> {
+    cut(value, MAX_ECHO_CHARS)
+}
+
+/// `text` up to `max` characters, with an ellipsis when it was longer.
+fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
 }
 
 impl ApiError {
@@ -118,7 +141,8 @@ impl ApiError {
             "invalid_request_error",
             "model_not_found",
             format!(
-                "The model '{model}' does not exist on this gateway. List the available models with GET /v1/models."
+                "The model '{}' does not exist on this gateway. List the available models with GET /v1/models.",
+                echo(model)
             ),
         )
         .with_param("model")
@@ -129,7 +153,7 @@ impl ApiError {
             StatusCode::FORBIDDEN,
             "invalid_request_error",
             "model_disabled",
-            format!("The model '{model}' is disabled on this gateway: {why}. Ask the platform team to enable it, or pick another model from GET /v1/models."),
+            format!("The model '{}' is disabled on this gateway: {why}. Ask the platform team to enable it, or pick another model from GET /v1/models.", echo(model)),
         )
         .with_param("model")
     }
@@ -139,7 +163,10 @@ impl ApiError {
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "invalid_json",
-            format!("The request body is not valid JSON ({detail}). Send a JSON object with a 'model' field."),
+            format!(
+                "The request body is not valid JSON ({}). Send a JSON object with a 'model' field.",
+                echo(detail)
+            ),
         )
     }
 
@@ -178,7 +205,7 @@ impl ApiError {
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "body_unreadable",
-            format!("The request body could not be read: {detail}."),
+            format!("The request body could not be read: {}.", echo(detail)),
         )
     }
 
@@ -343,7 +370,7 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "unknown_url",
-            format!("Unknown request URL: {path}. This gateway serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models."),
+            format!("Unknown request URL: {}. This gateway serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models.", echo(path)),
         )
     }
 
@@ -354,6 +381,67 @@ impl ApiError {
             "method_not_allowed",
             "This URL does not accept that HTTP method; completions and embeddings take POST, model listings take GET."
                 .to_string(),
+        )
+    }
+
+    pub fn invalid_url(detail: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_url",
+            format!(
+                "The request URL could not be read: {}. Percent-encode the model name as UTF-8.",
+                echo(detail)
+            ),
+        )
+    }
+
+    /// An unknown path on the admin port.
+    pub fn unknown_admin_path(path: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            format!(
+                "Unknown admin URL: {}. The admin port serves GET /healthz, /readyz and /metrics; the API is on the other port.",
+                echo(path)
+            ),
+        )
+    }
+
+    pub fn admin_method_not_allowed() -> Self {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "The admin port's URLs (/healthz, /readyz, /metrics) take GET.".to_string(),
+        )
+    }
+
+    /// `/readyz` before the gateway can serve.
+    pub fn not_ready(why: &str) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "not_ready",
+            format!("not ready: {why}"),
+        )
+    }
+
+    /// An upstream error whose body is not a JSON object (an HTML page from a load balancer,
+    /// plain text, nothing at all), carried in our own shape with the upstream's status.
+    pub fn upstream_status(status: StatusCode, provider: &str, text: &str) -> Self {
+        let text = text.trim();
+        let said = if text.is_empty() {
+            "with an empty body".to_string()
+        } else {
+            format!("saying: {}", cut(text, MAX_UPSTREAM_TEXT_CHARS))
+        };
+        ApiError::new(
+            status,
+            "upstream_error",
+            "upstream_error",
+            format!("The provider '{provider}' answered {status} {said}"),
         )
     }
 
@@ -371,6 +459,16 @@ impl ApiError {
             String::from(r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#)
         })
     }
+}
+
+/// How much of a non-JSON upstream error body our message repeats.
+const MAX_UPSTREAM_TEXT_CHARS: usize = 500;
+
+/// Whether an upstream error body is a JSON object, which clients parse as the provider's
+/// own error (OpenAI's `{"error": …}`, vLLM's flat `{"object": "error", …}`, Anthropic's
+/// `{"type": "error", …}`), so it is passed through.
+pub fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 impl IntoResponse for ApiError {
@@ -426,6 +524,48 @@ mod tests {
         assert_eq!(
             ApiError::upstream_redirected("p", StatusCode::FOUND, None).status,
             StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn echoed_values_are_cut_with_an_ellipsis() {
+        let long = "é".repeat(1 << 20);
+        let message = ApiError::model_not_found(&long).message;
+        assert!(message.chars().count() < 250, "{} characters", message.chars().count());
+        assert!(
+            message.starts_with(&format!("The model '{}…' does not exist", "é".repeat(MAX_ECHO_CHARS))),
+            "{message}"
+        );
+        assert_eq!(echo("fast"), "fast");
+        assert_eq!(
+            echo(&"x".repeat(MAX_ECHO_CHARS)),
+            "x".repeat(MAX_ECHO_CHARS),
+            "not cut at the limit"
+        );
+        let path = format!("/v1/{}", "p".repeat(5000));
+        assert!(ApiError::unknown_path(&path).message.len() < 300);
+    }
+
+    #[test]
+    fn upstream_bodies_that_are_not_json_objects_are_wrapped() {
+        assert!(is_json_object(r#" {"error": {"message": "slow down"}}"#));
+        assert!(is_json_object(r#"{"object": "error", "message": "bad", "code": 400}"#));
+        for text in ["<html>502 Bad Gateway</html>", "", "[1]", "\"text\"", "{not json"] {
+            assert!(!is_json_object(text), "{text}");
+        }
+        let error = ApiError::upstream_status(StatusCode::BAD_GATEWAY, "ns/p", "<html>oops</html>\n");
+        assert_eq!(
+            (error.status, error.code, error.message.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                Some("upstream_error"),
+                "The provider 'ns/p' answered 502 Bad Gateway saying: <html>oops</html>"
+            )
+        );
+        let empty = ApiError::upstream_status(StatusCode::TOO_MANY_REQUESTS, "ns/p", "");
+        assert_eq!(
+            empty.message,
+            "The provider 'ns/p' answered 429 Too Many Requests with an empty body"
         );
     }
 }

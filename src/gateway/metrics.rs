@@ -50,12 +50,29 @@ impl Endpoint {
     }
 }
 
+/// A request's outcome: the class of its status, or, once a response has begun, how it
+/// ended early.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StatusClass {
     Success,
     ClientError,
     ServerError,
     Other,
+    /// The response began, then the provider failed: a reset, or a timeout while streaming.
+    Aborted,
+    /// The client went away before the end of the response (not the provider's fault).
+    ClientGone,
+}
+
+impl StatusClass {
+    const ALL: [StatusClass; 6] = [
+        StatusClass::Success,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+        StatusClass::Other,
+        StatusClass::Aborted,
+        StatusClass::ClientGone,
+    ];
 }
 
 impl EncodeLabelValue for StatusClass {
@@ -65,6 +82,8 @@ impl EncodeLabelValue for StatusClass {
             StatusClass::ClientError => "4xx",
             StatusClass::ServerError => "5xx",
             StatusClass::Other => "other",
+            StatusClass::Aborted => "aborted",
+            StatusClass::ClientGone => "client_gone",
         };
         EncodeLabelValue::encode(&text, encoder)
     }
@@ -146,6 +165,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Standalone mode: objects removed from the files but still served while they settle.
+    pub held_objects: Gauge,
     /// Client connections, per listener.
     pub connections: super::server::ConnectionMetrics,
     /// Usage by team and alias, and the usage store's health.
@@ -172,9 +193,10 @@ impl Metrics {
         let reloads = Family::default();
         let routes = Gauge::default();
         let config_errors = Gauge::default();
+        let held_objects = Gauge::default();
         registry.register(
             "requests",
-            "Requests routed to a provider, by alias, provider, endpoint and status class",
+            "Requests routed to a provider, by alias, provider, endpoint and outcome: the status class (2xx, 4xx, 5xx, other), or aborted (the provider failed after the response began) or client_gone (the client left before its end)",
             requests.clone(),
         );
         registry.register(
@@ -209,6 +231,11 @@ impl Metrics {
             "Errors in the current configuration",
             config_errors.clone(),
         );
+        registry.register(
+            "config_held_objects",
+            "Objects removed from the configuration files but still served until they have been gone for the settle delay",
+            held_objects.clone(),
+        );
         let connections = super::server::ConnectionMetrics::register(&mut registry);
         let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         Metrics {
@@ -223,6 +250,7 @@ impl Metrics {
             reloads,
             routes,
             config_errors,
+            held_objects,
             connections,
             seen: Mutex::default(),
         }
@@ -252,10 +280,14 @@ impl Metrics {
             })
         };
         RouteMetrics {
+            alias: Arc::from(alias),
+            provider: Arc::from(provider),
             success: count(StatusClass::Success),
             client_error: count(StatusClass::ClientError),
             server_error: count(StatusClass::ServerError),
             other: count(StatusClass::Other),
+            aborted: count(StatusClass::Aborted),
+            client_gone: count(StatusClass::ClientGone),
             duration: self.duration.get_or_create_owned(&labels),
             upstream: self.upstream.get_or_create_owned(&labels),
             first_chunk: self.first_chunk.get_or_create_owned(&labels),
@@ -282,12 +314,7 @@ impl Metrics {
                 for family in [&self.duration, &self.upstream, &self.first_chunk] {
                     family.remove(&labels);
                 }
-                for status_class in [
-                    StatusClass::Success,
-                    StatusClass::ClientError,
-                    StatusClass::ServerError,
-                    StatusClass::Other,
-                ] {
+                for status_class in StatusClass::ALL {
                     self.requests.remove(&RequestLabels {
                         alias: alias.clone(),
                         provider: provider.clone(),
@@ -327,10 +354,15 @@ impl Metrics {
 /// Metric handles for one alias, provider and endpoint.
 #[derive(Clone)]
 pub struct RouteMetrics {
+    /// The labels, for log lines about this route's requests.
+    pub alias: Arc<str>,
+    pub provider: Arc<str>,
     success: Counter,
     client_error: Counter,
     server_error: Counter,
     other: Counter,
+    aborted: Counter,
+    client_gone: Counter,
     pub duration: Histogram,
     pub upstream: Histogram,
     pub first_chunk: Histogram,
@@ -340,11 +372,17 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     pub fn count(&self, status: u16) {
-        match StatusClass::of(status) {
+        self.count_class(StatusClass::of(status));
+    }
+
+    pub fn count_class(&self, class: StatusClass) {
+        match class {
             StatusClass::Success => self.success.inc(),
             StatusClass::ClientError => self.client_error.inc(),
             StatusClass::ServerError => self.server_error.inc(),
             StatusClass::Other => self.other.inc(),
+            StatusClass::Aborted => self.aborted.inc(),
+            StatusClass::ClientGone => self.client_gone.inc(),
         };
     }
 }

@@ -110,8 +110,11 @@ fn sse_response(events: Vec<Value>) -> Response {
     response
 }
 
-/// Deterministic unit vectors, one per input, derived from the model and the input text.
+/// Deterministic unit vectors, one per input, derived from the model and the input text: JSON
+/// numbers, or with `encoding_format: "base64"` (what openai-node and the Python client ask
+/// for by default) the little-endian `f32`s in base64, as OpenAI sends them.
 fn embeddings(model: &str, body: &Value, prompt_tokens: u64) -> Value {
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
@@ -126,7 +129,15 @@ fn embeddings(model: &str, body: &Value, prompt_tokens: u64) -> Value {
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": vector(model, text)}))
+        .map(|(index, text)| {
+            let vector = vector(model, text);
+            let embedding = if base64 {
+                json!(to_base64(&vector))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
         .collect();
     json!({"object": "list", "data": data, "model": model,
            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
@@ -144,6 +155,13 @@ fn vector(model: &str, text: &str) -> Vec<f64> {
         .collect();
     let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::EPSILON);
     raw.into_iter().map(|x| (x / norm * 1e6).round() / 1e6).collect()
+}
+
+/// The vector as OpenAI encodes it: each component a little-endian `f32`, all in base64.
+fn to_base64(vector: &[f64]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A rough count (one token per whitespace-separated word) of the prompt.
@@ -244,4 +262,50 @@ pub fn chat_chunks(answer: &crate::llm::chat::ChatResponse) -> Vec<crate::llm::c
         chunks.push(ChatChunk::usage_only(id, model, created, usage.clone()));
     }
     chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedding(body: Value) -> Value {
+        let text = body.to_string();
+        let response = respond(&MockRequest {
+            endpoint: Endpoint::embeddings,
+            alias: "a",
+            provider: "ns/mock",
+            model: "m",
+            body: text.as_bytes(),
+            stream: false,
+        });
+        let bytes = futures_util::FutureExt::now_or_never(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .expect("a ready body")
+            .expect("bytes");
+        serde_json::from_slice::<Value>(&bytes).expect("json")["data"][0]["embedding"].clone()
+    }
+
+    #[test]
+    fn base64_embeddings_are_the_same_vector_as_little_endian_f32s() {
+        use base64::Engine;
+        let floats = embedding(json!({"model": "a", "input": "hello"}));
+        let encoded = embedding(json!({"model": "a", "input": "hello", "encoding_format": "base64"}));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a base64 string"))
+            .expect("base64");
+        let decoded: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let expected: Vec<f32> = floats
+            .as_array()
+            .expect("numbers")
+            .iter()
+            .map(|x| x.as_f64().expect("number") as f32)
+            .collect();
+        assert_eq!(decoded, expected);
+        assert_eq!(decoded.len(), 8);
+        assert!(decoded.iter().any(|x| *x != 0.0));
+        let float_format = embedding(json!({"model": "a", "input": "hello", "encoding_format": "float"}));
+        assert_eq!(float_format, floats);
+    }
 }

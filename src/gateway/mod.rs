@@ -7,12 +7,14 @@ pub mod cluster;
 pub mod egress;
 pub mod error;
 mod h1pool;
+mod headers;
 mod live;
 pub mod metrics;
 mod mock;
 pub mod providers;
 mod proxy;
 pub mod report;
+mod request_id;
 pub mod server;
 pub mod standalone;
 pub mod surfaces;
@@ -125,6 +127,8 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .with_state(shared.clone())
         .merge(tenancy::admin::router(shared))
+        .method_not_allowed_fallback(|| async { ApiError::admin_method_not_allowed() })
+        .fallback(|uri: axum::http::Uri| async move { ApiError::unknown_admin_path(uri.path()) })
 }
 
 /// Stops the in-cluster watch task when the server stops.
@@ -138,15 +142,11 @@ impl Drop for AbortOnDrop {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.draining.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n").into_response()
+        ApiError::not_ready("shutting down").into_response()
     } else if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no routing table loaded yet\n",
-        )
-            .into_response()
+        ApiError::not_ready("no routing table loaded yet").into_response()
     }
 }
 
@@ -184,6 +184,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Standalone mode: how objects removed from the files settle.
+    pub settle: crate::manifest::SettleOptions,
     /// Where upstream requests may go.
     pub egress: egress::EgressOptions,
     /// Client connection timeouts and limits, and the shutdown sequence.
@@ -330,11 +332,11 @@ pub async fn start_reporting(
         let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone(), served));
         Box::new(AbortOnDrop(task))
     } else {
-        let (table, access) = standalone::initial(&options.config)?;
-        let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
-        shared.install(live, table.routes.len(), 0);
+        let (files, access) = standalone::Files::initial(&options.config, options.settle)?;
+        let live = prepare(files.table(), &shared.clients).map_err(standalone::StartupError::from)?;
+        shared.install(live, files.table().routes.len(), 0);
         shared.tenancy.install(access);
-        Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
+        Box::new(standalone::watch(shared.clone(), files)?)
     };
 
     let bind = |addr: SocketAddr| async move {

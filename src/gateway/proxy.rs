@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -17,10 +17,16 @@ use super::providers::{self, Call, Failed};
 use super::surfaces::{self, Envelope};
 use super::Shared;
 
-/// Serves one request to a proxied endpoint.
-pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response<Body> {
+/// Serves one request to a proxied endpoint; `id` is its request id (`request_id`).
+pub async fn handle(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Body,
+    id: HeaderValue,
+) -> Response<Body> {
     let started = Instant::now();
-    match serve(&shared, endpoint, &headers, body, started).await {
+    match serve(&shared, endpoint, &headers, body, started, &id).await {
         Ok(response) => response,
         Err(failed) => surfaces::failure_response(Envelope::of(endpoint), failed),
     }
@@ -32,6 +38,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, Failed> {
     let reject = |error: ApiError| {
         shared.metrics.rejected(error.code.unwrap_or("unknown"));
@@ -69,6 +76,7 @@ async fn serve(
         model_span: probed.model_span,
         stream: probed.stream,
         headers,
+        request_id,
         hops,
         alias: &route.alias,
         target,

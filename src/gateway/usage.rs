@@ -6,10 +6,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
-use super::metrics::RouteMetrics;
+use super::metrics::{RouteMetrics, StatusClass};
 use super::tenancy::Admission;
 
 /// Largest non-streamed body copied aside to read its `usage`.
@@ -207,59 +208,104 @@ fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
 }
 
 /// The response body on its way to the client: every chunk is forwarded as soon as it
-/// arrives; on the side it records time to first chunk, total duration, status and tokens.
-pub struct Metered<S> {
-    inner: S,
+/// arrives; on the side it records time to first chunk, total duration, tokens, and the
+/// outcome: the status class when the body ends, `aborted` (with a warning naming alias,
+/// provider, cause and request id) when the provider fails mid-response, `client_gone` when
+/// the client leaves first.
+pub struct Metered<B: Body> {
+    inner: B,
     metrics: Arc<RouteMetrics>,
     started: Instant,
     status: u16,
+    request_id: HeaderValue,
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
     admission: Option<Admission>,
+    cut: Option<Cut>,
 }
 
-impl<S> Metered<S> {
+/// Why a body that ended cleanly was in fact cut short, once it was.
+pub type Cut = Arc<std::sync::OnceLock<String>>;
+
+impl<B: Body> Metered<B> {
     pub fn new(
-        inner: S,
+        inner: B,
         metrics: Arc<RouteMetrics>,
         started: Instant,
         status: u16,
         content_type: Option<&str>,
         shape: UsageShape,
-        admission: Option<Admission>,
+        request_id: HeaderValue,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type, shape);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
-        Self::with_scanner(inner, metrics, started, status, scanner, streaming, admission)
+        Self::with_scanner(inner, metrics, started, status, scanner, streaming, request_id)
     }
 
     /// A meter whose usage comes from `scanner`; `streaming` says whether the first chunk's
     /// time is recorded.
     pub fn with_scanner(
-        inner: S,
+        inner: B,
         metrics: Arc<RouteMetrics>,
         started: Instant,
         status: u16,
         scanner: UsageScanner,
         streaming: bool,
-        admission: Option<Admission>,
+        request_id: HeaderValue,
     ) -> Self {
         Metered {
             inner,
             metrics,
             started,
             status,
+            request_id,
             streaming,
             first_seen: false,
             scanner: Some(scanner),
-            admission,
+            admission: None,
+            cut: None,
         }
     }
 
-    fn finish(&mut self) {
+    /// Settles the tenant's admission with this body's usage when it ends.
+    pub fn admitted(mut self, admission: Option<Admission>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// For a body that ends cleanly even when the provider failed (a translated stream ends
+    /// with an error event): `cut` holds the cause once it did, and the outcome is `aborted`.
+    pub fn cut_by(mut self, cut: Cut) -> Self {
+        self.cut = Some(cut);
+        self
+    }
+
+    /// Warns that the provider failed after the response began.
+    fn warn_cut(&self, cause: &dyn std::fmt::Display) {
+        tracing::warn!(
+            alias = %self.metrics.alias,
+            provider = %self.metrics.provider,
+            request_id = %self.request_id.to_str().unwrap_or("-"),
+            cause = %cause,
+            "the response was cut: the provider failed after it began"
+        );
+    }
+
+    fn finish(&mut self, outcome: StatusClass) {
+        if self.scanner.is_none() {
+            return;
+        }
+        let cut = self.cut.as_ref().and_then(|cut| cut.get());
+        let outcome = match cut {
+            Some(cause) if outcome != StatusClass::ClientGone => {
+                self.warn_cut(cause);
+                StatusClass::Aborted
+            }
+            _ => outcome,
+        };
         let Some(scanner) = self.scanner.take() else { return };
-        self.metrics.count(self.status);
+        self.metrics.count_class(outcome);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
         let usage = scanner.finish();
         if let Some(usage) = usage {
@@ -275,6 +321,7 @@ impl<S> Metered<S> {
 impl<B> Body for Metered<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -294,7 +341,13 @@ where
                     }
                 }
             }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(cause))) => {
+                if this.scanner.is_some() {
+                    this.warn_cut(cause);
+                }
+                this.finish(StatusClass::Aborted);
+            }
+            Poll::Ready(None) => this.finish(StatusClass::of(this.status)),
             Poll::Pending => {}
         }
         polled
@@ -309,16 +362,67 @@ where
     }
 }
 
-impl<S> Drop for Metered<S> {
-    /// A client that hangs up mid-stream still counts.
+impl<B: Body> Drop for Metered<B> {
+    /// The server drops the body once it has sent the last byte (often without polling for
+    /// the end, when the body says it is over), or when the client has gone.
     fn drop(&mut self) {
-        self.finish();
+        if self.scanner.is_some() {
+            if self.inner.is_end_stream() {
+                self.finish(StatusClass::of(self.status));
+            } else {
+                tracing::debug!(
+                    alias = %self.metrics.alias,
+                    provider = %self.metrics.provider,
+                    request_id = %self.request_id.to_str().unwrap_or("-"),
+                    "the client left before the end of the response"
+                );
+                self.finish(StatusClass::ClientGone);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_that_ends_cleanly_after_the_provider_failed_counts_as_aborted() {
+        use super::super::metrics::{Endpoint, Metrics};
+        use http_body_util::BodyExt;
+        let metrics = Metrics::new();
+        let route = Arc::new(metrics.route("a", "ns/p", Endpoint::chat_completions));
+        for failed in [false, true] {
+            let cut = Cut::default();
+            if failed {
+                let _ = cut.set("the provider's stream broke off".to_string());
+            }
+            let body = Metered::with_scanner(
+                http_body_util::Full::new(Bytes::from_static(b"data: {}\n\n")),
+                route.clone(),
+                Instant::now(),
+                200,
+                UsageScanner::Reported(ReportedUsage::default()),
+                true,
+                HeaderValue::from_static("req-1"),
+            )
+            .cut_by(cut);
+            let collected = futures_util::FutureExt::now_or_never(body.collect());
+            assert!(matches!(collected, Some(Ok(_))));
+        }
+        let text = metrics.encode();
+        let count = |class: &str| {
+            let prefix = format!("status_class=\"{class}\"}} ");
+            text.lines()
+                .find_map(|line| line.split_once(&prefix).map(|(_, n)| n.to_string()))
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            (count("2xx"), count("aborted")),
+            ("1".to_string(), "1".to_string()),
+            "{text}"
+        );
+    }
 
     #[test]
     fn usage_is_read_from_json_bodies_split_anywhere() {

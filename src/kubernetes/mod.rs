@@ -16,9 +16,7 @@ use crate::compiler::SecretData;
 
 pub mod tenancy;
 
-/// Label that marks a Secret as a provider credential. Only Secrets with it are read, by the
-/// controller and the gateway alike: a Secret an LLMProvider references must carry it.
-pub const CREDENTIAL_LABEL: &str = "modelgate.dev/credential";
+pub use crate::crd::CREDENTIAL_LABEL;
 /// The selector for [`CREDENTIAL_LABEL`].
 pub const CREDENTIAL_SELECTOR: &str = "modelgate.dev/credential=true";
 

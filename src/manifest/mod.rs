@@ -2,16 +2,19 @@
 //! would, so the standalone gateway and `modelgate validate` see exactly what a cluster would.
 
 mod parse;
+mod settle;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::compiler::tenancy::ApiKeySecret;
 use crate::compiler::{ObjectRef, SecretData};
 use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 
 pub use parse::parse_documents;
+pub use settle::{Gone, Group, Settle, SettleOptions, SettleReport, DEFAULT_SETTLE_DELAY};
 
 /// Where an object was read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,9 +64,20 @@ pub struct Manifests {
     /// Objects that exist in the files but could not be read.
     pub unreadable: Vec<ObjectRef>,
     pub origins: HashMap<ObjectRef, Origin>,
+    /// Where each Secret was read, by `(namespace, name)`.
+    pub secret_origins: HashMap<(String, String), Origin>,
     pub problems: Vec<LoadProblem>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// The text of each file read, kept for [`Settle`] (a file's objects are held from it).
+    pub texts: HashMap<PathBuf, Arc<FileText>>,
+}
+
+/// A file's text as read.
+#[derive(Debug)]
+pub struct FileText {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 impl Manifests {
@@ -75,15 +89,27 @@ impl Manifests {
 
 /// Reads every `.yaml`, `.yml` and `.json` file under the given files or directories
 /// (recursively, skipping hidden entries), in path order.
+///
+/// A given path that does not exist is an error, but not one that makes the reading
+/// incomplete ([`Manifests::has_fatal_problem`]): the standalone gateway lets the objects
+/// it held settle (see [`Settle`]). A file deleted between listing and reading is skipped.
 pub fn load_paths(paths: &[PathBuf]) -> Manifests {
     let mut manifests = Manifests::default();
     let mut files = Vec::new();
     for path in paths {
-        collect_files(path, &mut files, &mut manifests.problems);
+        collect_files(path, &mut files, &mut manifests.problems, true);
     }
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => parse_documents(&text, &file, &mut manifests),
+            Ok(text) => {
+                parse_documents(&text, &file, &mut manifests);
+                let text = Arc::new(FileText {
+                    path: file.clone(),
+                    text,
+                });
+                manifests.texts.insert(file.clone(), text);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => manifests.problems.push(LoadProblem {
                 origin: Origin {
                     file: file.clone(),
@@ -101,8 +127,10 @@ pub fn load_paths(paths: &[PathBuf]) -> Manifests {
     manifests
 }
 
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProblem>) {
-    let problem = |message: String| LoadProblem {
+/// `given`: whether `path` was given (not found inside a given directory, where one that has
+/// just been deleted is skipped).
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProblem>, given: bool) {
+    let problem = |message: String, fatal_for_file: bool| LoadProblem {
         origin: Origin {
             file: path.to_path_buf(),
             document: 0,
@@ -111,11 +139,17 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadP
         subject: "path".to_string(),
         field: "-".to_string(),
         message,
-        fatal_for_file: true,
+        fatal_for_file,
     };
     let metadata = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) => return problems.push(problem(format!("cannot read: {e}"))),
+        Err(e) => {
+            let missing = e.kind() == std::io::ErrorKind::NotFound;
+            if missing && !given {
+                return;
+            }
+            return problems.push(problem(format!("cannot read: {e}"), !missing));
+        }
     };
     if metadata.is_file() {
         files.push(path.to_path_buf());
@@ -123,7 +157,8 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadP
     }
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
-        Err(e) => return problems.push(problem(format!("cannot list the directory: {e}"))),
+        Err(e) if !given && e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return problems.push(problem(format!("cannot list the directory: {e}"), true)),
     };
     let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
@@ -133,7 +168,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadP
             continue;
         }
         if child.is_dir() {
-            collect_files(&child, files, problems);
+            collect_files(&child, files, problems, false);
         } else if [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
             files.push(child);
         }

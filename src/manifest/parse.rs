@@ -212,7 +212,7 @@ fn parse_secret(value: serde_json::Value, namespace: &str, name: &str, origin: O
         );
         return;
     }
-    manifests
-        .secrets
-        .insert((namespace.to_string(), name.to_string()), data);
+    let key = (namespace.to_string(), name.to_string());
+    manifests.secret_origins.insert(key.clone(), origin);
+    manifests.secrets.insert(key, data);
 }

@@ -4,6 +4,7 @@ Run by tests/openai_client.rs, which starts the gateway and sets MODELGATE_BASE_
 """
 
 import os
+import time
 
 import openai
 import pytest
@@ -53,11 +54,42 @@ def test_streamed_chat_completion(client):
 
 
 def test_embedding(client):
+    # The client asks for base64 by default and decodes it.
     result = client.embeddings.create(model="embedder", input=["first", "second"])
     assert [d.index for d in result.data] == [0, 1]
     assert all(len(d.embedding) == 8 for d in result.data)
+    assert any(x != 0.0 for x in result.data[0].embedding), "not zero vectors"
     again = client.embeddings.create(model="embedder", input=["first", "second"])
     assert again.data[0].embedding == result.data[0].embedding, "deterministic"
+    floats = client.embeddings.create(model="embedder", input=["first", "second"], encoding_format="float")
+    for decoded, plain in zip(result.data[0].embedding, floats.data[0].embedding):
+        assert decoded == pytest.approx(plain, abs=1e-6), "base64 carries the same vector"
+
+
+def test_every_response_has_a_request_id(client):
+    reply = client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}])
+    assert len(reply._request_id) == 36, reply._request_id
+
+
+def test_rate_limit_headers_reach_the_client_and_cookies_do_not(client):
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.with_raw_response.create(model="limited", messages=[])
+    headers = raised.value.response.headers
+    assert raised.value.code == "rate_limit_exceeded"
+    assert headers["retry-after"] == "2"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-reset-requests"] == "2s"
+    assert "set-cookie" not in headers
+    assert "openai-organization" not in headers
+
+
+def test_the_client_waits_as_long_as_retry_after_says():
+    patient = openai.OpenAI(base_url=BASE_URL, api_key="client-key", max_retries=1)
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError):
+        patient.chat.completions.create(model="limited", messages=[])
+    # Without Retry-After the client would wait its own backoff, under 0.5 s.
+    assert time.monotonic() - started >= 2.0
 
 
 def test_models_list(client):

@@ -42,6 +42,11 @@ pub enum Behaviour {
     Slow(Duration),
     /// Like `Echo`, then closes the connection (`Connection: close`).
     Close,
+    /// This status, JSON body and extra headers.
+    Headers(u16, &'static str, Vec<(&'static str, &'static str)>),
+    /// An SSE stream: one chunk, then waits for `release`, then the connection is cut (no
+    /// end of the chunked body).
+    CutStream,
 }
 
 /// An OpenAI-compatible upstream on 127.0.0.1:0 that records what it receives.
@@ -154,6 +159,45 @@ async fn answer(State(state): State<UpstreamState>, uri: axum::http::Uri, header
             body,
         )
             .into_response(),
+        Behaviour::Headers(status, body, extra) => {
+            let mut response = (
+                StatusCode::from_u16(status).expect("status"),
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response();
+            for (name, value) in extra {
+                response.headers_mut().append(
+                    axum::http::HeaderName::from_static(name),
+                    axum::http::HeaderValue::from_static(value),
+                );
+            }
+            response
+        }
+        Behaviour::CutStream => {
+            let first = Bytes::from(format!(
+                "data: {}\n\n",
+                serde_json::json!({"object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"content": "first"}}]})
+            ));
+            let release = state.release.clone();
+            let stream = futures_util::stream::unfold(0u8, move |step| {
+                let (first, release) = (first.clone(), release.clone());
+                async move {
+                    match step {
+                        0 => Some((Ok(first), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .expect("response")
+        }
         Behaviour::HeldStream => {
             let release = state.release.clone();
             let chunk = |text: &str| {
@@ -271,18 +315,34 @@ pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Ru
     start_gateway_options(config, max_body_bytes, Default::default()).await
 }
 
+/// A gateway whose removed objects settle as `settle` says.
+pub async fn start_gateway_settling(
+    config: &ConfigDir,
+    max_body_bytes: usize,
+    settle: modelgate::manifest::SettleOptions,
+) -> Running {
+    start_gateway_all(config, max_body_bytes, Default::default(), Default::default(), settle).await
+}
+
 /// Starts a gateway with these client-connection settings.
 pub async fn start_gateway_options(
     config: &ConfigDir,
     max_body_bytes: usize,
     server: gateway::ServerOptions,
 ) -> Running {
-    start_gateway_all(config, max_body_bytes, server, Default::default()).await
+    start_gateway_all(config, max_body_bytes, server, Default::default(), Default::default()).await
 }
 
 /// Starts a gateway with these tenancy options (keys, store, admin token).
 pub async fn start_gateway_tenancy(config: &ConfigDir, tenancy: gateway::tenancy::TenancyOptions) -> Running {
-    start_gateway_all(config, gateway::DEFAULT_MAX_BODY_BYTES, Default::default(), tenancy).await
+    start_gateway_all(
+        config,
+        gateway::DEFAULT_MAX_BODY_BYTES,
+        Default::default(),
+        tenancy,
+        Default::default(),
+    )
+    .await
 }
 
 async fn start_gateway_all(
@@ -290,6 +350,7 @@ async fn start_gateway_all(
     max_body_bytes: usize,
     server: gateway::ServerOptions,
     tenancy: gateway::tenancy::TenancyOptions,
+    settle: modelgate::manifest::SettleOptions,
 ) -> Running {
     let options = GatewayOptions {
         config: vec![config.path()],
@@ -297,6 +358,7 @@ async fn start_gateway_all(
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,
+        settle,
         egress: Default::default(),
         server,
         tenancy,

@@ -507,6 +507,7 @@ fn a_provider_waits_for_its_key_and_reports_it_missing_without_showing_it() {
     let credentials = SecretsAndEnv {
         secrets: &m.secrets,
         env: None,
+        view: crate::compiler::SecretView::All,
     };
     let c = compile(&Inputs {
         providers: &m.providers,

@@ -29,6 +29,7 @@ pub use sign::{RequestSigner, SignError};
 use super::egress;
 use super::error::ApiError;
 use super::h1pool::PooledBody;
+use super::headers as response_headers;
 use super::live::LiveTarget;
 use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
@@ -323,6 +324,9 @@ pub struct Call<'a> {
     pub stream: bool,
     /// The client's headers.
     pub headers: &'a HeaderMap,
+    /// The request's id (the client's `x-request-id`, or one the gateway made): sent
+    /// upstream, logged on the request's warnings.
+    pub request_id: &'a HeaderValue,
     /// The modelgate gateways the request already passed (its `modelgate-hops`).
     pub hops: u32,
     pub alias: &'a str,
@@ -335,6 +339,11 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// The request id, for logs.
+    pub fn id(&self) -> &str {
+        super::request_id::text(self.request_id)
+    }
+
     /// The admission, for the one response that settles it.
     pub fn take_admission(&self) -> Option<Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -419,7 +428,7 @@ pub(super) async fn send(
             .or_else(|| request.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         if let Err(e) = signer.sign(&mut request, &authority).await {
-            tracing::warn!(%provider, alias = %call.alias, error = %e, "cannot sign the upstream request");
+            tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %e, "cannot sign the upstream request");
             let error = UpstreamError::new(FailureClass::AuthFailed, 502, format!("The gateway cannot sign requests for the provider '{provider}': {e}. The platform team must fix the provider's credentials."));
             return Err(fail(call, error, HeaderMap::new(), None));
         }
@@ -427,7 +436,7 @@ pub(super) async fn send(
     upstream::send(&http.client, request, Limits::new(&http.timeouts))
         .await
         .map_err(|e| {
-            tracing::warn!(%provider, alias = %call.alias, error = %describe(&e), "upstream request failed");
+            tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");
             let error = match e {
                 SendError::Timeout => {
                     let mut error =
@@ -494,22 +503,6 @@ fn describe(error: &SendError) -> String {
 /// Upstream error bodies larger than this are cut.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// Upstream response headers a client sees with an error: when to retry, and the limits.
-fn error_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = HeaderMap::new();
-    for (name, value) in headers {
-        let name_text = name.as_str();
-        if name == header::RETRY_AFTER
-            || name_text.starts_with("x-ratelimit-")
-            || name_text.starts_with("anthropic-ratelimit-")
-            || name_text == "retry-after-ms"
-        {
-            kept.append(name.clone(), value.clone());
-        }
-    }
-    kept
-}
-
 /// An upstream error answer, classified by the provider's wire. A rejected key becomes our own
 /// message (the client cannot fix it, and providers echo parts of the key back); any other
 /// body has the key scrubbed out. `keep_raw`: the client speaks the provider's API, so the
@@ -522,7 +515,9 @@ pub(super) async fn upstream_failure(
 ) -> Failed {
     let provider = &call.target.upstream.name;
     let status = response.status();
-    let headers = error_headers(response.headers());
+    // The allow-list (`headers`): `Retry-After`, rate limits, request ids; the body's own
+    // headers are set with the body the client gets.
+    let headers = response_headers::to_client_for_new_body(response.headers());
     // A redirect (never followed) or a loop back into a gateway: our own words.
     if let Some(ours) = egress::unfollowed(status, response.headers(), provider) {
         let mut error = UpstreamError::new(FailureClass::ServerError, ours.status.as_u16(), ours.message);
@@ -534,7 +529,7 @@ pub(super) async fn upstream_failure(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::llm::failure::parse_retry_after);
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        tracing::warn!(%provider, %status, "the provider rejected its API key");
+        tracing::warn!(%provider, %status, request_id = %call.id(), "the provider rejected its API key");
         let ours = ApiError::upstream_rejected_key(status, provider);
         let mut error = UpstreamError::new(FailureClass::AuthFailed, status.as_u16(), ours.message);
         error.code = Some("upstream_auth_failed".to_string());
@@ -555,6 +550,15 @@ pub(super) async fn upstream_failure(
     if let Some(key) = &http.key {
         text = text.replace(key.expose(), "[redacted]");
     }
+    // A body that is not a JSON object (a load balancer's HTML page, plain text, nothing)
+    // reaches no client as it is: our own error, quoting the start of it.
+    if !crate::gateway::error::is_json_object(&text) {
+        let ours = ApiError::upstream_status(status, provider, &text);
+        let mut error = UpstreamError::new(FailureClass::of_status(status.as_u16()), status.as_u16(), ours.message);
+        error.code = ours.code.map(str::to_string);
+        error.retry_after = retry_after;
+        return fail(call, error, headers, None);
+    }
     let mut error = http.wire.classify(status.as_u16(), text.as_bytes());
     error.retry_after = error.retry_after.or(retry_after);
     if let Some(key) = &http.key {
@@ -564,30 +568,11 @@ pub(super) async fn upstream_failure(
     fail(call, error, headers, raw)
 }
 
-/// Response headers that describe the upstream connection, not the response.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-];
-
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-    }
-}
-
 /// A response whose body passes through [`Metered`] on its way to the client.
 pub(super) fn metered<B>(status: StatusCode, mut headers: HeaderMap, body: B, call: &Call<'_>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<axum::BoxError>,
+    B::Error: Into<axum::BoxError> + std::fmt::Display,
 {
     let admission = call.take_admission();
     if let Some(admission) = &admission {
@@ -605,8 +590,9 @@ where
         status.as_u16(),
         content_type,
         shape,
-        admission,
-    );
+        call.request_id.clone(),
+    )
+    .admitted(admission);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -10,14 +10,15 @@ use http_body_util::Full;
 use super::{Call, Failed, HttpUpstream};
 use crate::gateway::body::rewrite_model;
 use crate::gateway::metrics::Endpoint;
+use crate::gateway::request_id::X_REQUEST_ID;
 
-/// Client headers passed upstream. Everything else (notably the client's own
-/// `Authorization` and `x-api-key`) stays at the gateway.
-const FORWARDED_REQUEST_HEADERS: [HeaderName; 6] = [
+/// Client headers passed upstream, with `x-request-id` (the request's id, see `request_id`).
+/// Everything else (notably the client's own `Authorization` and `x-api-key`) stays at the
+/// gateway.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
     header::ACCEPT,
     header::USER_AGENT,
     HeaderName::from_static("openai-beta"),
-    HeaderName::from_static("x-request-id"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
 ];
@@ -41,6 +42,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     if matches!(call.endpoint, Endpoint::messages | Endpoint::count_tokens) {
         copy_forwarded(call.headers, outgoing_headers, &ANTHROPIC_REQUEST_HEADERS);
     }
+    outgoing_headers.insert(X_REQUEST_ID, call.request_id.clone());
     let sent = Instant::now();
     let response = super::send(call, http, request).await?;
     call.metrics.upstream.observe(sent.elapsed().as_secs_f64());
@@ -49,9 +51,9 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     if !status.is_success() {
         return Err(super::upstream_failure(call, http, response, true).await);
     }
-    let (mut parts, body) = response.into_parts();
-    super::strip_hop_by_hop(&mut parts.headers);
-    Ok(super::metered(status, parts.headers, body, call))
+    let (parts, body) = response.into_parts();
+    let to_client = crate::gateway::headers::to_client(parts.headers);
+    Ok(super::metered(status, to_client, body, call))
 }
 
 /// Copies the client's headers named in `names` (a name's first value) onto `outgoing`.

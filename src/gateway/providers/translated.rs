@@ -9,16 +9,18 @@ use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame as BodyFrame;
 use http_body_util::{BodyExt, Full};
 
 use super::{Call, Failed, HttpUpstream, WireRequest};
 use crate::gateway::error::ApiError;
+use crate::gateway::headers as response_headers;
 use crate::gateway::metrics::Endpoint;
 use crate::gateway::mock;
+use crate::gateway::request_id::X_REQUEST_ID;
 use crate::gateway::surfaces::{self, translate_error, Inbound};
-use crate::gateway::usage::{Metered, ReportedUsage, Usage, UsageScanner};
+use crate::gateway::usage::{Cut, Metered, ReportedUsage, Usage, UsageScanner};
 use crate::llm::chat::ChatChunk;
 use crate::llm::embeddings::EmbeddingsRequest;
 use crate::llm::{FailureClass, Framer, StreamDecoder, StreamEncoder, TranslateOptions, UpstreamError};
@@ -48,10 +50,11 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
         .chat_request(&request, model, &http.options)
         .map_err(translate_error)?;
     let response = send(call, http, wire).await?;
+    let upstream_headers = response_headers::to_client_for_new_body(response.headers());
     if request.is_stream() {
         let (framer, decoder) = http.wire.chat_stream(model);
         let encoder = inbound.encoder_to(call.body, &request);
-        Ok(streamed(call, response, framer, decoder, encoder))
+        Ok(streamed(call, response, upstream_headers, framer, decoder, encoder))
     } else {
         let body = read_answer(call, response).await?;
         let answer = http
@@ -64,6 +67,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
             inbound.response_to(call.body, &answer, call.alias),
             usage,
             "application/json",
+            upstream_headers,
         ))
     }
 }
@@ -93,11 +97,12 @@ async fn send(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     *request.headers_mut() = http.headers.clone();
-    for name in ["x-request-id", "traceparent", "tracestate", "user-agent"] {
+    for name in ["traceparent", "tracestate", "user-agent"] {
         if let Some(value) = call.headers.get(name) {
             request.headers_mut().insert(name, value.clone());
         }
     }
+    request.headers_mut().insert(X_REQUEST_ID, call.request_id.clone());
     let sent = Instant::now();
     let response = super::send(call, http, request).await?;
     call.metrics.upstream.observe(sent.elapsed().as_secs_f64());
@@ -128,7 +133,7 @@ where
 }
 
 fn upstream_error(call: &Call<'_>, error: UpstreamError) -> Failed {
-    tracing::warn!(provider = %call.target.upstream.name, alias = %call.alias, error = %error.message, "the provider's answer could not be translated");
+    tracing::warn!(provider = %call.target.upstream.name, alias = %call.alias, request_id = %call.id(), error = %error.message, "the provider's answer could not be translated");
     super::fail(call, error, http::HeaderMap::new(), None)
 }
 
@@ -145,13 +150,14 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
         .embeddings_request(&request, model, &http.options)
         .map_err(translate_error)?;
     let response = send(call, http, wire).await?;
+    let upstream_headers = response_headers::to_client_for_new_body(response.headers());
     let body = read_answer(call, response).await?;
     let answer = http
         .wire
         .embeddings_response(&body, model, request.wants_base64())
         .map_err(|e| upstream_error(call, e))?;
     let usage = crate::gateway::usage::usage_in_json(&answer);
-    Ok(known(call, answer, usage, "application/json"))
+    Ok(known(call, answer, usage, "application/json", upstream_headers))
 }
 
 /// `count_tokens` for a provider without it: an estimate (about four bytes a token of the
@@ -195,13 +201,14 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
         let chunks = mock::chat_chunks(&answer);
         let mut encoder = inbound.encoder_to(call.body, &request);
         let body = surfaces::encode_all(encoder.as_mut(), &chunks);
-        Ok(known(call, body, usage, "text/event-stream"))
+        Ok(known(call, body, usage, "text/event-stream", HeaderMap::new()))
     } else {
         Ok(known(
             call,
             inbound.response_to(call.body, &answer, call.alias),
             usage,
             "application/json",
+            HeaderMap::new(),
         ))
     }
 }
@@ -219,12 +226,20 @@ fn to_meter(usage: &crate::llm::chat::Usage) -> Usage {
     }
 }
 
-/// A whole answer, metered with usage already known.
-fn known(call: &Call<'_>, body: Bytes, usage: Option<Usage>, content_type: &'static str) -> Response<Body> {
+/// A whole answer, metered with usage already known; `headers`: the upstream's allowed
+/// headers (rate limits, request ids), none for the mock.
+fn known(
+    call: &Call<'_>,
+    body: Bytes,
+    usage: Option<Usage>,
+    content_type: &'static str,
+    headers: HeaderMap,
+) -> Response<Body> {
     let reported: ReportedUsage = Arc::new(std::sync::Mutex::new(usage));
     let streaming = content_type == "text/event-stream";
     let admission = call.take_admission();
     let mut response = Response::new(Body::empty());
+    *response.headers_mut() = headers;
     if let Some(admission) = &admission {
         admission.decorate(response.headers_mut());
     }
@@ -235,8 +250,9 @@ fn known(call: &Call<'_>, body: Bytes, usage: Option<Usage>, content_type: &'sta
         200,
         UsageScanner::Reported(reported),
         streaming,
-        admission,
-    );
+        call.request_id.clone(),
+    )
+    .admitted(admission);
     *response.body_mut() = Body::new(metered);
     response
         .headers_mut()
@@ -248,6 +264,7 @@ fn known(call: &Call<'_>, body: Bytes, usage: Option<Usage>, content_type: &'sta
 fn streamed<B>(
     call: &Call<'_>,
     response: Response<B>,
+    headers: HeaderMap,
     framer: Box<dyn Framer>,
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
@@ -257,6 +274,7 @@ where
     B::Error: std::fmt::Display,
 {
     let usage: ReportedUsage = Arc::new(std::sync::Mutex::new(None));
+    let cut = Cut::default();
     let body = Transcoded {
         inner: response.into_body(),
         framer,
@@ -265,11 +283,11 @@ where
         usage: usage.clone(),
         chunks: Vec::new(),
         ended: false,
-        provider: call.target.upstream.name.clone(),
-        alias: Arc::from(call.alias),
+        cut: cut.clone(),
     };
     let admission = call.take_admission();
     let mut response = Response::new(Body::empty());
+    *response.headers_mut() = headers;
     if let Some(admission) = &admission {
         admission.decorate(response.headers_mut());
     }
@@ -280,8 +298,10 @@ where
         200,
         UsageScanner::Reported(usage),
         true,
-        admission,
-    );
+        call.request_id.clone(),
+    )
+    .admitted(admission)
+    .cut_by(cut);
     *response.body_mut() = Body::new(metered);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -300,8 +320,8 @@ struct Transcoded<B> {
     /// Scratch space for decoded chunks.
     chunks: Vec<ChatChunk>,
     ended: bool,
-    provider: Arc<str>,
-    alias: Arc<str>,
+    /// Set when the stream fails; [`Metered`] then counts it `aborted` and warns.
+    cut: Cut,
 }
 
 impl<B> Transcoded<B> {
@@ -317,7 +337,7 @@ impl<B> Transcoded<B> {
 
     /// Ends the stream with an error event (and no clean finish).
     fn fail(&mut self, error: &UpstreamError, out: &mut BytesMut) {
-        tracing::warn!(provider = %self.provider, alias = %self.alias, error = %error.message, "a translated stream failed");
+        let _ = self.cut.set(error.message.clone());
         self.encode(out);
         self.encoder.error(error, out);
         self.ended = true;
