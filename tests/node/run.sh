@@ -1,0 +1,411 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions run from traps look unreachable to shellcheck
+# Runs COMMAND against a throwaway single-node Kubernetes cluster that runs real pods.
+#
+#   tests/node/run.sh COMMAND [ARG...]
+#   tests/node/run.sh cargo test --test node -- --include-ignored
+#   tests/node/run.sh bash                       # a shell with KUBECONFIG set
+#
+# It is tests/controlplane/run.sh (etcd + kube-apiserver) plus a node, the pieces of a
+# kind node without Docker:
+#   - kube-controller-manager and kube-scheduler, from the same pinned k8s.io/kubernetes;
+#   - kubelet with containerd and runc (Debian's), the reference CNI plugins (bridge,
+#     host-local, portmap, loopback: Debian's containernetworking-plugins), kube-proxy
+#     (nftables mode) for ClusterIP Services, and CoreDNS for Service names in pods;
+#   - images without a registry: pause, CoreDNS, curl, a test upstream and modelgate are assembled as
+#     OCI archives from binaries on this machine (tests/node/cmd/oci-image) and imported with
+#     `ctr images import`.
+# COMMAND sees KUBECONFIG (the admin), MODELGATE_IMAGE (the modelgate image, from the
+# release binary), MODELGATE_IMAGE_ARCHIVE (its OCI archive), MODELGATE_CURL_IMAGE,
+# MODELGATE_UPSTREAM_IMAGE (cmd/upstream: a paced OpenAI-compatible server),
+# MODELGATE_TEST_CLUSTER=node, and kubectl/helm on PATH.
+#
+# Isolation (see README.md): the node - containerd, kubelet, kube-proxy, the controllers,
+# every pod - lives in a PID, mount, network and UTS namespace of its own, joined to this
+# machine by one veth pair with addresses from 10.N.0.0/16 (N picked so that no route here
+# overlaps it). The pod bridge, the pods' network namespaces, kube-proxy's nftables rules
+# and every mount kubelet and containerd make exist only inside; when the namespace's first
+# process (a pause binary) dies, the kernel ends every process in it and drops every mount.
+# On the host this script adds only: the veth (and the routes through it to the pod and
+# Service ranges), cgroups named modelgate-node-<id>, and a temporary directory - all
+# removed on exit, Ctrl-C, SIGTERM, or (by a watchdog) if this script is SIGKILLed.
+#
+# Needs root, cgroups (v1 or v2), and Debian packages it installs when missing:
+# containerd runc containernetworking-plugins nftables iptables.
+#
+# Environment:
+#   MODELGATE_USE_EXISTING_CLUSTER=1  with KUBECONFIG and MODELGATE_IMAGE set: start
+#                                     nothing, run COMMAND there (tests/kind/run.sh)
+#   MODELGATE_NODE_TIMEOUT            seconds to wait for each component (default 180)
+#   MODELGATE_KEEP_NODE_DIR=1         keep the directory (logs, configs) on exit
+#   MODELGATE_BINARY                  the modelgate binary for the image (default: the
+#                                     release build, built here with cargo)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+say() { printf 'node: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[[ $# -gt 0 ]] || die "usage: $0 COMMAND [ARG...]"
+
+if [[ "${MODELGATE_USE_EXISTING_CLUSTER:-}" == 1 ]]; then
+  [[ -n "${MODELGATE_IMAGE:-}" ]] || die "MODELGATE_USE_EXISTING_CLUSTER=1 needs MODELGATE_IMAGE: an image the cluster's nodes already have"
+  exec "$here/../controlplane/run.sh" "$@"
+fi
+
+[[ $(id -u) -eq 0 ]] || die "the test node needs root (namespaces, mounts, cgroups, containerd); run this as root"
+export MODELGATE_CACHE="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
+started=$SECONDS
+
+# --- packages -----------------------------------------------------------------------------
+
+# command -> the Debian package that has it
+declare -A packages=(
+  [containerd]=containerd [ctr]=containerd [runc]=runc [nft]=nftables [iptables]=iptables
+  [nsenter]=util-linux [unshare]=util-linux [ip]=iproute2 [openssl]=openssl [curl]=curl
+  [cc]=gcc [ldd]=libc-bin [flock]=util-linux
+)
+missing=()
+for tool in "${!packages[@]}"; do
+  command -v "$tool" >/dev/null || missing+=("${packages[$tool]}")
+done
+for plugin in bridge host-local portmap loopback; do
+  [[ -x "/usr/lib/cni/$plugin" ]] || missing+=(containernetworking-plugins)
+done
+[[ -e /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+[[ -r /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  command -v apt-get >/dev/null || die "missing: ${missing[*]} (Debian package names); install them and run this again"
+  say "installing ${missing[*]} with apt-get (first run on this machine)"
+  # Nothing starts: without systemd the containerd package only installs files.
+  apt-get update -qq -o DPkg::Lock::Timeout=600 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+    --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- binaries and images ------------------------------------------------------------------
+
+node_bin="$("$here/build.sh")"
+cp_bin="$("$here/../controlplane/build.sh")"
+helm="$("$repo/tests/tools/helm.sh")"
+
+if [[ -z "${MODELGATE_BINARY:-}" ]]; then
+  say "building the release binary for the image (cargo build --release)"
+  (cd "$repo" && cargo build --release --locked --bin modelgate)
+  MODELGATE_BINARY="${CARGO_TARGET_DIR:-$repo/target}/release/modelgate"
+fi
+[[ -x "$MODELGATE_BINARY" ]] || die "MODELGATE_BINARY=$MODELGATE_BINARY is not an executable"
+
+images="$MODELGATE_CACHE/node/images"
+mkdir -p "$images"
+etc="$(mktemp -d "${TMPDIR:-/tmp}/modelgate-node-etc.XXXXXX")"
+# The accounts of distroless' "nonroot" images (the Dockerfile's base), and name lookups
+# that try /etc/hosts before DNS.
+printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$etc/passwd"
+printf 'root:x:0:\nnonroot:x:65532:\n' >"$etc/group"
+printf 'hosts: files dns\n' >"$etc/nsswitch.conf"
+chmod 644 "$etc"/*
+
+# libs BINARY: SOURCE:DEST arguments for the shared libraries BINARY loads (ldd's list,
+# the dynamic loader included), each at the path it is loaded from.
+libs() {
+  local line lib
+  if ! ldd "$1" >/dev/null 2>&1; then
+    return 0 # static
+  fi
+  while read -r line; do
+    case "$line" in
+      *"=> /"*) lib="${line#*=> }" ;;
+      /*) lib="$line" ;;
+      *) continue ;;
+    esac
+    lib="${lib%% (*}"
+    printf '%s:%s\n' "$lib" "$lib"
+  done < <(ldd "$1")
+}
+
+# assemble VAR REPOSITORY OCI-IMAGE-ARGS...: an image archive in the cache, keyed by what
+# goes into it; sets VAR to "REFERENCE ARCHIVE".
+assemble() {
+  local var="$1" repository="$2" key ref archive spec
+  shift 2
+  key="$({
+    printf '%s\n' "$@"
+    for spec in "$@"; do
+      [[ "$spec" == *:/* && -f "${spec%%:*}" ]] && sha256sum "${spec%%:*}" | cut -c1-64
+    done
+    sha256sum "$node_bin/oci-image"
+  } | sha256sum | cut -c1-12)"
+  ref="$repository:dev-$key"
+  archive="$images/${repository//\//_}-dev-$key.oci.tar"
+  if [[ ! -f "$archive" ]]; then
+    "$node_bin/oci-image" -o "$archive" -name "$ref" "$@" >/dev/null
+  fi
+  printf -v "$var" '%s %s' "$ref" "$archive"
+}
+
+step=$SECONDS
+certs=/etc/ssl/certs/ca-certificates.crt
+mapfile -t modelgate_libs < <(libs "$MODELGATE_BINARY")
+mapfile -t curl_libs < <(libs "$(command -v curl)")
+# The Dockerfile's runtime image, without its base: the binary, the libraries it loads, CA
+# certificates for the platform verifier, and the nonroot account. tests/node.rs checks that
+# this and the Dockerfile agree.
+assemble modelgate_image localhost/modelgate/modelgate \
+  -entrypoint '["/usr/local/bin/modelgate"]' -cmd '["--help"]' -user 65532:65532 \
+  -expose 12000 -expose 12001 -expose 12002 \
+  -label org.opencontainers.image.title=modelgate \
+  "$MODELGATE_BINARY:/usr/local/bin/modelgate:0755" "${modelgate_libs[@]}" \
+  "$certs:$certs:0644" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group" \
+  "$etc/nsswitch.conf:/etc/nsswitch.conf"
+pause_version="$(<"$node_bin/pause.version")"
+assemble pause_image localhost/modelgate-test/pause \
+  -entrypoint '["/pause"]' -user 65535:65535 "$node_bin/pause:/pause:0755"
+assemble coredns_image localhost/modelgate-test/coredns \
+  -entrypoint '["/coredns"]' -user 65532:65532 -expose 53 \
+  "$node_bin/coredns:/coredns:0755" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group"
+assemble curl_image localhost/modelgate-test/curl \
+  -entrypoint '["/usr/bin/curl"]' -user 65532:65532 \
+  "$(command -v curl):/usr/bin/curl:0755" "${curl_libs[@]}" "$certs:$certs:0644" \
+  "$etc/passwd:/etc/passwd" "$etc/group:/etc/group" "$etc/nsswitch.conf:/etc/nsswitch.conf"
+assemble upstream_image localhost/modelgate-test/upstream \
+  -entrypoint '["/upstream"]' -user 65532:65532 -expose 8080 \
+  "$node_bin/upstream:/upstream:0755" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group"
+rm -rf "$etc"
+say "images ready in $((SECONDS - step))s (pause $pause_version; cached in $images)"
+
+# --- the node's namespaces ----------------------------------------------------------------
+
+timeout="${MODELGATE_NODE_TIMEOUT:-180}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/modelgate-node.XXXXXX")"
+id="$(tr -dc 'a-z0-9' <<<"${work##*.}" | tr 'A-Z' 'a-z')"
+id="${id:0:6}$(printf '%04x' $((RANDOM % 65536)))"
+cgroup_name="modelgate-node-$id"
+host_if="mgh$id"
+unshare_pid=""
+holder=""
+command_pid=""
+watchdog_pid=""
+net_prefix=""
+
+exited() {
+  [[ ! -e "/proc/$1" ]] || [[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" == Z ]]
+}
+
+# The cgroups of the node (one per v1 hierarchy, or one in the v2 tree): the node's
+# processes in <name>/node, kubelet's pods below <name> too (its --cgroup-root).
+cgroup_dirs() {
+  local d
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    echo "/sys/fs/cgroup/$cgroup_name"
+  else
+    for d in /sys/fs/cgroup/*/; do
+      [[ -f "$d/cgroup.procs" ]] && echo "${d%/}/$cgroup_name"
+    done
+  fi
+  return 0
+}
+
+remove_cgroups() {
+  local dir i
+  for dir in $(cgroup_dirs); do
+    [[ -d "$dir" ]] || continue
+    # Deepest first; a cgroup whose last process is still exiting refuses rmdir for a moment.
+    for ((i = 0; i < 50; i++)); do
+      find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [[ -d "$dir" ]] || break
+      sleep 0.1
+    done
+    [[ -d "$dir" ]] && say "could not remove the cgroup $dir (processes left in it?)"
+  done
+  return 0
+}
+
+stop_pid() {
+  local pid="$1" name="$2" i
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 300; i++)); do
+    if exited "$pid"; then
+      wait "$pid" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.1
+  done
+  say "$name (pid $pid) ignored SIGTERM for 30s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  # The control plane (and, inside it, COMMAND) first: COMMAND may still use the node.
+  stop_pid "$command_pid" "the control plane"
+  if [[ -n "$holder" ]]; then
+    # The namespace's init: when it dies the kernel kills every process in the namespace.
+    kill -KILL "$holder" 2>/dev/null || true
+  fi
+  if [[ -n "$unshare_pid" ]]; then
+    wait "$unshare_pid" 2>/dev/null || true
+  fi
+  ip link del "$host_if" 2>/dev/null || true
+  remove_cgroups
+  stop_pid "$watchdog_pid" watchdog
+  if [[ "${MODELGATE_KEEP_NODE_DIR:-}" == 1 ]]; then
+    say "kept $work (logs, configs)"
+  else
+    rm -rf "$work"
+  fi
+  say "stopped the node"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# If this script is SIGKILLed no trap runs: the watchdog then stops the control plane (whose
+# own watchdog stops its servers), kills the node's init and removes what was added here.
+mkfifo "$work/.tick"
+(
+  trap - EXIT INT TERM
+  while kill -0 "$$" 2>/dev/null; do
+    read -r -t 1 _ <>"$work/.tick" || true
+  done
+  for name in controlplane holder; do
+    [[ -f "$work/$name.pid" ]] && kill -KILL "$(<"$work/$name.pid")" 2>/dev/null
+  done
+  sleep 1
+  ip link del "$host_if" 2>/dev/null
+  remove_cgroups
+  rm -rf "$work"
+) >/dev/null 2>&1 </dev/null &
+watchdog_pid=$!
+
+# The network: 10.N.0.0/30 for the veth (host .1, node .2), 10.N.1.0/24 for pods,
+# 10.N.2.0/24 for Services. N is drawn until no route or address here falls in 10.N.0.0/16;
+# the lock keeps two runs from drawing the same N.
+mkdir -p "$MODELGATE_CACHE/node"
+exec 8>"$MODELGATE_CACHE/node/.network.lock"
+flock 8
+for ((i = 0; i < 200; i++)); do
+  n=$((100 + RANDOM % 100))
+  if ! ip -4 route show table all | grep -qE "(^|[[:space:]])10\.$n\." &&
+    ! ip -4 addr show | grep -qE "inet 10\.$n\."; then
+    net_prefix="10.$n"
+    break
+  fi
+done
+[[ -n "$net_prefix" ]] || die "found no free 10.N.0.0/16 for the node's network"
+host_ip="$net_prefix.0.1"
+node_ip="$net_prefix.0.2"
+pod_cidr="$net_prefix.1.0/24"
+service_cidr="$net_prefix.2.0/24"
+
+# The namespaces. The pause binary is their init: it reaps orphans, and its death ends
+# everything in them. --kill-child: if unshare dies, so does it.
+for dir in $(cgroup_dirs); do
+  mkdir -p "$dir/node"
+  if [[ -f "$dir/cgroup.subtree_control" && "$dir" == /sys/fs/cgroup/"$cgroup_name" ]]; then
+    # cgroup v2: hand every controller the root has down to the node's tree.
+    controllers="$(sed 's/[^ ]*/+&/g' /sys/fs/cgroup/cgroup.subtree_control)"
+    [[ -z "$controllers" ]] || echo "$controllers" >"$dir/cgroup.subtree_control"
+  fi
+  if [[ -f "$dir/cpuset.cpus" && ! -f "$dir/cgroup.controllers" ]]; then
+    # cgroup v1 cpuset: a new cgroup starts with no CPUs and no memory nodes.
+    cat "$dir/../cpuset.cpus" >"$dir/cpuset.cpus"
+    cat "$dir/../cpuset.mems" >"$dir/cpuset.mems"
+    cat "$dir/cpuset.cpus" >"$dir/node/cpuset.cpus"
+    cat "$dir/cpuset.mems" >"$dir/node/cpuset.mems"
+  fi
+done
+for dir in $(cgroup_dirs); do echo "$dir/node/cgroup.procs"; done >"$work/cgroup.procs.list"
+(
+  for f in $(<"$work/cgroup.procs.list"); do echo "$BASHPID" >"$f"; done
+  exec unshare --pid --fork --kill-child --mount --propagation private --mount-proc --net --uts \
+    "$node_bin/pause"
+) >"$work/holder.log" 2>&1 </dev/null &
+unshare_pid=$!
+for ((i = 0; i < 100; i++)); do
+  holder="$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null || true)"
+  holder="${holder%% *}"
+  [[ -n "$holder" ]] && break
+  exited "$unshare_pid" && break
+  sleep 0.05
+done
+[[ -n "$holder" ]] || die "could not start the node's namespaces: $(cat "$work/holder.log")"
+echo "$holder" >"$work/holder.pid"
+
+# in_node COMMAND...: runs COMMAND inside the node's namespaces.
+in_node() { nsenter --target "$holder" --mount --net --pid --uts -- "$@"; }
+
+# Inside: a sysfs of the node's own network namespace (with the cgroup hierarchies put back
+# under it), and private /run, /var/lib and /var/log, where kubelet, containerd and the CNI
+# plugins keep their fixed paths.
+in_node /bin/sh -euc '
+  hostname modelgate-node
+  mkdir -p "$1/.cgroup"
+  mount --rbind /sys/fs/cgroup "$1/.cgroup"
+  umount -l /sys
+  mount -t sysfs sysfs /sys
+  mount --rbind "$1/.cgroup" /sys/fs/cgroup
+  umount -l "$1/.cgroup"
+  for d in /run /var/lib /var/log; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+  mkdir -p /run/netns /var/lib/kubelet /var/lib/cni /var/log/pods /var/log/containers
+' sh "$work" || die "could not set up the node's mounts"
+
+ip link add "$host_if" type veth peer name eth0 netns "$holder" ||
+  die "could not create the veth pair $host_if"
+ip addr add "$host_ip/30" dev "$host_if"
+ip link set "$host_if" up
+ip route add "$pod_cidr" via "$node_ip" dev "$host_if"
+ip route add "$service_cidr" via "$node_ip" dev "$host_if"
+flock -u 8
+[[ -e /proc/sys/net/bridge ]] || modprobe br_netfilter 2>/dev/null || true
+in_node /bin/sh -euc '
+  ip link set lo up
+  ip addr add "$1/30" dev eth0
+  ip link set eth0 up
+  ip route add default via "$2"
+  sysctl -qw net.ipv4.ip_forward=1
+' sh "$node_ip" "$host_ip" || die "could not configure the node's network"
+# Pod-to-Service traffic between pods on the bridge must pass the node's netfilter hooks for
+# kube-proxy's NAT; without br_netfilter, kube-proxy masquerades all Service traffic instead.
+if in_node sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null; then
+  masquerade_all=false
+else
+  say "no br_netfilter here: kube-proxy will masquerade all Service traffic"
+  masquerade_all=true
+fi
+say "node namespaces ready (init pid $holder, $node_ip via $host_if; pods $pod_cidr, Services $service_cidr)"
+
+# --- the control plane, and the node inside it -------------------------------------------
+
+export MODELGATE_CONTROLPLANE_ADDRESS="$host_ip"
+export MODELGATE_CONTROLPLANE_SERVICE_CIDR="$service_cidr"
+export MODELGATE_CONTROLPLANE_SANS="IP:$net_prefix.2.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
+export MODELGATE_CONTROLPLANE_AUTHORIZATION_MODE="Node,RBAC"
+export MODELGATE_CONTROLPLANE_APISERVER_ARGS="--enable-admission-plugins=NodeRestriction --kubelet-preferred-address-types=InternalIP"
+export MODELGATE_NODE_DIR="$work" MODELGATE_NODE_HOLDER="$holder" MODELGATE_NODE_BIN="$node_bin"
+export MODELGATE_NODE_IP="$node_ip" MODELGATE_NODE_POD_CIDR="$pod_cidr" MODELGATE_NODE_CGROUP="$cgroup_name"
+export MODELGATE_NODE_DNS_IP="$net_prefix.2.10" MODELGATE_NODE_TIMEOUT="$timeout"
+export MODELGATE_NODE_MASQUERADE_ALL="$masquerade_all"
+export MODELGATE_NODE_IMAGES="$pause_image;$coredns_image;$curl_image;$upstream_image;$modelgate_image"
+export MODELGATE_IMAGE="${modelgate_image%% *}" MODELGATE_IMAGE_ARCHIVE="${modelgate_image#* }"
+export MODELGATE_CURL_IMAGE="${curl_image%% *}" MODELGATE_UPSTREAM_IMAGE="${upstream_image%% *}"
+export MODELGATE_HELM="$helm"
+PATH="$(dirname "$helm"):$cp_bin:$PATH"
+export PATH
+say "binaries and images ready in $((SECONDS - started))s"
+
+env --default-signal=INT,QUIT -- "$here/../controlplane/run.sh" "$here/node.sh" "$@" <&0 &
+command_pid=$!
+echo "$command_pid" >"$work/controlplane.pid"
+set +e
+wait "$command_pid"
+status=$?
+set -e
+command_pid=""
+exit "$status"
