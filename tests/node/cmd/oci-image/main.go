@@ -230,7 +230,7 @@ func writeArchive(img v1.Image, name, out string) error {
 	}
 	if err := p.AppendImage(img,
 		layout.WithAnnotations(map[string]string{
-			"io.containerd.image.name":         name,
+			"io.containerd.image.name":          name,
 			"org.opencontainers.image.ref.name": tag,
 		}),
 		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
