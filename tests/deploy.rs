@@ -412,6 +412,64 @@ fn helm_chart_with_namespace_scope_selector_and_three_replicas_applies_with_a_se
 }
 
 #[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn helm_chart_with_autoscaling_renders_a_cpu_autoscaler_that_owns_the_gateway_replicas() {
+    let ns = Namespace::new("deploy-helm-hpa");
+    let docs = helm_template(
+        "modelgate",
+        ns.name(),
+        &[
+            "gateway.autoscaling.enabled=true",
+            "gateway.autoscaling.minReplicas=3",
+            "gateway.autoscaling.maxReplicas=7",
+            "gateway.autoscaling.targetCPUUtilizationPercentage=60",
+            "gateway.autoscaling.behavior.scaleDown.stabilizationWindowSeconds=120",
+        ],
+    );
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "modelgate-gateway");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "modelgate-gateway"})
+    );
+    assert_eq!(
+        (hpa["spec"]["minReplicas"].clone(), hpa["spec"]["maxReplicas"].clone()),
+        (json!(3), json!(7))
+    );
+    assert_eq!(
+        hpa["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
+    assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 120);
+    // The autoscaler owns the replica count: an upgrade must not reset it.
+    let gateway = find(&docs, "Deployment", "modelgate-gateway");
+    assert!(gateway["spec"].get("replicas").is_none(), "{}", gateway["spec"]);
+    assert_eq!(find(&docs, "Deployment", "modelgate-controller")["spec"]["replicas"], 2);
+    let mut with_crds = documents(&read("crds/llmprovider.yaml"));
+    with_crds.extend(documents(&read("crds/modelalias.yaml")));
+    with_crds.extend(docs);
+    apply(&with_crds, true);
+
+    // Off by default; a minimum above the maximum is refused with a message.
+    assert!(of_kind(&helm_template("modelgate", ns.name(), &[]), "HorizontalPodAutoscaler").is_empty());
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--set",
+        "gateway.autoscaling.enabled=true",
+        "--set",
+        "gateway.autoscaling.minReplicas=5",
+        "--set",
+        "gateway.autoscaling.maxReplicas=2",
+    ]);
+    assert!(
+        !out.success && out.stderr.contains("minReplicas must not exceed"),
+        "{out}"
+    );
+}
+
+#[test]
 fn chart_crds_match_crds() {
     assert_same_files("crds", "charts/modelgate/crds", "cp crds/*.yaml charts/modelgate/crds/");
 }
