@@ -15,6 +15,7 @@
 #       compiled static with cc as its Makefile does.
 #
 #   bin="$(tests/node/build.sh)"
+#   tools="$(tests/node/build.sh --tools)"   # only coredns, oci-image, upstream (for kind)
 #
 # Cached under ${MODELGATE_CACHE:-$HOME/.cache/modelgate}/node/: kubernetes-<v>_<hash>/bin
 # (hash of tests/controlplane/go.mod and go.sum) and tools-coredns-<v>_<hash>/bin (hash of
@@ -56,6 +57,12 @@ have_all() {
   have "$bin" "${k8s_binaries[@]}" "${tool_binaries[@]}"
 }
 
+tools_only=0
+[[ "${1:-}" != --tools ]] || tools_only=1
+if [[ $tools_only == 1 ]] && have "$tools_bin" "${tool_binaries[@]}"; then
+  echo "$tools_bin"
+  exit 0
+fi
 if have_all; then
   echo "$bin"
   exit 0
@@ -69,7 +76,7 @@ if ! flock -n 9; then
   say "another process is building the test node; waiting for it..."
   flock 9
 fi
-if have_all; then
+if [[ $tools_only == 0 ]] && have_all; then
   echo "$bin"
   exit 0
 fi
@@ -92,7 +99,7 @@ started=$SECONDS
 staging=""
 trap '[[ -z "$staging" ]] || rm -rf "$staging"' EXIT
 
-if ! have "$k8s_bin" "${k8s_binaries[@]}"; then
+if [[ $tools_only == 0 ]] && ! have "$k8s_bin" "${k8s_binaries[@]}"; then
   say "first run on this machine: building the test node's Kubernetes binaries ($(go env GOVERSION), $(nproc) cores)"
   say "  kube-controller-manager, kube-scheduler, kubelet, kube-proxy $k8s_version and pause, into $k8s_bin"
   say "  Go caches: $GOMODCACHE, $GOCACHE (packages kube-apiserver shares with them are reused)"
@@ -136,6 +143,10 @@ if ! have "$tools_bin" "${tool_binaries[@]}"; then
   staging=""
 fi
 
+if [[ $tools_only == 1 ]]; then
+  echo "$tools_bin"
+  exit 0
+fi
 staging="$(mktemp -d "$MODELGATE_CACHE/node/bin.partial.XXXXXX")"
 for b in "${k8s_binaries[@]}" pause.version; do ln -s "$k8s_bin/$b" "$staging/$b"; done
 for b in "${tool_binaries[@]}"; do ln -s "$tools_bin/$b" "$staging/$b"; done

@@ -125,8 +125,7 @@ for name in kubelet kube-proxy kube-controller-manager kube-scheduler; do kubeco
 
 # --- containerd -----------------------------------------------------------------------------
 
-pause_image="${MODELGATE_NODE_IMAGES%%;*}"
-pause_image="${pause_image%% *}"
+pause_image="$MODELGATE_NODE_PAUSE_IMAGE"
 cat >"$work/cni/10-modelgate.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -182,12 +181,12 @@ EOF
 step=$SECONDS
 start containerd containerd --config "$work/containerd.toml"
 await "containerd" ctr --address "$sock" version
-IFS=';' read -r -a images <<<"$MODELGATE_NODE_IMAGES"
-for image in "${images[@]}"; do
-  ctr --address "$sock" --namespace k8s.io images import --all-platforms "${image#* }" >/dev/null ||
-    die "ctr could not import ${image#* }"
+read -r -a archives <<<"$MODELGATE_NODE_IMAGES"
+for archive in "${archives[@]}"; do
+  ctr --address "$sock" --namespace k8s.io images import --all-platforms "$archive" >/dev/null ||
+    die "ctr could not import $archive"
 done
-say "containerd up, ${#images[@]} images imported in $((SECONDS - step))s"
+say "containerd up, ${#archives[@]} images imported in $((SECONDS - step))s"
 
 # --- controllers ------------------------------------------------------------------------------
 
@@ -286,8 +285,7 @@ say "node $node_name Ready in $((SECONDS - started))s"
 
 # --- cluster DNS ----------------------------------------------------------------------------
 
-coredns_image="${images[1]%% *}"
-sed -e "s|@IMAGE@|$coredns_image|g" -e "s|@DNS_IP@|$dns_ip|g" "$here/coredns.yaml" |
+sed -e "s|@IMAGE@|$MODELGATE_NODE_COREDNS_IMAGE|g" -e "s|@DNS_IP@|$dns_ip|g" "$here/coredns.yaml" |
   kubectl apply --server-side --field-manager=modelgate-node -f - >/dev/null
 coredns_ready() {
   [[ "$(kubectl -n kube-system get deployment coredns -o 'jsonpath={.status.readyReplicas}')" == 1 ]]

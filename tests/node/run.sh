@@ -98,89 +98,22 @@ if [[ -z "${MODELGATE_BINARY:-}" ]]; then
 fi
 [[ -x "$MODELGATE_BINARY" ]] || die "MODELGATE_BINARY=$MODELGATE_BINARY is not an executable"
 
-images="$MODELGATE_CACHE/node/images"
-mkdir -p "$images"
-etc="$(mktemp -d "${TMPDIR:-/tmp}/modelgate-node-etc.XXXXXX")"
-# The accounts of distroless' "nonroot" images (the Dockerfile's base), and name lookups
-# that try /etc/hosts before DNS.
-printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$etc/passwd"
-printf 'root:x:0:\nnonroot:x:65532:\n' >"$etc/group"
-printf 'hosts: files dns\n' >"$etc/nsswitch.conf"
-chmod 644 "$etc"/*
-
-# libs BINARY: SOURCE:DEST arguments for the shared libraries BINARY loads (ldd's list,
-# the dynamic loader included), each at the path it is loaded from.
-libs() {
-  local line lib
-  if ! ldd "$1" >/dev/null 2>&1; then
-    return 0 # static
-  fi
-  while read -r line; do
-    case "$line" in
-      *"=> /"*) lib="${line#*=> }" ;;
-      /*) lib="$line" ;;
-      *) continue ;;
-    esac
-    lib="${lib%% (*}"
-    printf '%s:%s\n' "$lib" "$lib"
-  done < <(ldd "$1")
-}
-
-# assemble VAR REPOSITORY OCI-IMAGE-ARGS...: an image archive in the cache, keyed by what
-# goes into it; sets VAR to "REFERENCE ARCHIVE".
-assemble() {
-  local var="$1" repository="$2" key ref archive spec
-  shift 2
-  key="$({
-    printf '%s\n' "$@"
-    for spec in "$@"; do
-      [[ "$spec" == *:/* && -f "${spec%%:*}" ]] && sha256sum "${spec%%:*}" | cut -c1-64
-    done
-    sha256sum "$node_bin/oci-image"
-  } | sha256sum | cut -c1-12)"
-  ref="$repository:dev-$key"
-  archive="$images/${repository//\//_}-dev-$key.oci.tar"
-  if [[ ! -f "$archive" ]]; then
-    "$node_bin/oci-image" -o "$archive" -name "$ref" "$@" >/dev/null
-  fi
-  printf -v "$var" '%s %s' "$ref" "$archive"
-}
-
 step=$SECONDS
-certs=/etc/ssl/certs/ca-certificates.crt
-mapfile -t modelgate_libs < <(libs "$MODELGATE_BINARY")
-mapfile -t curl_libs < <(libs "$(command -v curl)")
-# The Dockerfile's runtime image, without its base: the binary, the libraries it loads, CA
-# certificates for the platform verifier, and the nonroot account. tests/node.rs checks that
-# this and the Dockerfile agree.
-assemble modelgate_image localhost/modelgate/modelgate \
-  -entrypoint '["/usr/local/bin/modelgate"]' -cmd '["--help"]' -user 65532:65532 \
-  -expose 12000 -expose 12001 -expose 12002 \
-  -label org.opencontainers.image.title=modelgate \
-  "$MODELGATE_BINARY:/usr/local/bin/modelgate:0755" "${modelgate_libs[@]}" \
-  "$certs:$certs:0644" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group" \
-  "$etc/nsswitch.conf:/etc/nsswitch.conf"
-pause_version="$(<"$node_bin/pause.version")"
-assemble pause_image localhost/modelgate-test/pause \
-  -entrypoint '["/pause"]' -user 65535:65535 "$node_bin/pause:/pause:0755"
-assemble coredns_image localhost/modelgate-test/coredns \
-  -entrypoint '["/coredns"]' -user 65532:65532 -expose 53 \
-  "$node_bin/coredns:/coredns:0755" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group"
-assemble curl_image localhost/modelgate-test/curl \
-  -entrypoint '["/usr/bin/curl"]' -user 65532:65532 \
-  "$(command -v curl):/usr/bin/curl:0755" "${curl_libs[@]}" "$certs:$certs:0644" \
-  "$etc/passwd:/etc/passwd" "$etc/group:/etc/group" "$etc/nsswitch.conf:/etc/nsswitch.conf"
-assemble upstream_image localhost/modelgate-test/upstream \
-  -entrypoint '["/upstream"]' -user 65532:65532 -expose 8080 \
-  "$node_bin/upstream:/upstream:0755" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group"
-rm -rf "$etc"
-say "images ready in $((SECONDS - step))s (pause $pause_version; cached in $images)"
+declare -A image archive
+while read -r name reference path; do
+  image[$name]="$reference"
+  archive[$name]="$path"
+done < <("$here/images.sh" "$node_bin" "$MODELGATE_BINARY")
+for name in pause coredns curl upstream modelgate; do
+  [[ -n "${image[$name]:-}" ]] || die "images.sh made no $name image"
+done
+say "images ready in $((SECONDS - step))s (cached in $MODELGATE_CACHE/node/images)"
 
 # --- the node's namespaces ----------------------------------------------------------------
 
 timeout="${MODELGATE_NODE_TIMEOUT:-180}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/modelgate-node.XXXXXX")"
-id="$(tr -dc 'a-z0-9' <<<"${work##*.}" | tr 'A-Z' 'a-z')"
+id="$(tr 'A-Z' 'a-z' <<<"${work##*.}" | tr -dc 'a-z0-9')"
 id="${id:0:6}$(printf '%04x' $((RANDOM % 65536)))"
 cgroup_name="modelgate-node-$id"
 host_if="mgh$id"
@@ -392,9 +325,10 @@ export MODELGATE_NODE_DIR="$work" MODELGATE_NODE_HOLDER="$holder" MODELGATE_NODE
 export MODELGATE_NODE_IP="$node_ip" MODELGATE_NODE_POD_CIDR="$pod_cidr" MODELGATE_NODE_CGROUP="$cgroup_name"
 export MODELGATE_NODE_DNS_IP="$net_prefix.2.10" MODELGATE_NODE_TIMEOUT="$timeout"
 export MODELGATE_NODE_MASQUERADE_ALL="$masquerade_all"
-export MODELGATE_NODE_IMAGES="$pause_image;$coredns_image;$curl_image;$upstream_image;$modelgate_image"
-export MODELGATE_IMAGE="${modelgate_image%% *}" MODELGATE_IMAGE_ARCHIVE="${modelgate_image#* }"
-export MODELGATE_CURL_IMAGE="${curl_image%% *}" MODELGATE_UPSTREAM_IMAGE="${upstream_image%% *}"
+export MODELGATE_NODE_IMAGES="${archive[pause]} ${archive[coredns]} ${archive[curl]} ${archive[upstream]} ${archive[modelgate]}"
+export MODELGATE_NODE_PAUSE_IMAGE="${image[pause]}" MODELGATE_NODE_COREDNS_IMAGE="${image[coredns]}"
+export MODELGATE_IMAGE="${image[modelgate]}" MODELGATE_IMAGE_ARCHIVE="${archive[modelgate]}"
+export MODELGATE_CURL_IMAGE="${image[curl]}" MODELGATE_UPSTREAM_IMAGE="${image[upstream]}"
 export MODELGATE_HELM="$helm"
 PATH="$(dirname "$helm"):$cp_bin:$PATH"
 export PATH
