@@ -204,6 +204,7 @@ trap 'exit 143' TERM
 mkfifo "$work/.tick"
 (
   trap - EXIT INT TERM
+  set +e
   while kill -0 "$$" 2>/dev/null; do
     read -r -t 1 _ <>"$work/.tick" || true
   done
