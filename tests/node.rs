@@ -13,6 +13,7 @@
 mod cluster;
 mod node_support;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,59 +44,69 @@ fn serial() -> MutexGuard<'static, ()> {
 
 // --- the chart --------------------------------------------------------------------------------
 
-/// A release of the chart named `modelgate` (object names as config/default's), with the local
-/// image; uninstalled when dropped if the test did not.
-struct Release<'a> {
-    ns: &'a TestNamespace,
-    installed: bool,
+/// A release of the chart named `modelgate` (object names as config/default's) with the local
+/// image, in a namespace of its own that enforces Pod Security `restricted`. On drop, it is
+/// uninstalled (unless the test did), then the namespace is deleted.
+struct Release {
+    installed: Cell<bool>,
+    ns: TestNamespace,
 }
 
-impl<'a> Release<'a> {
-    fn install(ns: &'a TestNamespace, sets: &[&str]) -> Release<'a> {
+impl Release {
+    /// Installs the chart with `sets` into the new namespace `namespace`; waits for the rollout.
+    fn install(namespace: &str, sets: &[&str]) -> Release {
+        let ns = TestNamespace::create(namespace);
         let image = modelgate_image();
         let repository = format!("image.repository={}", image.repository);
         let tag = format!("image.tag={}", image.tag);
-        let mut args = vec![
-            "install",
-            "modelgate",
-            CHART,
-            "--namespace",
-            &ns.name,
-            "--set",
-            &repository,
-            "--set",
-            &tag,
-        ];
+        let mut args = vec!["install", "modelgate", CHART, "--namespace", &ns.name];
+        args.extend(["--set", &repository, "--set", &tag]);
         for set in sets {
             args.extend(["--set", set]);
         }
         helm(&args).expect_success();
-        let release = Release { ns, installed: true };
+        let release = Release {
+            installed: Cell::new(true),
+            ns,
+        };
         release.rolled_out();
+        release
+    }
+
+    /// [`Release::install`] with default values, then the sample world (streams of `chunks`
+    /// chunks, 100 ms apart).
+    fn with_samples(namespace: &str, chunks: u32) -> Release {
+        let release = Release::install(namespace, &[]);
+        samples(&release.ns, &release.ns, chunks);
         release
     }
 
     /// Waits until both Deployments are rolled out, and returns (controllers, gateways).
     fn rolled_out(&self) -> (Vec<Value>, Vec<Value>) {
-        rollout_status(self.ns, "modelgate-controller");
-        rollout_status(self.ns, "modelgate-gateway");
+        let ns = &self.ns;
+        rollout_status(ns, "modelgate-controller");
+        rollout_status(ns, "modelgate-gateway");
         let replicas = |deployment: &str| {
-            self.ns
-                .kubectl(["get", "deployment", deployment, "-o", "jsonpath={.spec.replicas}"])
+            ns.kubectl(["get", "deployment", deployment, "-o", "jsonpath={.spec.replicas}"])
                 .expect_success()
                 .stdout
                 .parse::<usize>()
                 .expect("replicas")
         };
-        let controllers = wait_pods_ready(self.ns, CONTROLLERS, replicas("modelgate-controller"));
-        let gateways = wait_pods_ready(self.ns, GATEWAYS, replicas("modelgate-gateway"));
+        let controllers = wait_pods_ready(ns, CONTROLLERS, replicas("modelgate-controller"));
+        let gateways = wait_pods_ready(ns, GATEWAYS, replicas("modelgate-gateway"));
         assert_never_restarted(&controllers);
         assert_never_restarted(&gateways);
         (controllers, gateways)
     }
 
-    fn uninstall(&mut self) -> Ran {
-        self.installed = false;
+    /// Steady load through this release's gateway Service.
+    fn load(&self) -> Load {
+        steady_load(&self.ns)
+    }
+
+    fn uninstall(&self) -> Run {
+        self.installed.set(false);
         let timeout = format!("--timeout={ROLLOUT_TIMEOUT_ARG}");
         helm(&[
             "uninstall",
@@ -108,9 +119,9 @@ impl<'a> Release<'a> {
     }
 }
 
-impl Drop for Release<'_> {
+impl Drop for Release {
     fn drop(&mut self) {
-        if self.installed {
+        if self.installed.get() {
             if std::thread::panicking() {
                 self.ns.dump();
             }
@@ -180,23 +191,23 @@ fn no_failed_pod_creation(ns: &TestNamespace) {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn helm_install_runs_restricted_pods_that_serve_by_cluster_ip_and_dns_name_and_uninstall_leaves_none() {
     let _serial = serial();
-    let ns = TestNamespace::create("mg-node-helm");
-    let mut release = Release::install(&ns, &[]);
-    no_failed_pod_creation(&ns);
+    let release = Release::install("mg-node-helm", &[]);
+    let ns = &release.ns;
+    no_failed_pod_creation(ns);
     let (controllers, _) = release.rolled_out();
 
     // The Lease names the leading pod.
-    let holder = lease_holder(&ns, "modelgate-controller");
+    let holder = lease_holder(ns, "modelgate-controller");
     assert!(
         names(&controllers).contains(&holder),
         "the Lease holder {holder:?} is not one of the controller pods {:?}",
         names(&controllers)
     );
 
-    samples(&ns, &ns, 3);
-    let base = service_url(&ns, "modelgate-gateway");
+    samples(ns, ns, 3);
+    let base = service_url(ns, "modelgate-gateway");
     // From this machine through the Service's ClusterIP (kube-proxy).
-    assert_eq!(post_chat(&base, "chat"), mock_reply(&ns, "demo-model", "chat"));
+    assert_eq!(post_chat(&base, "chat"), mock_reply(ns, "demo-model", "chat"));
     // The gateway pods reach the upstream by its Service's DNS name.
     let remote = post_chat(&base, "remote");
     assert!(
@@ -208,13 +219,13 @@ fn helm_install_runs_restricted_pods_that_serve_by_cluster_ip_and_dns_name_and_u
         "http://modelgate-gateway.{}.svc.cluster.local:12000/v1/chat/completions",
         ns.name
     );
-    let answer = curl_from_pod(&ns, "curl-by-dns-name", &url, "chat");
-    assert_eq!(content(&answer), mock_reply(&ns, "demo-model", "chat"));
+    let answer = curl_from_pod(ns, "curl-by-dns-name", &url, "chat");
+    assert_eq!(content(&answer), mock_reply(ns, "demo-model", "chat"));
 
     release.uninstall().expect_success();
     // The garbage collector removes the pods once their Deployments are gone.
     wait_for("the release's pods to be gone", ROLLOUT_TIMEOUT, || {
-        match names(&pods(&ns, "app.kubernetes.io/instance=modelgate")) {
+        match names(&pods(ns, "app.kubernetes.io/instance=modelgate")) {
             left if left.is_empty() => Ok(()),
             left => Err(format!("helm uninstall left pods: {left:?}")),
         }
@@ -240,7 +251,7 @@ fn kubectl_apply_of_config_default_runs_restricted_pods_that_serve() {
         "clusterrolebinding/modelgate-gateway",
     ]);
     let overlay = config_default_overlay(&image);
-    Ran::from(kubectl([
+    Run::from(kubectl([
         "apply",
         "--server-side",
         "--force-conflicts",
@@ -289,12 +300,11 @@ impl Drop for ClusterObjects {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn rollout_restart_of_the_gateway_under_load_fails_no_request() {
     let _serial = serial();
-    let ns = TestNamespace::create("mg-node-restart");
-    let release = Release::install(&ns, &[]);
     // Streams of two seconds: some are always in flight when a gateway pod is told to stop.
-    samples(&ns, &ns, 20);
+    let release = Release::with_samples("mg-node-restart", 20);
+    let ns = &release.ns;
     let (_, before) = release.rolled_out();
-    let load = steady_load(&ns);
+    let load = release.load();
 
     ns.kubectl(["rollout", "restart", "deployment/modelgate-gateway"])
         .expect_success();
@@ -304,7 +314,7 @@ fn rollout_restart_of_the_gateway_under_load_fails_no_request() {
         "every gateway pod was replaced"
     );
     wait_for("the old gateway pods to be gone", ROLLOUT_TIMEOUT, || {
-        let left: BTreeSet<String> = names(&pods(&ns, GATEWAYS))
+        let left: BTreeSet<String> = names(&pods(ns, GATEWAYS))
             .intersection(&names(&before))
             .cloned()
             .collect();
@@ -324,13 +334,12 @@ fn rollout_restart_of_the_gateway_under_load_fails_no_request() {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn deleting_the_leader_pod_hands_over_and_an_edit_made_meanwhile_is_served() {
     let _serial = serial();
-    let ns = TestNamespace::create("mg-node-failover");
-    let release = Release::install(&ns, &[]);
-    samples(&ns, &ns, 3);
+    let release = Release::with_samples("mg-node-failover", 3);
+    let ns = &release.ns;
     let (controllers, _) = release.rolled_out();
-    let load = steady_load(&ns);
+    let load = release.load();
 
-    let leader = lease_holder(&ns, "modelgate-controller");
+    let leader = lease_holder(ns, "modelgate-controller");
     assert!(names(&controllers).contains(&leader), "{leader}");
     let standby: BTreeSet<String> = names(&controllers).into_iter().filter(|n| *n != leader).collect();
     ns.kubectl(["delete", "pod", &leader, "--wait=false"]).expect_success();
@@ -345,24 +354,24 @@ fn deleting_the_leader_pod_hands_over_and_an_edit_made_meanwhile_is_served() {
     ])
     .expect_success();
 
-    let base = service_url(&ns, "modelgate-gateway");
+    let base = service_url(ns, "modelgate-gateway");
     wait_for("the edit to be served", ROLLOUT_TIMEOUT, || {
         let answer = post_chat(&base, "chat");
-        if answer == mock_reply(&ns, "after-failover", "chat") {
+        if answer == mock_reply(ns, "after-failover", "chat") {
             Ok(())
         } else {
             Err(answer)
         }
     });
-    wait_ready(&ns, "modelalias", "chat");
+    wait_ready(ns, "modelalias", "chat");
     let new_leader = wait_for("another leader", ROLLOUT_TIMEOUT, || {
-        match lease_holder(&ns, "modelgate-controller") {
+        match lease_holder(ns, "modelgate-controller") {
             holder if holder != leader => Ok(holder),
             holder => Err(holder),
         }
     });
     assert!(
-        standby.contains(&new_leader) || names(&pods(&ns, CONTROLLERS)).contains(&new_leader),
+        standby.contains(&new_leader) || names(&pods(ns, CONTROLLERS)).contains(&new_leader),
         "the new leader {new_leader} is not a controller pod"
     );
     release.rolled_out();
@@ -382,11 +391,10 @@ impl Drop for Uncordon {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
     let _serial = serial();
-    let ns = TestNamespace::create("mg-node-drain");
-    let release = Release::install(&ns, &[]);
-    samples(&ns, &ns, 3);
+    let release = Release::with_samples("mg-node-drain", 3);
+    let ns = &release.ns;
     let (controllers, gateways) = release.rolled_out();
-    let load = steady_load(&ns);
+    let load = release.load();
 
     let node = kubectl(["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
         .expect_success()
@@ -394,7 +402,7 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
     let _uncordon = Uncordon(node.clone());
     // One node: every evicted pod's replacement stays Pending, so the budgets (one unavailable
     // per Deployment) must stop the drain after one pod of each.
-    let drain = Ran::from(kubectl([
+    let drain = Run::from(kubectl([
         "drain",
         &node,
         "--pod-selector=app.kubernetes.io/instance=modelgate",
@@ -411,7 +419,7 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
         "the drain should name the disruption budget: {drain}"
     );
     for (selector, before) in [(GATEWAYS, &gateways), (CONTROLLERS, &controllers)] {
-        let now = pods(&ns, selector);
+        let now = pods(ns, selector);
         let running: BTreeSet<String> = now
             .iter()
             .filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null())
@@ -425,9 +433,9 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
         );
     }
     // The gateway Service kept serving through the eviction.
-    post_chat(&service_url(&ns, "modelgate-gateway"), "chat");
+    post_chat(&service_url(ns, "modelgate-gateway"), "chat");
 
-    Ran::from(kubectl(["uncordon", &node])).expect_success();
+    Run::from(kubectl(["uncordon", &node])).expect_success();
     release.rolled_out();
     load.finish().assert_no_failures(10);
 }
@@ -436,11 +444,10 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn helm_upgrade_with_changed_values_rolls_every_pod_cleanly_under_load() {
     let _serial = serial();
-    let ns = TestNamespace::create("mg-node-upgrade");
-    let release = Release::install(&ns, &[]);
-    samples(&ns, &ns, 3);
+    let release = Release::with_samples("mg-node-upgrade", 3);
+    let ns = &release.ns;
     let (old_controllers, old_gateways) = release.rolled_out();
-    let load = steady_load(&ns);
+    let load = release.load();
 
     let image = modelgate_image();
     let timeout = format!("--timeout={ROLLOUT_TIMEOUT_ARG}");

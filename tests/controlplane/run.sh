@@ -79,27 +79,8 @@ api_port=""
 command_pid=""
 watchdog_pid=""
 
-# exited PID: true once PID is gone or has exited but is not yet reaped (Z).
-exited() {
-  [[ ! -e "/proc/$1" ]] || [[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" == Z ]]
-}
-
-# Stops a process this script started: SIGTERM, up to 15s to exit, then SIGKILL.
-stop_pid() {
-  local pid="$1" name="$2" i
-  [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 150; i++)); do
-    if exited "$pid"; then
-      wait "$pid" 2>/dev/null || true
-      return 0
-    fi
-    sleep 0.1
-  done
-  say "$name (pid $pid) ignored SIGTERM for 15s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=process.sh
+source "$here/process.sh"
 
 cleanup() {
   local status=$?
@@ -370,15 +351,4 @@ export MODELGATE_CONTROLPLANE_DIR="$work"
 export PATH="$bin:$PATH"
 export MODELGATE_TEST_CLUSTER=local
 
-# COMMAND runs in the background so that a SIGTERM to this script is handled
-# at once rather than after COMMAND ends; `env --default-signal` undoes the
-# SIGINT/SIGQUIT immunity bash gives background jobs, so Ctrl-C reaches it.
-env --default-signal=INT,QUIT -- "$@" <&0 &
-command_pid=$!
-echo "$command_pid" >"$work/command.pid"
-set +e
-wait "$command_pid"
-status=$?
-set -e
-command_pid=""
-exit "$status"
+run_command "$work/command.pid" "$@"

@@ -299,14 +299,13 @@ say "cluster ready in $((SECONDS - started))s: kubelet, kube-proxy (nftables), C
 
 export MODELGATE_TEST_CLUSTER=node
 export MODELGATE_CONTAINERD_ADDRESS="$sock"
+# shellcheck source=../controlplane/process.sh
+source "$here/../controlplane/process.sh"
 command_pid=""
 stop_command() {
   local status=$?
   trap - EXIT INT TERM
-  if [[ -n "$command_pid" ]]; then
-    kill -TERM "$command_pid" 2>/dev/null || true
-    wait "$command_pid" 2>/dev/null || true
-  fi
+  stop_pid "$command_pid" "the command"
   # The node goes first (its init's death ends every process in it), so that the apiserver
   # has no kubelet or controller left to drain when it stops next.
   kill -KILL "$holder" 2>/dev/null || true
@@ -315,11 +314,4 @@ stop_command() {
 trap stop_command EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-env --default-signal=INT,QUIT -- "$@" <&0 &
-command_pid=$!
-set +e
-wait "$command_pid"
-status=$?
-set -e
-command_pid=""
-exit "$status"
+run_command "" "$@"

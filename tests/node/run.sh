@@ -123,9 +123,8 @@ command_pid=""
 watchdog_pid=""
 net_prefix=""
 
-exited() {
-  [[ ! -e "/proc/$1" ]] || [[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" == Z ]]
-}
+# shellcheck source=../controlplane/process.sh
+source "$here/../controlplane/process.sh"
 
 # The cgroups of the node (one per v1 hierarchy, or one in the v2 tree): the node's
 # processes in <name>/node, kubelet's pods below <name> too (its --cgroup-root).
@@ -156,27 +155,11 @@ remove_cgroups() {
   return 0
 }
 
-stop_pid() {
-  local pid="$1" name="$2" i
-  [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    if exited "$pid"; then
-      wait "$pid" 2>/dev/null || true
-      return 0
-    fi
-    sleep 0.1
-  done
-  say "$name (pid $pid) ignored SIGTERM for 30s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   # The control plane (and, inside it, COMMAND) first: COMMAND may still use the node.
-  stop_pid "$command_pid" "the control plane"
+  stop_pid "$command_pid" "the control plane" 30
   if [[ -n "$holder" ]]; then
     # The namespace's init: when it dies the kernel kills every process in the namespace.
     kill -KILL "$holder" 2>/dev/null || true
@@ -335,12 +318,4 @@ PATH="$(dirname "$helm"):$cp_bin:$PATH"
 export PATH
 say "binaries and images ready in $((SECONDS - started))s"
 
-env --default-signal=INT,QUIT -- "$here/../controlplane/run.sh" "$here/node.sh" "$@" <&0 &
-command_pid=$!
-echo "$command_pid" >"$work/controlplane.pid"
-set +e
-wait "$command_pid"
-status=$?
-set -e
-command_pid=""
-exit "$status"
+run_command "$work/controlplane.pid" "$here/../controlplane/run.sh" "$here/node.sh" "$@"

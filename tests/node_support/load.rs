@@ -65,11 +65,13 @@ struct Shared {
 
 impl Shared {
     fn fail(&self, what: &str, error: String) {
+        // Both clocks: the offset into the load, and the time of day to match with pod events.
         let at = self.started.elapsed().as_secs_f64();
+        let now = jiff::Timestamp::now();
         self.failures
             .lock()
             .expect("failures")
-            .push(format!("{at:7.2}s {what}: {error}"));
+            .push(format!("{at:7.2}s ({now:.3}) {what}: {error}"));
     }
 }
 

@@ -6,14 +6,12 @@
 
 pub mod load;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
+pub use crate::cluster::{helm, Run};
 use crate::cluster::{kubectl, kubectl_stdin, repo_path, wait_for, Output};
 
 /// How long a rollout, an install or a namespace deletion may take.
@@ -61,71 +59,13 @@ pub fn modelgate_image() -> Image {
     Image::from_env("MODELGATE_IMAGE")
 }
 
-// --- running tools ----------------------------------------------------------------------------
-
-/// What one command did.
-pub struct Ran {
-    pub command: String,
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for Ran {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "`{}` ({})", self.command, if self.success { "ok" } else { "failed" })?;
-        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
-        write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
-    }
-}
-
-impl Ran {
-    #[track_caller]
-    pub fn expect_success(self) -> Self {
-        assert!(self.success, "expected success from {self}");
-        self
-    }
-}
-
-impl From<Output> for Ran {
-    fn from(out: Output) -> Self {
-        Ran {
-            command: format!("kubectl {}", out.args.join(" ")),
-            success: out.success(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        }
-    }
-}
-
-fn run(program: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(repo_path(""))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e})", program.display()));
-    Ran {
-        command: format!("{} {}", program.display(), args.join(" ")),
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `helm ARGS...` with the pinned helm (`MODELGATE_HELM`).
-pub fn helm(args: &[&str]) -> Ran {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    let helm = HELM.get_or_init(|| PathBuf::from(required_env("MODELGATE_HELM")));
-    run(helm, args)
-}
-
 // --- namespaces -------------------------------------------------------------------------------
 
 /// A namespace that enforces Pod Security `restricted`, deleted (and waited for) on drop, with
 /// its pods, events and logs printed first when the test failed.
 pub struct TestNamespace {
     pub name: String,
+    dumped: std::cell::Cell<bool>,
 }
 
 impl TestNamespace {
@@ -137,7 +77,10 @@ impl TestNamespace {
              pod-security.kubernetes.io/enforce-version: latest\n"
         );
         kubectl_stdin(["apply", "--server-side", "-f", "-"], &yaml).expect_success();
-        TestNamespace { name: name.to_owned() }
+        TestNamespace {
+            name: name.to_owned(),
+            dumped: std::cell::Cell::new(false),
+        }
     }
 
     pub fn kubectl<const N: usize>(&self, args: [&str; N]) -> Output {
@@ -162,8 +105,11 @@ impl TestNamespace {
         .expect_success();
     }
 
-    /// Prints what a person debugging a failed test would look at first.
+    /// Prints what a person debugging a failed test would look at first (once).
     pub fn dump(&self) {
+        if self.dumped.replace(true) {
+            return;
+        }
         let show = |args: &[&str]| {
             let mut all = vec!["-n", self.name.as_str()];
             all.extend(args);
@@ -171,7 +117,13 @@ impl TestNamespace {
             eprintln!("--- kubectl {} ---\n{}{}", all.join(" "), out.stdout, out.stderr);
         };
         show(&["get", "all,leases,pdb,llmproviders,modelaliases", "-o", "wide"]);
-        show(&["get", "events", "--sort-by=.lastTimestamp"]);
+        show(&[
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+            "-o",
+            "custom-columns=LAST:.lastTimestamp,TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message",
+        ]);
         let pods = self.kubectl(["get", "pods", "-o", "name"]);
         for pod in pods.stdout.lines() {
             show(&["logs", pod, "--all-containers", "--tail=40", "--prefix"]);
@@ -207,7 +159,7 @@ impl Drop for TestNamespace {
 pub fn rollout_status(ns: &TestNamespace, deployment: &str) {
     let target = format!("deployment/{deployment}");
     let timeout = format!("--timeout={ROLLOUT_TIMEOUT_ARG}");
-    Ran::from(ns.kubectl(["rollout", "status", &target, &timeout])).expect_success();
+    Run::from(ns.kubectl(["rollout", "status", &target, &timeout])).expect_success();
 }
 
 /// The pods matching `selector`, as JSON objects.
@@ -413,39 +365,51 @@ pub fn curl_from_pod(ns: &TestNamespace, pod: &str, url: &str, model: &str) -> S
     logs
 }
 
-/// A chat completion for `model` posted from this process to `base` (a Service's
-/// `http://CLUSTER-IP:PORT`); returns its content, panicking on any failure.
+/// Chat completions posted from this process to a Service (`http://CLUSTER-IP:PORT`).
+struct Chat {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Chat {
+    fn new(base: &str) -> Chat {
+        Chat {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            url: format!("{base}/v1/chat/completions"),
+        }
+    }
+
+    /// The answer's content, or what went wrong.
+    fn post(&self, model: &str) -> Result<String, String> {
+        self.runtime.block_on(load::plain(&self.client, &self.url, model))
+    }
+}
+
+/// A chat completion for `model` posted to `base`; its content. Panics on any failure.
 #[track_caller]
 pub fn post_chat(base: &str, model: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client");
-    let url = format!("{base}/v1/chat/completions");
-    runtime
-        .block_on(load::plain(&client, &url, model))
-        .unwrap_or_else(|e| panic!("POST {url} ({model}): {e}"))
+    let chat = Chat::new(base);
+    chat.post(model)
+        .unwrap_or_else(|e| panic!("POST {} ({model}): {e}", chat.url))
 }
 
 /// [`post_chat`], retried until it succeeds: for the first request after a Service's
 /// endpoints change, which kube-proxy applies a moment later.
 pub fn served(base: &str, model: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client");
-    let url = format!("{base}/v1/chat/completions");
-    wait_for(&format!("{model} to be served at {url}"), ROLLOUT_TIMEOUT, || {
-        runtime.block_on(load::plain(&client, &url, model))
-    })
+    let chat = Chat::new(base);
+    wait_for(
+        &format!("{model} to be served at {}", chat.url),
+        ROLLOUT_TIMEOUT,
+        || chat.post(model),
+    )
 }
 
 /// The first choice's message content of a chat completion.
