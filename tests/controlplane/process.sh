@@ -25,6 +25,14 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# stop_watchdog PID: a watchdog ignores SIGTERM (see the scripts); its parent, done cleaning
+# up itself, ends it with SIGKILL.
+stop_watchdog() {
+  [[ -n "$1" ]] || return 0
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 # run_command PIDFILE COMMAND...: runs COMMAND, records its pid in $command_pid (for the
 # caller's traps) and in PIDFILE (for its watchdog), and exits with COMMAND's status.
 # COMMAND runs in the background so that a SIGTERM to the script is handled at once rather

@@ -89,7 +89,7 @@ cleanup() {
   stop_pid "$command_pid" "the command"
   stop_pid "$apiserver_pid" kube-apiserver
   stop_pid "$etcd_pid" etcd
-  stop_pid "$watchdog_pid" watchdog
+  stop_watchdog "$watchdog_pid"
   if [[ "${MODELGATE_KEEP_CONTROLPLANE_DIR:-}" == 1 ]]; then
     say "kept $work (logs, certificates, kubeconfig)"
   else
@@ -107,7 +107,10 @@ trap 'exit 143' TERM
 # servers, whose pids are written to $work/*.pid as they start.
 mkfifo "$work/.tick"
 (
-  trap - EXIT INT TERM
+  # Deaf to INT and TERM: a signal to the whole process group (Ctrl-C, `timeout`) must not
+  # take the watchdog down with the processes it is there to clean up after.
+  trap - EXIT
+  trap '' INT TERM
   while kill -0 "$$" 2>/dev/null; do
     read -r -t 1 _ <>"$work/.tick" || true
   done

@@ -159,7 +159,7 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   # The control plane (and, inside it, COMMAND) first: COMMAND may still use the node.
-  stop_pid "$command_pid" "the control plane" 30
+  stop_pid "$command_pid" "the control plane" 60
   if [[ -n "$holder" ]]; then
     # The namespace's init: when it dies the kernel kills every process in the namespace.
     kill -KILL "$holder" 2>/dev/null || true
@@ -169,7 +169,7 @@ cleanup() {
   fi
   ip link del "$host_if" 2>/dev/null || true
   remove_cgroups
-  stop_pid "$watchdog_pid" watchdog
+  stop_watchdog "$watchdog_pid"
   if [[ "${MODELGATE_KEEP_NODE_DIR:-}" == 1 ]]; then
     say "kept $work (logs, configs)"
   else
@@ -186,7 +186,10 @@ trap 'exit 143' TERM
 # own watchdog stops its servers), kills the node's init and removes what was added here.
 mkfifo "$work/.tick"
 (
-  trap - EXIT INT TERM
+  # Deaf to INT and TERM: a signal to the whole process group (Ctrl-C, `timeout`) must not
+  # take the watchdog down with the processes it is there to clean up after.
+  trap - EXIT
+  trap '' INT TERM
   set +e
   while kill -0 "$$" 2>/dev/null; do
     read -r -t 1 _ <>"$work/.tick" || true
