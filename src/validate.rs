@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::compiler::{compile, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
+use crate::compiler::{compile, AwsKeys, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
 use crate::crd::ApiKeySource;
 use crate::manifest::load_paths;
 use crate::report::{self, Line};
@@ -50,6 +50,18 @@ impl Credentials for FileKeys<'_> {
             _ => KeyLookup::Unchecked,
         }
     }
+
+    fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys> {
+        let strict = SecretsAndEnv {
+            secrets: self.secrets,
+            env: None,
+        };
+        if self.check_keys || self.secrets.contains_key(&(namespace.to_string(), name.to_string())) {
+            strict.aws_keys(namespace, name)
+        } else {
+            KeyLookup::Unchecked
+        }
+    }
 }
 
 /// Validates the manifests under `paths`.
@@ -59,13 +71,20 @@ pub fn validate(paths: &[PathBuf], check_keys: bool) -> Validation {
         secrets: &manifests.secrets,
         check_keys,
     };
-    let compiled = compile(&Inputs {
+    let mut compiled = compile(&Inputs {
         providers: &manifests.providers,
         aliases: &manifests.aliases,
         credentials: &credentials,
         unreadable: &manifests.unreadable,
         previous: None,
     });
+    compiled.add_access(
+        &manifests.teams,
+        &manifests.groups,
+        &manifests.api_keys,
+        &manifests.aliases,
+        crate::compiler::tenancy::Membership::Spec,
+    );
     Validation {
         lines: report::lines(&manifests, &compiled.diagnostics),
         providers: manifests.providers.len(),
