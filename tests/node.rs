@@ -74,11 +74,11 @@ impl Release {
     }
 
     /// [`Release::install`] with default values, then the sample world (streams of `chunks`
-    /// chunks, 100 ms apart).
-    fn with_samples(namespace: &str, chunks: u32) -> Release {
+    /// chunks, 100 ms apart); the gateway Service with the sample team's key.
+    fn with_samples(namespace: &str, chunks: u32) -> (Release, Gateway) {
         let release = Release::install(namespace, &[]);
-        samples(&release.ns, &release.ns, chunks);
-        release
+        let gateway = samples(&release.ns, &release.ns, chunks);
+        (release, gateway)
     }
 
     /// Waits until both Deployments are rolled out, and returns (controllers, gateways).
@@ -98,11 +98,6 @@ impl Release {
         assert_never_restarted(&controllers);
         assert_never_restarted(&gateways);
         (controllers, gateways)
-    }
-
-    /// Steady load through this release's gateway Service.
-    fn load(&self) -> Load {
-        steady_load(&self.ns)
     }
 
     fn uninstall(&self) -> Run {
@@ -134,30 +129,34 @@ impl Drop for Release {
 }
 
 /// The sample world in `ns`: the paced upstream behind a Service, two providers, two aliases,
-/// all Ready through the controller pods, and both served through `gateway` (the gateway
-/// Service's namespace).
-fn samples(ns: &TestNamespace, gateway: &TestNamespace, chunks: u32) {
+/// a team that may call both and its key, all Ready through the controller pods, and both
+/// aliases served through the gateway Service of `gateway_ns` with that key, which is returned.
+fn samples(ns: &TestNamespace, gateway_ns: &TestNamespace, chunks: u32) -> Gateway {
     ns.apply(&upstream_yaml(chunks));
     rollout_status(ns, "upstream");
     ns.apply(&samples_yaml(ns));
+    let key = client_key(ns);
     for (kind, name) in [
         ("llmprovider", "mock"),
         ("llmprovider", "upstream"),
         ("modelalias", "chat"),
         ("modelalias", "remote"),
+        ("accessgroup", "apps"),
+        ("team", "apps"),
     ] {
         wait_ready(ns, kind, name);
     }
-    let base = service_url(gateway, "modelgate-gateway");
-    served(&base, "chat");
-    served(&base, "remote");
+    let gateway = Gateway::service(gateway_ns, &key);
+    served(&gateway, "chat");
+    served(&gateway, "remote");
+    gateway
 }
 
 /// Plain requests for `chat` (the mock) and streams for `remote` (the paced upstream, by its
-/// Service's DNS name) through the gateway Service's ClusterIP.
-fn steady_load(ns: &TestNamespace) -> Load {
+/// Service's DNS name) through the gateway Service's ClusterIP, with the team's key.
+fn steady_load(gateway: &Gateway) -> Load {
     Load::start(Traffic {
-        base: service_url(ns, "modelgate-gateway"),
+        gateway: gateway.clone(),
         plain: ("chat".into(), "Hello from the modelgate mock provider".into()),
         stream: ("remote".into(), "model echo".into()),
         plain_workers: 4,
@@ -168,6 +167,38 @@ fn steady_load(ns: &TestNamespace) -> Load {
 
 fn names(pods: &[Value]) -> BTreeSet<String> {
     pods.iter().map(name_of).collect()
+}
+
+/// Every gateway pod of `ns` has its GatewayReplica report there (named after the pod, owned
+/// by it): the gateway's RBAC lets it write its report, and the controller can count it.
+fn gateway_replicas_report(ns: &TestNamespace) {
+    let gateways = names(&pods(ns, GATEWAYS));
+    wait_for("a GatewayReplica for each gateway pod", ROLLOUT_TIMEOUT, || {
+        let reports = ns.kubectl(["get", "gatewayreplicas", "-o", "json"]);
+        if !reports.success() {
+            return Err(reports.to_string());
+        }
+        let reports = reports.json();
+        let owned: BTreeSet<String> = reports["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["metadata"]["ownerReferences"][0]["kind"] == "Pod")
+            .map(name_of)
+            .collect();
+        if gateways.is_subset(&owned) {
+            Ok(())
+        } else {
+            Err(format!("gateway pods {gateways:?}, reports owned by pods {owned:?}"))
+        }
+    });
+}
+
+/// `kubectl wait --for=condition=Programmed` on `object` of `ns`: every gateway serves it.
+fn programmed(ns: &TestNamespace, object: &str) {
+    let timeout = format!("--timeout={ROLLOUT_TIMEOUT_ARG}");
+    ns.kubectl(["wait", object, "--for=condition=Programmed", &timeout])
+        .expect_success();
 }
 
 fn no_failed_pod_creation(ns: &TestNamespace) {
@@ -204,12 +235,19 @@ fn helm_install_runs_restricted_pods_that_serve_by_cluster_ip_and_dns_name_and_u
         names(&controllers)
     );
 
-    samples(ns, ns, 3);
-    let base = service_url(ns, "modelgate-gateway");
-    // From this machine through the Service's ClusterIP (kube-proxy).
-    assert_eq!(post_chat(&base, "chat"), mock_reply(ns, "demo-model", "chat"));
+    let gateway = samples(ns, ns, 3);
+    // From this machine through the Service's ClusterIP (kube-proxy), with the team's key.
+    assert_eq!(post_chat(&gateway, "chat"), mock_reply(ns, "demo-model", "chat"));
+    // The chart's gateways ask for a key (tenancy.auth defaults to api-key).
+    let refused = post_once(&gateway.base, None, "chat");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"].is_string(),
+        "an OpenAI-shaped error: {}",
+        refused.body
+    );
     // The gateway pods reach the upstream by its Service's DNS name.
-    let remote = post_chat(&base, "remote");
+    let remote = post_chat(&gateway, "remote");
     assert!(
         remote.starts_with("upstream upstream-") && remote.ends_with("model echo"),
         "{remote}"
@@ -221,6 +259,9 @@ fn helm_install_runs_restricted_pods_that_serve_by_cluster_ip_and_dns_name_and_u
     );
     let answer = curl_from_pod(ns, "curl-by-dns-name", &url, "chat");
     assert_eq!(content(&answer), mock_reply(ns, "demo-model", "chat"));
+    // Each gateway pod reports what it serves (its RBAC lets it), so aliases are Programmed.
+    gateway_replicas_report(ns);
+    programmed(ns, "modelalias/chat");
 
     release.uninstall().expect_success();
     // The garbage collector removes the pods once their Deployments are gone.
@@ -274,15 +315,17 @@ fn kubectl_apply_of_config_default_runs_restricted_pods_that_serve() {
 
     // The objects live in a team's namespace; the cluster-wide controller and gateways serve them.
     let team = TestNamespace::create("mg-node-team");
-    samples(&team, &system, 3);
-    let base = service_url(&system, "modelgate-gateway");
-    assert_eq!(post_chat(&base, "chat"), mock_reply(&team, "demo-model", "chat"));
-    assert!(post_chat(&base, "remote").ends_with("model echo"));
+    let gateway = samples(&team, &system, 3);
+    assert_eq!(post_chat(&gateway, "chat"), mock_reply(&team, "demo-model", "chat"));
+    assert!(post_chat(&gateway, "remote").ends_with("model echo"));
+    assert_eq!(post_once(&gateway.base, None, "chat").status, 401);
     let url = "http://modelgate-gateway.modelgate-system:12000/v1/chat/completions";
     assert_eq!(
         content(&curl_from_pod(&team, "curl-by-dns-name", url, "chat")),
         mock_reply(&team, "demo-model", "chat")
     );
+    gateway_replicas_report(&system);
+    programmed(&team, "modelalias/remote");
 }
 
 /// Deletes cluster-scoped objects (`kind/name`) on drop.
@@ -301,10 +344,10 @@ impl Drop for ClusterObjects {
 fn rollout_restart_of_the_gateway_under_load_fails_no_request() {
     let _serial = serial();
     // Streams of two seconds: some are always in flight when a gateway pod is told to stop.
-    let release = Release::with_samples("mg-node-restart", 20);
+    let (release, gateway) = Release::with_samples("mg-node-restart", 20);
     let ns = &release.ns;
     let (_, before) = release.rolled_out();
-    let load = release.load();
+    let load = steady_load(&gateway);
 
     ns.kubectl(["rollout", "restart", "deployment/modelgate-gateway"])
         .expect_success();
@@ -334,10 +377,10 @@ fn rollout_restart_of_the_gateway_under_load_fails_no_request() {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn deleting_the_leader_pod_hands_over_and_an_edit_made_meanwhile_is_served() {
     let _serial = serial();
-    let release = Release::with_samples("mg-node-failover", 3);
+    let (release, gateway) = Release::with_samples("mg-node-failover", 3);
     let ns = &release.ns;
     let (controllers, _) = release.rolled_out();
-    let load = release.load();
+    let load = steady_load(&gateway);
 
     let leader = lease_holder(ns, "modelgate-controller");
     assert!(names(&controllers).contains(&leader), "{leader}");
@@ -354,9 +397,8 @@ fn deleting_the_leader_pod_hands_over_and_an_edit_made_meanwhile_is_served() {
     ])
     .expect_success();
 
-    let base = service_url(ns, "modelgate-gateway");
     wait_for("the edit to be served", ROLLOUT_TIMEOUT, || {
-        let answer = post_chat(&base, "chat");
+        let answer = post_chat(&gateway, "chat");
         if answer == mock_reply(ns, "after-failover", "chat") {
             Ok(())
         } else {
@@ -391,10 +433,10 @@ impl Drop for Uncordon {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
     let _serial = serial();
-    let release = Release::with_samples("mg-node-drain", 3);
+    let (release, gateway) = Release::with_samples("mg-node-drain", 3);
     let ns = &release.ns;
     let (controllers, gateways) = release.rolled_out();
-    let load = release.load();
+    let load = steady_load(&gateway);
 
     let node = kubectl(["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
         .expect_success()
@@ -433,7 +475,7 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
         );
     }
     // The gateway Service kept serving through the eviction.
-    post_chat(&service_url(ns, "modelgate-gateway"), "chat");
+    post_chat(&gateway, "chat");
 
     Run::from(kubectl(["uncordon", &node])).expect_success();
     release.rolled_out();
@@ -444,10 +486,10 @@ fn kubectl_drain_evicts_no_more_pods_than_the_disruption_budgets_allow() {
 #[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
 fn helm_upgrade_with_changed_values_rolls_every_pod_cleanly_under_load() {
     let _serial = serial();
-    let release = Release::with_samples("mg-node-upgrade", 3);
+    let (release, gateway) = Release::with_samples("mg-node-upgrade", 3);
     let ns = &release.ns;
     let (old_controllers, old_gateways) = release.rolled_out();
-    let load = release.load();
+    let load = steady_load(&gateway);
 
     let image = modelgate_image();
     let timeout = format!("--timeout={ROLLOUT_TIMEOUT_ARG}");
@@ -494,6 +536,102 @@ fn helm_upgrade_with_changed_values_rolls_every_pod_cleanly_under_load() {
         Some("deployed".into())
     );
     load.finish().assert_no_failures(10);
+}
+
+/// The chart's Redis image: `MODELGATE_REDIS_IMAGE` (tests/node/run.sh assembles one from
+/// Debian's redis-server; with kind, unset, the chart's default is pulled).
+fn redis_image() -> Option<String> {
+    match std::env::var("MODELGATE_REDIS_IMAGE") {
+        Ok(image) if !image.is_empty() => Some(image),
+        _ if std::env::var("MODELGATE_TEST_CLUSTER").as_deref() == Ok("kind") => None,
+        _ => Some(required_env("MODELGATE_REDIS_IMAGE")),
+    }
+}
+
+#[test]
+#[ignore = "needs a node: tests/node/run.sh cargo test --test node -- --include-ignored"]
+fn gateway_replicas_share_a_teams_request_limit_through_the_charts_redis() {
+    let _serial = serial();
+    let redis = redis_image().map(|image| format!("tenancy.redis.image={image}"));
+    let mut sets = vec!["gateway.replicas=2", "tenancy.redis.deploy=true"];
+    sets.extend(redis.as_deref());
+    let release = Release::install("mg-node-redis", &sets);
+    let ns = &release.ns;
+    rollout_status(ns, "modelgate-redis");
+    let redis_pods = wait_pods_ready(ns, "app.kubernetes.io/component=redis", 1);
+    assert_never_restarted(&redis_pods);
+    no_failed_pod_creation(ns);
+    let gateway = samples(ns, ns, 3);
+    let gateways = names(&pods(ns, GATEWAYS));
+    assert_eq!(gateways.len(), 2);
+    for pod in &pods(ns, GATEWAYS) {
+        let args = pod["spec"]["containers"][0]["args"].to_string();
+        let url = format!("--usage-store=redis://modelgate-redis.{}.svc:6379", ns.name);
+        assert!(args.contains(&url), "{args}");
+    }
+
+    // One Service per gateway pod, so that each request goes where the test says.
+    let mut pinned = Vec::new();
+    for (i, pod) in gateways.iter().enumerate() {
+        ns.kubectl(["label", "pod", pod, &format!("mg-test-pin=gw{i}")])
+            .expect_success();
+        ns.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: gw{i}}}\nspec:\n  selector: {{mg-test-pin: gw{i}}}\n  \
+             ports: [{{port: 12000, targetPort: 12000}}]\n"
+        ));
+        pinned.push(service_url(ns, &format!("gw{i}")));
+    }
+
+    // A limit of 6 requests a minute for the team, taken up by both replicas together.
+    const LIMIT: u64 = 6;
+    ns.kubectl([
+        "patch",
+        "team",
+        "apps",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"limits":{{"requestsPerMinute":{LIMIT}}}}}}}"#),
+    ])
+    .expect_success();
+    wait_ready(ns, "team", "apps");
+    // Each replica applies it once it sees the edit: answers then carry the headers.
+    let mut allowed = 0;
+    for base in &pinned {
+        wait_for("the limit to be applied", ROLLOUT_TIMEOUT, || {
+            let answer = post_once(base, Some(&gateway.key), "chat");
+            if answer.status == 200 && answer.remaining_requests.is_some() {
+                allowed += 1;
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} {:?} {}",
+                    answer.status, answer.remaining_requests, answer.body
+                ))
+            }
+        });
+    }
+    // Now in turns, until both refuse: the two replicas share one bucket in Redis, so the
+    // team gets the limit once (a token more at most, refilled meanwhile), not once per replica.
+    let mut refused = [false, false];
+    let mut turns = 0;
+    while refused != [true, true] {
+        turns += 1;
+        assert!(turns <= 4 * LIMIT, "{turns} requests and still not limited everywhere");
+        let which = turns as usize % 2;
+        let answer = post_once(&pinned[which], Some(&gateway.key), "chat");
+        match answer.status {
+            200 => allowed += 1,
+            429 => {
+                assert_eq!(answer.body["error"]["type"], "rate_limit_error", "{}", answer.body);
+                refused[which] = true;
+            }
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    assert!(
+        (LIMIT..=LIMIT + 1).contains(&allowed),
+        "the team got {allowed} requests across two replicas for a limit of {LIMIT} a minute"
+    );
 }
 
 // --- the image ---------------------------------------------------------------------------------

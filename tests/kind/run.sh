@@ -71,12 +71,13 @@ kind load docker-image "$MODELGATE_IMAGE" --name "$cluster"
 export MODELGATE_IMAGE_ARCHIVE="$work/modelgate.tar"
 docker save -o "$MODELGATE_IMAGE_ARCHIVE" "$MODELGATE_IMAGE"
 
-say "assembling and loading the test images (curl, upstream)"
+say "assembling and loading the test images (curl, upstream, and redis when redis-server is installed)"
 while read -r name reference archive; do
   kind load image-archive "$archive" --name "$cluster"
   case "$name" in
     curl) export MODELGATE_CURL_IMAGE="$reference" ;;
     upstream) export MODELGATE_UPSTREAM_IMAGE="$reference" ;;
+    redis) export MODELGATE_REDIS_IMAGE="$reference" ;;
   esac
 done < <("$root/tests/node/images.sh" "$("$root/tests/node/build.sh" --tools)")
 MODELGATE_HELM="$("$root/tests/tools/helm.sh")"

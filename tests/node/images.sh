@@ -10,6 +10,8 @@
 #   coredns    cluster DNS
 #   curl       Debian's curl, for requests from inside pods
 #   upstream   cmd/upstream, a paced OpenAI-compatible server
+#   redis      Debian's redis-server and sh, for the chart's tenancy.redis.deploy (when
+#              redis-server is installed)
 #   modelgate  (with MODELGATE_BINARY) the Dockerfile's runtime image without its base: the
 #              binary, the libraries it loads, CA certificates for the platform verifier and
 #              distroless' nonroot account; tests/node.rs checks that it and the Dockerfile agree
@@ -97,6 +99,21 @@ assemble curl localhost/modelgate-test/curl \
   -entrypoint '["/usr/bin/curl"]' -user 65532:65532 \
   "$(command -v curl):/usr/bin/curl:0755" "${curl_libs[@]}" "$certs:$certs:0644" \
   "$etc/passwd:/etc/passwd" "$etc/group:/etc/group" "$etc/nsswitch.conf:/etc/nsswitch.conf"
+# Redis for the chart's tenancy.redis.deploy: Debian's redis-server (tests/all.sh installs it
+# for the usage store tests) and the shell the chart's command line runs it with, as the
+# chart's uid 999.
+if command -v redis-server >/dev/null; then
+  redis="$(command -v redis-server)" sh="$(readlink -f /bin/sh)"
+  mapfile -t redis_libs < <(libs "$redis"; libs "$sh")
+  mapfile -t redis_libs < <(printf '%s\n' "${redis_libs[@]}" | sort -u)
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nredis:x:999:999:redis:/data:/sbin/nologin\n' >"$etc/passwd-redis"
+  chmod 644 "$etc/passwd-redis"
+  assemble redis localhost/modelgate-test/redis \
+    -entrypoint '["/usr/bin/redis-server"]' -user 999:999 -expose 6379 \
+    -env PATH=/usr/local/bin:/usr/bin:/bin \
+    "$redis:/usr/bin/redis-server:0755" "$sh:/bin/sh:0755" "${redis_libs[@]}" \
+    "$etc/passwd-redis:/etc/passwd"
+fi
 assemble upstream localhost/modelgate-test/upstream \
   -entrypoint '["/upstream"]' -user 65532:65532 -expose 8080 \
   "$node_bin/upstream:/upstream:0755" "$etc/passwd:/etc/passwd" "$etc/group:/etc/group"

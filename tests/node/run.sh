@@ -12,12 +12,13 @@
 #   - kubelet with containerd and runc (Debian's), the reference CNI plugins (bridge,
 #     host-local, portmap, loopback: Debian's containernetworking-plugins), kube-proxy
 #     (nftables mode) for ClusterIP Services, and CoreDNS for Service names in pods;
-#   - images without a registry: pause, CoreDNS, curl, a test upstream and modelgate are assembled as
+#   - images without a registry: pause, CoreDNS, curl, a test upstream, Redis and modelgate are assembled as
 #     OCI archives from binaries on this machine (tests/node/cmd/oci-image) and imported with
 #     `ctr images import`.
 # COMMAND sees KUBECONFIG (the admin), MODELGATE_IMAGE (the modelgate image, from the
 # release binary), MODELGATE_IMAGE_ARCHIVE (its OCI archive), MODELGATE_CURL_IMAGE,
 # MODELGATE_UPSTREAM_IMAGE (cmd/upstream: a paced OpenAI-compatible server),
+# MODELGATE_REDIS_IMAGE (for the chart's tenancy.redis.image),
 # MODELGATE_TEST_CLUSTER=node, and kubectl/helm on PATH.
 #
 # Isolation (see README.md): the node - containerd, kubelet, kube-proxy, the controllers,
@@ -31,7 +32,8 @@
 # removed on exit, Ctrl-C, SIGTERM, or (by a watchdog) if this script is SIGKILLed.
 #
 # Needs root, cgroups (v1 or v2), and Debian packages it installs when missing:
-# containerd runc containernetworking-plugins nftables iptables.
+# containerd runc containernetworking-plugins nftables iptables redis-server (for the
+# Redis image).
 #
 # Environment:
 #   MODELGATE_USE_EXISTING_CLUSTER=1  with KUBECONFIG and MODELGATE_IMAGE set: start
@@ -64,7 +66,7 @@ started=$SECONDS
 declare -A packages=(
   [containerd]=containerd [ctr]=containerd [runc]=runc [nft]=nftables [iptables]=iptables
   [nsenter]=util-linux [unshare]=util-linux [ip]=iproute2 [openssl]=openssl [curl]=curl
-  [cc]=gcc [ldd]=libc-bin [flock]=util-linux
+  [cc]=gcc [ldd]=libc-bin [flock]=util-linux [redis-server]=redis-server
 )
 missing=()
 for tool in "${!packages[@]}"; do
@@ -104,7 +106,7 @@ while read -r name reference path; do
   image[$name]="$reference"
   archive[$name]="$path"
 done < <("$here/images.sh" "$node_bin" "$MODELGATE_BINARY")
-for name in pause coredns curl upstream modelgate; do
+for name in pause coredns curl upstream redis modelgate; do
   [[ -n "${image[$name]:-}" ]] || die "images.sh made no $name image"
 done
 say "images ready in $((SECONDS - step))s (cached in $MODELGATE_CACHE/node/images)"
@@ -312,10 +314,11 @@ export MODELGATE_NODE_DIR="$work" MODELGATE_NODE_HOLDER="$holder" MODELGATE_NODE
 export MODELGATE_NODE_IP="$node_ip" MODELGATE_NODE_POD_CIDR="$pod_cidr" MODELGATE_NODE_CGROUP="$cgroup_name"
 export MODELGATE_NODE_DNS_IP="$net_prefix.2.10" MODELGATE_NODE_TIMEOUT="$timeout"
 export MODELGATE_NODE_MASQUERADE_ALL="$masquerade_all"
-export MODELGATE_NODE_IMAGES="${archive[pause]} ${archive[coredns]} ${archive[curl]} ${archive[upstream]} ${archive[modelgate]}"
+export MODELGATE_NODE_IMAGES="${archive[pause]} ${archive[coredns]} ${archive[curl]} ${archive[upstream]} ${archive[redis]} ${archive[modelgate]}"
 export MODELGATE_NODE_PAUSE_IMAGE="${image[pause]}" MODELGATE_NODE_COREDNS_IMAGE="${image[coredns]}"
 export MODELGATE_IMAGE="${image[modelgate]}" MODELGATE_IMAGE_ARCHIVE="${archive[modelgate]}"
 export MODELGATE_CURL_IMAGE="${image[curl]}" MODELGATE_UPSTREAM_IMAGE="${image[upstream]}"
+export MODELGATE_REDIS_IMAGE="${image[redis]}"
 export MODELGATE_HELM="$helm"
 PATH="$(dirname "$helm"):$cp_bin:$PATH"
 export PATH

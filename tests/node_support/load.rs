@@ -15,8 +15,8 @@ use crate::cluster::wait_for;
 /// What to send and what every answer must contain.
 #[derive(Clone)]
 pub struct Traffic {
-    /// `http://CLUSTER-IP:PORT`
-    pub base: String,
+    /// The gateway Service and the client key.
+    pub gateway: super::Gateway,
     /// Alias for plain requests, and a string each answer's content contains.
     pub plain: (String, String),
     /// Alias for streams (served by the paced upstream), and a string the stream's joined
@@ -157,13 +157,13 @@ async fn run(traffic: Traffic, shared: Arc<Shared>) {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTP client");
-    let url = format!("{}/v1/chat/completions", traffic.base);
+    let url = format!("{}/v1/chat/completions", traffic.gateway.base);
     let mut tasks = Vec::new();
     for _ in 0..traffic.plain_workers {
         let (client, url, shared, traffic) = (client.clone(), url.clone(), shared.clone(), traffic.clone());
         tasks.push(tokio::spawn(async move {
             while !shared.stop.load(Ordering::Relaxed) {
-                match plain(&client, &url, &traffic.plain.0).await {
+                match plain(&client, &url, &traffic.gateway.key, &traffic.plain.0).await {
                     Ok(content) if content.contains(&traffic.plain.1) => {
                         shared.plain_ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -178,7 +178,7 @@ async fn run(traffic: Traffic, shared: Arc<Shared>) {
         let (client, url, shared, traffic) = (client.clone(), url.clone(), shared.clone(), traffic.clone());
         tasks.push(tokio::spawn(async move {
             while !shared.stop.load(Ordering::Relaxed) {
-                match stream(&client, &url, &traffic.stream.0).await {
+                match stream(&client, &url, &traffic.gateway.key, &traffic.stream.0).await {
                     Ok(content) if content.contains(&traffic.stream.1) => {
                         shared.streams_ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -197,10 +197,11 @@ fn body(model: &str, stream: bool) -> String {
     super::chat_body(model, stream)
 }
 
-pub async fn plain(client: &reqwest::Client, url: &str, model: &str) -> Result<String, String> {
+pub async fn plain(client: &reqwest::Client, url: &str, key: &str, model: &str) -> Result<String, String> {
     let response = client
         .post(url)
         .header("content-type", "application/json")
+        .bearer_auth(key)
         .body(body(model, false))
         .send()
         .await
@@ -218,10 +219,11 @@ pub async fn plain(client: &reqwest::Client, url: &str, model: &str) -> Result<S
 }
 
 /// A streamed chat completion, read to `[DONE]`: its joined content.
-async fn stream(client: &reqwest::Client, url: &str, model: &str) -> Result<String, String> {
+async fn stream(client: &reqwest::Client, url: &str, key: &str, model: &str) -> Result<String, String> {
     let response = client
         .post(url)
         .header("content-type", "application/json")
+        .bearer_auth(key)
         .body(body(model, true))
         .send()
         .await

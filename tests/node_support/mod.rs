@@ -299,9 +299,68 @@ apiVersion: modelgate.dev/v1alpha1
 kind: ModelAlias
 metadata: {{name: remote}}
 spec: {{target: upstream/echo}}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: AccessGroup
+metadata: {{name: apps}}
+spec: {{aliases: [chat, remote]}}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: Team
+metadata: {{name: apps}}
+spec: {{displayName: Applications, accessGroups: [apps]}}
 "#,
         ns = ns.name
     )
+}
+
+/// A client key for Team `apps` of `ns`, made as the README says (`modelgate keys create`): the
+/// Secret with its hash is applied to `ns`, and the key itself kept by the application, in a
+/// Secret `app-client-key` (field `key`) for pods. Returns the key.
+pub fn client_key(ns: &TestNamespace) -> String {
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["keys", "create", "--team", "apps", "-n", &ns.name, "--name", "apps-key"])
+        .output()
+        .expect("run modelgate keys create");
+    let stderr = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "modelgate keys create: {stderr}");
+    // The key is alone on the last line of stderr that holds one.
+    let key = stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with("mg-") && !line.contains(' '))
+        .unwrap_or_else(|| panic!("no key in: {stderr}"))
+        .to_owned();
+    let manifest = String::from_utf8_lossy(&made.stdout);
+    assert!(!manifest.contains(&key), "the key's Secret holds only its hash");
+    ns.apply(&manifest);
+    let app_secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "app-client-key"},
+        "stringData": {"key": key},
+    });
+    ns.apply(&app_secret.to_string());
+    key
+}
+
+/// Where requests go: the gateway Service (`http://CLUSTER-IP:PORT`) and the client key they
+/// carry (`Authorization: Bearer`), as the installed gateways ask for one.
+#[derive(Clone)]
+pub struct Gateway {
+    pub base: String,
+    pub key: String,
+}
+
+impl Gateway {
+    /// The Service `modelgate-gateway` of `ns`, called with `key`.
+    pub fn service(ns: &TestNamespace, key: &str) -> Gateway {
+        Gateway {
+            base: service_url(ns, "modelgate-gateway"),
+            key: key.to_owned(),
+        }
+    }
 }
 
 /// Waits until `kind/name` has condition Ready=True for its current generation.
@@ -330,7 +389,8 @@ pub fn chat_body(model: &str, stream: bool) -> String {
 }
 
 /// Runs curl (`MODELGATE_CURL_IMAGE`) in a pod of `ns` that posts a chat request for `model` to
-/// `url`; returns what it printed. The pod is deleted afterwards.
+/// `url` with the client key of [`client_key`] (from its Secret, as an application would);
+/// returns what it printed. The pod is deleted afterwards.
 pub fn curl_from_pod(ns: &TestNamespace, pod: &str, url: &str, model: &str) -> String {
     let image = required_env("MODELGATE_CURL_IMAGE");
     let body = chat_body(model, false);
@@ -344,8 +404,12 @@ pub fn curl_from_pod(ns: &TestNamespace, pod: &str, url: &str, model: &str) -> S
             "containers": [{
                 "name": "curl",
                 "image": image,
+                // The kubelet expands $(CLIENT_KEY) from the container's environment.
                 "args": ["-sS", "--fail-with-body", "--max-time", "30", "--retry", "0",
-                         "-H", "content-type: application/json", "-d", body, url],
+                         "-H", "content-type: application/json",
+                         "-H", "authorization: Bearer $(CLIENT_KEY)", "-d", body, url],
+                "env": [{"name": "CLIENT_KEY",
+                         "valueFrom": {"secretKeyRef": {"name": "app-client-key", "key": "key"}}}],
                 "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                                     "capabilities": {"drop": ["ALL"]}},
             }],
@@ -365,15 +429,16 @@ pub fn curl_from_pod(ns: &TestNamespace, pod: &str, url: &str, model: &str) -> S
     logs
 }
 
-/// Chat completions posted from this process to a Service (`http://CLUSTER-IP:PORT`).
+/// Chat completions posted from this process to a gateway Service.
 struct Chat {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
     url: String,
+    key: String,
 }
 
 impl Chat {
-    fn new(base: &str) -> Chat {
+    fn new(gateway: &Gateway) -> Chat {
         Chat {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -383,33 +448,74 @@ impl Chat {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("HTTP client"),
-            url: format!("{base}/v1/chat/completions"),
+            url: format!("{}/v1/chat/completions", gateway.base),
+            key: gateway.key.clone(),
         }
     }
 
     /// The answer's content, or what went wrong.
     fn post(&self, model: &str) -> Result<String, String> {
-        self.runtime.block_on(load::plain(&self.client, &self.url, model))
+        self.runtime
+            .block_on(load::plain(&self.client, &self.url, &self.key, model))
     }
 }
 
-/// A chat completion for `model` posted to `base`; its content. Panics on any failure.
+/// A chat completion for `model` posted to `gateway`; its content. Panics on any failure.
 #[track_caller]
-pub fn post_chat(base: &str, model: &str) -> String {
-    let chat = Chat::new(base);
+pub fn post_chat(gateway: &Gateway, model: &str) -> String {
+    let chat = Chat::new(gateway);
     chat.post(model)
         .unwrap_or_else(|e| panic!("POST {} ({model}): {e}", chat.url))
 }
 
 /// [`post_chat`], retried until it succeeds: for the first request after a Service's
-/// endpoints change, which kube-proxy applies a moment later.
-pub fn served(base: &str, model: &str) -> String {
-    let chat = Chat::new(base);
+/// endpoints change, which kube-proxy applies a moment later, or after a key was made, which
+/// the gateways learn from their watch.
+pub fn served(gateway: &Gateway, model: &str) -> String {
+    let chat = Chat::new(gateway);
     wait_for(
         &format!("{model} to be served at {}", chat.url),
         ROLLOUT_TIMEOUT,
         || chat.post(model),
     )
+}
+
+/// One answer of [`post_once`].
+pub struct Answer {
+    pub status: u16,
+    /// `x-ratelimit-remaining-requests`, when the team has a request limit.
+    pub remaining_requests: Option<u64>,
+    pub body: Value,
+}
+
+/// One chat request for `model` to `base` (`http://IP:PORT`), with `key` if any, on a new
+/// connection.
+pub fn post_once(base: &str, key: Option<&str>, model: &str) -> Answer {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(chat_body(model, false))
+            .timeout(Duration::from_secs(30));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("the gateway answered");
+        let remaining_requests = response
+            .headers()
+            .get("x-ratelimit-remaining-requests")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Answer {
+            status: response.status().as_u16(),
+            remaining_requests,
+            body: response.json().await.unwrap_or(Value::Null),
+        }
+    })
 }
 
 /// The first choice's message content of a chat completion.
