@@ -5,10 +5,12 @@
 #
 #   docker build -t ghcr.io/modelgate/modelgate:0.1.0 .
 #
-# NOTE: this file is NOT built or tested on the project's build machine, which has no
-# Docker engine (and reaches no container registry). The manifests that run the image are
-# tested against a real kube-apiserver (tests/deploy.rs); the image itself is checked by
-# review only. Keep the builder's Debian release equal to the runtime's (glibc).
+# NOTE: this file is NOT built on the project's build machine, which has no Docker engine (and
+# reaches no container registry); tests/kind/run.sh builds it where Docker is. CI runs the same
+# image assembled without Docker from the release binary (tests/node/images.sh: the binary, the
+# libraries it loads, CA certificates, the nonroot account), and tests/node.rs checks that the
+# two agree on ENTRYPOINT, CMD, USER, EXPOSE and where the binary is: keep them in step. Keep
+# the builder's Debian release equal to the runtime's (glibc).
 
 ARG RUST_VERSION=1.95
 

@@ -11,11 +11,19 @@
 #     gitops-health (tests/gitops/: Argo CD's Lua runtime and kstatus);
 #   - the Rust build (CARGO_TARGET_DIR defaults into the cache).
 #   - redis-server (Debian package) for the shared usage store tests;
+#   - the test node (kubelet, kube-proxy, the controllers from the same Go
+#     module; CoreDNS; Debian's containerd, runc, CNI plugins), the release
+#     binary and the images made from it (first run: several minutes more;
+#     see tests/node/).
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
-# real kube-apiserver that tests/controlplane/run.sh starts on loopback.
+# real kube-apiserver that tests/controlplane/run.sh starts on loopback; then
+# the node tests (tests/node.rs: the chart and config/default installed, rolled
+# and drained for real) on the single-node cluster tests/node/run.sh starts
+# (needs root).
 #
-# Arguments are passed to `cargo test` (e.g. tests/all.sh --test gateway).
+# Arguments are passed to `cargo test` (e.g. tests/all.sh --test gateway): then
+# only the control plane suite runs, or only the node suite for --test node.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,11 +73,12 @@ export MODELGATE_PYTHON="$venv/bin/python"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# tests/node.rs is left out of --all-targets (Cargo.toml: it needs a node); name it too.
 step "building (first run on a machine: several minutes)"
-cargo build --locked --all-targets
+cargo build --locked --all-targets --test node
 
 step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --test node -- -D warnings
 
 step "helm for the deployment tests (first run on a machine: built from its Go module)"
 MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
@@ -77,6 +86,32 @@ MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
 step "gitops-health for the GitOps tests: gopher-lua and kstatus (first run: built from its Go module)"
 MODELGATE_GITOPS_HEALTH="$(tests/gitops/build.sh)"; export MODELGATE_GITOPS_HEALTH
 
-step "running every test against a local Kubernetes control plane"
-tests/controlplane/run.sh cargo test --locked --all-targets "$@" -- --include-ignored
+# Which suites: both without arguments; with arguments, the one they select.
+controlplane_suite=1 node_suite=1
+if [[ $# -gt 0 ]]; then
+  node_suite=0
+  previous=""
+  for arg in "$@"; do
+    if [[ "$arg" == --test=node || ("$previous" == --test && "$arg" == node) ]]; then
+      node_suite=1 controlplane_suite=0
+    fi
+    previous="$arg"
+  done
+fi
+
+if [[ $controlplane_suite == 1 ]]; then
+  step "running every test against a local Kubernetes control plane"
+  tests/controlplane/run.sh cargo test --locked --all-targets "$@" -- --include-ignored
+fi
+if [[ $node_suite == 1 ]]; then
+  [[ $(id -u) -eq 0 ]] || die "the node tests start a kubelet and containerd and need root; run tests/all.sh as root"
+  node_started=$SECONDS
+  step "the node tests on a local single-node cluster (first run on a machine: builds the node and the release binary)"
+  if [[ $# -gt 0 ]]; then
+    tests/node/run.sh cargo test --locked "$@" -- --include-ignored
+  else
+    tests/node/run.sh cargo test --locked --test node -- --include-ignored
+  fi
+  step "the node tests passed in $((SECONDS - node_started))s"
+fi
 step "all tests passed"

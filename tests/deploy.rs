@@ -14,13 +14,11 @@
 mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cluster::{ensure_crds, kubectl, kubectl_stdin, repo_path, Namespace};
+use cluster::{ensure_crds, helm, kubectl, kubectl_stdin, repo_path, run, Namespace, Run};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -29,87 +27,6 @@ const SYSTEM_NAMESPACE: &str = "modelgate-system";
 /// The image every manifest runs.
 const IMAGE_REPOSITORY: &str = "ghcr.io/modelgate/modelgate";
 const CHART: &str = "charts/modelgate";
-
-// --- running tools ----------------------------------------------------------------------------
-
-/// What one command did.
-struct Run {
-    command: String,
-    success: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "`{}` ({})", self.command, self.status)?;
-        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
-        write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_success(self) -> Self {
-        assert!(self.success, "expected success from {self}");
-        self
-    }
-}
-
-impl From<cluster::Output> for Run {
-    fn from(out: cluster::Output) -> Self {
-        Run {
-            command: format!("kubectl {}", out.args.join(" ")),
-            success: out.success(),
-            status: out.status.to_string(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        }
-    }
-}
-
-fn run(program: &Path, args: &[&str]) -> Run {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(repo_path(""))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e})", program.display()));
-    Run {
-        command: format!("{} {}", program.display(), args.join(" ")),
-        success: out.status.success(),
-        status: out.status.to_string(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The pinned helm, from `MODELGATE_HELM`. Never skips: a missing helm is a failure.
-fn helm_binary() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let path = match std::env::var("MODELGATE_HELM") {
-            Ok(path) if !path.is_empty() => PathBuf::from(path),
-            _ => panic!(
-                "MODELGATE_HELM is not set: these tests need the pinned helm. Build it (first run: a few \
-                 minutes, then cached) and export its path:\n    \
-                 export MODELGATE_HELM=\"$(tests/tools/helm.sh)\"\n\
-                 tests/all.sh does this for you."
-            ),
-        };
-        assert!(
-            path.is_file(),
-            "MODELGATE_HELM={} is not a file; rebuild it with tests/tools/helm.sh",
-            path.display()
-        );
-        path
-    })
-}
-
-fn helm(args: &[&str]) -> Run {
-    run(helm_binary(), args)
-}
 
 /// `helm template RELEASE charts/modelgate --namespace NAMESPACE --set ...`, parsed.
 fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Vec<Value> {
@@ -422,6 +339,64 @@ fn helm_chart_with_namespace_scope_selector_and_three_replicas_applies_with_a_se
         assert_eq!(binding["subjects"][0]["namespace"], release_ns.name());
     }
     apply(&docs, true);
+}
+
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn helm_chart_with_autoscaling_renders_a_cpu_autoscaler_that_owns_the_gateway_replicas() {
+    let ns = Namespace::new("deploy-helm-hpa");
+    let docs = helm_template(
+        "modelgate",
+        ns.name(),
+        &[
+            "gateway.autoscaling.enabled=true",
+            "gateway.autoscaling.minReplicas=3",
+            "gateway.autoscaling.maxReplicas=7",
+            "gateway.autoscaling.targetCPUUtilizationPercentage=60",
+            "gateway.autoscaling.behavior.scaleDown.stabilizationWindowSeconds=120",
+        ],
+    );
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "modelgate-gateway");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "modelgate-gateway"})
+    );
+    assert_eq!(
+        (hpa["spec"]["minReplicas"].clone(), hpa["spec"]["maxReplicas"].clone()),
+        (json!(3), json!(7))
+    );
+    assert_eq!(
+        hpa["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
+    assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 120);
+    // The autoscaler owns the replica count: an upgrade must not reset it.
+    let gateway = find(&docs, "Deployment", "modelgate-gateway");
+    assert!(gateway["spec"].get("replicas").is_none(), "{}", gateway["spec"]);
+    assert_eq!(find(&docs, "Deployment", "modelgate-controller")["spec"]["replicas"], 2);
+    let mut with_crds = documents(&read("crds/llmprovider.yaml"));
+    with_crds.extend(documents(&read("crds/modelalias.yaml")));
+    with_crds.extend(docs);
+    apply(&with_crds, true);
+
+    // Off by default; a minimum above the maximum is refused with a message.
+    assert!(of_kind(&helm_template("modelgate", ns.name(), &[]), "HorizontalPodAutoscaler").is_empty());
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--set",
+        "gateway.autoscaling.enabled=true",
+        "--set",
+        "gateway.autoscaling.minReplicas=5",
+        "--set",
+        "gateway.autoscaling.maxReplicas=2",
+    ]);
+    assert!(
+        !out.success && out.stderr.contains("minReplicas must not exceed"),
+        "{out}"
+    );
 }
 
 #[test]

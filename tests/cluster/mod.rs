@@ -265,3 +265,86 @@ pub fn wait_crds_established() {
         });
     }
 }
+
+// --- other tools ------------------------------------------------------------------------------
+
+/// What one command (kubectl, helm, ...) did.
+pub struct Run {
+    pub command: String,
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "`{}` ({})", self.command, self.status)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
+        write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn expect_success(self) -> Self {
+        assert!(self.success, "expected success from {self}");
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            command: format!("kubectl {}", out.args.join(" ")),
+            success: out.success(),
+            status: out.status.to_string(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+}
+
+/// Runs `program ARGS...` in the repository root and captures its output.
+pub fn run(program: &Path, args: &[&str]) -> Run {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo_path(""))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", program.display()));
+    Run {
+        command: format!("{} {}", program.display(), args.join(" ")),
+        success: out.status.success(),
+        status: out.status.to_string(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The pinned helm, from `MODELGATE_HELM`. Never skips: a missing helm is a failure.
+pub fn helm_binary() -> &'static Path {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let path = match std::env::var("MODELGATE_HELM") {
+            Ok(path) if !path.is_empty() => PathBuf::from(path),
+            _ => panic!(
+                "MODELGATE_HELM is not set: these tests need the pinned helm. Build it (first run: a few \
+                 minutes, then cached) and export its path:\n    \
+                 export MODELGATE_HELM=\"$(tests/tools/helm.sh)\"\n\
+                 tests/all.sh does this for you."
+            ),
+        };
+        assert!(
+            path.is_file(),
+            "MODELGATE_HELM={} is not a file; rebuild it with tests/tools/helm.sh",
+            path.display()
+        );
+        path
+    })
+}
+
+/// `helm ARGS...` with the pinned helm.
+pub fn helm(args: &[&str]) -> Run {
+    run(helm_binary(), args)
+}

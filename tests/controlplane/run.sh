@@ -28,6 +28,17 @@
 #                                     COMMAND against that cluster (e.g. kind)
 #   MODELGATE_CONTROLPLANE_TIMEOUT    seconds to wait for readiness (default 120)
 #   MODELGATE_KEEP_CONTROLPLANE_DIR=1 keep the directory (logs, certs) on exit
+# For tests/node/run.sh, which starts a node beside this control plane:
+#   MODELGATE_CONTROLPLANE_ADDRESS    the address kube-apiserver binds and advertises
+#                                     (default 127.0.0.1; must be local)
+#   MODELGATE_CONTROLPLANE_SANS       more subjectAltNames for its certificate,
+#                                     e.g. "IP:10.96.0.1, DNS:kubernetes.default.svc"
+#   MODELGATE_CONTROLPLANE_SERVICE_CIDR  --service-cluster-ip-range (default 10.0.0.0/24)
+#   MODELGATE_CONTROLPLANE_AUTHORIZATION_MODE  --authorization-mode (default RBAC)
+#   MODELGATE_CONTROLPLANE_APISERVER_ARGS more kube-apiserver flags (space-separated;
+#                                     a flag given again overrides the one above)
+# COMMAND sees MODELGATE_CONTROLPLANE_DIR: the directory with pki/ (the CA and its key)
+# and the logs.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,6 +64,10 @@ done
 
 bin="$("$here/build.sh")"
 timeout="${MODELGATE_CONTROLPLANE_TIMEOUT:-120}"
+address="${MODELGATE_CONTROLPLANE_ADDRESS:-127.0.0.1}"
+service_cidr="${MODELGATE_CONTROLPLANE_SERVICE_CIDR:-10.0.0.0/24}"
+authorization_mode="${MODELGATE_CONTROLPLANE_AUTHORIZATION_MODE:-RBAC}"
+read -r -a extra_apiserver_args <<<"${MODELGATE_CONTROLPLANE_APISERVER_ARGS:-}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/modelgate-controlplane.XXXXXX")"
 etcd_pid=""
 apiserver_pid=""
@@ -64,27 +79,8 @@ api_port=""
 command_pid=""
 watchdog_pid=""
 
-# exited PID: true once PID is gone or has exited but is not yet reaped (Z).
-exited() {
-  [[ ! -e "/proc/$1" ]] || [[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" == Z ]]
-}
-
-# Stops a process this script started: SIGTERM, up to 15s to exit, then SIGKILL.
-stop_pid() {
-  local pid="$1" name="$2" i
-  [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 150; i++)); do
-    if exited "$pid"; then
-      wait "$pid" 2>/dev/null || true
-      return 0
-    fi
-    sleep 0.1
-  done
-  say "$name (pid $pid) ignored SIGTERM for 15s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=process.sh
+source "$here/process.sh"
 
 cleanup() {
   local status=$?
@@ -93,7 +89,7 @@ cleanup() {
   stop_pid "$command_pid" "the command"
   stop_pid "$apiserver_pid" kube-apiserver
   stop_pid "$etcd_pid" etcd
-  stop_pid "$watchdog_pid" watchdog
+  stop_watchdog "$watchdog_pid"
   if [[ "${MODELGATE_KEEP_CONTROLPLANE_DIR:-}" == 1 ]]; then
     say "kept $work (logs, certificates, kubeconfig)"
   else
@@ -111,7 +107,10 @@ trap 'exit 143' TERM
 # servers, whose pids are written to $work/*.pid as they start.
 mkfifo "$work/.tick"
 (
-  trap - EXIT INT TERM
+  # Deaf to INT and TERM: a signal to the whole process group (Ctrl-C, `timeout`) must not
+  # take the watchdog down with the processes it is there to clean up after.
+  trap - EXIT
+  trap '' INT TERM
   while kill -0 "$$" 2>/dev/null; do
     read -r -t 1 _ <>"$work/.tick" || true
   done
@@ -169,7 +168,10 @@ show_log() {
 
 pki="$work/pki"
 mkdir -p "$pki"
-cat >"$pki/openssl.cnf" <<'EOF'
+sans="IP:127.0.0.1, DNS:localhost"
+[[ "$address" == 127.0.0.1 ]] || sans+=", IP:$address"
+[[ -z "${MODELGATE_CONTROLPLANE_SANS:-}" ]] || sans+=", $MODELGATE_CONTROLPLANE_SANS"
+cat >"$pki/openssl.cnf" <<EOF
 [req]
 distinguished_name = dn
 prompt = no
@@ -182,7 +184,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = $sans
 [client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -260,20 +262,23 @@ start_apiserver() {
     free_port api_port
     "$bin/kube-apiserver" \
       --etcd-servers="http://127.0.0.1:$etcd_port" \
-      --bind-address=127.0.0.1 \
-      --advertise-address=127.0.0.1 \
+      --bind-address="$address" \
+      --advertise-address="$address" \
       --secure-port="$api_port" \
       --cert-dir="$pki" \
       --tls-cert-file="$pki/apiserver.crt" \
       --tls-private-key-file="$pki/apiserver.key" \
       --client-ca-file="$pki/ca.crt" \
-      --authorization-mode=RBAC \
-      --service-account-issuer="https://127.0.0.1:$api_port" \
+      --kubelet-client-certificate="$pki/admin.crt" \
+      --kubelet-client-key="$pki/admin.key" \
+      --authorization-mode="$authorization_mode" \
+      --service-account-issuer="https://$address:$api_port" \
       --service-account-key-file="$pki/service-account.pub" \
       --service-account-signing-key-file="$pki/service-account.key" \
-      --service-cluster-ip-range=10.0.0.0/24 \
+      --service-cluster-ip-range="$service_cidr" \
       --allow-privileged=true \
       --profiling=false \
+      "${extra_apiserver_args[@]}" \
       >"$work/kube-apiserver.log" 2>&1 &
     apiserver_pid=$!
     echo "$apiserver_pid" >"$work/kube-apiserver.pid"
@@ -303,7 +308,7 @@ kind: Config
 clusters:
 - name: modelgate-test
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$address:$api_port
     certificate-authority-data: $("${b64[@]}" "$pki/ca.crt")
 users:
 - name: modelgate-test-admin
@@ -342,21 +347,11 @@ wait_ready() {
 started=$SECONDS
 start_etcd
 start_apiserver
-say "etcd on 127.0.0.1:$etcd_port, kube-apiserver on https://127.0.0.1:$api_port: ready in $((SECONDS - started))s ($work)"
+say "etcd on 127.0.0.1:$etcd_port, kube-apiserver on https://$address:$api_port: ready in $((SECONDS - started))s ($work)"
 
 export KUBECONFIG="$work/kubeconfig"
+export MODELGATE_CONTROLPLANE_DIR="$work"
 export PATH="$bin:$PATH"
 export MODELGATE_TEST_CLUSTER=local
 
-# COMMAND runs in the background so that a SIGTERM to this script is handled
-# at once rather than after COMMAND ends; `env --default-signal` undoes the
-# SIGINT/SIGQUIT immunity bash gives background jobs, so Ctrl-C reaches it.
-env --default-signal=INT,QUIT -- "$@" <&0 &
-command_pid=$!
-echo "$command_pid" >"$work/command.pid"
-set +e
-wait "$command_pid"
-status=$?
-set -e
-command_pid=""
-exit "$status"
+run_command "$work/command.pid" "$@"

@@ -168,8 +168,9 @@ impl Server {
         self.registry.open()
     }
 
-    /// Starts draining while still accepting: HTTP/1.1 responses close their connection,
-    /// idle keep-alive connections close now, HTTP/2 connections get a GOAWAY.
+    /// Starts draining while still accepting: HTTP/1.1 responses close their connection
+    /// (idle keep-alive connections stay open until their next response, or until accepting
+    /// stops), HTTP/2 connections get a GOAWAY.
     pub fn begin_drain(&self) {
         self.registry.common.set_draining();
         self.registry.close_served();

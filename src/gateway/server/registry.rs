@@ -285,13 +285,16 @@ impl Registry {
         now
     }
 
-    /// Starts a drain while still accepting: connections that have served a request finish
-    /// what is in flight and close (idle ones at once). Fresh ones are left alone: a
-    /// connection accepted while draining must still be served.
+    /// Starts a drain while still accepting: HTTP/2 connections get a GOAWAY (which names the
+    /// last stream served, so a client knows what to retry), HTTP/1.1 connections with a
+    /// request in flight close after its response. An HTTP/1.1 connection between requests
+    /// stays open: closing it races with a client that is sending its next request at that
+    /// moment (a failed request a client cannot tell from a crash); its next response says
+    /// `Connection: close` instead, and those still idle when accepting stops close then.
     pub fn close_served(&self) {
         let slots = self.slots();
         for conn in slots.conns.iter().flatten() {
-            if conn.phase.load(Relaxed) != FRESH {
+            if conn.h2.load(Relaxed) || conn.phase.load(Relaxed) == BUSY {
                 self.close(conn, GRACEFUL, None);
             }
         }
