@@ -235,6 +235,28 @@ impl Matcher {
         out.extend(resolve(found, &self.rules));
     }
 
+    /// Scans a whole text of `role` and masks it in place; the blocking rule, if one matched
+    /// (the text is then left as it was). Masking rules are added to `masked`; `findings` is
+    /// scratch space.
+    pub fn apply(
+        &self,
+        text: &mut String,
+        role: Option<MessageRole>,
+        findings: &mut Vec<Finding>,
+        masked: &mut Vec<u16>,
+    ) -> Option<u16> {
+        findings.clear();
+        self.find(text, 0, role, findings);
+        if let Some(block) = self.blocking(findings) {
+            return Some(block.rule);
+        }
+        if !findings.is_empty() {
+            *text = self.mask(text, findings);
+            masked.extend(findings.iter().map(|f| f.rule));
+        }
+        None
+    }
+
     /// `text` with every finding replaced by its placeholder.
     pub fn mask(&self, text: &str, findings: &[Finding]) -> String {
         let mut masked = String::with_capacity(text.len());

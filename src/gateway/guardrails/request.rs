@@ -42,16 +42,8 @@ pub async fn check(
         let mut masked: Vec<u16> = Vec::new();
         let mut findings = Vec::new();
         surface.request_texts(&mut value, &mut |role, text| {
-            if blocked.is_some() || !matcher.scans(role) {
-                return;
-            }
-            findings.clear();
-            matcher.find(text, 0, Some(role), &mut findings);
-            if let Some(block) = matcher.blocking(&findings) {
-                blocked = Some(block.rule);
-            } else if !findings.is_empty() {
-                *text = matcher.mask(text, &findings);
-                masked.extend(findings.iter().map(|f| f.rule));
+            if blocked.is_none() && matcher.scans(role) {
+                blocked = matcher.apply(text, Some(role), &mut findings, &mut masked);
             }
         });
         if let Some(rule) = blocked {

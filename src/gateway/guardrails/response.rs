@@ -23,6 +23,8 @@ use super::{violation, Guard, GuardMetrics};
 use crate::crd::Direction;
 use crate::gateway::error::ApiError;
 use crate::gateway::metrics::Endpoint;
+use crate::gateway::surfaces::{error_response, Envelope};
+use crate::llm::stream::write_sse;
 
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
@@ -62,16 +64,21 @@ pub async fn wrap(
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             tracing::warn!(alias = %guard.alias, error = %e, "the answer could not be read for the guardrails");
-            return super::super::surfaces::error_response(
-                super::super::surfaces::Envelope::of(endpoint),
-                &ApiError::upstream_failed(&guard.alias),
-            );
+            let error = ApiError {
+                status: http::StatusCode::BAD_GATEWAY,
+                kind: "upstream_error",
+                code: Some("upstream_error"),
+                param: None,
+                message: format!("The provider's answer for the model '{}' could not be read in full ({e}), so its guardrails could not check it. Retry the request.", guard.alias),
+                headers: None,
+            };
+            return error_response(Envelope::of(endpoint), &error);
         }
     };
     match scan_whole(&guard, surface, &bytes, &metrics) {
         Ok(Some(rewritten)) => Response::from_parts(parts, Body::from(rewritten)),
         Ok(None) => Response::from_parts(parts, Body::from(bytes)),
-        Err(error) => super::super::surfaces::error_response(super::super::surfaces::Envelope::of(endpoint), &error),
+        Err(error) => error_response(Envelope::of(endpoint), &error),
     }
 }
 
@@ -92,16 +99,8 @@ fn scan_whole(
     let mut masked = Vec::new();
     let mut findings = Vec::new();
     surface.answer_texts(&mut value, &mut |text| {
-        if blocked.is_some() {
-            return;
-        }
-        findings.clear();
-        matcher.find(text, 0, None, &mut findings);
-        if let Some(block) = matcher.blocking(&findings) {
-            blocked = Some(block.rule);
-        } else if !findings.is_empty() {
-            *text = matcher.mask(text, &findings);
-            masked.extend(findings.iter().map(|f| f.rule));
+        if blocked.is_none() {
+            blocked = matcher.apply(text, None, &mut findings, &mut masked);
         }
     });
     if let Some(rule) = blocked {
@@ -270,24 +269,15 @@ impl Scanned {
         self.metrics
             .count(&self.guard.alias, name, Action::block, Side::response);
         let error = violation(&self.guard.alias, name, Direction::Response);
-        write_event(out, "message", &error.body());
+        let (event, data) = self.surface.error_event(&error);
+        write_sse(out, event, &data);
         self.done = true;
     }
 }
 
-/// Writes one server-sent event (`data` may span lines).
+/// Writes one server-sent event, with its name unless it is the default `message`.
 fn write_event(out: &mut BytesMut, name: &str, data: &str) {
-    if name != "message" {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\n");
-    }
-    for line in data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\n");
-    }
-    out.extend_from_slice(b"\n");
+    write_sse(out, (name != "message").then_some(name), data);
 }
 
 impl http_body::Body for Scanned {

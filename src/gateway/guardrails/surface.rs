@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::crd::MessageRole;
+use crate::gateway::error::ApiError;
 use crate::gateway::metrics::Endpoint;
 
 /// The output-token fields of a request.
@@ -36,6 +37,12 @@ pub trait Surface: Sync {
 
     /// Whether a stream's event data marks its clean end (`[DONE]`).
     fn is_end(&self, data: &str) -> bool;
+
+    /// The event that ends a stream in error: its name (`None`: unnamed) and data. OpenAI's
+    /// clients raise on a `data:` event holding an `error` object.
+    fn error_event(&self, error: &ApiError) -> (Option<&'static str>, String) {
+        (None, error.body())
+    }
 }
 
 /// The surface of a client API, when the guardrails can read it.
