@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::guardrails::Guard;
 use super::metrics::LazyRouteMetrics;
 pub use super::providers::PrepareError;
 use super::providers::{self, Upstream};
@@ -35,6 +36,8 @@ pub struct LiveRoute {
     pub price: Option<crate::compiler::tenancy::Price>,
     pub pricing: Option<crate::crd::Pricing>,
     pub description: Option<Arc<str>>,
+    /// The alias's guardrails, compiled once for this table.
+    pub guard: Option<Arc<Guard>>,
 }
 
 impl LiveRoute {
@@ -90,11 +93,12 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, 
                 metrics: LazyRouteMetrics::default(),
             });
         }
+        let (guard, unguarded) = compile_guard(route, clients);
         routes.insert(
             name.clone(),
             LiveRoute {
                 alias: Arc::from(name.as_str()),
-                disabled: route.disabled.as_deref().map(Arc::from),
+                disabled: route.disabled.as_deref().or(unguarded.as_deref()).map(Arc::from),
                 targets,
                 cumulative,
                 created: route.created.unwrap_or(0),
@@ -103,6 +107,7 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, 
                 price: route.pricing.as_ref().map(|(_, price)| *price),
                 pricing: route.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
                 description: route.description.as_deref().map(Arc::from),
+                guard,
             },
         );
     }
@@ -110,6 +115,27 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, 
         models_body: models_body(table),
         routes,
     })
+}
+
+/// An alias's compiled guardrails; guardrails that cannot be compiled disable the alias (with
+/// the reason) rather than let its requests through unguarded.
+fn compile_guard(route: &crate::compiler::Route, clients: &ClientPool) -> (Option<Arc<Guard>>, Option<String>) {
+    let Some(spec) = route.extras.as_ref().and_then(|e| e.guardrails.as_ref()) else {
+        return (None, None);
+    };
+    match Guard::compile(&route.alias, spec, clients) {
+        Ok(guard) => (guard.map(Arc::new), None),
+        Err(e) => {
+            tracing::error!(alias = %route.alias, error = %e, "the alias's guardrails cannot be compiled; it refuses requests");
+            (
+                None,
+                Some(format!(
+                    "its guardrails cannot be applied: {}",
+                    e.to_string().trim_end_matches('.')
+                )),
+            )
+        }
+    }
 }
 
 /// `GET /v1/models`: active, non-hidden aliases in name order, OpenAI list shape.
@@ -183,6 +209,7 @@ mod tests {
             price: None,
             pricing: None,
             description: None,
+            guard: None,
         }
     }
 

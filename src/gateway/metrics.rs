@@ -171,6 +171,8 @@ pub struct Metrics {
     pub connections: super::server::ConnectionMetrics,
     /// Usage by team and alias, and the usage store's health.
     pub tenancy: Arc<super::tenancy::metrics::TenancyMetrics>,
+    /// Guardrail actions by alias and rule.
+    pub guardrails: Arc<super::guardrails::GuardMetrics>,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -238,8 +240,10 @@ impl Metrics {
         );
         let connections = super::server::ConnectionMetrics::register(&mut registry);
         let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
+        let guardrails = Arc::new(super::guardrails::GuardMetrics::register(&mut registry));
         Metrics {
             tenancy,
+            guardrails,
             registry,
             requests,
             duration,

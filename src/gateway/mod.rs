@@ -6,6 +6,7 @@ mod body;
 pub mod cluster;
 pub mod egress;
 pub mod error;
+pub mod guardrails;
 mod h1pool;
 mod headers;
 mod live;
@@ -101,6 +102,7 @@ impl Shared {
                 .get(alias)
                 .is_some_and(|r| r.targets.iter().any(|t| &*t.upstream.name == provider))
         });
+        self.metrics.guardrails.retain(|alias| live.routes.contains_key(alias));
         self.live.store(Arc::new(live));
         self.metrics.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
         self.metrics

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::body::probe;
 use super::error::ApiError;
+use super::guardrails;
 use super::metrics::Endpoint;
 use super::providers::{self, Call, Failed};
 use super::surfaces::{self, Envelope};
@@ -63,6 +64,14 @@ async fn serve(
         .admit(headers, route, &bytes, endpoint)
         .await
         .map_err(reject)?;
+    // Guard (in): a masked or clamped body replaces the client's.
+    let guarded = guardrails::check_request(route.guard.as_deref(), endpoint, &bytes, &shared.metrics.guardrails)
+        .await
+        .map_err(reject)?;
+    let (bytes, probed) = match &guarded {
+        Some(body) => (body, probe(body).map_err(reject)?),
+        None => (&bytes, probed),
+    };
     let target = route
         .pick(fastrand::f64())
         .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
@@ -72,7 +81,7 @@ async fn serve(
         .clone();
     let call = Call {
         endpoint,
-        body: &bytes,
+        body: bytes,
         model_span: probed.model_span,
         stream: probed.stream,
         headers,
@@ -84,7 +93,8 @@ async fn serve(
         started,
         admission: std::sync::Mutex::new(Some(admission)),
     };
-    providers::call(&call).await
+    let response = providers::call(&call).await?;
+    Ok(guardrails::guard_response(route.guard.as_ref(), endpoint, response, &shared.metrics.guardrails).await)
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {

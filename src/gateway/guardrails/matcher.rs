@@ -1,0 +1,354 @@
+//! The content rules of one direction, compiled once per routing table: every pattern and
+//! built-in detector in one `RegexSet` (one linear pass says which can match), keywords in
+//! one Aho-Corasick automaton (case-insensitive), then positions only for what matched.
+
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use super::detectors::detector;
+use super::GuardError;
+use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
+
+/// Largest compiled size of one pattern (the compiler checks each pattern with this too).
+const PATTERN_SIZE: usize = 1 << 20;
+/// Longest hold-back window on streamed responses, in bytes; a rule whose matches can be
+/// longer (a pattern with unbounded repetition) is held back this far.
+pub const WINDOW_CAP: usize = 256;
+/// Context after a match the checks look at (two characters).
+const LOOKAHEAD: usize = 8;
+
+/// A rule as the matcher reports it.
+#[derive(Debug)]
+pub struct RuleInfo {
+    pub name: Arc<str>,
+    pub action: GuardAction,
+    /// Request roles the rule scans, as bits of [`role_bit`].
+    roles: u8,
+    /// `[REDACTED:<name>]`.
+    redacted: String,
+}
+
+/// The bit of a role in [`RuleInfo::roles`].
+pub fn role_bit(role: MessageRole) -> u8 {
+    1 << (role as u8)
+}
+
+enum Source {
+    Builtin {
+        placeholder: &'static str,
+        check: fn(&str, usize, usize) -> bool,
+    },
+    Pattern,
+}
+
+struct Entry {
+    regex: Regex,
+    source: Source,
+    /// The rules using this detector or pattern, in rule order.
+    rules: Vec<u16>,
+}
+
+/// One match to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub start: usize,
+    pub end: usize,
+    /// The deciding rule (the first blocking one, else the first masking one).
+    pub rule: u16,
+    /// A built-in's typed placeholder; `None` for patterns and keywords (`[REDACTED:<rule>]`).
+    pub placeholder: Option<&'static str>,
+}
+
+pub struct Matcher {
+    pub rules: Vec<RuleInfo>,
+    set: RegexSet,
+    entries: Vec<Entry>,
+    keywords: Option<AhoCorasick>,
+    /// The rule of each keyword.
+    keyword_rules: Vec<u16>,
+    /// Bytes of text a streamed response holds back (longest match plus context).
+    pub window: usize,
+}
+
+impl Matcher {
+    /// The rules of `rules` that apply in `direction` (`Request` or `Response`); `None` when
+    /// none does.
+    pub fn compile(rules: &[ContentRule], direction: Direction) -> Result<Option<Matcher>, GuardError> {
+        let mut infos = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules = Vec::new();
+        let mut longest = 0usize;
+        let response = direction == Direction::Response;
+        for rule in rules {
+            let on = rule.directions().map_or(&[Direction::Request][..], Vec::as_slice);
+            if !on.iter().any(|d| *d == direction || *d == Direction::Both) {
+                continue;
+            }
+            let index = u16::try_from(infos.len()).unwrap_or(u16::MAX);
+            let roles = rule
+                .roles
+                .as_deref()
+                .unwrap_or(&[MessageRole::User, MessageRole::Tool])
+                .iter()
+                .fold(0u8, |bits, role| bits | role_bit(*role));
+            infos.push(RuleInfo {
+                name: Arc::from(rule.name.as_str()),
+                action: rule.action.unwrap_or_default(),
+                roles,
+                redacted: format!("[REDACTED:{}]", rule.name),
+            });
+            for builtin in rule.builtin.iter().flatten() {
+                let found = detector(*builtin, response);
+                if let Some(entry) = entries
+                    .iter_mut()
+                    .find(|e| e.regex.as_str() == found.pattern && matches!(e.source, Source::Builtin { .. }))
+                {
+                    entry.rules.push(index);
+                    continue;
+                }
+                longest = longest.max(max_len(&found.pattern));
+                entries.push(Entry {
+                    regex: build(&found.pattern, &rule.name)?,
+                    source: Source::Builtin {
+                        placeholder: found.placeholder,
+                        check: found.check,
+                    },
+                    rules: vec![index],
+                });
+            }
+            for pattern in rule.patterns.iter().flatten() {
+                longest = longest.max(max_len(pattern));
+                entries.push(Entry {
+                    regex: build(pattern, &rule.name)?,
+                    source: Source::Pattern,
+                    rules: vec![index],
+                });
+            }
+            for keyword in rule.keywords.iter().flatten() {
+                longest = longest.max(keyword.len());
+                keywords.push(keyword.clone());
+                keyword_rules.push(index);
+            }
+        }
+        if infos.is_empty() {
+            return Ok(None);
+        }
+        let set = RegexSetBuilder::new(entries.iter().map(|e| e.regex.as_str()))
+            .size_limit(PATTERN_SIZE * entries.len().max(1))
+            .build()
+            .map_err(|source| GuardError::Patterns { source })?;
+        let keywords = match keywords.is_empty() {
+            true => None,
+            false => Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&keywords)
+                    .map_err(|source| GuardError::Keywords { source })?,
+            ),
+        };
+        Ok(Some(Matcher {
+            rules: infos,
+            set,
+            entries,
+            keywords,
+            keyword_rules,
+            window: longest.min(WINDOW_CAP) + LOOKAHEAD,
+        }))
+    }
+
+    /// Finds the matches starting at or after `from` in `text` (the text before `from` is
+    /// context), for text of `role` (`None`: a response, where every rule applies). The
+    /// findings come sorted and without overlaps; a blocking rule's finding wins its overlap.
+    pub fn find(&self, text: &str, from: usize, role: Option<MessageRole>, out: &mut Vec<Finding>) {
+        let start = out.len();
+        let applies = |rule: u16| {
+            role.is_none_or(|role| {
+                self.rules
+                    .get(usize::from(rule))
+                    .is_some_and(|r| r.roles & role_bit(role) != 0)
+            })
+        };
+        let decide = |rules: &[u16]| -> Option<u16> {
+            let mut applicable = rules.iter().copied().filter(|r| applies(*r));
+            let first = applicable.clone().next()?;
+            Some(
+                applicable
+                    .find(|r| self.rules[usize::from(*r)].action == GuardAction::Block)
+                    .unwrap_or(first),
+            )
+        };
+        if !self.entries.is_empty() {
+            for index in self.set.matches_at(text, from).iter() {
+                let entry = &self.entries[index];
+                let Some(rule) = decide(&entry.rules) else { continue };
+                let mut at = from;
+                while let Some(m) = entry.regex.find_at(text, at) {
+                    at = if m.end() > m.start() {
+                        m.end()
+                    } else {
+                        next_boundary(text, m.end())
+                    };
+                    if m.start() == m.end() {
+                        if at > text.len() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let placeholder = match &entry.source {
+                        Source::Builtin { placeholder, check } => {
+                            if !check(text, m.start(), m.end()) {
+                                continue;
+                            }
+                            Some(*placeholder)
+                        }
+                        Source::Pattern => None,
+                    };
+                    out.push(Finding {
+                        start: m.start(),
+                        end: m.end(),
+                        rule,
+                        placeholder,
+                    });
+                }
+            }
+        }
+        if let Some(keywords) = &self.keywords {
+            let input = aho_corasick::Input::new(text).span(from..text.len());
+            for m in keywords.find_overlapping_iter(input) {
+                let rule = self.keyword_rules[m.pattern().as_usize()];
+                if !applies(rule) || !whole_word(text, m.start(), m.end()) {
+                    continue;
+                }
+                out.push(Finding {
+                    start: m.start(),
+                    end: m.end(),
+                    rule,
+                    placeholder: None,
+                });
+            }
+        }
+        let found: Vec<Finding> = out.drain(start..).collect();
+        out.extend(resolve(found, &self.rules));
+    }
+
+    /// Scans a whole text of `role` and masks it in place; the blocking rule, if one matched
+    /// (the text is then left as it was). Masking rules are added to `masked`; `findings` is
+    /// scratch space.
+    pub fn apply(
+        &self,
+        text: &mut String,
+        role: Option<MessageRole>,
+        findings: &mut Vec<Finding>,
+        masked: &mut Vec<u16>,
+    ) -> Option<u16> {
+        findings.clear();
+        self.find(text, 0, role, findings);
+        if let Some(block) = self.blocking(findings) {
+            return Some(block.rule);
+        }
+        if !findings.is_empty() {
+            *text = self.mask(text, findings);
+            masked.extend(findings.iter().map(|f| f.rule));
+        }
+        None
+    }
+
+    /// `text` with every finding replaced by its placeholder.
+    pub fn mask(&self, text: &str, findings: &[Finding]) -> String {
+        let mut masked = String::with_capacity(text.len());
+        let mut at = 0;
+        for f in findings {
+            masked.push_str(&text[at..f.start]);
+            masked.push_str(self.placeholder(f));
+            at = f.end;
+        }
+        masked.push_str(&text[at..]);
+        masked
+    }
+
+    pub fn placeholder(&self, finding: &Finding) -> &str {
+        match finding.placeholder {
+            Some(typed) => typed,
+            None => &self.rules[usize::from(finding.rule)].redacted,
+        }
+    }
+
+    /// The first blocking finding, if any.
+    pub fn blocking<'f>(&self, findings: &'f [Finding]) -> Option<&'f Finding> {
+        findings
+            .iter()
+            .find(|f| self.rules[usize::from(f.rule)].action == GuardAction::Block)
+    }
+
+    /// Whether any rule scans text of `role`.
+    pub fn scans(&self, role: MessageRole) -> bool {
+        self.rules.iter().any(|r| r.roles & role_bit(role) != 0)
+    }
+}
+
+/// Sorts findings by position and drops overlaps (the earliest, then the longest, stays), in
+/// O(n log n) however many there are; a blocking finding replaces a masking one it overlaps,
+/// so a block is never hidden.
+fn resolve(mut found: Vec<Finding>, rules: &[RuleInfo]) -> Vec<Finding> {
+    if found.len() <= 1 {
+        return found;
+    }
+    let blocks = |f: &Finding| rules[usize::from(f.rule)].action == GuardAction::Block;
+    found.sort_unstable_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    let mut kept: Vec<Finding> = Vec::with_capacity(found.len());
+    for f in found {
+        match kept.last_mut() {
+            Some(last) if f.start < last.end => {
+                if blocks(&f) && !blocks(last) {
+                    *last = f;
+                }
+            }
+            _ => kept.push(f),
+        }
+    }
+    kept
+}
+
+/// A keyword counts only as a whole word: `falcon` is not in `falconry`.
+fn whole_word(text: &str, start: usize, end: usize) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let edge_ok = |inner: Option<char>, outer: Option<char>| !(inner.is_some_and(word) && outer.is_some_and(word));
+    let first = text[start..end].chars().next();
+    let last = text[start..end].chars().next_back();
+    edge_ok(first, text[..start].chars().next_back()) && edge_ok(last, text[end..].chars().next())
+}
+
+fn next_boundary(text: &str, at: usize) -> usize {
+    let mut next = at + 1;
+    while next < text.len() && !text.is_char_boundary(next) {
+        next += 1;
+    }
+    next
+}
+
+fn build(pattern: &str, rule: &str) -> Result<Regex, GuardError> {
+    RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE)
+        .build()
+        .map_err(|source| GuardError::Pattern {
+            rule: rule.to_string(),
+            source,
+        })
+}
+
+/// The longest match a pattern can make, in bytes; unbounded ones count as the cap.
+fn max_len(pattern: &str) -> usize {
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .ok()
+        .and_then(|hir| hir.properties().maximum_len())
+        .unwrap_or(WINDOW_CAP)
+}
+
+#[cfg(test)]
+#[path = "matcher_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,324 @@
+//! The response side: the answer's text, scanned as it passes. A streamed answer is read an
+//! event at a time; each slot's (choice's) text goes through a [`Window`], so matched text is
+//! masked before the client sees it, or the stream ends with an error event (no `[DONE]`). A
+//! whole answer is read (bounded), scanned and written again only when something changed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::{header, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use sse_parse::SseParser;
+
+use super::matcher::Matcher;
+use super::metrics::{Action, Side};
+use super::surface::{surface, Surface};
+use super::window::{Released, Window};
+use super::{violation, Guard, GuardMetrics};
+use crate::crd::Direction;
+use crate::gateway::error::ApiError;
+use crate::gateway::metrics::Endpoint;
+use crate::gateway::surfaces::{error_response, Envelope};
+use crate::llm::stream::write_sse;
+
+/// Largest whole answer read for scanning.
+const MAX_ANSWER: usize = 64 << 20;
+
+pub async fn wrap(
+    guard: Arc<Guard>,
+    endpoint: Endpoint,
+    response: Response<Body>,
+    metrics: Arc<GuardMetrics>,
+) -> Response<Body> {
+    let Some(surface) = surface(endpoint) else {
+        return response;
+    };
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let streamed = content_type.starts_with("text/event-stream");
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if streamed {
+        let scanned = Scanned {
+            inner: body,
+            parser: SseParser::new(),
+            windows: Vec::new(),
+            template: Value::Null,
+            guard,
+            surface,
+            metrics,
+            counted: 0,
+            done: false,
+        };
+        return Response::from_parts(parts, Body::new(scanned));
+    }
+    let bytes = match Limited::new(body, MAX_ANSWER).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            tracing::warn!(alias = %guard.alias, error = %e, "the answer could not be read for the guardrails");
+            let error = ApiError {
+                status: http::StatusCode::BAD_GATEWAY,
+                kind: "upstream_error",
+                code: Some("upstream_error"),
+                param: None,
+                message: format!("The provider's answer for the model '{}' could not be read in full ({e}), so its guardrails could not check it. Retry the request.", guard.alias),
+                headers: None,
+            };
+            return error_response(Envelope::of(endpoint), &error);
+        }
+    };
+    match scan_whole(&guard, surface, &bytes, &metrics) {
+        Ok(Some(rewritten)) => Response::from_parts(parts, Body::from(rewritten)),
+        Ok(None) => Response::from_parts(parts, Body::from(bytes)),
+        Err(error) => error_response(Envelope::of(endpoint), &error),
+    }
+}
+
+/// A whole answer: `Ok(None)` when it passes unchanged.
+fn scan_whole(
+    guard: &Guard,
+    surface: &dyn Surface,
+    bytes: &Bytes,
+    metrics: &GuardMetrics,
+) -> Result<Option<Bytes>, ApiError> {
+    let Some(matcher) = &guard.response else {
+        return Ok(None);
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(None);
+    };
+    let mut blocked = None;
+    let mut masked = Vec::new();
+    let mut findings = Vec::new();
+    surface.answer_texts(&mut value, &mut |text| {
+        if blocked.is_none() {
+            blocked = matcher.apply(text, None, &mut findings, &mut masked);
+        }
+    });
+    if let Some(rule) = blocked {
+        let name = &matcher.rules[usize::from(rule)].name;
+        metrics.count(&guard.alias, name, Action::block, Side::response);
+        return Err(violation(&guard.alias, name, Direction::Response));
+    }
+    if masked.is_empty() {
+        return Ok(None);
+    }
+    count_masks(guard, matcher, &mut masked, metrics);
+    Ok(serde_json::to_vec(&value).ok().map(Bytes::from))
+}
+
+fn count_masks(guard: &Guard, matcher: &Matcher, rules: &mut Vec<u16>, metrics: &GuardMetrics) {
+    rules.sort_unstable();
+    rules.dedup();
+    for rule in rules.iter() {
+        metrics.count(
+            &guard.alias,
+            &matcher.rules[usize::from(*rule)].name,
+            Action::mask,
+            Side::response,
+        );
+    }
+}
+
+/// A streamed answer under the response rules.
+struct Scanned {
+    inner: Body,
+    parser: SseParser,
+    /// The window of each slot, by slot number.
+    windows: Vec<(u32, Window)>,
+    /// The last event with text, as the model for events carrying released text.
+    template: Value,
+    guard: Arc<Guard>,
+    surface: &'static dyn Surface,
+    metrics: Arc<GuardMetrics>,
+    /// Rules whose masks were counted, as bits.
+    counted: u64,
+    done: bool,
+}
+
+impl Scanned {
+    fn window(&mut self, slot: u32) -> &mut Window {
+        let at = match self.windows.iter().position(|(s, _)| *s == slot) {
+            Some(at) => at,
+            None => {
+                self.windows.push((slot, Window::default()));
+                self.windows.len() - 1
+            }
+        };
+        &mut self.windows[at].1
+    }
+
+    /// Scans the events completed by `bytes`; `Err` ends the stream with an error event.
+    fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ()> {
+        self.parser.feed(bytes);
+        while let Some(event) = self.parser.next_event() {
+            self.event(&event.event, &event.data, out)?;
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, name: &str, data: &str, out: &mut BytesMut) -> Result<(), ()> {
+        if self.surface.is_end(data) {
+            self.flush(out)?;
+            write_event(out, name, data);
+            return Ok(());
+        }
+        let guard = self.guard.clone();
+        let parsed = match data.trim_start().starts_with('{') {
+            true => serde_json::from_str::<Value>(data).ok(),
+            false => None,
+        };
+        let (Some(matcher), Some(mut value)) = (guard.response.as_ref(), parsed) else {
+            write_event(out, name, data);
+            return Ok(());
+        };
+        let mut deltas = Vec::new();
+        self.surface.event_texts(&mut value, &mut |slot, text, ends| {
+            deltas.push((slot, text.map(std::mem::take), ends));
+        });
+        if deltas.is_empty() {
+            write_event(out, name, data);
+            return Ok(());
+        }
+        if self.template.is_null() {
+            self.template = value.clone();
+        }
+        let mut released = Vec::with_capacity(deltas.len());
+        let mut before = Vec::new();
+        for (slot, text, ends) in deltas {
+            let window = self.window(slot);
+            let result = window.push(matcher, text.as_deref().unwrap_or_default(), ends);
+            let masked = window.masked;
+            self.count_masks(matcher, masked);
+            match result {
+                Released::Blocked(rule) => {
+                    self.block(matcher, rule, out);
+                    return Err(());
+                }
+                Released::Text(t) if text.is_some() => released.push(t),
+                Released::Text(t) if !t.is_empty() => before.push(self.surface.text_event(slot, t, &self.template)),
+                Released::Text(_) => {}
+            }
+        }
+        let mut released = released.into_iter();
+        self.surface.event_texts(&mut value, &mut |_, text, _| {
+            if let (Some(text), Some(r)) = (text, released.next()) {
+                *text = r;
+            }
+        });
+        for extra in before {
+            write_event(out, name, &extra.to_string());
+        }
+        write_event(out, name, &value.to_string());
+        Ok(())
+    }
+
+    /// Counts each rule that masked something in this stream, once.
+    fn count_masks(&mut self, matcher: &Matcher, masked: u64) {
+        let new = masked & !self.counted;
+        if new == 0 {
+            return;
+        }
+        self.counted |= new;
+        for (rule, info) in matcher.rules.iter().enumerate() {
+            if rule < 64 && new & (1 << rule) != 0 {
+                self.metrics
+                    .count(&self.guard.alias, &info.name, Action::mask, Side::response);
+            }
+        }
+    }
+
+    /// Releases every slot's held text (the stream is ending).
+    fn flush(&mut self, out: &mut BytesMut) -> Result<(), ()> {
+        let guard = self.guard.clone();
+        let Some(matcher) = guard.response.as_ref() else {
+            return Ok(());
+        };
+        let mut windows = std::mem::take(&mut self.windows);
+        for (slot, window) in &mut windows {
+            if !window.holds() {
+                continue;
+            }
+            let result = window.push(matcher, "", true);
+            self.count_masks(matcher, window.masked);
+            match result {
+                Released::Blocked(rule) => {
+                    self.block(matcher, rule, out);
+                    return Err(());
+                }
+                Released::Text(text) if !text.is_empty() => {
+                    let event = self.surface.text_event(*slot, text, &self.template);
+                    write_event(out, "message", &event.to_string());
+                }
+                Released::Text(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, matcher: &Matcher, rule: u16, out: &mut BytesMut) {
+        let name = &matcher.rules[usize::from(rule)].name;
+        self.metrics
+            .count(&self.guard.alias, name, Action::block, Side::response);
+        let error = violation(&self.guard.alias, name, Direction::Response);
+        let (event, data) = self.surface.error_event(&error);
+        write_sse(out, event, &data);
+        self.done = true;
+    }
+}
+
+/// Writes one server-sent event, with its name unless it is the default `message`.
+fn write_event(out: &mut BytesMut, name: &str, data: &str) {
+    write_sse(out, (name != "message").then_some(name), data);
+}
+
+impl http_body::Body for Scanned {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    let mut out = BytesMut::new();
+                    let _ = this.feed(&data, &mut out);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.parser.finish();
+                    let mut out = BytesMut::new();
+                    while let Some(event) = this.parser.next_event() {
+                        if this.event(&event.event, &event.data, &mut out).is_err() {
+                            break;
+                        }
+                    }
+                    if !this.done {
+                        let _ = this.flush(&mut out);
+                    }
+                    this.done = true;
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                }
+            }
+        }
+    }
+}

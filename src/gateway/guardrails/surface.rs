@@ -1,0 +1,248 @@
+//! Where the text is in each client API: the one thing the guardrails must know per surface.
+//! A new inbound API (Anthropic Messages, Responses) plugs in with one [`Surface`] impl.
+
+use serde_json::Value;
+
+use crate::crd::MessageRole;
+use crate::gateway::error::ApiError;
+use crate::gateway::metrics::Endpoint;
+
+/// The output-token fields of a request.
+pub struct OutputFields {
+    /// Fields that cap the output, any of which the client may set.
+    pub read: &'static [&'static str],
+    /// The field set when the client sets none.
+    pub set: &'static str,
+}
+
+/// A client API's texts, as the guardrails see them. Every method works on the parsed JSON the
+/// client sent or will receive, in that API's own shape.
+pub trait Surface: Sync {
+    /// Calls `each` with every text of a request that rules may scan, and its role.
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String));
+
+    /// The request fields that cap its output, when the API has them.
+    fn output_fields(&self) -> Option<OutputFields>;
+
+    /// Calls `each` with every text of a whole (non-streamed) answer.
+    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String));
+
+    /// Calls `each` with the text deltas of one streamed event: the slot (choice) it belongs
+    /// to, its text (`None` when the event has none), and whether the event ends the slot.
+    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool));
+
+    /// An event carrying `text` for `slot`, shaped after `template` (an earlier event): held
+    /// text released where the stream's own events have no room for it.
+    fn text_event(&self, slot: u32, text: String, template: &Value) -> Value;
+
+    /// Whether a stream's event data marks its clean end (`[DONE]`).
+    fn is_end(&self, data: &str) -> bool;
+
+    /// The event that ends a stream in error: its name (`None`: unnamed) and data. OpenAI's
+    /// clients raise on a `data:` event holding an `error` object.
+    fn error_event(&self, error: &ApiError) -> (Option<&'static str>, String) {
+        (None, error.body())
+    }
+}
+
+/// The surface of a client API, when the guardrails can read it.
+pub fn surface(endpoint: Endpoint) -> Option<&'static dyn Surface> {
+    match endpoint {
+        Endpoint::chat_completions => Some(&OpenAiChat),
+        Endpoint::completions => Some(&OpenAiCompletions),
+        Endpoint::embeddings => Some(&OpenAiEmbeddings),
+        Endpoint::messages | Endpoint::count_tokens | Endpoint::responses => None,
+    }
+}
+
+fn role_of(name: &str) -> Option<MessageRole> {
+    Some(match name {
+        "system" => MessageRole::System,
+        "developer" => MessageRole::Developer,
+        "user" => MessageRole::User,
+        "assistant" => MessageRole::Assistant,
+        "tool" | "function" => MessageRole::Tool,
+        _ => return None,
+    })
+}
+
+/// A string, or an array whose strings are texts (`prompt`, `input`).
+fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    match value {
+        Some(Value::String(text)) => each(role, text),
+        Some(Value::Array(items)) => {
+            for item in items {
+                if let Value::String(text) = item {
+                    each(role, text);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `{"choices": [{"index": n, <field>: …}]}` chunks, as OpenAI streams them.
+fn choice_deltas(
+    data: &mut Value,
+    text_of: fn(&mut Value) -> Option<&mut Value>,
+    each: &mut dyn FnMut(u32, Option<&mut String>, bool),
+) {
+    let Some(Value::Array(choices)) = data.get_mut("choices") else {
+        return;
+    };
+    for choice in choices {
+        let slot = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        let ends = choice.get("finish_reason").is_some_and(|r| !r.is_null());
+        match text_of(choice) {
+            Some(Value::String(text)) => each(slot, Some(text), ends),
+            _ => each(slot, None, ends),
+        }
+    }
+}
+
+fn chunk_like(template: &Value, choice: Value) -> Value {
+    let mut event = serde_json::Map::new();
+    for key in ["id", "object", "created", "model", "system_fingerprint"] {
+        if let Some(value) = template.get(key) {
+            event.insert(key.to_string(), value.clone());
+        }
+    }
+    event.insert("choices".to_string(), Value::Array(vec![choice]));
+    Value::Object(event)
+}
+
+/// `/v1/chat/completions`.
+pub struct OpenAiChat;
+
+impl Surface for OpenAiChat {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        let Some(Value::Array(messages)) = body.get_mut("messages") else {
+            return;
+        };
+        for message in messages {
+            let Some(role) = message.get("role").and_then(Value::as_str).and_then(role_of) else {
+                continue;
+            };
+            match message.get_mut("content") {
+                Some(Value::String(text)) => each(role, text),
+                Some(Value::Array(parts)) => {
+                    for part in parts {
+                        if let Some(Value::String(text)) = part.get_mut("text") {
+                            each(role, text);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                        each(role, arguments);
+                    }
+                }
+            }
+        }
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        Some(OutputFields {
+            read: &["max_completion_tokens", "max_tokens"],
+            set: "max_completion_tokens",
+        })
+    }
+
+    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+        if let Some(Value::Array(choices)) = body.get_mut("choices") {
+            for choice in choices {
+                for field in ["/message/content", "/message/refusal"] {
+                    if let Some(Value::String(text)) = choice.pointer_mut(field) {
+                        each(text);
+                    }
+                }
+            }
+        }
+    }
+
+    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
+        choice_deltas(data, |choice| choice.pointer_mut("/delta/content"), each);
+    }
+
+    fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
+        chunk_like(
+            template,
+            serde_json::json!({"index": slot, "delta": {"content": text}, "finish_reason": null}),
+        )
+    }
+
+    fn is_end(&self, data: &str) -> bool {
+        data.trim() == "[DONE]"
+    }
+}
+
+/// `/v1/completions`.
+pub struct OpenAiCompletions;
+
+impl Surface for OpenAiCompletions {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        strings(body.get_mut("prompt"), MessageRole::User, each);
+        strings(body.get_mut("suffix"), MessageRole::User, each);
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        Some(OutputFields {
+            read: &["max_tokens"],
+            set: "max_tokens",
+        })
+    }
+
+    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+        if let Some(Value::Array(choices)) = body.get_mut("choices") {
+            for choice in choices {
+                if let Some(Value::String(text)) = choice.get_mut("text") {
+                    each(text);
+                }
+            }
+        }
+    }
+
+    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
+        choice_deltas(data, |choice| choice.get_mut("text"), each);
+    }
+
+    fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
+        chunk_like(
+            template,
+            serde_json::json!({"index": slot, "text": text, "finish_reason": null}),
+        )
+    }
+
+    fn is_end(&self, data: &str) -> bool {
+        data.trim() == "[DONE]"
+    }
+}
+
+/// `/v1/embeddings`: texts in, vectors out.
+pub struct OpenAiEmbeddings;
+
+impl Surface for OpenAiEmbeddings {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        strings(body.get_mut("input"), MessageRole::User, each);
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        None
+    }
+
+    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+
+    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
+
+    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
+        template.clone()
+    }
+
+    fn is_end(&self, _data: &str) -> bool {
+        false
+    }
+}

@@ -1,0 +1,99 @@
+//! Scanning text that arrives in pieces (a streamed answer's deltas) without ever letting a
+//! match through whole: the last `window` bytes are held back until more text, or the end,
+//! shows what they are.
+//!
+//! Why the output does not depend on where the pieces were cut: the matcher's window is the
+//! longest match any rule can make plus the context its checks read after a match. A match
+//! that starts more than a window before the end of the text seen so far is therefore
+//! complete and final (a longer or different one would be longer than any match can be), so
+//! it is acted on and released; one that starts later waits for more text. Each scan resumes
+//! where the last one released, with one character before it as context (for `\b` and
+//! whole-word keywords).
+
+use super::matcher::{Finding, Matcher};
+
+/// The held-back text of one stream of text (one choice of a chat stream).
+#[derive(Default, Debug)]
+pub struct Window {
+    /// Text not released yet, after `context` bytes already released.
+    held: String,
+    context: usize,
+    findings: Vec<Finding>,
+    /// Rules that masked text in this window, as bits (rule index < 64).
+    pub masked: u64,
+}
+
+/// What a piece of text released.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Released {
+    /// This text may go to the client (masked; possibly empty while text is held).
+    Text(String),
+    /// A blocking rule matched: the stream must end with an error.
+    Blocked(u16),
+}
+
+impl Window {
+    /// Adds `text`; `last`: no more text follows (everything held is released).
+    pub fn push(&mut self, matcher: &Matcher, text: &str, last: bool) -> Released {
+        self.held.push_str(text);
+        if self.held.len() == self.context {
+            return Released::Text(String::new());
+        }
+        self.findings.clear();
+        matcher.find(&self.held, self.context, None, &mut self.findings);
+        let len = self.held.len();
+        let mut cut = match last {
+            true => len,
+            false => floor_boundary(&self.held, len.saturating_sub(matcher.window)).max(self.context),
+        };
+        for f in &self.findings {
+            if f.start >= cut {
+                break;
+            }
+            if matcher.blocking(std::slice::from_ref(f)).is_some() {
+                return Released::Blocked(f.rule);
+            }
+            cut = cut.max(f.end);
+        }
+        let acted: Vec<Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.start < cut)
+            .map(|f| Finding {
+                start: f.start - self.context,
+                end: f.end - self.context,
+                ..*f
+            })
+            .collect();
+        for f in &acted {
+            if f.rule < 64 {
+                self.masked |= 1 << f.rule;
+            }
+        }
+        let released = matcher.mask(&self.held[self.context..cut], &acted);
+        // Keep one character before the cut as context for the next scan.
+        let keep = match self.held[..cut].chars().next_back() {
+            Some(c) => cut - c.len_utf8(),
+            None => 0,
+        };
+        self.held.drain(..keep);
+        self.context = cut - keep;
+        Released::Text(released)
+    }
+
+    /// Whether text is held back.
+    pub fn holds(&self) -> bool {
+        self.held.len() > self.context
+    }
+}
+
+fn floor_boundary(text: &str, mut at: usize) -> usize {
+    while at > 0 && !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+#[cfg(test)]
+#[path = "window_tests.rs"]
+mod tests;

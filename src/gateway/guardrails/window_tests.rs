@@ -1,0 +1,151 @@
+use super::*;
+use crate::crd::Direction;
+use crate::gateway::guardrails::matcher::tests::matcher;
+
+const RULES: &str = r#"
+- name: pii
+  builtin: [email, creditCard, phone, ipAddress, iban, openaiKey]
+  "on": [response]
+  action: mask
+- name: codename
+  patterns: ["(?i)project\\s+falcon"]
+  keywords: [bluebird]
+  "on": [response]
+  action: mask
+"#;
+
+/// Feeds `pieces` and returns what the client would see.
+fn stream(m: &Matcher, pieces: &[&str]) -> Result<String, u16> {
+    let mut window = Window::default();
+    let mut out = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        match window.push(m, piece, i + 1 == pieces.len()) {
+            Released::Text(text) => out.push_str(&text),
+            Released::Blocked(rule) => return Err(rule),
+        }
+    }
+    Ok(out)
+}
+
+fn whole(m: &Matcher, text: &str) -> String {
+    let mut found = Vec::new();
+    m.find(text, 0, None, &mut found);
+    m.mask(text, &found)
+}
+
+/// Cuts `text` at these byte offsets (moved to character boundaries).
+fn split_at<'t>(text: &'t str, cuts: &[usize]) -> Vec<&'t str> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    let mut cuts: Vec<usize> = cuts
+        .iter()
+        .map(|&c| {
+            let mut c = c.min(text.len());
+            while !text.is_char_boundary(c) {
+                c -= 1;
+            }
+            c
+        })
+        .collect();
+    cuts.sort_unstable();
+    for cut in cuts {
+        pieces.push(&text[at..cut]);
+        at = cut;
+    }
+    pieces.push(&text[at..]);
+    pieces
+}
+
+fn samples() -> Vec<String> {
+    let key = format!("sk-proj-{}T3BlbkFJ{}", "a1B2".repeat(8), "Z9y8".repeat(8));
+    vec![
+        "Contact jane.doe@example.com or bob@corp.io, card 4111 1111 1111 1111.".to_string(),
+        "Project  Falcon: bluebird, bluebirds, xbluebird; call (415) 555-2671 from 10.0.0.1.".to_string(),
+        format!("The key is {key} and IBAN GB82 WEST 1234 5698 7654 32 — déjà vu ✓ über"),
+        "Nothing to see: version 1.2.3.4.5, 2024-05-17, std::vec::Vec, falconry.".to_string(),
+        "a@b.cd".to_string(),
+    ]
+}
+
+#[test]
+fn every_two_piece_split_gives_the_whole_text_output() {
+    let m = matcher(RULES, Direction::Response);
+    for text in samples() {
+        let expected = whole(&m, &text);
+        for cut in 0..=text.len() {
+            if !text.is_char_boundary(cut) {
+                continue;
+            }
+            let got = stream(&m, &[&text[..cut], &text[cut..]]).expect("masked, not blocked");
+            assert_eq!(got, expected, "split at {cut} of {text:?}");
+        }
+    }
+}
+
+#[test]
+fn any_split_into_many_pieces_gives_the_whole_text_output() {
+    let m = matcher(RULES, Direction::Response);
+    let mut rng = fastrand::Rng::with_seed(12);
+    for text in samples() {
+        let expected = whole(&m, &text);
+        // One byte at a time, then random cuts.
+        let bytes: Vec<usize> = (1..text.len()).collect();
+        assert_eq!(stream(&m, &split_at(&text, &bytes)).expect("masked"), expected);
+        for _ in 0..500 {
+            let n = rng.usize(1..12);
+            let cuts: Vec<usize> = (0..n).map(|_| rng.usize(0..=text.len())).collect();
+            let pieces = split_at(&text, &cuts);
+            assert_eq!(stream(&m, &pieces).expect("masked"), expected, "{pieces:?}");
+        }
+    }
+}
+
+#[test]
+fn nothing_matched_is_released_before_a_block() {
+    let m = matcher(
+        r#"[{name: secrets, builtin: [openaiKey], keywords: [falcon], "on": [response], action: block}]"#,
+        Direction::Response,
+    );
+    let key = format!("sk-proj-{}T3BlbkFJ{}", "a1B2".repeat(8), "Z9y8".repeat(8));
+    let text = format!("{} the key {key} then more text after it", "lorem ipsum ".repeat(20));
+    let mut rng = fastrand::Rng::with_seed(3);
+    for _ in 0..300 {
+        let cuts: Vec<usize> = (0..rng.usize(1..20)).map(|_| rng.usize(0..=text.len())).collect();
+        let mut window = Window::default();
+        let mut out = String::new();
+        let pieces = split_at(&text, &cuts);
+        let mut blocked = false;
+        for (i, piece) in pieces.iter().enumerate() {
+            match window.push(&m, piece, i + 1 == pieces.len()) {
+                Released::Text(t) => out.push_str(&t),
+                Released::Blocked(rule) => {
+                    assert_eq!(rule, 0);
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        assert!(blocked, "{pieces:?}");
+        assert!(!out.contains("T3BlbkFJ"), "part of the key reached the client: {out}");
+        assert!(out.len() <= text.find("sk-proj").unwrap_or(0));
+    }
+}
+
+#[test]
+fn a_clean_stream_is_held_back_at_most_the_window() {
+    let m = matcher(RULES, Direction::Response);
+    let mut window = Window::default();
+    let text = "plain words only ".repeat(40);
+    let mut released = 0;
+    for piece in split_at(&text, &(1..text.len()).step_by(7).collect::<Vec<_>>()) {
+        if let Released::Text(t) = window.push(&m, piece, false) {
+            released += t.len();
+        }
+    }
+    assert!(
+        text.len() - released <= m.window,
+        "held {} > window {}",
+        text.len() - released,
+        m.window
+    );
+}
