@@ -67,12 +67,16 @@ enum Command {
         /// Address of the OpenAI-compatible API.
         #[arg(long, default_value = "0.0.0.0:12000", env = "MODELGATE_LISTEN")]
         listen: SocketAddr,
-        /// Address of /healthz, /readyz and /metrics.
+        /// Address of /healthz, /readyz, /metrics and /debug/targets.
         #[arg(long, default_value = "0.0.0.0:12001", env = "MODELGATE_ADMIN_LISTEN")]
         admin_listen: SocketAddr,
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES, env = "MODELGATE_MAX_BODY_BYTES")]
         max_body_bytes: usize,
+        /// Leave out the `x-modelgate-target: <provider>/<model>` response header, which
+        /// names the target that served each response.
+        #[arg(long, env = "MODELGATE_NO_TARGET_HEADER")]
+        no_target_header: bool,
     },
     /// Validate LLMProviders and ModelAliases in the cluster, write their status and publish
     /// their compiled routes for the gateways.
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             max_body_bytes,
+            no_target_header,
         } => {
             let runtime = match runtime() {
                 Ok(runtime) => runtime,
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
                 listen,
                 admin_listen,
                 max_body_bytes,
+                target_header: !no_target_header,
             };
             runtime.block_on(async move {
                 let running = match gateway::start(options.clone()).await {

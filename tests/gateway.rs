@@ -489,6 +489,7 @@ async fn startup_fails_listing_every_problem() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,
+        target_header: true,
     };
     let error = match modelgate::gateway::start(options).await {
         Ok(_) => panic!("a broken config must not start"),

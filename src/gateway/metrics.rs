@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use super::resilience::Counters;
+
 /// Seconds: 1 ms to 2 min.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -146,6 +148,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Tries, fallbacks and ejections.
+    pub resilience: Counters,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -205,6 +209,7 @@ impl Metrics {
             "Errors in the current configuration",
             config_errors.clone(),
         );
+        let resilience = Counters::new(&mut registry);
         Metrics {
             registry,
             requests,
@@ -216,6 +221,7 @@ impl Metrics {
             reloads,
             routes,
             config_errors,
+            resilience,
             seen: Mutex::default(),
         }
     }
@@ -253,6 +259,7 @@ impl Metrics {
             first_chunk: self.first_chunk.get_or_create_owned(&labels),
             tokens_in: tokens(Direction::input),
             tokens_out: tokens(Direction::output),
+            attempt_ok: self.resilience.attempt(alias, provider, None),
         }
     }
 
@@ -265,6 +272,11 @@ impl Metrics {
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let gone: Vec<(String, String)> = self.seen().iter().filter(|(a, p)| !keep(a, p)).cloned().collect();
         for (alias, provider) in gone {
+            let alias_gone = !self
+                .seen()
+                .iter()
+                .any(|(a, p)| *a == alias && *p != provider && keep(a, p));
+            self.resilience.forget(&alias, &provider, alias_gone);
             for endpoint in Endpoint::ALL {
                 let labels = RouteLabels {
                     alias: alias.clone(),
@@ -328,6 +340,8 @@ pub struct RouteMetrics {
     pub first_chunk: Histogram,
     pub tokens_in: Counter,
     pub tokens_out: Counter,
+    /// `modelgate_attempts_total{outcome="success"}`.
+    pub attempt_ok: Counter,
 }
 
 impl RouteMetrics {

@@ -11,6 +11,7 @@ pub mod metrics;
 mod mock;
 pub mod providers;
 mod proxy;
+pub mod resilience;
 pub mod standalone;
 pub mod surfaces;
 mod upstream;
@@ -45,6 +46,12 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    /// Per-target state (in flight, failures, ejections) that outlives table swaps.
+    pub targets: resilience::Registry,
+    /// The retry budget of this replica.
+    pub budget: resilience::RetryBudget,
+    /// Whether responses carry `x-modelgate-target`.
+    pub target_header: bool,
     ready: AtomicBool,
 }
 
@@ -55,6 +62,9 @@ impl Shared {
             metrics: Metrics::new(),
             clients: ClientPool::default(),
             max_body_bytes,
+            targets: resilience::Registry::default(),
+            budget: resilience::RetryBudget::default(),
+            target_header: true,
             ready: AtomicBool::new(false),
         }
     }
@@ -64,9 +74,10 @@ impl Shared {
         self.metrics.retain(|alias, provider| {
             live.routes
                 .get(alias)
-                .is_some_and(|r| r.targets.iter().any(|t| &*t.upstream.name == provider))
+                .is_some_and(|r| r.all_targets().any(|t| &*t.upstream.name == provider))
         });
         self.live.store(Arc::new(live));
+        self.targets.prune();
         self.metrics.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
         self.metrics
             .config_errors
@@ -85,6 +96,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/debug/targets", get(debug_targets))
         .with_state(shared)
 }
 
@@ -118,6 +130,11 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     response
 }
 
+async fn debug_targets(State(shared): State<Arc<Shared>>) -> Response {
+    let body = resilience::debug::targets_json(&shared.targets);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// How often [`anchor_timers`] wakes.
 const TIMER_ANCHOR: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -143,6 +160,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Whether responses name the target that served them (`x-modelgate-target`).
+    pub target_header: bool,
 }
 
 /// Errors that stop the gateway.
@@ -202,7 +221,9 @@ impl Drop for Running {
 /// Loads the routing table (from files, failing with every problem listed, or from the
 /// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
-    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    let mut shared = Shared::new(options.max_body_bytes);
+    shared.target_header = options.target_header;
+    let shared = Arc::new(shared);
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
         let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;
@@ -210,7 +231,7 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
         Box::new(AbortOnDrop(task))
     } else {
         let table = standalone::initial(&options.config)?;
-        let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
+        let live = prepare(&table, &shared.clients, &shared.targets).map_err(standalone::StartupError::from)?;
         shared.install(live, table.routes.len(), 0);
         Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
     };

@@ -1,6 +1,6 @@
-//! The request path: read the body, find the alias's route and pick a target (*route*), then
-//! hand the request to the target provider's adapter (*call*, in `providers`). Errors come
-//! back in the envelope of the API the client called (`surfaces`).
+//! The request path: read the body and find the alias's route (*route*), then hand it to the
+//! *resilience* stage, which picks targets and calls their providers' adapters (`providers`).
+//! Errors come back in the envelope of the API the client called (`surfaces`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::body::probe;
 use super::error::ApiError;
 use super::metrics::Endpoint;
-use super::providers::{self, Call, Failed};
+use super::providers::Failed;
+use super::resilience::{self, Request};
 use super::surfaces::{self, Envelope};
 use super::Shared;
 
@@ -48,25 +49,15 @@ async fn serve(
     if let Some(why) = &route.disabled {
         return Err(reject(ApiError::model_disabled(&route.alias, why)));
     }
-    let target = route
-        .pick(fastrand::f64())
-        .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
-    let metrics = target
-        .metrics
-        .get(&shared.metrics, &route.alias, &target.upstream.name, endpoint)
-        .clone();
-    let call = Call {
+    let request = Request {
         endpoint,
         body: &bytes,
         model_span: probed.model_span,
         stream: probed.stream,
         headers,
-        alias: &route.alias,
-        target,
-        metrics,
         started,
     };
-    providers::call(&call).await
+    resilience::serve(shared, route, &request).await
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {

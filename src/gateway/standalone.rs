@@ -75,7 +75,7 @@ pub fn reload(shared: &Shared, paths: &[PathBuf], current: &mut RoutingTable) {
         shared.metrics.reloaded(ReloadResult::rejected);
         return;
     }
-    let live = match prepare(&compiled.table, &shared.clients) {
+    let live = match prepare(&compiled.table, &shared.clients, &shared.targets) {
         Ok(live) => live,
         Err(e) => {
             tracing::error!("configuration reload rejected: {e}");

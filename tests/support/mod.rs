@@ -264,6 +264,7 @@ pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Ru
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,
+        target_header: true,
     };
     gateway::start(options)
         .await

@@ -1,0 +1,186 @@
+//! The *resilience* stage, between route (`proxy`) and call (`providers`): which target serves
+//! a request, and what happens when it fails.
+//!
+//! - [`balance`]: load balancing within a tier, skipping targets out of rotation;
+//! - [`attempt`]: the attempt loop — retries with backoff and a budget, fallback tiers by
+//!   failure class, deadlines;
+//! - [`commit`] and [`detect`]: the commit point — a try is the client's only once its first
+//!   content arrives, so a failure before it is replaced invisibly;
+//! - [`targets`]: per-target state shared by every alias in the replica (in flight, failures,
+//!   ejection, `Retry-After` holds), kept across table swaps;
+//! - [`budget`]: the retry budget and backoff; [`counters`]: metrics; [`debug`]: the admin
+//!   port's view of target state.
+//!
+//! Routes without a policy take the plain path: one pick, one call, no inspection of the
+//! answer. A guard stage can run before [`serve`], and a response guard can wrap the body it
+//! returns.
+
+mod attempt;
+mod balance;
+mod budget;
+mod commit;
+mod counters;
+pub mod debug;
+mod detect;
+mod targets;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Response};
+
+pub use attempt::{Caller, Env};
+pub use balance::{cumulative, LiveTier};
+pub use budget::RetryBudget;
+pub use commit::{Committed, Delivered};
+pub use counters::Counters;
+pub use detect::Surface;
+pub use targets::{InFlight, Registry, TargetState};
+
+use super::error::ApiError;
+use super::live::{LiveRoute, LiveTarget};
+use super::metrics::Endpoint;
+use super::providers::{self, Call, Failed};
+use super::Shared;
+use crate::compiler::RoutePolicy;
+
+/// The header naming the target that served a response.
+pub const TARGET_HEADER: HeaderName = HeaderName::from_static("x-modelgate-target");
+
+/// A route's tiers and policy, prepared for serving.
+pub struct Resilience {
+    /// Tier 0 is the alias's own targets; then the fallbacks in order.
+    pub tiers: Vec<LiveTier>,
+    pub policy: RoutePolicy,
+}
+
+/// A routed request, as the call stage needs it.
+pub struct Request<'a> {
+    pub endpoint: Endpoint,
+    /// The client's body, exactly as received (re-sent as is by every try).
+    pub body: &'a Bytes,
+    pub model_span: (usize, usize),
+    pub stream: bool,
+    pub headers: &'a HeaderMap,
+    pub started: StdInstant,
+}
+
+/// Serves a routed request through the route's targets.
+pub async fn serve(shared: &Shared, route: &LiveRoute, request: &Request<'_>) -> Result<Response<Body>, Failed> {
+    let surface = Surface::of(request.endpoint, request.stream);
+    let Some(plan) = route.resilience.as_deref() else {
+        return plain(shared, route, request, surface).await;
+    };
+    let env = Env {
+        alias: &route.alias,
+        endpoint: request.endpoint,
+        metrics: &shared.metrics,
+        budget: &shared.budget,
+        clock: shared.targets.clock(),
+    };
+    let caller = Live {
+        shared,
+        alias: &route.alias,
+        request,
+        surface,
+    };
+    let served = attempt::run(&env, plan, &caller).await?;
+    let Committed { parts, held, rest } = served.committed;
+    let body = Delivered::new(held, rest, surface, Some(served.in_flight)).until(served.deadline);
+    Ok(respond(shared, parts, body, served.target))
+}
+
+/// One pick and one call: routes without a policy.
+async fn plain(
+    shared: &Shared,
+    route: &LiveRoute,
+    request: &Request<'_>,
+    surface: Surface,
+) -> Result<Response<Body>, Failed> {
+    let Some(target) = route.pick(fastrand::f64()) else {
+        shared.metrics.rejected("no_provider");
+        return Err(Failed::Request(ApiError::no_provider(&route.alias)));
+    };
+    let in_flight = InFlight::new(&target.state);
+    let metrics = target
+        .metrics
+        .get(&shared.metrics, &route.alias, &target.upstream.name, request.endpoint);
+    let call = call_of(request, &route.alias, target, metrics.clone());
+    match providers::call(&call).await {
+        Ok(response) => {
+            metrics.attempt_ok.inc();
+            target.state.record_success();
+            let (parts, rest) = response.into_parts();
+            let body = Delivered::new(Vec::new(), rest, surface, Some(in_flight));
+            Ok(respond(shared, parts, body, target))
+        }
+        Err(Failed::Upstream(failure)) => {
+            let class = failure.error.class;
+            let provider = &target.upstream.name;
+            shared
+                .metrics
+                .resilience
+                .attempt(&route.alias, provider, Some(class))
+                .inc();
+            target.state.record_failure(class, failure.error.retry_after, None);
+            Err(Failed::Upstream(failure))
+        }
+        Err(failed) => Err(failed),
+    }
+}
+
+fn call_of<'a>(
+    request: &'a Request<'a>,
+    alias: &'a str,
+    target: &'a LiveTarget,
+    metrics: Arc<super::metrics::RouteMetrics>,
+) -> Call<'a> {
+    Call {
+        endpoint: request.endpoint,
+        body: request.body,
+        model_span: request.model_span,
+        stream: request.stream,
+        headers: request.headers,
+        alias,
+        target,
+        metrics,
+        started: request.started,
+    }
+}
+
+fn respond(shared: &Shared, mut parts: http::response::Parts, body: Delivered, target: &LiveTarget) -> Response<Body> {
+    if shared.target_header {
+        parts.headers.insert(TARGET_HEADER, target.served_by.clone());
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Tries against real providers.
+struct Live<'a> {
+    shared: &'a Shared,
+    alias: &'a str,
+    request: &'a Request<'a>,
+    surface: Surface,
+}
+
+impl Caller for Live<'_> {
+    async fn attempt(&self, target: &LiveTarget) -> Result<Committed, Failed> {
+        let metrics = target
+            .metrics
+            .get(
+                &self.shared.metrics,
+                self.alias,
+                &target.upstream.name,
+                self.request.endpoint,
+            )
+            .clone();
+        let call = call_of(self.request, self.alias, target, metrics);
+        let response = providers::call(&call).await?;
+        commit::until_content(response, self.surface).await
+    }
+}
