@@ -88,7 +88,15 @@ pub async fn run<'t, C: Caller>(env: &Env<'_>, plan: &'t Resilience, caller: &C)
             let target = match tier.pick(policy.load_balancing, env.clock.at(now), fastrand::f64()) {
                 Pick::Ready(target) => target,
                 Pick::Empty => break,
-                Pick::Out(target, out) if out.kind == OutKind::Ejected => target,
+                // Every target is ejected: a later tier that takes the failure, else the one
+                // ejected longest ago rather than nothing.
+                Pick::Out(target, out) if out.kind == OutKind::Ejected => {
+                    if plan.tiers[index + 1..].iter().any(|t| accepts(&t.on, out.reason)) {
+                        last = Some(ejected(tier, out.reason));
+                        break;
+                    }
+                    target
+                }
                 Pick::Out(target, out) => {
                     // Every target asked us to wait: wait when that fits the deadline, else
                     // the next tier at once.
@@ -181,6 +189,25 @@ fn timed_out(target: &LiveTarget, first_token: bool, plan: &Resilience) -> Faile
     );
     error.code = Some("upstream_timeout".to_string());
     super::commit::failure(error)
+}
+
+/// Every target of a tier is ejected.
+fn ejected(tier: &super::LiveTier, reason: FailureClass) -> Box<UpstreamFailure> {
+    let mut error = UpstreamError::new(
+        reason,
+        super::detect::status_of(reason),
+        format!(
+            "Every target of '{}' is ejected after failing repeatedly ({}).",
+            tier.via,
+            reason.as_str()
+        ),
+    );
+    error.code = Some("upstream_ejected".to_string());
+    Box::new(UpstreamFailure {
+        error,
+        raw: None,
+        headers: HeaderMap::new(),
+    })
 }
 
 /// Every target of a tier is held by `Retry-After` beyond the deadline.

@@ -21,6 +21,7 @@ use super::detect::{Detector, Seen, Surface};
 use super::targets::InFlight;
 use crate::gateway::providers::{Failed, UpstreamFailure};
 use crate::gateway::surfaces::anthropic_error_json;
+use crate::gateway::upstream::BodyError;
 use crate::llm::openai::error_json;
 use crate::llm::{FailureClass, UpstreamError};
 
@@ -61,10 +62,9 @@ pub async fn until_content(response: Response<Body>, surface: Surface) -> Result
         let frame = match rest.frame().await {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
-                return Err(failure(UpstreamError::new(
-                    FailureClass::Unreachable,
-                    502,
-                    format!("the provider's answer broke off before any content: {e}"),
+                return Err(failure(broke_off(
+                    &e,
+                    "the provider's answer broke off before any content",
                 )))
             }
             None => {
@@ -91,6 +91,27 @@ pub async fn until_content(response: Response<Body>, surface: Surface) -> Result
             Seen::Failed(error) => return Err(failure(error)),
         }
     }
+}
+
+/// An upstream body that failed: silent past its idle or request timeout (`timeout`), or cut
+/// (`unreachable`).
+fn broke_off(error: &axum::Error, what: &str) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut timed_out = false;
+    while let Some(cause) = source {
+        if let Some(body) = cause.downcast_ref::<BodyError>() {
+            timed_out = matches!(body, BodyError::Idle | BodyError::Deadline);
+            break;
+        }
+        source = cause.source();
+    }
+    let (class, status, code) = match timed_out {
+        true => (FailureClass::Timeout, 504, "upstream_timeout"),
+        false => (FailureClass::Unreachable, 502, "upstream_unreachable"),
+    };
+    let mut error = UpstreamError::new(class, status, format!("{what}: {error}"));
+    error.code = Some(code.to_string());
+    error
 }
 
 /// A failure found by the commit point (the upstream answered 200 first).
@@ -188,11 +209,7 @@ impl http_body::Body for Delivered {
         match Pin::new(&mut this.rest).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) if this.surface.is_stream() => {
                 tracing::warn!(error = %e, "a stream broke off after content reached the client");
-                let error = UpstreamError::new(
-                    FailureClass::Unreachable,
-                    502,
-                    format!("the provider's stream broke off: {e}"),
-                );
+                let error = broke_off(&e, "the provider's stream broke off");
                 this.fail(&error)
             }
             Poll::Ready(None) => {

@@ -230,16 +230,20 @@ pub fn error_event(data: &str) -> UpstreamError {
     } else {
         FailureClass::ServerError
     };
-    let status = match class {
+    let mut error = UpstreamError::new(class, status_of(class), message);
+    error.code = (!code.is_empty()).then(|| code.to_string());
+    error
+}
+
+/// The status a failure class answers with when the upstream sent none of its own.
+pub fn status_of(class: FailureClass) -> u16 {
+    match class {
         FailureClass::RateLimited => 429,
         FailureClass::Overloaded => 503,
         FailureClass::Timeout => 504,
         FailureClass::ContextWindowExceeded | FailureClass::ClientError => 400,
         _ => 502,
-    };
-    let mut error = UpstreamError::new(class, status, message);
-    error.code = (!code.is_empty()).then(|| code.to_string());
-    error
+    }
 }
 
 #[cfg(test)]

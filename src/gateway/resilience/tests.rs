@@ -483,3 +483,23 @@ async fn least_connections_picks_the_target_with_fewest_requests_in_flight() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tier_whose_targets_are_all_ejected_is_skipped_when_a_later_tier_takes_the_failure() {
+    let f = fixture(
+        &[(ONE_A, &[]), (ONE_B, &[C::ServerError])],
+        RoutePolicy {
+            outlier: outlier(1),
+            ..RoutePolicy::default()
+        },
+    );
+    let script = Script::new(&[("a", &[Step::Fail(500, None)]), ("b", &[Step::Ok])]);
+    for _ in 0..3 {
+        assert_eq!(f.serve(&script).await, Ok("b".to_string()));
+    }
+    assert_eq!(script.tries(), ["a", "b", "b", "b"]);
+    assert_eq!(
+        f.metric("modelgate_fallbacks_total{alias=\"alias\",reason=\"serverError\"}"),
+        3.0
+    );
+}
