@@ -565,9 +565,6 @@ async fn the_target_header_is_on_by_default_and_a_gateway_flag_turns_it_off() {
 #[tokio::test]
 #[ignore = "needs the openai Python package: tests/all.sh installs it and runs this"]
 async fn the_official_openai_client_sees_fallbacks_as_plain_answers_and_errors_in_its_own_types() {
-    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
-        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
-    });
     let broken = FaultUpstream::start("broken", &[Fault::Status(500, SERVER_ERROR, None)]).await;
     let resets = FaultUpstream::start("resets", &[Fault::ResetBeforeContent]).await;
     let cut = FaultUpstream::start("cut", &[Fault::ResetAfterContent]).await;
@@ -582,26 +579,7 @@ async fn the_official_openai_client_sees_fallbacks_as_plain_answers_and_errors_i
             + &alias("down", "{target: broken/m1, retry: {attempts: 1, backoff: 1ms}}")),
     )
     .await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/resilience_client.py");
-    let output = tokio::process::Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            script.to_str().expect("path"),
-        ])
-        .env("MODELGATE_BASE_URL", format!("http://{}/v1", gw.addr))
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = support::pytest("tests/python/resilience_client.py", &format!("http://{}/v1", gw.addr)).await;
     assert!(stdout.contains("5 passed"), "{stdout}");
     assert_eq!(
         good.count(),

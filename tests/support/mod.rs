@@ -343,3 +343,33 @@ pub fn chat(model: &str) -> String {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there"}], "temperature": 0.2})
         .to_string()
 }
+
+/// Runs pytest on `path` (relative to the repository) with the virtualenv tests/all.sh made,
+/// against the gateway at `base_url`; fails the test with pytest's output unless every test
+/// passed, and returns that output.
+pub async fn pytest(path: &str, base_url: &str) -> String {
+    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
+        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
+    });
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let output = tokio::process::Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            target.to_str().expect("path"),
+        ])
+        .env("MODELGATE_BASE_URL", base_url)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the Python client tests failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
