@@ -587,3 +587,35 @@ async fn the_official_openai_client_sees_fallbacks_as_plain_answers_and_errors_i
         "two fallbacks, streamed and not, and one stream replaced before content"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_is_not_a_failure_of_the_target() {
+    let alpha = FaultUpstream::start("alpha", &[Fault::Stall]).await;
+    let (_c, gw) = gateway(
+        &[&alpha],
+        &alias("chat", "{target: alpha/m1, outlierDetection: {consecutiveFailures: 1}}"),
+    )
+    .await;
+    for stream in [true, false] {
+        let body = serde_json::json!({"model": "chat", "stream": stream, "messages": []}).to_string();
+        let gave_up = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", gw.addr))
+            .timeout(Duration::from_millis(300))
+            .body(body)
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "the client gave up waiting");
+        eventually(Duration::from_secs(5), "the abandoned request to leave", || async {
+            (target(&gw, "default/alpha", "m1").await["inFlight"] == 0).then_some(())
+        })
+        .await;
+    }
+    let alpha_state = target(&gw, "default/alpha", "m1").await;
+    assert_eq!(alpha_state["state"], "inRotation", "{alpha_state}");
+    assert_eq!(alpha_state["consecutiveFailures"], 0, "{alpha_state}");
+    let (_, metrics) = get(gw.admin_addr, "/metrics").await;
+    assert!(
+        !metrics.contains("outcome=\"timeout\"") && !metrics.contains("outcome=\"unreachable\""),
+        "{metrics}"
+    );
+}
