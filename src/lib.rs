@@ -5,6 +5,7 @@ pub mod compiler;
 pub mod controller;
 pub mod crd;
 pub mod gateway;
+pub mod keys;
 pub mod kubernetes;
 pub mod llm;
 pub mod manifest;

@@ -71,13 +71,20 @@ pub fn validate(paths: &[PathBuf], check_keys: bool) -> Validation {
         secrets: &manifests.secrets,
         check_keys,
     };
-    let compiled = compile(&Inputs {
+    let mut compiled = compile(&Inputs {
         providers: &manifests.providers,
         aliases: &manifests.aliases,
         credentials: &credentials,
         unreadable: &manifests.unreadable,
         previous: None,
     });
+    compiled.add_access(
+        &manifests.teams,
+        &manifests.groups,
+        &manifests.api_keys,
+        &manifests.aliases,
+        crate::compiler::tenancy::Membership::Spec,
+    );
     Validation {
         lines: report::lines(&manifests, &compiled.diagnostics),
         providers: manifests.providers.len(),

@@ -9,9 +9,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use faults::*;
+use modelgate::gateway::tenancy::{AuthMode, TenancyOptions};
 use modelgate::gateway::Running;
 use serde_json::Value;
-use support::{alias, eventually, get, metric, start_gateway, ConfigDir};
+use support::{alias, eventually, get, key_secret, metric, start_gateway, start_gateway_tenancy, ConfigDir};
 
 async fn gateway(upstreams: &[&FaultUpstream], aliases: &str) -> (ConfigDir, Running) {
     let config = ConfigDir::new();
@@ -555,6 +556,9 @@ async fn the_target_header_is_on_by_default_and_a_gateway_flag_turns_it_off() {
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: modelgate::gateway::DEFAULT_MAX_BODY_BYTES,
         target_header: false,
+        egress: Default::default(),
+        server: Default::default(),
+        tenancy: Default::default(),
     })
     .await
     .expect("start");
@@ -617,5 +621,105 @@ async fn a_client_that_hangs_up_is_not_a_failure_of_the_target() {
     assert!(
         !metrics.contains("outcome=\"timeout\"") && !metrics.contains("outcome=\"unreachable\""),
         "{metrics}"
+    );
+}
+
+/// A team's usage as the admin port's read API reports it.
+async fn team_usage(gateway: &Running, team: &str) -> Value {
+    let (status, text) = get(gateway.admin_addr, &format!("/api/teams/{team}")).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str::<Value>(&text).expect("json")["usage"].clone()
+}
+
+#[tokio::test]
+async fn a_retried_or_fallen_back_request_is_charged_to_its_team_once_with_the_usage_of_the_try_that_served() {
+    const KEY: &str = "mg-resilient-team-key-1";
+    // Non-streamed: a 500, then the retry answers. Streamed: a reset and an error event before
+    // content at alpha, then beta answers. Then alpha answers at once.
+    let alpha = FaultUpstream::start(
+        "alpha",
+        &[
+            Fault::Status(500, SERVER_ERROR, None),
+            Fault::Ok,
+            Fault::ResetBeforeContent,
+            Fault::ErrorEventBeforeContent,
+            Fault::Ok,
+        ],
+    )
+    .await;
+    let beta = FaultUpstream::start("beta", &[Fault::Ok]).await;
+    let config = ConfigDir::new();
+    let pricing = "pricing: {inputPerMillionTokens: \"1.00\", outputPerMillionTokens: \"2.00\"}";
+    config.write(
+        "c.yaml",
+        &(alpha.provider()
+            + &beta.provider()
+            + &alias(
+                "chat",
+                &format!("{{target: alpha/m1, {pricing}, retry: {{attempts: 1, \"on\": [serverError, unreachable], backoff: 1ms}}, fallbacks: [{{target: beta/m2, \"on\": [any]}}]}}"),
+            )
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: AccessGroup\nmetadata: {name: chat}\nspec: {aliases: [chat]}\n"
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: apps}\nspec: {accessGroups: [chat], limits: {requestsPerMinute: 100, maxParallelRequests: 1}, credits: {allocated: \"1.00\", currency: USD, period: Monthly}}\n"
+            + &key_secret("apps-key", "apps", KEY)),
+    );
+    let gateway = start_gateway_tenancy(
+        &config,
+        TenancyOptions {
+            auth: AuthMode::ApiKey,
+            ..TenancyOptions::default()
+        },
+    )
+    .await;
+    let send = |stream: bool| {
+        let mut body = serde_json::json!({"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "hello there"}]});
+        if stream {
+            body["stream_options"] = serde_json::json!({"include_usage": true});
+        }
+        support::client()
+            .post(format!("http://{}/v1/chat/completions", gateway.addr))
+            .bearer_auth(KEY)
+            .body(body.to_string())
+            .send()
+    };
+
+    // Each try costs 9 × 1.00 + 4 × 2.00 per million = 17 micro-dollars; only served tries count.
+    for (n, stream, served_by) in [(1, false, "alpha/m1"), (2, true, "beta/m2")] {
+        let response = send(stream).await.expect("answer");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-modelgate-target"], served_by);
+        assert!(
+            response.headers().contains_key("x-ratelimit-remaining-requests"),
+            "the team's limits are announced on the try that served: {:?}",
+            response.headers()
+        );
+        let text = response.text().await.expect("body");
+        assert!(text.contains(served_by.split('/').next().unwrap_or_default()), "{text}");
+        let usage = eventually(Duration::from_secs(5), "the request to be settled", || async {
+            let usage = team_usage(&gateway, "apps").await;
+            (usage["requests"] == n).then_some(usage)
+        })
+        .await;
+        assert_eq!(
+            (&usage["prompt_tokens"], &usage["completion_tokens"], &usage["cost_usd"]),
+            (
+                &serde_json::json!(9 * n),
+                &serde_json::json!(4 * n),
+                &serde_json::json!(format!("0.0000{}", 17 * n))
+            ),
+            "{usage}"
+        );
+    }
+    assert_eq!((alpha.count(), beta.count()), (4, 1), "two tries at alpha per request");
+    // Nothing left counted in flight: the one parallel request allowed is free again.
+    assert_eq!(send(false).await.expect("answer").status(), 200);
+    let usage = eventually(Duration::from_secs(5), "the third request to be settled", || async {
+        let usage = team_usage(&gateway, "apps").await;
+        (usage["requests"] == 3).then_some(usage)
+    })
+    .await;
+    assert_eq!(
+        (&usage["prompt_tokens"], &usage["cost_usd"]),
+        (&serde_json::json!(27), &serde_json::json!("0.000051")),
+        "{usage}"
     );
 }

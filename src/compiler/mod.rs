@@ -5,14 +5,17 @@
 //! environment) comes in through [`Credentials`], and the last accepted table through
 //! [`Inputs::previous`].
 
+pub mod address;
 mod aliases;
 mod credentials;
 mod diagnostic;
+mod egress;
 mod fallbacks;
 mod providers;
 mod routing_rules;
 pub mod rules;
 mod table;
+pub mod tenancy;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -51,9 +54,40 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// Sorted by object, then errors before warnings, then field.
     pub diagnostics: Vec<Diagnostic>,
+    /// Teams, access groups and keys (empty until [`Compiled::add_access`]).
+    pub access: tenancy::AccessTable,
 }
 
 impl Compiled {
+    /// Compiles teams, access groups and API keys against this routing table, adding their
+    /// diagnostics in order.
+    pub fn add_access<T, G, A>(
+        &mut self,
+        teams: &[T],
+        groups: &[G],
+        keys: &[tenancy::ApiKeySecret],
+        aliases: &[A],
+        membership: tenancy::Membership,
+    ) where
+        T: Borrow<crate::crd::Team>,
+        G: Borrow<crate::crd::AccessGroup>,
+        A: Borrow<ModelAlias>,
+    {
+        self.access = tenancy::compile_access(
+            &tenancy::AccessInputs {
+                teams,
+                groups,
+                keys,
+                aliases,
+                table: &self.table,
+                membership,
+            },
+            &mut self.diagnostics,
+        );
+        self.diagnostics
+            .sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
+    }
+
     /// Whether any object has an error (warnings do not count).
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -122,6 +156,7 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
             stale: None,
             created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
             extras: extras.clone(),
+            pricing: effective_pricing(&entries, &owners, i),
         };
         match outcome {
             Ok(flat) => {
@@ -162,7 +197,28 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
     }
 
     diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
-    Compiled { table, diagnostics }
+    Compiled {
+        table,
+        diagnostics,
+        access: Default::default(),
+    }
+}
+
+/// The price of alias `i`: its own `spec.pricing`, else that of the alias its single
+/// `target` names (followed along a chain), else none.
+fn effective_pricing(
+    entries: &[aliases::AliasEntry<'_>],
+    owners: &HashMap<String, usize>,
+    mut i: usize,
+) -> Option<(crate::crd::Pricing, tenancy::Price)> {
+    for _ in 0..aliases::MAX_CHAIN {
+        let spec = &entries[i].alias.spec;
+        if let Some(pricing) = &spec.pricing {
+            return Some((pricing.clone(), tenancy::Price::parse(pricing).ok()?));
+        }
+        i = *owners.get(spec.target.as_deref()?)?;
+    }
+    None
 }
 
 /// The fallbacks, policy and guardrails of a route; `None` when the spec sets none of them.

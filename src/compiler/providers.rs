@@ -90,7 +90,7 @@ fn compile_provider(
     let models = spec.models.clone().unwrap_or_default();
     let errors_before = out.len();
     check_provider_spec(object, spec, out);
-    if let Some(first) = out[errors_before..].first() {
+    if let Some(first) = out[errors_before..].iter().find(|d| d.is_error()) {
         return ProviderInfo {
             endpoint: Err(format!("its spec is invalid ({}: {})", first.field, first.message)),
             models,

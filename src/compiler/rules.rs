@@ -87,6 +87,9 @@ pub fn split_target(target: &str) -> Option<(&str, &str)> {
 
 /// Field-level rules of a ModelAlias spec.
 pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec<Diagnostic>) {
+    if let Some(Err((field, message))) = spec.pricing.as_ref().map(super::tenancy::Price::parse) {
+        out.push(Diagnostic::error(object, field, Reason::InvalidSpec, message));
+    }
     if let Some(alias) = &spec.alias {
         if let Err(message) = check_alias_name(alias) {
             out.push(Diagnostic::error(object, "spec.alias", Reason::InvalidSpec, message));
@@ -285,11 +288,10 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
             Reason::InvalidSpec,
             "a mock provider answers locally: remove baseUrl or choose another type",
         )),
-        (_, Some(url)) => {
-            if let Err(message) = check_base_url(url) {
-                out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message));
-            }
-        }
+        (_, Some(url)) => match check_base_url(url) {
+            Err(message) => out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message)),
+            Ok(()) => super::egress::warn_about_host(object, url, out),
+        },
         _ => {}
     }
     check_type_settings(object, spec, out);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::diagnostic::ObjectKey;
 use super::rules::parse_duration;
+use super::tenancy::Price;
 use crate::crd::{
     AliasTimeouts, FailureCondition, Guardrails, LoadBalancing, OutlierDetection, ProviderType, ResolvedFallback,
     ResolvedPolicy, Retry,
@@ -52,6 +53,9 @@ pub struct Route {
     pub stale: Option<String>,
     /// When the ModelAlias was created (Unix seconds), for `created` in `/v1/models`.
     pub created: Option<i64>,
+    /// What a call costs a Team (`spec.pricing`, or that of the one alias it routes to),
+    /// as written and as parsed.
+    pub pricing: Option<(crate::crd::Pricing, Price)>,
     /// Fallbacks, policy and guardrails; boxed, so the many routes without them stay small.
     pub extras: Option<Box<RouteExtras>>,
 }
@@ -247,6 +251,7 @@ impl Route {
                 .collect(),
             policy: self.extras.as_ref().and_then(|e| e.policy.to_resolved()),
             guardrails: self.extras.as_ref().and_then(|e| e.guardrails.clone()),
+            pricing: self.pricing.as_ref().map(|(pricing, _)| pricing.into()),
         }
     }
 
@@ -269,6 +274,11 @@ impl Route {
             stale: None,
             created,
             extras: extras_from_resolved(resolved),
+            pricing: resolved.pricing.as_ref().and_then(|p| {
+                let pricing = crate::crd::Pricing::from(p);
+                let price = Price::parse(&pricing).ok()?;
+                Some((pricing, price))
+            }),
         }
     }
 }

@@ -32,20 +32,26 @@ use super::routing::{AliasTimeouts, FailureCondition, Fallback, LoadBalancing, O
     printcolumn(
         name = "Target",
         type_ = "string",
-        json_path = ".spec.target",
-        description = "Single target (empty for a weighted split)"
+        json_path = ".status.target",
+        description = "What it routes to: spec.target, or the weighted split of spec.targets"
     ),
     printcolumn(
         name = "Active",
         type_ = "boolean",
-        json_path = ".spec.active",
-        description = "false disables the alias (empty means true)"
+        json_path = ".status.resolved.active",
+        description = "Whether requests are served (false: 403 model_disabled, by its own spec.active or an alias it routes through)"
     ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Whether the gateway serves this alias"
+        description = "Whether the controller accepted the current generation and published its route"
+    ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every running gateway serves the current generation"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -119,6 +125,12 @@ pub struct ModelAliasSpec {
     /// Size and output caps, content rules and a classifier webhook, checked by the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<Guardrails>,
+
+    /// What a call through this alias costs a Team, in US dollars per million tokens
+    /// (decimal strings). Without it, an alias that routes to exactly one other alias costs
+    /// what that alias costs; otherwise calls are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 const TARGET_MESSAGE: &str =
@@ -156,8 +168,10 @@ pub struct ModelAliasStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Accepted` (spec valid, no name conflict), `ResolvedRefs` (every target reaches a
-    /// provider with its key), `Ready` (served by the gateway), and `Stalled` when only an edit
-    /// can help.
+    /// provider with its key), `Ready` (accepted and published for the gateways),
+    /// `Reconciling` while it waits for an object it refers to, `Stalled` when only an edit can
+    /// help or what it waited for did not come, and `Programmed` (every running gateway serves
+    /// the current generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -165,6 +179,14 @@ pub struct ModelAliasStatus {
     /// later generation is invalid, so gateways keep serving the last good route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<ResolvedRoute>,
+    /// What the alias routes to, as its spec says: `spec.target`, or a weighted split as
+    /// `a 80%, b 20%`. Shown by `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Calls through this alias since the usage store was created, summed over every gateway
+    /// replica (updated at most every 30 s, and only when it changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Usage>,
 }
 
 /// A compiled route: the concrete provider models an alias sends traffic to.
@@ -187,6 +209,10 @@ pub struct ResolvedRoute {
     pub description: Option<String>,
     /// Concrete targets with their effective share of traffic.
     pub targets: Vec<ResolvedTarget>,
+    /// The price the gateways charge for a call, as accepted by the controller (the alias's
+    /// own `spec.pricing`, or the one of the single alias it routes to). Absent: free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::PublishedPricing>,
     /// Fallback tiers in the order they are tried, compiled to concrete targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<ResolvedFallback>,

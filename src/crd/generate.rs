@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{LLMProvider, ModelAlias};
+use super::{AccessGroup, GatewayReplica, LLMProvider, ModelAlias, Team};
 
 /// One generated CRD file: its file name under `crds/` and its YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,13 @@ pub struct CrdFile {
 }
 
 /// The CRDs with the file name each is committed under.
-pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 2] {
+pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 5] {
     [
+        ("gatewayreplica.yaml", finish(GatewayReplica::crd())),
         ("llmprovider.yaml", finish(LLMProvider::crd())),
         ("modelalias.yaml", finish(ModelAlias::crd())),
+        ("accessgroup.yaml", finish(AccessGroup::crd())),
+        ("team.yaml", finish(Team::crd())),
     ]
 }
 
@@ -70,7 +73,10 @@ fn quote_yaml11_booleans(yaml: &str) -> String {
 ///   apiserver drops an explicit `null` instead of storing it, so `has(self.field)` in the CEL
 ///   rules means "the user set a value", and `field: null` behaves like an absent field;
 /// - turns the formats Kubernetes does not know (`uint32`, `uint64`) into `int32`/`int64`
-///   (the ranges are already in `minimum`/`maximum`), so installing the CRDs prints no warning.
+///   (the ranges are already in `minimum`/`maximum`), so installing the CRDs prints no warning;
+/// - gives `status`, where there is one, the default `{observedGeneration: -1}`. The apiserver
+///   applies it when it reads an object no controller has written a status for, so kstatus
+///   (Flux) and Argo CD see "generation 1, observed -1": in progress, not Current;
 /// - drops the CEL rules under `status`: only the controller writes it, from objects whose spec
 ///   already passed them, and each rule would cost the apiserver time on every status write.
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
@@ -78,12 +84,20 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             normalize(schema);
             if let Some(status) = schema.properties.as_mut().and_then(|p| p.get_mut("status")) {
+                status.default = Some(
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                        serde_json::json!({"observedGeneration": UNOBSERVED}),
+                    ),
+                );
                 drop_validations(status);
             }
         }
     }
     crd
 }
+
+/// `status.observedGeneration` of an object no controller has processed yet.
+pub const UNOBSERVED: i64 = -1;
 
 fn drop_validations(schema: &mut JSONSchemaProps) {
     schema.x_kubernetes_validations = None;

@@ -40,6 +40,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether aliases can be served through this provider"
     ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every running gateway serves the current generation"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.type != 'openai-compatible' || has(self.baseUrl)").message("baseUrl is required when type is openai-compatible (for example http://ollama.ollama.svc:11434/v1)"))]
@@ -278,7 +284,8 @@ pub struct LLMProviderStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Accepted`, `ResolvedRefs` and `Ready` conditions, each with a reason and a message.
+    /// `Accepted`, `ResolvedRefs`, `Ready`, `Reconciling` (while it waits for its key),
+    /// `Stalled` and `Programmed` conditions, each with a reason and a message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -88,12 +88,25 @@ impl Service<Request> for Api {
     }
 }
 
-async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
-    json(shared.live.load().models_body.clone())
+async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match shared.tenancy.visible(&headers) {
+        Ok(None) => json(shared.live.load().models_body.clone()),
+        Ok(Some(team)) => json(live::models_body_for(&shared.live.load(), |alias| {
+            team.grants.contains_key(alias)
+        })),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let table = shared.live.load();
+    match shared.tenancy.visible(&headers) {
+        Ok(Some(team)) if table.routes.contains_key(&id) && !team.grants.contains_key(id.as_str()) => {
+            return ApiError::model_access_denied(&id, &team.label).into_response();
+        }
+        Err(error) => return error.into_response(),
+        _ => {}
+    }
     match table.routes.get(&id) {
         None => ApiError::model_not_found(&id).into_response(),
         Some(route) => match &route.disabled {

@@ -35,6 +35,12 @@ pub struct LiveRoute {
     /// Fallback tiers, retries, timeouts, outlier detection or a load-balancing policy;
     /// `None` keeps the route on the plain path.
     pub resilience: Option<Box<Resilience>>,
+    /// Left out of `GET /v1/models`.
+    pub hidden: bool,
+    /// What a call costs a team, and its prices as written (for the read API).
+    pub price: Option<crate::compiler::tenancy::Price>,
+    pub pricing: Option<crate::crd::Pricing>,
+    pub description: Option<Arc<str>>,
 }
 
 impl LiveRoute {
@@ -150,6 +156,10 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool, registry: &Registry) 
                 created: route.created.unwrap_or(0),
                 stale: route.stale.is_some(),
                 resilience,
+                hidden: route.hidden,
+                price: route.pricing.as_ref().map(|(_, price)| *price),
+                pricing: route.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
+                description: route.description.as_deref().map(Arc::from),
             },
         );
     }
@@ -166,6 +176,21 @@ fn models_body(table: &RoutingTable) -> Bytes {
         .into_iter()
         .filter(|r| r.disabled.is_none() && !r.hidden)
         .map(|r| model_object(&r.alias, r.created.unwrap_or(0), r.description.as_deref()))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
+/// `GET /v1/models` for a key: the active, listed aliases it may call.
+pub fn models_body_for(table: &LiveTable, allowed: impl Fn(&str) -> bool) -> Bytes {
+    let mut routes: Vec<&LiveRoute> = table
+        .routes
+        .values()
+        .filter(|r| r.disabled.is_none() && !r.hidden && allowed(&r.alias))
+        .collect();
+    routes.sort_by(|a, b| a.alias.cmp(&b.alias));
+    let data: Vec<serde_json::Value> = routes
+        .into_iter()
+        .map(|r| model_object(&r.alias, r.created, r.description.as_deref()))
         .collect();
     Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }
@@ -209,6 +234,10 @@ mod tests {
             created: 0,
             stale: false,
             resilience: None,
+            hidden: false,
+            price: None,
+            pricing: None,
+            description: None,
         }
     }
 

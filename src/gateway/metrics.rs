@@ -150,6 +150,10 @@ pub struct Metrics {
     pub config_errors: Gauge,
     /// Tries, fallbacks and ejections.
     pub resilience: Counters,
+    /// Client connections, per listener.
+    pub connections: super::server::ConnectionMetrics,
+    /// Usage by team and alias, and the usage store's health.
+    pub tenancy: Arc<super::tenancy::metrics::TenancyMetrics>,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -210,7 +214,10 @@ impl Metrics {
             config_errors.clone(),
         );
         let resilience = Counters::new(&mut registry);
+        let connections = super::server::ConnectionMetrics::register(&mut registry);
+        let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         Metrics {
+            tenancy,
             registry,
             requests,
             duration,
@@ -222,6 +229,7 @@ impl Metrics {
             routes,
             config_errors,
             resilience,
+            connections,
             seen: Mutex::default(),
         }
     }

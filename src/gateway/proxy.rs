@@ -3,7 +3,7 @@
 //! Errors come back in the envelope of the API the client called (`surfaces`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Response};
@@ -38,7 +38,10 @@ async fn serve(
         shared.metrics.rejected(error.code.unwrap_or("unknown"));
         Failed::Request(error)
     };
-    let bytes = read_body(body, headers, shared.max_body_bytes).await.map_err(reject)?;
+    let hops = shared.egress.hops(headers).map_err(reject)?;
+    let bytes = read_body(body, headers, shared.max_body_bytes, shared.body_timeout)
+        .await
+        .map_err(reject)?;
     let probed = probe(&bytes).map_err(reject)?;
 
     let table = shared.live.load();
@@ -49,18 +52,24 @@ async fn serve(
     if let Some(why) = &route.disabled {
         return Err(reject(ApiError::model_disabled(&route.alias, why)));
     }
+    let admission = shared
+        .tenancy
+        .admit(headers, route, &bytes, endpoint)
+        .await
+        .map_err(reject)?;
     let request = Request {
         endpoint,
         body: &bytes,
         model_span: probed.model_span,
         stream: probed.stream,
         headers,
+        hops,
         started,
     };
-    resilience::serve(shared, route, &request).await
+    resilience::serve(shared, route, &request, admission).await
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -68,7 +77,15 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::body_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
+    // A body that came with its headers is read at once; only a slow one gets a timer.
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    let collected = match futures_util::poll!(collect.as_mut()) {
+        std::task::Poll::Ready(collected) => collected,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::body_timeout(timeout))?,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
         Err(e) => Err(ApiError::body_unreadable(&e.to_string())),

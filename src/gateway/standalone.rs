@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
+use crate::compiler::tenancy::{AccessTable, Membership};
 use crate::compiler::{compile, Compiled, Inputs, RoutingTable, SecretsAndEnv, Severity};
 use crate::manifest::{load_paths, Manifests};
 use crate::report;
@@ -34,18 +35,25 @@ pub fn load(paths: &[PathBuf], previous: Option<&RoutingTable>) -> (Manifests, C
         secrets: &manifests.secrets,
         env: Some(&env),
     };
-    let compiled = compile(&Inputs {
+    let mut compiled = compile(&Inputs {
         providers: &manifests.providers,
         aliases: &manifests.aliases,
         credentials: &credentials,
         unreadable: &manifests.unreadable,
         previous,
     });
+    compiled.add_access(
+        &manifests.teams,
+        &manifests.groups,
+        &manifests.api_keys,
+        &manifests.aliases,
+        Membership::Spec,
+    );
     (manifests, compiled)
 }
 
 /// The first load: every problem is fatal, so a bad config never starts serving.
-pub fn initial(paths: &[PathBuf]) -> Result<RoutingTable, StartupError> {
+pub fn initial(paths: &[PathBuf]) -> Result<(RoutingTable, AccessTable), StartupError> {
     let (manifests, compiled) = load(paths, None);
     let lines = report::lines(&manifests, &compiled.diagnostics);
     let errors: Vec<String> = lines
@@ -59,7 +67,7 @@ pub fn initial(paths: &[PathBuf]) -> Result<RoutingTable, StartupError> {
     for line in lines {
         tracing::warn!("{}", line.text);
     }
-    Ok(compiled.table)
+    Ok((compiled.table, compiled.access))
 }
 
 /// Applies the files again on top of `current`: broken aliases keep their last good routes;
@@ -91,6 +99,7 @@ pub fn reload(shared: &Shared, paths: &[PathBuf], current: &mut RoutingTable) {
         }
     }
     shared.install(live, compiled.table.routes.len(), errors);
+    shared.tenancy.install(compiled.access);
     *current = compiled.table;
     if errors == 0 {
         tracing::info!(routes = current.routes.len(), "configuration reloaded");

@@ -42,6 +42,12 @@ pub const OVERLOADED: &str = r#"{"error":{"message":"The engine is currently ove
 pub const RATE_LIMITED: &str = r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
 pub const BAD_TEMPERATURE: &str = r#"{"error":{"message":"Invalid 'temperature': decimal above maximum value.","type":"invalid_request_error","param":"temperature","code":"decimal_above_max_value"}}"#;
 
+/// The usage of every answer (streams: when the client asks for it): 9 prompt and 4
+/// completion tokens.
+pub fn usage() -> serde_json::Value {
+    serde_json::json!({"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13})
+}
+
 #[derive(Clone, Default)]
 struct Script {
     steps: Arc<Mutex<Vec<Fault>>>,
@@ -185,6 +191,13 @@ async fn answer(State(script): State<Script>, body: Bytes) -> Response {
             let words: Vec<&str> = text.split_inclusive(' ').collect();
             pieces.extend(words.iter().map(|w| content(w)));
             pieces.push(Ok(Bytes::from(chunk(&model, serde_json::json!({}), Some("stop")))));
+            if request["stream_options"]["include_usage"] == true {
+                let last = serde_json::json!({
+                    "id": "chatcmpl-f", "object": "chat.completion.chunk", "created": 1, "model": model,
+                    "choices": [], "usage": usage()
+                });
+                pieces.push(Ok(Bytes::from(format!("data: {last}\n\n"))));
+            }
             pieces.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
             sse(pieces, None)
         }
@@ -192,7 +205,7 @@ async fn answer(State(script): State<Script>, body: Bytes) -> Response {
             let reply = serde_json::json!({
                 "id": "chatcmpl-f", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+                "usage": usage()
             });
             ([("content-type", "application/json")], reply.to_string()).into_response()
         }

@@ -26,11 +26,13 @@ use http_body_util::{BodyExt, Full};
 pub use openai::OpenAiWire;
 pub use sign::{RequestSigner, SignError};
 
+use super::egress;
 use super::error::ApiError;
 use super::h1pool::PooledBody;
 use super::live::LiveTarget;
 use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
+use super::tenancy::Admission;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
 use super::usage::Metered;
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
@@ -219,6 +221,9 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         }
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A request that has come through no other gateway; `send` raises the count of one that
+    // has (`--max-hops`).
+    headers.insert(egress::HOPS, egress::hops_value(1));
     if let Some((name, value)) = credential_header(endpoint) {
         headers.insert(name, value);
     }
@@ -245,7 +250,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(header::HOST, value);
             }
-            let pool = clients.h1(&format!("{host}:{}", port.unwrap_or(80)), &endpoint.timeouts);
+            let pool = clients.h1(host, port.unwrap_or(80), &endpoint.timeouts);
             let path = parsed.path().trim_end_matches('/').to_string();
             (UpstreamClient::H1(pool), path)
         }
@@ -318,10 +323,22 @@ pub struct Call<'a> {
     pub stream: bool,
     /// The client's headers.
     pub headers: &'a HeaderMap,
+    /// The modelgate gateways the request already passed (its `modelgate-hops`).
+    pub hops: u32,
     pub alias: &'a str,
     pub target: &'a LiveTarget,
     pub metrics: Arc<RouteMetrics>,
     pub started: Instant,
+    /// The tenant's admission (reserved credits, a parallel-request slot), settled by the
+    /// response's meter; dropped unsettled on a failure, which releases it.
+    pub admission: std::sync::Mutex<Option<Admission>>,
+}
+
+impl Call<'_> {
+    /// The admission, for the one response that settles it.
+    pub fn take_admission(&self) -> Option<Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// Why a call produced no answer to pass on.
@@ -388,6 +405,11 @@ pub(super) async fn send(
     mut request: http::Request<Full<Bytes>>,
 ) -> Result<Response<Timed<PooledBody>>, Failed> {
     let provider = &call.target.upstream.name;
+    if call.hops > 0 {
+        request
+            .headers_mut()
+            .insert(egress::HOPS, egress::hops_value(call.hops.saturating_add(1)));
+    }
     if let Some(signer) = &http.signer {
         let authority = request
             .headers()
@@ -420,6 +442,15 @@ pub(super) async fn send(
                         ApiError::upstream_unreachable(provider).message,
                     );
                     error.code = Some("upstream_unreachable".to_string());
+                    error
+                }
+                SendError::Blocked(blocked) => {
+                    let mut error = UpstreamError::new(
+                        FailureClass::Unreachable,
+                        502,
+                        ApiError::upstream_blocked(provider, &blocked.describe(false)).message,
+                    );
+                    error.code = Some("upstream_blocked".to_string());
                     error
                 }
                 SendError::Failed(_) => {
@@ -492,6 +523,12 @@ pub(super) async fn upstream_failure(
     let provider = &call.target.upstream.name;
     let status = response.status();
     let headers = error_headers(response.headers());
+    // A redirect (never followed) or a loop back into a gateway: our own words.
+    if let Some(ours) = egress::unfollowed(status, response.headers(), provider) {
+        let mut error = UpstreamError::new(FailureClass::ServerError, ours.status.as_u16(), ours.message);
+        error.code = ours.code.map(str::to_string);
+        return fail(call, error, headers, None);
+    }
     let retry_after = headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -547,13 +584,24 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// A response whose body passes through [`Metered`] on its way to the client.
-pub(super) fn metered<B>(status: StatusCode, headers: HeaderMap, body: B, call: &Call<'_>) -> Response<Body>
+pub(super) fn metered<B>(status: StatusCode, mut headers: HeaderMap, body: B, call: &Call<'_>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    let admission = call.take_admission();
+    if let Some(admission) = &admission {
+        admission.decorate(&mut headers);
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(body, call.metrics.clone(), call.started, status.as_u16(), content_type);
+    let body = Metered::new(
+        body,
+        call.metrics.clone(),
+        call.started,
+        status.as_u16(),
+        content_type,
+        admission,
+    );
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -206,6 +206,12 @@ fn to_meter(usage: &crate::llm::chat::Usage) -> Usage {
     Usage {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
+        prompt_tokens_details: usage
+            .prompt_tokens_details
+            .as_ref()
+            .map(|d| crate::gateway::usage::PromptDetails {
+                cached_tokens: d.cached_tokens,
+            }),
     }
 }
 
@@ -213,6 +219,11 @@ fn to_meter(usage: &crate::llm::chat::Usage) -> Usage {
 fn known(call: &Call<'_>, body: Bytes, usage: Option<Usage>, content_type: &'static str) -> Response<Body> {
     let reported: ReportedUsage = Arc::new(std::sync::Mutex::new(usage));
     let streaming = content_type == "text/event-stream";
+    let admission = call.take_admission();
+    let mut response = Response::new(Body::empty());
+    if let Some(admission) = &admission {
+        admission.decorate(response.headers_mut());
+    }
     let metered = Metered::with_scanner(
         Full::new(body),
         call.metrics.clone(),
@@ -220,8 +231,9 @@ fn known(call: &Call<'_>, body: Bytes, usage: Option<Usage>, content_type: &'sta
         200,
         UsageScanner::Reported(reported),
         streaming,
+        admission,
     );
-    let mut response = Response::new(Body::new(metered));
+    *response.body_mut() = Body::new(metered);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -252,6 +264,11 @@ where
         provider: call.target.upstream.name.clone(),
         alias: Arc::from(call.alias),
     };
+    let admission = call.take_admission();
+    let mut response = Response::new(Body::empty());
+    if let Some(admission) = &admission {
+        admission.decorate(response.headers_mut());
+    }
     let metered = Metered::with_scanner(
         body,
         call.metrics.clone(),
@@ -259,8 +276,9 @@ where
         200,
         UsageScanner::Reported(usage),
         true,
+        admission,
     );
-    let mut response = Response::new(Body::new(metered));
+    *response.body_mut() = Body::new(metered);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

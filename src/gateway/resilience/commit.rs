@@ -21,6 +21,7 @@ use super::detect::{Detector, Seen, Surface};
 use super::targets::InFlight;
 use crate::gateway::providers::{Failed, UpstreamFailure};
 use crate::gateway::surfaces::anthropic_error_json;
+use crate::gateway::tenancy::Handoff;
 use crate::gateway::upstream::BodyError;
 use crate::llm::openai::error_json;
 use crate::llm::{FailureClass, UpstreamError};
@@ -33,6 +34,8 @@ pub struct Committed {
     pub parts: Parts,
     pub held: Vec<Bytes>,
     pub rest: Body,
+    /// Gives the request's admission to this try, whose meter then settles it.
+    pub handoff: Option<Handoff>,
 }
 
 impl Committed {
@@ -43,6 +46,18 @@ impl Committed {
             parts,
             held: Vec::new(),
             rest,
+            handoff: None,
+        }
+    }
+}
+
+impl Committed {
+    fn held(parts: Parts, held: Vec<Bytes>, rest: Body) -> Self {
+        Committed {
+            parts,
+            held,
+            rest,
+            handoff: None,
         }
     }
 }
@@ -71,9 +86,9 @@ pub async fn until_content(response: Response<Body>, surface: Surface) -> Result
                 return match &detector {
                     Some(detector) => match detector.end() {
                         Seen::Failed(error) => Err(failure(error)),
-                        _ => Ok(Committed { parts, held, rest }),
+                        _ => Ok(Committed::held(parts, held, rest)),
                     },
-                    None => Ok(Committed { parts, held, rest }),
+                    None => Ok(Committed::held(parts, held, rest)),
                 }
             }
         };
@@ -87,7 +102,7 @@ pub async fn until_content(response: Response<Body>, surface: Surface) -> Result
         held.push(data);
         match seen {
             Seen::Nothing => {}
-            Seen::Content => return Ok(Committed { parts, held, rest }),
+            Seen::Content => return Ok(Committed::held(parts, held, rest)),
             Seen::Failed(error) => return Err(failure(error)),
         }
     }

@@ -46,6 +46,7 @@ use super::error::ApiError;
 use super::live::{LiveRoute, LiveTarget};
 use super::metrics::Endpoint;
 use super::providers::{self, Call, Failed};
+use super::tenancy::Admission;
 use super::Shared;
 use crate::compiler::RoutePolicy;
 
@@ -67,14 +68,22 @@ pub struct Request<'a> {
     pub model_span: (usize, usize),
     pub stream: bool,
     pub headers: &'a HeaderMap,
+    /// The modelgate gateways the request already passed.
+    pub hops: u32,
     pub started: StdInstant,
 }
 
-/// Serves a routed request through the route's targets.
-pub async fn serve(shared: &Shared, route: &LiveRoute, request: &Request<'_>) -> Result<Response<Body>, Failed> {
+/// Serves a routed request through the route's targets. `admission` is settled by the meter
+/// of the one try the client gets; failed tries never touch it.
+pub async fn serve(
+    shared: &Shared,
+    route: &LiveRoute,
+    request: &Request<'_>,
+    admission: Admission,
+) -> Result<Response<Body>, Failed> {
     let surface = Surface::of(request.endpoint, request.stream);
     let Some(plan) = route.resilience.as_deref() else {
-        return plain(shared, route, request, surface).await;
+        return plain(shared, route, request, surface, admission).await;
     };
     let env = Env {
         alias: &route.alias,
@@ -88,9 +97,19 @@ pub async fn serve(shared: &Shared, route: &LiveRoute, request: &Request<'_>) ->
         alias: &route.alias,
         request,
         surface,
+        metered: !admission.is_open(),
     };
     let served = attempt::run(&env, plan, &caller).await?;
-    let Committed { parts, held, rest } = served.committed;
+    let Committed {
+        mut parts,
+        held,
+        rest,
+        handoff,
+    } = served.committed;
+    if let Some(handoff) = handoff {
+        admission.decorate(&mut parts.headers);
+        handoff.commit(admission);
+    }
     let body = Delivered::new(held, rest, surface, Some(served.in_flight)).until(served.deadline);
     Ok(respond(shared, parts, body, served.target))
 }
@@ -101,6 +120,7 @@ async fn plain(
     route: &LiveRoute,
     request: &Request<'_>,
     surface: Surface,
+    admission: Admission,
 ) -> Result<Response<Body>, Failed> {
     let Some(target) = route.pick(fastrand::f64()) else {
         shared.metrics.rejected("no_provider");
@@ -110,7 +130,7 @@ async fn plain(
     let metrics = target
         .metrics
         .get(&shared.metrics, &route.alias, &target.upstream.name, request.endpoint);
-    let call = call_of(request, &route.alias, target, metrics.clone());
+    let call = call_of(request, &route.alias, target, metrics.clone(), admission);
     match providers::call(&call).await {
         Ok(response) => {
             metrics.attempt_ok.inc();
@@ -139,6 +159,7 @@ fn call_of<'a>(
     alias: &'a str,
     target: &'a LiveTarget,
     metrics: Arc<super::metrics::RouteMetrics>,
+    admission: Admission,
 ) -> Call<'a> {
     Call {
         endpoint: request.endpoint,
@@ -146,10 +167,12 @@ fn call_of<'a>(
         model_span: request.model_span,
         stream: request.stream,
         headers: request.headers,
+        hops: request.hops,
         alias,
         target,
         metrics,
         started: request.started,
+        admission: std::sync::Mutex::new(Some(admission)),
     }
 }
 
@@ -166,6 +189,8 @@ struct Live<'a> {
     alias: &'a str,
     request: &'a Request<'a>,
     surface: Surface,
+    /// Whether the request has an admission to settle: each try then gets a stand-in.
+    metered: bool,
 }
 
 impl Caller for Live<'_> {
@@ -179,8 +204,17 @@ impl Caller for Live<'_> {
                 self.request.endpoint,
             )
             .clone();
-        let call = call_of(self.request, self.alias, target, metrics);
+        let (stand_in, handoff) = match self.metered {
+            true => {
+                let (stand_in, handoff) = Admission::for_try();
+                (stand_in, Some(handoff))
+            }
+            false => (Admission::open(), None),
+        };
+        let call = call_of(self.request, self.alias, target, metrics, stand_in);
         let response = providers::call(&call).await?;
-        commit::until_content(response, self.surface).await
+        let mut committed = commit::until_content(response, self.surface).await?;
+        committed.handoff = handoff;
+        Ok(committed)
     }
 }

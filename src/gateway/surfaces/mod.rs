@@ -78,7 +78,11 @@ pub fn error_response(envelope: Envelope, error: &ApiError) -> Response<Body> {
         Envelope::OpenAi => error.body(),
         Envelope::Anthropic => anthropic_error_json(error.status.as_u16(), &error.message).to_string(),
     };
-    json(error.status, Bytes::from(body))
+    let mut response = json(error.status, Bytes::from(body));
+    for (name, value) in error.headers.iter().flat_map(|h| h.iter()) {
+        response.headers_mut().append(name, value.clone());
+    }
+    response
 }
 
 /// A failed call in the client API's envelope: the upstream's own body when the client speaks
