@@ -1395,6 +1395,11 @@ def render_md(R: dict) -> str:
         for p in R["problems"]:
             L.append(f"- {p}")
         L.append("")
+    if R["figures"].get("resilience"):
+        import resilience  # noqa: PLC0415
+        L.append("**Figure 5: resilient routing** (bench/resilience.py)")
+        L.append("")
+        L.append(resilience.render(R["figures"]["resilience"]))
     L.append(f"Versions: nginx {R['env'].get('nginx') or '–'}; LiteLLM {R['env'].get('litellm') or '–'} (one worker); "
              f"oha {R['env'].get('oha') or '–'}; " + (
                  f"modelgate binary {R['env']['modelgate_bin']} (given)." if R['env'].get('modelgate_bin') else
@@ -1477,7 +1482,8 @@ def parse_args(argv=None):
     ap.add_argument("--modelgate-bin", default=None, help="use this modelgate binary instead of building it")
     ap.add_argument("--out", default=None, help="results basename (default bench/results/latest or quick-latest)")
     ap.add_argument("--skip", default="",
-                    help="comma list of figures to skip: latency,slow,stream,cpu,instructions,maxrate,soak,aliases")
+                    help="comma list of figures to skip: latency,slow,stream,cpu,instructions,maxrate,soak,aliases,"
+                         "resilience")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every benchmark process at this nice level (e.g. -10 on a shared machine; needs root "
                          "for < 0); the same for all targets, recorded in the results")
@@ -1653,6 +1659,14 @@ def main(argv=None) -> int:
         if "instructions" not in args.skip:
             log("figure 2c: user-space instructions per request (callgrind)")
             R["figures"]["instructions"] = fig_instructions(tmp, args, fast_port, slow_port)
+        if "resilience" not in args.skip and "modelgate" in args.proxies:
+            log("figure 5: resilient routing: the happy path with every policy, and failover (bench/resilience.py)")
+            import resilience  # noqa: PLC0415 (beside this file)
+            try:
+                R["figures"]["resilience"] = resilience.figure(tmp, fast_port, modelgate_bin(args),
+                                                               args.instr_requests // 2, 3 if args.quick else 5)
+            except Exception as e:  # noqa: BLE001 (resilience.py raises its own copy of BenchError)
+                R["problems"].append(f"modelgate resilience figure: {e}")
         if "maxrate" not in args.skip:
             log("figure 2: max rate with p99 < 5 ms and no errors (open loop)")
             c1 = {n: v.get("p50_ms") for n, v in (R["figures"].get("latency") or {}).items()}

@@ -285,7 +285,7 @@ enum Command {
         /// Address of the OpenAI-compatible API.
         #[arg(long, default_value = "0.0.0.0:12000", env = "MODELGATE_LISTEN")]
         listen: SocketAddr,
-        /// Address of /healthz, /readyz and /metrics.
+        /// Address of /healthz, /readyz, /metrics and /debug/targets.
         #[arg(long, default_value = "0.0.0.0:12001", env = "MODELGATE_ADMIN_LISTEN")]
         admin_listen: SocketAddr,
         /// Largest request body accepted, in bytes.
@@ -300,6 +300,10 @@ enum Command {
         /// objects at the next reload, without waiting for --settle-delay.
         #[arg(long, env = "MODELGATE_ALLOW_EMPTY")]
         allow_empty: bool,
+        /// Leave out the `x-modelgate-target: <provider>/<model>` response header, which
+        /// names the target that served each response.
+        #[arg(long, env = "MODELGATE_NO_TARGET_HEADER")]
+        no_target_header: bool,
         #[command(flatten)]
         replica: ReplicaArgs,
         /// A network (CIDR, or one address) providers may be in even where the egress policy
@@ -415,6 +419,7 @@ fn main() -> ExitCode {
             max_body_bytes,
             settle_delay,
             allow_empty,
+            no_target_header,
             replica,
             allow_upstream_cidr,
             max_hops,
@@ -436,6 +441,7 @@ fn main() -> ExitCode {
                     delay: settle_delay,
                     allow_empty,
                 },
+                target_header: !no_target_header,
                 egress: EgressOptions {
                     allow: allow_upstream_cidr,
                     max_hops,

@@ -586,6 +586,74 @@ async fn with_namespace_the_controller_and_gateway_see_only_that_namespace() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_fallback_applied_with_kubectl_is_served_by_the_in_cluster_gateway_and_broken_ones_are_conditions() {
+    let stack = Stack::new("e2e-fallback");
+    let overloaded = r#"{"error":{"message":"The engine is currently overloaded","type":"server_error"}}"#;
+    let alpha = FakeUpstream::start("alpha", Behaviour::Fail(503, overloaded)).await;
+    let beta = FakeUpstream::start("beta", Behaviour::Echo).await;
+    stack.apply(
+        &(secret("alpha-key", "sk-alpha-1")
+            + &secret("beta-key", "sk-beta-1")
+            + &provider("alpha", &alpha.base_url(), "alpha-key")
+            + &provider("beta", &beta.base_url(), "beta-key")
+            + &alias(
+                "chat",
+                "{target: alpha/model-1, retry: {attempts: 1, on: [overloaded], backoff: 10ms}, fallbacks: [{target: beta/model-2, on: [overloaded]}]}",
+            )
+            + &alias("loop-a", "{target: alpha/m, fallbacks: [{target: loop-b}]}")
+            + &alias("loop-b", "{target: beta/m, fallbacks: [{target: loop-a}]}")
+            + &alias("missing", "{target: alpha/m, fallbacks: [{target: nowhere/m}]}")),
+    );
+    let _controller = stack.controller("c1");
+    let gateway = stack.gateway();
+
+    let object = stack.wait_condition("modelalias", "chat", "Ready", "True");
+    let ready = condition(&object, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ready.contains("on overloaded falling back to"), "{ready}");
+    let resolved = &object["status"]["resolved"];
+    assert_eq!(resolved["fallbacks"][0]["targets"][0]["model"], "model-2", "{resolved}");
+    assert_eq!(resolved["fallbacks"][0]["on"], serde_json::json!(["overloaded"]));
+    assert_eq!(resolved["policy"]["retry"]["attempts"], 1);
+
+    // The in-cluster gateway serves what the controller published: alpha is tried (and
+    // retried once), then beta answers.
+    served(&gateway, "chat", "beta served model-2").await;
+    let before = alpha.seen().len();
+    let api = gateway.api.as_deref().expect("gateway address");
+    let response = support::client()
+        .post(format!("http://{api}/v1/chat/completions"))
+        .body(serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-modelgate-target"], "beta/model-2");
+    assert_eq!(alpha.seen().len() - before, 2, "one try and one retry at alpha");
+
+    for name in ["loop-a", "loop-b"] {
+        let object = stack.wait_condition("modelalias", name, "Accepted", "False");
+        let accepted = condition(&object, "Accepted");
+        assert_eq!(accepted["reason"], "AliasCycle", "{object}");
+        let message = accepted["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("loop-a -> loop-b -> loop-a") || message.contains("loop-b -> loop-a -> loop-b"),
+            "{message}"
+        );
+    }
+    let object = stack.wait_condition("modelalias", "missing", "Ready", "False");
+    let text = object["status"]["conditions"].to_string();
+    assert!(text.contains("ProviderNotFound") && text.contains("nowhere"), "{text}");
+    assert!(
+        text.contains("spec.fallbacks[0].target") || text.contains("fallback"),
+        "{text}"
+    );
+}
+
 /// `kubectl wait --for=condition=Programmed` on an object, which must succeed within 60 s.
 fn wait_programmed(stack: &Stack, kind: &str, name: &str) -> Value {
     stack

@@ -23,6 +23,7 @@ async fn start_with(config: &ConfigDir, egress: EgressOptions) -> Running {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: gateway::DEFAULT_MAX_BODY_BYTES,
+        target_header: true,
         egress,
         settle: Default::default(),
         server: Default::default(),

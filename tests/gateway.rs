@@ -196,23 +196,26 @@ async fn a_stream_that_goes_silent_longer_than_idle_is_cut() {
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
     // The upstream sends one chunk and then never another: after 300 ms of silence the
-    // gateway ends the stream with an error instead of holding the client for 10 minutes.
+    // gateway ends the stream with an error event (and no [DONE]) instead of holding the
+    // client for 10 minutes.
     let mut received = Vec::new();
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => received.extend_from_slice(&bytes),
-                Err(_) => return true,
-            }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(bytes)) = stream.next().await {
+            received.extend_from_slice(&bytes);
         }
-        false
     })
     .await
     .expect("the silent stream was cut long before the request timeout");
     let received = String::from_utf8_lossy(&received);
-    assert!(ended, "the stream ended with an error, not as if complete: {received}");
+    let error = received.lines().rfind(|l| !l.is_empty()).unwrap_or_default();
     assert!(
         received.contains("\"first\"") && !received.contains("[DONE]"),
+        "{received}"
+    );
+    assert!(
+        error.starts_with("data: {\"error\":")
+            && error.contains("\"code\":\"upstream_timeout\"")
+            && error.contains("idle timeout"),
         "{received}"
     );
     let aborted = r#"modelgate_requests_total{alias="chat",provider="default/alpha",endpoint="chat_completions",status_class="aborted"}"#;
@@ -494,6 +497,7 @@ async fn startup_fails_listing_every_problem() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,
+        target_header: true,
         settle: Default::default(),
         egress: Default::default(),
         server: Default::default(),

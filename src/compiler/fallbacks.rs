@@ -68,8 +68,8 @@ impl Fallbacks {
         for (n, fallback) in fallbacks.iter().enumerate() {
             let field = format!("spec.fallbacks[{n}].target");
             let on = fallback
-                .on
-                .clone()
+                .conditions()
+                .cloned()
                 .unwrap_or_else(|| FailureCondition::TRANSIENT.to_vec());
             let flat = match resolver.resolve_leg(i, &fallback.target) {
                 LegResult::Ok(flat) => flat,

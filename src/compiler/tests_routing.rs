@@ -176,3 +176,15 @@ fn policy_and_guardrail_rules_say_what_to_fix() {
         ]
     );
 }
+
+#[test]
+fn a_fallback_on_spelled_as_yaml_1_1_readers_send_it_is_the_same_field() {
+    // kubectl turns an unquoted `on:` key into `true`.
+    let compiled = compile_yaml(&alias(
+        "chat",
+        "{target: openai/gpt-4o, fallbacks: [{target: ollama/llama3, \"true\": [contextWindowExceeded]}]}",
+    ));
+    assert!(!compiled.has_errors(), "{:?}", said(&compiled));
+    let chat = compiled.table.route("chat").expect("route");
+    assert_eq!(tier_summary(chat)[0].0, vec!["contextWindowExceeded"]);
+}

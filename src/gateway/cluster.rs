@@ -191,7 +191,7 @@ async fn rebuild_on_change(
         // Off the async threads, so serving never waits for a rebuild.
         let built = tokio::task::spawn_blocking(move || {
             let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &previous);
-            let live = prepare(&table, &shared_for_build.clients);
+            let live = prepare(&table, &shared_for_build.clients, &shared_for_build.targets);
             let access = access_from(&stores, &table);
             let seeds = seeds(&stores);
             (table, live.map(|live| (live, access, seeds)))

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderValue;
 
 use super::guardrails::Guard;
 use super::metrics::LazyRouteMetrics;
 pub use super::providers::PrepareError;
 use super::providers::{self, Upstream};
+use super::resilience::{cumulative, LiveTier, Registry, Resilience, TargetState};
 use super::upstream::ClientPool;
-use crate::compiler::{ObjectKey, RoutingTable};
+use crate::compiler::{ObjectKey, RoutePolicy, RouteTarget, RoutingTable};
 
 /// What serves requests right now.
 #[derive(Default)]
@@ -24,12 +26,16 @@ pub struct LiveTable {
 pub struct LiveRoute {
     pub alias: Arc<str>,
     pub disabled: Option<Arc<str>>,
+    /// The alias's own targets; empty when `resilience` holds them as its first tier.
     pub targets: Vec<LiveTarget>,
     /// Running sums of the targets' weights, for picking.
     cumulative: Vec<f64>,
     pub created: i64,
     /// Whether the route is served from a stale (last good) definition.
     pub stale: bool,
+    /// Fallback tiers, retries, timeouts, outlier detection or a load-balancing policy;
+    /// `None` keeps the route on the plain path.
+    pub resilience: Option<Box<Resilience>>,
     /// Left out of `GET /v1/models`.
     pub hidden: bool,
     /// What a call costs a team, and its prices as written (for the read API).
@@ -41,6 +47,12 @@ pub struct LiveRoute {
 }
 
 impl LiveRoute {
+    /// Every target of the route, fallback tiers included.
+    pub fn all_targets(&self) -> impl Iterator<Item = &LiveTarget> {
+        let tiers = self.resilience.iter().flat_map(|r| r.tiers.iter());
+        self.targets.iter().chain(tiers.flat_map(|t| t.targets.iter()))
+    }
+
     /// Picks a target by weight; `roll` is uniform in `[0, 1)`.
     pub fn pick(&self, roll: f64) -> Option<&LiveTarget> {
         match self.targets.len() {
@@ -67,42 +79,87 @@ pub struct LiveTarget {
     /// The model id as a JSON string literal, spliced into request bodies.
     pub model_json: Bytes,
     pub metrics: LazyRouteMetrics,
+    /// Share of the tier's traffic in percent.
+    pub weight: f64,
+    /// In-flight count, failures and ejection: shared by every alias using this provider and
+    /// model, and kept across table swaps.
+    pub state: Arc<TargetState>,
+    /// `x-modelgate-target`: `<provider>/<model>`.
+    pub served_by: HeaderValue,
 }
 
-/// Prepares a compiled table for serving. Fallible; the swap that follows is not.
-pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, PrepareError> {
+impl LiveTarget {
+    pub(crate) fn new(upstream: &Arc<Upstream>, target: &RouteTarget, registry: &Registry) -> Self {
+        let served_by = format!("{}/{}", target.provider.name, target.model);
+        LiveTarget {
+            upstream: upstream.clone(),
+            model: Arc::from(target.model.as_str()),
+            model_json: Bytes::from(serde_json::Value::from(target.model.as_str()).to_string()),
+            metrics: LazyRouteMetrics::default(),
+            weight: target.weight,
+            state: registry.target(&upstream.name, &target.model),
+            served_by: HeaderValue::from_str(&served_by).unwrap_or_else(|_| HeaderValue::from_static("unprintable")),
+        }
+    }
+}
+
+fn live_targets(
+    targets: &[RouteTarget],
+    upstreams: &HashMap<&ObjectKey, Arc<Upstream>>,
+    registry: &Registry,
+) -> Vec<LiveTarget> {
+    targets
+        .iter()
+        .filter_map(|t| Some(LiveTarget::new(upstreams.get(&t.provider)?, t, registry)))
+        .collect()
+}
+
+/// Prepares a compiled table for serving. Fallible; the swap that follows is not. Target
+/// state comes from `registry`, so it outlives the table.
+pub fn prepare(table: &RoutingTable, clients: &ClientPool, registry: &Registry) -> Result<LiveTable, PrepareError> {
     let mut upstreams: HashMap<&ObjectKey, Arc<Upstream>> = HashMap::with_capacity(table.providers.len());
     for (key, endpoint) in &table.providers {
         upstreams.insert(key, Arc::new(providers::prepare(endpoint, clients)?));
     }
     let mut routes = HashMap::with_capacity(table.routes.len());
     for (name, route) in &table.routes {
-        let mut targets = Vec::with_capacity(route.targets.len());
-        let mut cumulative = Vec::with_capacity(route.targets.len());
-        let mut sum = 0.0;
-        for target in &route.targets {
-            let Some(upstream) = upstreams.get(&target.provider) else {
-                continue;
-            };
-            sum += target.weight;
-            cumulative.push(sum);
-            targets.push(LiveTarget {
-                upstream: upstream.clone(),
-                model: Arc::from(target.model.as_str()),
-                model_json: Bytes::from(serde_json::Value::from(target.model.as_str()).to_string()),
-                metrics: LazyRouteMetrics::default(),
-            });
+        let alias: Arc<str> = Arc::from(name.as_str());
+        let mut targets = live_targets(&route.targets, &upstreams, registry);
+        let mut resilience = None;
+        let extras = route.extras.as_deref();
+        if let Some(extras) = extras.filter(|e| !e.fallbacks.is_empty() || e.policy != RoutePolicy::default()) {
+            let mut tiers = Vec::with_capacity(1 + extras.fallbacks.len());
+            let own = std::mem::take(&mut targets);
+            tiers.push(LiveTier::new(
+                own,
+                Vec::new(),
+                alias.clone(),
+                registry.counter(&alias, 0),
+            ));
+            for (i, tier) in extras.fallbacks.iter().enumerate() {
+                tiers.push(LiveTier::new(
+                    live_targets(&tier.targets, &upstreams, registry),
+                    tier.on.clone(),
+                    Arc::from(tier.via.as_str()),
+                    registry.counter(&alias, i + 1),
+                ));
+            }
+            resilience = Some(Box::new(Resilience {
+                tiers,
+                policy: extras.policy.clone(),
+            }));
         }
         let (guard, unguarded) = compile_guard(route, clients);
         routes.insert(
             name.clone(),
             LiveRoute {
-                alias: Arc::from(name.as_str()),
+                cumulative: cumulative(targets.iter().map(|t| t.weight)),
+                alias,
                 disabled: route.disabled.as_deref().or(unguarded.as_deref()).map(Arc::from),
                 targets,
-                cumulative,
                 created: route.created.unwrap_or(0),
                 stale: route.stale.is_some(),
+                resilience,
                 hidden: route.hidden,
                 price: route.pricing.as_ref().map(|(_, price)| *price),
                 pricing: route.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
@@ -182,29 +239,27 @@ mod tests {
             name: Arc::from("ns/p"),
             kind: crate::gateway::providers::UpstreamKind::Mock,
         });
-        let mut sum = 0.0;
+        let registry = Registry::default();
         LiveRoute {
             alias: Arc::from("a"),
             disabled: None,
             targets: weights
                 .iter()
                 .enumerate()
-                .map(|(i, _)| LiveTarget {
-                    upstream: upstream.clone(),
-                    model: Arc::from(i.to_string()),
-                    model_json: Bytes::new(),
-                    metrics: LazyRouteMetrics::default(),
+                .map(|(i, w)| {
+                    let target = RouteTarget {
+                        provider: ObjectKey::new("ns", "p"),
+                        model: i.to_string(),
+                        weight: *w,
+                        chain: Vec::new(),
+                    };
+                    LiveTarget::new(&upstream, &target, &registry)
                 })
                 .collect(),
-            cumulative: weights
-                .iter()
-                .map(|w| {
-                    sum += w;
-                    sum
-                })
-                .collect(),
+            cumulative: cumulative(weights.iter().copied()),
             created: 0,
             stale: false,
+            resilience: None,
             hidden: false,
             price: None,
             pricing: None,

@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use super::resilience::Counters;
+
 /// Seconds: 1 ms to 2 min.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -167,6 +169,8 @@ pub struct Metrics {
     pub config_errors: Gauge,
     /// Standalone mode: objects removed from the files but still served while they settle.
     pub held_objects: Gauge,
+    /// Tries, fallbacks and ejections.
+    pub resilience: Counters,
     /// Client connections, per listener.
     pub connections: super::server::ConnectionMetrics,
     /// Usage by team and alias, and the usage store's health.
@@ -238,6 +242,7 @@ impl Metrics {
             "Objects removed from the configuration files but still served until they have been gone for the settle delay",
             held_objects.clone(),
         );
+        let resilience = Counters::new(&mut registry);
         let connections = super::server::ConnectionMetrics::register(&mut registry);
         let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         let guardrails = Arc::new(super::guardrails::GuardMetrics::register(&mut registry));
@@ -255,6 +260,7 @@ impl Metrics {
             routes,
             config_errors,
             held_objects,
+            resilience,
             connections,
             seen: Mutex::default(),
         }
@@ -297,6 +303,7 @@ impl Metrics {
             first_chunk: self.first_chunk.get_or_create_owned(&labels),
             tokens_in: tokens(Direction::input),
             tokens_out: tokens(Direction::output),
+            attempt_ok: self.resilience.attempt(alias, provider, None),
         }
     }
 
@@ -309,6 +316,11 @@ impl Metrics {
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let gone: Vec<(String, String)> = self.seen().iter().filter(|(a, p)| !keep(a, p)).cloned().collect();
         for (alias, provider) in gone {
+            let alias_gone = !self
+                .seen()
+                .iter()
+                .any(|(a, p)| *a == alias && *p != provider && keep(a, p));
+            self.resilience.forget(&alias, &provider, alias_gone);
             for endpoint in Endpoint::ALL {
                 let labels = RouteLabels {
                     alias: alias.clone(),
@@ -372,6 +384,8 @@ pub struct RouteMetrics {
     pub first_chunk: Histogram,
     pub tokens_in: Counter,
     pub tokens_out: Counter,
+    /// `modelgate_attempts_total{outcome="success"}`.
+    pub attempt_ok: Counter,
 }
 
 impl RouteMetrics {

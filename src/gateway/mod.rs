@@ -16,6 +16,7 @@ pub mod providers;
 mod proxy;
 pub mod report;
 mod request_id;
+pub mod resilience;
 pub mod server;
 pub mod standalone;
 pub mod surfaces;
@@ -53,6 +54,12 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    /// Per-target state (in flight, failures, ejections) that outlives table swaps.
+    pub targets: resilience::Registry,
+    /// The retry budget of this replica.
+    pub budget: resilience::RetryBudget,
+    /// Whether responses carry `x-modelgate-target`.
+    pub target_header: bool,
     pub egress: egress::Egress,
     /// A request's body must arrive within this (`--body-timeout`).
     pub body_timeout: Duration,
@@ -87,6 +94,9 @@ impl Shared {
             metrics,
             clients: ClientPool::new(egress.policy.clone()),
             max_body_bytes,
+            targets: resilience::Registry::default(),
+            budget: resilience::RetryBudget::default(),
+            target_header: true,
             egress,
             body_timeout: ServerOptions::default().body_timeout,
             tenancy,
@@ -100,10 +110,11 @@ impl Shared {
         self.metrics.retain(|alias, provider| {
             live.routes
                 .get(alias)
-                .is_some_and(|r| r.targets.iter().any(|t| &*t.upstream.name == provider))
+                .is_some_and(|r| r.all_targets().any(|t| &*t.upstream.name == provider))
         });
         self.metrics.guardrails.retain(|alias| live.routes.contains_key(alias));
         self.live.store(Arc::new(live));
+        self.targets.prune();
         self.metrics.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
         self.metrics
             .config_errors
@@ -127,6 +138,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/debug/targets", get(debug_targets))
         .with_state(shared.clone())
         .merge(tenancy::admin::router(shared))
         .method_not_allowed_fallback(|| async { ApiError::admin_method_not_allowed() })
@@ -161,6 +173,11 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     response
 }
 
+async fn debug_targets(State(shared): State<Arc<Shared>>) -> Response {
+    let body = resilience::debug::targets_json(&shared.targets);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// How often [`anchor_timers`] wakes.
 const TIMER_ANCHOR: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -188,6 +205,8 @@ pub struct GatewayOptions {
     pub max_body_bytes: usize,
     /// Standalone mode: how objects removed from the files settle.
     pub settle: crate::manifest::SettleOptions,
+    /// Whether responses name the target that served them (`x-modelgate-target`).
+    pub target_header: bool,
     /// Where upstream requests may go.
     pub egress: egress::EgressOptions,
     /// Client connection timeouts and limits, and the shutdown sequence.
@@ -318,6 +337,7 @@ pub async fn start_reporting(
     );
     let mut shared = Shared::with_tenancy(options.max_body_bytes, egress, options.tenancy.clone())?;
     shared.body_timeout = options.server.body_timeout;
+    shared.target_header = options.target_header;
     let shared = Arc::new(shared);
     let mut reporting = None;
     // Whatever keeps the table current lives as long as the server.
@@ -335,7 +355,7 @@ pub async fn start_reporting(
         Box::new(AbortOnDrop(task))
     } else {
         let (files, access) = standalone::Files::initial(&options.config, options.settle)?;
-        let live = prepare(files.table(), &shared.clients).map_err(standalone::StartupError::from)?;
+        let live = prepare(files.table(), &shared.clients, &shared.targets).map_err(standalone::StartupError::from)?;
         shared.install(live, files.table().routes.len(), 0);
         shared.tenancy.install(access);
         Box::new(standalone::watch(shared.clone(), files)?)

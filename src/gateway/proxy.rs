@@ -1,6 +1,6 @@
-//! The request path: read the body, find the alias's route and pick a target (*route*), then
-//! hand the request to the target provider's adapter (*call*, in `providers`). Errors come
-//! back in the envelope of the API the client called (`surfaces`).
+//! The request path: read the body and find the alias's route (*route*), then hand it to the
+//! *resilience* stage, which picks targets and calls their providers' adapters (`providers`).
+//! Errors come back in the envelope of the API the client called (`surfaces`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use super::body::probe;
 use super::error::ApiError;
 use super::guardrails;
 use super::metrics::Endpoint;
-use super::providers::{self, Call, Failed};
+use super::providers::Failed;
+use super::resilience::{self, Request};
 use super::surfaces::{self, Envelope};
 use super::Shared;
 
@@ -72,14 +73,7 @@ async fn serve(
         Some(body) => (body, probe(body).map_err(reject)?),
         None => (&bytes, probed),
     };
-    let target = route
-        .pick(fastrand::f64())
-        .ok_or_else(|| reject(ApiError::no_provider(&route.alias)))?;
-    let metrics = target
-        .metrics
-        .get(&shared.metrics, &route.alias, &target.upstream.name, endpoint)
-        .clone();
-    let call = Call {
+    let request = Request {
         endpoint,
         body: bytes,
         model_span: probed.model_span,
@@ -87,13 +81,9 @@ async fn serve(
         headers,
         request_id,
         hops,
-        alias: &route.alias,
-        target,
-        metrics,
         started,
-        admission: std::sync::Mutex::new(Some(admission)),
     };
-    let response = providers::call(&call).await?;
+    let response = resilience::serve(shared, route, &request, admission).await?;
     Ok(guardrails::guard_response(route.guard.as_ref(), endpoint, response, &shared.metrics.guardrails).await)
 }
 

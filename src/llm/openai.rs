@@ -161,10 +161,15 @@ pub fn classify_error(status: u16, body: &[u8]) -> UpstreamError {
 }
 
 fn error_from_value(status: u16, value: &serde_json::Value) -> UpstreamError {
-    let Ok(envelope) = serde_json::from_value::<Envelope>(value.clone()) else {
-        return UpstreamError::from_status(status, value.to_string());
+    // OpenAI's envelope, or the flat error object some OpenAI-compatible servers (vLLM)
+    // answer with: `{"object": "error", "message": ..., "code": 400}`.
+    let body = match serde_json::from_value::<Envelope>(value.clone()) {
+        Ok(envelope) => envelope.error,
+        Err(_) => match serde_json::from_value::<ErrorBody>(value.clone()) {
+            Ok(body) if body.message.is_some() => body,
+            _ => return UpstreamError::from_status(status, value.to_string()),
+        },
     };
-    let body = envelope.error;
     let code = body.code.map(|c| match c {
         serde_json::Value::String(s) => s,
         other => other.to_string(),
@@ -190,6 +195,18 @@ mod tests {
     use super::*;
 
     use crate::llm::stream::Framer;
+
+    #[test]
+    fn a_flat_error_object_from_an_openai_compatible_server_is_classified() {
+        let vllm = br#"{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens in the messages, Please reduce the length of the messages.","type":"BadRequestError","param":null,"code":400}"#;
+        let error = classify_error(400, vllm);
+        assert_eq!(error.class, FailureClass::ContextWindowExceeded);
+        assert!(error.message.starts_with("This model's maximum context length"));
+        assert_eq!(
+            classify_error(400, br#"{"error":"bad"}"#).class,
+            FailureClass::ClientError
+        );
+    }
 
     fn decode(text: &str) -> (Vec<ChatChunk>, Result<(), UpstreamError>) {
         let mut decoder = OpenAiStreamDecoder::new();

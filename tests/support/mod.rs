@@ -359,6 +359,7 @@ async fn start_gateway_all(
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,
         settle,
+        target_header: true,
         egress: Default::default(),
         server,
         tenancy,

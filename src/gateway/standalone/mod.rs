@@ -121,7 +121,7 @@ impl Files {
         let mut compiled = compile_files(&manifests, Some(&self.current));
         stamp_created(&mut compiled.table, &manifests, Some(&self.current));
         let lines = report::lines(&manifests, &compiled.diagnostics);
-        let live = match prepare(&compiled.table, &shared.clients) {
+        let live = match prepare(&compiled.table, &shared.clients, &shared.targets) {
             Ok(live) => live,
             Err(e) => {
                 tracing::error!("configuration reload rejected: {e}");

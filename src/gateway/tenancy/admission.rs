@@ -1,7 +1,7 @@
 //! The guard a request holds from admission to the end of its response: settled with the
 //! upstream's usage when the body ends, released (nothing charged) if it never got one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -18,7 +18,48 @@ use crate::gateway::usage::Usage;
 
 /// An admitted request. `Admission::open()` (no key needed) does nothing.
 #[must_use]
-pub struct Admission(Option<Box<Metering>>);
+pub struct Admission(Held);
+
+enum Held {
+    Open,
+    Metered(Box<Metering>),
+    /// One of several tries at a request: it settles the request's admission only if it is
+    /// the try that is committed ([`Admission::for_try`]).
+    Try(Arc<Mutex<Handover>>),
+}
+
+/// Between a try's meter and the resilience stage's commit, whichever comes second settles.
+enum Handover {
+    /// Neither yet.
+    Waiting,
+    /// Committed, the meter still running.
+    Given(Admission),
+    /// The meter finished first (a whole answer read before the commit).
+    Ended(Option<Usage>),
+    Settled,
+}
+
+/// Hands a request's admission to the try that is committed.
+#[must_use]
+pub struct Handoff(Arc<Mutex<Handover>>);
+
+impl Handoff {
+    /// This try is the one the client gets: its meter settles `admission` with its usage (at
+    /// once, when it has already ended). Tries never committed settle nothing, so the
+    /// admission is settled exactly once.
+    pub fn commit(self, admission: Admission) {
+        let mut handover = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *handover, Handover::Settled) {
+            Handover::Waiting => *handover = Handover::Given(admission),
+            Handover::Ended(usage) => {
+                drop(handover);
+                admission.settle(usage);
+            }
+            // Committed twice cannot happen (`self` is consumed); the admission is released.
+            Handover::Given(_) | Handover::Settled => {}
+        }
+    }
+}
 
 pub(super) struct Metering {
     pub store: Arc<UsageStore>,
@@ -40,16 +81,29 @@ pub(super) struct Metering {
 impl Admission {
     /// No tenancy: nothing to settle.
     pub fn open() -> Self {
-        Admission(None)
+        Admission(Held::Open)
     }
 
     pub(super) fn metered(metering: Metering) -> Self {
-        Admission(Some(Box::new(metering)))
+        Admission(Held::Metered(Box::new(metering)))
+    }
+
+    /// Whether there is nothing to settle (no tenancy).
+    pub fn is_open(&self) -> bool {
+        matches!(self.0, Held::Open)
+    }
+
+    /// A stand-in for one try of a request served by several (retries, fallbacks): the try's
+    /// meter settles it like an admission, but it charges the request's admission only once
+    /// the [`Handoff`] commits it to this try.
+    pub fn for_try() -> (Admission, Handoff) {
+        let handover = Arc::new(Mutex::new(Handover::Waiting));
+        (Admission(Held::Try(handover.clone())), Handoff(handover))
     }
 
     /// Adds the `x-ratelimit-*` headers of the team's limits.
     pub fn decorate(&self, headers: &mut HeaderMap) {
-        if let Some(m) = &self.0 {
+        if let Held::Metered(m) = &self.0 {
             rate_headers(headers, m.requests, m.tokens);
         }
     }
@@ -57,7 +111,11 @@ impl Admission {
     /// Charges the call with the upstream's usage. Without usage (a stream whose client did not
     /// ask for `stream_options.include_usage`), the estimate is charged.
     pub fn settle(mut self, usage: Option<Usage>) {
-        let Some(m) = self.0.take() else { return };
+        let m = match std::mem::replace(&mut self.0, Held::Open) {
+            Held::Open => return,
+            Held::Metered(m) => m,
+            Held::Try(handover) => return settle_try(&handover, usage),
+        };
         let tokens = match usage {
             Some(u) => Tokens {
                 prompt: u.prompt_tokens,
@@ -79,9 +137,24 @@ impl Admission {
 impl Drop for Admission {
     /// Never answered (the upstream failed, the client left before headers): release.
     fn drop(&mut self) {
-        if let Some(m) = self.0.take() {
+        // A try's stand-in dropped unsettled leaves the request's admission to another try.
+        if let Held::Metered(m) = std::mem::replace(&mut self.0, Held::Open) {
             finish(*m, false, Tokens::default(), 0);
         }
+    }
+}
+
+/// A try's meter ended: settle the admission if the try is committed, else keep the usage
+/// for the commit that may follow.
+fn settle_try(handover: &Mutex<Handover>, usage: Option<Usage>) {
+    let mut state = handover.lock().unwrap_or_else(|p| p.into_inner());
+    match std::mem::replace(&mut *state, Handover::Settled) {
+        Handover::Given(admission) => {
+            drop(state);
+            admission.settle(usage);
+        }
+        Handover::Waiting => *state = Handover::Ended(usage),
+        ended @ (Handover::Ended(_) | Handover::Settled) => *state = ended,
     }
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderMap;
 
-pub use admission::Admission;
 use admission::Metering;
+pub use admission::{Admission, Handoff};
 use limits::{Ask, LimitKind, Verdict};
 use live::{LiveAccess, LiveTeam};
 use metrics::TenancyMetrics;
