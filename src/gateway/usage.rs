@@ -29,6 +29,55 @@ pub enum UsageScanner {
     Sse(Box<sse_parse::SseParser>, Option<Usage>),
     /// Reported by the translated path as it decodes the provider's answer.
     Reported(ReportedUsage),
+    /// Anthropic's Messages API passed through (`/v1/messages`): a JSON message, or a stream
+    /// whose counts are cumulative (`message_start`, then `message_delta`).
+    Anthropic(Box<AnthropicScan>),
+}
+
+/// Anthropic usage being read from a passed-through answer.
+pub struct AnthropicScan {
+    /// The stream's parser; `None` for a JSON answer.
+    sse: Option<sse_parse::SseParser>,
+    json: JsonCopy,
+    counts: AnthropicCounts,
+}
+
+/// Anthropic's token counts: `input_tokens` excludes the cached input, counted in
+/// `cache_read_input_tokens` and `cache_creation_input_tokens`. In a stream each event
+/// carries the counts so far, some of them absent.
+#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+struct AnthropicCounts {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicCounts {
+    /// Later counts replace earlier ones (they are cumulative).
+    fn merge(&mut self, later: AnthropicCounts) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
+    /// Every input token once, cached or not.
+    fn usage(self) -> Option<Usage> {
+        if self == AnthropicCounts::default() {
+            return None;
+        }
+        Some(Usage {
+            prompt_tokens: self.input_tokens.unwrap_or(0)
+                + self.cache_read_input_tokens.unwrap_or(0)
+                + self.cache_creation_input_tokens.unwrap_or(0),
+            completion_tokens: self.output_tokens.unwrap_or(0),
+        })
+    }
 }
 
 /// Usage a translator writes as it decodes a stream, and the meter reads at its end.
@@ -73,6 +122,27 @@ impl UsageScanner {
         }
     }
 
+    /// A scanner for an Anthropic Messages answer of this content type.
+    pub fn anthropic(content_type: Option<&str>) -> Self {
+        let sse = content_type
+            .is_some_and(|c| c.starts_with("text/event-stream"))
+            .then(sse_parse::SseParser::new);
+        UsageScanner::Anthropic(Box::new(AnthropicScan {
+            sse,
+            json: JsonCopy::default(),
+            counts: AnthropicCounts::default(),
+        }))
+    }
+
+    /// Whether this scanner reads a stream.
+    pub fn is_stream(&self) -> bool {
+        match self {
+            UsageScanner::Sse(..) => true,
+            UsageScanner::Anthropic(scan) => scan.sse.is_some(),
+            UsageScanner::Json(_) | UsageScanner::Reported(_) => false,
+        }
+    }
+
     pub fn feed(&mut self, chunk: &Bytes) {
         match self {
             UsageScanner::Json(copy) => copy.push(chunk),
@@ -85,6 +155,17 @@ impl UsageScanner {
                 }
             }
             UsageScanner::Reported(_) => {}
+            UsageScanner::Anthropic(scan) => match &mut scan.sse {
+                None => scan.json.push(chunk),
+                Some(parser) => {
+                    parser.feed(chunk);
+                    while let Some(event) = parser.next_event() {
+                        if let Some(counts) = find_usage::<AnthropicCounts>(event.data.as_bytes()) {
+                            scan.counts.merge(counts);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -93,6 +174,10 @@ impl UsageScanner {
             UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last) => last,
             UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            UsageScanner::Anthropic(scan) => match scan.sse {
+                None => find_usage::<AnthropicCounts>(scan.json.bytes()).and_then(AnthropicCounts::usage),
+                Some(_) => scan.counts.usage(),
+            },
         }
     }
 }
@@ -108,6 +193,11 @@ static USAGE_FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
 /// object. Text inside JSON strings cannot match, because a quote in a string is escaped;
 /// the only other objects in these responses (`message`, `logprobs`) have no `usage` key.
 pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
+    find_usage::<Usage>(body)
+}
+
+/// The last `usage` object of a JSON body (see [`usage_in_json`]), read as `T`.
+fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     let mut end = body.len();
     while let Some(at) = USAGE_FINDER.rfind(&body[..end]) {
         end = at;
@@ -123,7 +213,7 @@ pub fn usage_in_json(body: &[u8]) -> Option<Usage> {
             continue;
         }
         let mut value = serde_json::Deserializer::from_slice(&after[colon + 1..]);
-        if let Ok(Some(usage)) = Option::<Usage>::deserialize(&mut value) {
+        if let Ok(Some(usage)) = Option::<T>::deserialize(&mut value) {
             return Some(usage);
         }
     }
@@ -312,5 +402,37 @@ mod tests {
                 completion_tokens: 1
             })
         );
+    }
+
+    #[test]
+    fn anthropic_usage_counts_cached_input_once() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"tool_use","id":"t","name":"f","input":{"usage":{"input_tokens":999}}}],"stop_reason":"tool_use","usage":{"input_tokens":10,"cache_creation_input_tokens":20,"cache_read_input_tokens":300,"output_tokens":7}}"#;
+        let mut scanner = UsageScanner::anthropic(Some("application/json"));
+        assert!(!scanner.is_stream());
+        for piece in body.chunks(9) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(scanner.finish(), usage(330, 7));
+        // count_tokens answers carry no usage: nothing is metered.
+        let mut scanner = UsageScanner::anthropic(Some("application/json"));
+        scanner.feed(&Bytes::from_static(br#"{"input_tokens":42}"#));
+        assert_eq!(scanner.finish(), None);
+    }
+
+    #[test]
+    fn anthropic_stream_counts_are_cumulative_not_added() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\\"usage\\\": 5\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":16}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let mut scanner = UsageScanner::anthropic(Some("text/event-stream; charset=utf-8"));
+        assert!(scanner.is_stream());
+        for piece in stream.as_bytes().chunks(5) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(scanner.finish(), usage(125, 16));
     }
 }

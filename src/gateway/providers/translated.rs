@@ -154,17 +154,10 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
     Ok(known(call, answer, usage, "application/json"))
 }
 
-/// `count_tokens` for a provider without it: an estimate (about four bytes a token of the
-/// translated prompt), marked as one.
+/// `count_tokens` for a provider without it: an estimate (about four bytes a token of text,
+/// images at their largest cost; base64 data is not counted as text), marked as one.
 fn estimate_tokens(call: &Call<'_>) -> Result<Response<Body>, Failed> {
-    let inbound = inbound_of(Endpoint::messages)?;
-    let request = inbound.to_chat(call.body).map_err(translate_error)?;
-    let text = serde_json::to_string(&request.messages).unwrap_or_default();
-    let tools = request
-        .tools
-        .as_ref()
-        .map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
-    let estimate = (text.len() + tools).div_ceil(4);
+    let estimate = crate::llm::anthropic::estimate_input_tokens(call.body).map_err(translate_error)?;
     let mut response = Response::new(Body::from(serde_json::json!({"input_tokens": estimate}).to_string()));
     response
         .headers_mut()
