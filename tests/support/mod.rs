@@ -16,6 +16,8 @@ use modelgate::gateway::{self, GatewayOptions, Running};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+pub mod scripted;
+
 /// What the fake upstream saw of one request.
 #[derive(Clone, Debug)]
 pub struct Seen {
