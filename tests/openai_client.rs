@@ -27,7 +27,7 @@ async fn the_official_openai_python_client_works_against_the_gateway() {
             + &alias("retired", "{target: mock/old, active: false}")),
     );
     let gateway = start_gateway(&config).await;
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_openai_client.py");
     let output = tokio::process::Command::new(&python)
         .args([
             "-m",

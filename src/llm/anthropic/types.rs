@@ -34,6 +34,10 @@ pub struct MessagesRequest {
     pub tools: Option<Vec<ToolDef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// Top-level prompt caching (a marker on the last cacheable block): a hint with no
+    /// effect on the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
     /// Extended thinking: `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Value>,
