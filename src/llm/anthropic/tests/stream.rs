@@ -361,3 +361,69 @@ fn an_empty_stream_still_has_a_complete_message() {
     let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
     assert_eq!(events, ["message_start", "message_delta", "message_stop"]);
 }
+
+/// Mutates a byte string at random: flips, inserts, deletes.
+fn mutate(rng: &mut fastrand::Rng, bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for _ in 0..rng.usize(1..8) {
+        let at = rng.usize(0..=out.len());
+        match rng.u8(0..3) {
+            0 if at < out.len() => out[at] = rng.u8(..),
+            1 => out.insert(at, *b"{}[]\":,\\\n ".get(rng.usize(0..11)).unwrap_or(&b' ')),
+            _ if at < out.len() => {
+                out.remove(at);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn mutated_streams_cut_anywhere_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let fixtures = [STREAM_TEXT, STREAM_TOOLS, STREAM_THINKING, STREAM_OVERLOADED];
+    for round in 0..3000 {
+        let fixture = fixtures[round % fixtures.len()].as_bytes();
+        let bytes = match round % 10 {
+            0 => (0..rng.usize(0..300)).map(|_| rng.u8(..)).collect(),
+            _ => mutate(&mut rng, fixture),
+        };
+        let mut decoder = AnthropicStreamDecoder::new();
+        let mut framer = SseFramer::new();
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(rng.usize(1..=rest.len()));
+            rest = tail;
+            if framer.feed(piece, &mut |frame| decoder.frame(frame, &mut out)).is_err() {
+                break;
+            }
+        }
+        let _ = decoder.end(&mut out);
+        // Whatever came out is a valid canonical stream for the encoder.
+        let mut encoder = AnthropicStreamEncoder::new("m");
+        let mut encoded = BytesMut::new();
+        out.iter().for_each(|c| encoder.chunk(c, &mut encoded));
+        encoder.done(&mut encoded);
+    }
+}
+
+#[test]
+fn mutated_requests_are_refused_or_translated_never_a_panic() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let request = serde_json::json!({"model": "m", "max_tokens": 9, "system": [{"type": "text", "text": "s"}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "f"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "r"}]}]}]})
+    .to_string();
+    let options = crate::llm::TranslateOptions::strict("anthropic");
+    for _ in 0..3000 {
+        let body = mutate(&mut rng, request.as_bytes());
+        if let Ok(chat) = crate::llm::anthropic::to_chat_request(&body) {
+            let _ = crate::llm::anthropic::to_messages_request(&chat, "claude", &options);
+        }
+        let _ = crate::llm::anthropic::estimate_input_tokens(&body);
+    }
+}
