@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::RouteMetrics;
+use crate::llm::anthropic::types::UsageCounts as AnthropicCounts;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -42,42 +43,16 @@ pub struct AnthropicScan {
     counts: AnthropicCounts,
 }
 
-/// Anthropic's token counts: `input_tokens` excludes the cached input, counted in
-/// `cache_read_input_tokens` and `cache_creation_input_tokens`. In a stream each event
-/// carries the counts so far, some of them absent.
-#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
-struct AnthropicCounts {
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
-}
-
-impl AnthropicCounts {
-    /// Later counts replace earlier ones (they are cumulative).
-    fn merge(&mut self, later: AnthropicCounts) {
-        self.input_tokens = later.input_tokens.or(self.input_tokens);
-        self.output_tokens = later.output_tokens.or(self.output_tokens);
-        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
-        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+/// Every input token once, cached or not; `None` when the answer reported no counts.
+fn anthropic_usage(counts: AnthropicCounts) -> Option<Usage> {
+    if counts == AnthropicCounts::default() {
+        return None;
     }
-
-    /// Every input token once, cached or not.
-    fn usage(self) -> Option<Usage> {
-        if self == AnthropicCounts::default() {
-            return None;
-        }
-        Some(Usage {
-            prompt_tokens: self.input_tokens.unwrap_or(0)
-                + self.cache_read_input_tokens.unwrap_or(0)
-                + self.cache_creation_input_tokens.unwrap_or(0),
-            completion_tokens: self.output_tokens.unwrap_or(0),
-        })
-    }
+    let usage = crate::llm::anthropic::chat_usage(&counts.usage());
+    Some(Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+    })
 }
 
 /// Usage a translator writes as it decodes a stream, and the meter reads at its end.
@@ -175,8 +150,8 @@ impl UsageScanner {
             UsageScanner::Sse(_, last) => last,
             UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
             UsageScanner::Anthropic(scan) => match scan.sse {
-                None => find_usage::<AnthropicCounts>(scan.json.bytes()).and_then(AnthropicCounts::usage),
-                Some(_) => scan.counts.usage(),
+                None => find_usage::<AnthropicCounts>(scan.json.bytes()).and_then(anthropic_usage),
+                Some(_) => anthropic_usage(scan.counts),
             },
         }
     }

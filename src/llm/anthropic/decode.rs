@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::stream_error;
 use super::response::{chat_usage, finish_reason, now};
-use super::types::{ErrorBody, Usage};
+use super::types::{ErrorBody, UsageCounts};
 use crate::llm::chat::{ChatChunk, ChunkChoice, Delta, FinishReason, FunctionCallDelta, ToolCallDelta};
 use crate::llm::{Frame, StreamDecoder, UpstreamError};
 
@@ -29,7 +29,7 @@ struct Event<'a> {
     #[serde(default)]
     message: Option<StartMessage>,
     #[serde(default)]
-    usage: Option<StreamUsage>,
+    usage: Option<UsageCounts>,
     #[serde(default)]
     error: Option<ErrorBody>,
 }
@@ -71,20 +71,7 @@ struct StartMessage {
     #[serde(default)]
     model: String,
     #[serde(default)]
-    usage: StreamUsage,
-}
-
-/// Usage as streamed: every count cumulative, any of them possibly absent from an event.
-#[derive(Deserialize, Default, Clone, Copy)]
-struct StreamUsage {
-    #[serde(default)]
-    input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens: Option<u64>,
-    #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
+    usage: UsageCounts,
 }
 
 /// A content block of the message being streamed.
@@ -110,7 +97,7 @@ pub struct AnthropicStreamDecoder {
     started: bool,
     blocks: Vec<Block>,
     calls: u32,
-    usage: Usage,
+    usage: UsageCounts,
     finish_sent: bool,
     finished: bool,
 }
@@ -124,7 +111,7 @@ impl Default for AnthropicStreamDecoder {
             started: false,
             blocks: Vec::new(),
             calls: 0,
-            usage: Usage::default(),
+            usage: UsageCounts::default(),
             finish_sent: false,
             finished: false,
         }
@@ -184,14 +171,6 @@ impl AnthropicStreamDecoder {
             ..Delta::default()
         };
         self.push(out, delta, None);
-    }
-
-    fn merge_usage(&mut self, usage: StreamUsage) {
-        let u = &mut self.usage;
-        u.input_tokens = usage.input_tokens.unwrap_or(u.input_tokens);
-        u.output_tokens = usage.output_tokens.unwrap_or(u.output_tokens);
-        u.cache_creation_input_tokens = usage.cache_creation_input_tokens.or(u.cache_creation_input_tokens);
-        u.cache_read_input_tokens = usage.cache_read_input_tokens.or(u.cache_read_input_tokens);
     }
 
     fn block_start(&mut self, event: Event<'_>, out: &mut Vec<ChatChunk>) -> Result<(), UpstreamError> {
@@ -327,7 +306,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 let message = event.message.ok_or_else(|| protocol("message_start without message"))?;
                 self.id = message.id;
                 self.model = message.model;
-                self.merge_usage(message.usage);
+                self.usage.merge(message.usage);
                 self.started = true;
                 let delta = Delta {
                     role: Some("assistant".to_string()),
@@ -340,7 +319,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
             "content_block_stop" => self.block_stop(event, out)?,
             "message_delta" => {
                 if let Some(usage) = event.usage {
-                    self.merge_usage(usage);
+                    self.usage.merge(usage);
                 }
                 if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     self.finish(finish_reason(&reason), out);
@@ -349,7 +328,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
             "message_stop" => {
                 self.finish(FinishReason::Stop, out);
                 self.finished = true;
-                let usage = chat_usage(&self.usage);
+                let usage = chat_usage(&self.usage.usage());
                 out.push(ChatChunk::usage_only(&self.id, &self.model, self.created, usage));
             }
             "error" => {

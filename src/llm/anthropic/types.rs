@@ -369,6 +369,40 @@ pub struct Usage {
     pub cache_read_input_tokens: Option<u64>,
 }
 
+/// Usage as an Anthropic stream reports it: every count cumulative (the counts so far), any
+/// of them possibly absent from an event.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageCounts {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+impl UsageCounts {
+    /// Later counts replace earlier ones: they are totals, never increments.
+    pub fn merge(&mut self, later: UsageCounts) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
+    /// The counts as a message's usage.
+    pub fn usage(self) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+        }
+    }
+}
+
 /// `{"type": "error", "error": {"type", "message"}}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ErrorEnvelope {
