@@ -443,47 +443,19 @@ pub fn sse_events(text: &str) -> Vec<String> {
 }
 
 /// An LLMProvider of `type: anthropic` at `upstream`, its key in a Secret; `extra` is added to
-/// its spec (YAML flow mapping entries, e.g. `dropUnsupportedParams: true`).
+/// its spec (YAML lines indented by two spaces, e.g. `  dropUnsupportedParams: true`).
 pub fn anthropic_provider(name: &str, upstream: &Scripted, key: &str, extra: &str) -> String {
-    format!(
-        r#"---
-apiVersion: modelgate.dev/v1alpha1
-kind: LLMProvider
-metadata: {{name: {name}}}
-spec:
-  type: anthropic
-  baseUrl: {base}
-  apiKey: {{secretRef: {{name: {name}-key, key: apiKey}}}}
-  timeouts: {{request: 5s}}
-{extra}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-key}}
-stringData: {{apiKey: {key}}}
-"#,
-        base = upstream.origin()
+    super::typed_provider(
+        name,
+        "anthropic",
+        &upstream.origin(),
+        key,
+        &format!("  timeouts: {{request: 5s}}\n{extra}"),
     )
 }
 
 /// An `openai-compatible` LLMProvider at `upstream` (`/v1` under it).
 pub fn openai_provider(name: &str, upstream: &Scripted, key: &str) -> String {
-    format!(
-        r#"---
-apiVersion: modelgate.dev/v1alpha1
-kind: LLMProvider
-metadata: {{name: {name}}}
-spec:
-  type: openai-compatible
-  baseUrl: {base}/v1
-  apiKey: {{secretRef: {{name: {name}-key, key: apiKey}}}}
-  timeouts: {{request: 5s}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-key}}
-stringData: {{apiKey: {key}}}
-"#,
-        base = upstream.origin()
-    )
+    let base = format!("{}/v1", upstream.origin());
+    super::typed_provider(name, "openai-compatible", &base, key, "  timeouts: {request: 5s}")
 }
