@@ -8,9 +8,11 @@
 //!
 //! Anthropic to Anthropic never comes here: it is a byte pass-through.
 
+mod content;
 mod decode;
 mod encode;
 mod error;
+mod estimate;
 mod inbound;
 mod outbound;
 mod response;
@@ -22,6 +24,7 @@ mod tests;
 pub use decode::AnthropicStreamDecoder;
 pub use encode::AnthropicStreamEncoder;
 pub use error::{classify_error, error_json, error_text, status_of_type, type_of_status};
-pub use inbound::{estimate_input_tokens, parse_request, to_chat_request};
+pub use estimate::estimate_input_tokens;
+pub use inbound::{parse_request, to_chat_request};
 pub use outbound::to_messages_request;
 pub use response::{chat_usage, finish_reason, from_messages_response, stop_reason, to_messages_response};
