@@ -10,6 +10,7 @@
 //!   request is read into it, written in the provider's API by the provider's [`Wire`], and the
 //!   answer comes back the same way, a frame at a time for streams.
 
+mod anthropic;
 mod openai;
 pub mod passthrough;
 mod sign;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 
+pub use anthropic::AnthropicWire;
 pub use openai::OpenAiWire;
 pub use sign::{RequestSigner, SignError};
 
@@ -34,7 +36,7 @@ use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::tenancy::Admission;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
-use super::usage::Metered;
+use super::usage::{Metered, UsageScanner};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
 use crate::crd::ProviderType;
 use crate::llm::chat::{ChatRequest, ChatResponse};
@@ -197,7 +199,8 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         ProviderType::Openai | ProviderType::OpenaiCompatible | ProviderType::AzureOpenai => {
             Box::new(OpenAiWire::new(endpoint))
         }
-        ProviderType::Anthropic | ProviderType::Gemini | ProviderType::Bedrock => {
+        ProviderType::Anthropic => Box::new(AnthropicWire),
+        ProviderType::Gemini | ProviderType::Bedrock => {
             return Err(PrepareError::Setup {
                 provider: endpoint.key.clone(),
                 message: format!(
@@ -594,14 +597,22 @@ where
         admission.decorate(&mut headers);
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = Metered::new(
-        body,
-        call.metrics.clone(),
-        call.started,
-        status.as_u16(),
-        content_type,
-        admission,
-    );
+    let body = match call.endpoint {
+        Endpoint::messages | Endpoint::count_tokens => {
+            let scanner = UsageScanner::anthropic(content_type);
+            let streaming = scanner.is_stream();
+            let (metrics, started) = (call.metrics.clone(), call.started);
+            Metered::with_scanner(body, metrics, started, status.as_u16(), scanner, streaming, admission)
+        }
+        _ => Metered::new(
+            body,
+            call.metrics.clone(),
+            call.started,
+            status.as_u16(),
+            content_type,
+            admission,
+        ),
+    };
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -27,6 +27,8 @@ enum Layout {
 pub struct OpenAiWire {
     layout: Layout,
     responses: bool,
+    /// OpenAI's own API, where reasoning models refuse the older `max_tokens`.
+    completion_tokens: bool,
 }
 
 impl OpenAiWire {
@@ -39,6 +41,7 @@ impl OpenAiWire {
         OpenAiWire {
             layout,
             responses: matches!(endpoint.provider_type, ProviderType::Openai | ProviderType::AzureOpenai),
+            completion_tokens: endpoint.provider_type == ProviderType::Openai,
         }
     }
 
@@ -90,6 +93,11 @@ impl Wire for OpenAiWire {
     ) -> Result<WireRequest, TranslateError> {
         let mut request = request.clone();
         request.model = model.to_string();
+        if self.completion_tokens && request.max_completion_tokens.is_none() {
+            // Translated requests (Anthropic's required max_tokens) use the field every
+            // OpenAI model takes; OpenAI-compatible servers keep the older one they know.
+            request.max_completion_tokens = request.max_tokens.take();
+        }
         if request.is_stream() {
             // The gateway meters every stream, so it always asks for the usage chunk; the
             // client's encoder drops it unless the client asked too.

@@ -51,14 +51,14 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
     if request.is_stream() {
         let (framer, decoder) = http.wire.chat_stream(model);
         let encoder = inbound.encoder(&request);
-        Ok(streamed(call, response, framer, decoder, encoder))
+        Ok(streamed(call, response, framer, decoder, encoder, http.key.clone()))
     } else {
         let body = read_answer(call, response).await?;
         let answer = http
             .wire
             .chat_response(&body, model)
             .map_err(|e| upstream_error(call, e))?;
-        let usage = answer.usage.as_ref().map(to_meter);
+        let usage = answer.usage.as_ref().map(Usage::from);
         Ok(known(
             call,
             inbound.response(&answer, call.alias),
@@ -154,17 +154,10 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
     Ok(known(call, answer, usage, "application/json"))
 }
 
-/// `count_tokens` for a provider without it: an estimate (about four bytes a token of the
-/// translated prompt), marked as one.
+/// `count_tokens` for a provider without it: an estimate (about four bytes a token of text,
+/// images at their largest cost; base64 data is not counted as text), marked as one.
 fn estimate_tokens(call: &Call<'_>) -> Result<Response<Body>, Failed> {
-    let inbound = inbound_of(Endpoint::messages)?;
-    let request = inbound.to_chat(call.body).map_err(translate_error)?;
-    let text = serde_json::to_string(&request.messages).unwrap_or_default();
-    let tools = request
-        .tools
-        .as_ref()
-        .map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
-    let estimate = (text.len() + tools).div_ceil(4);
+    let estimate = crate::llm::anthropic::estimate_input_tokens(call.body).map_err(translate_error)?;
     let mut response = Response::new(Body::from(serde_json::json!({"input_tokens": estimate}).to_string()));
     response
         .headers_mut()
@@ -185,7 +178,7 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
     let request = inbound.to_chat(call.body).map_err(translate_error)?;
     let provider = &call.target.upstream.name;
     let answer = mock::chat_response(call.alias, provider, &call.target.model, &request);
-    let usage = answer.usage.as_ref().map(to_meter);
+    let usage = answer.usage.as_ref().map(Usage::from);
     call.metrics.upstream.observe(call.started.elapsed().as_secs_f64());
     if request.is_stream() {
         let chunks = mock::chat_chunks(&answer);
@@ -199,19 +192,6 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
             usage,
             "application/json",
         ))
-    }
-}
-
-fn to_meter(usage: &crate::llm::chat::Usage) -> Usage {
-    Usage {
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        prompt_tokens_details: usage
-            .prompt_tokens_details
-            .as_ref()
-            .map(|d| crate::gateway::usage::PromptDetails {
-                cached_tokens: d.cached_tokens,
-            }),
     }
 }
 
@@ -247,6 +227,7 @@ fn streamed<B>(
     framer: Box<dyn Framer>,
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
+    key: Option<crate::secret::SecretString>,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -263,6 +244,7 @@ where
         ended: false,
         provider: call.target.upstream.name.clone(),
         alias: Arc::from(call.alias),
+        key,
     };
     let admission = call.take_admission();
     let mut response = Response::new(Body::empty());
@@ -298,6 +280,8 @@ struct Transcoded<B> {
     ended: bool,
     provider: Arc<str>,
     alias: Arc<str>,
+    /// The provider's key, scrubbed from error events (a provider may echo it).
+    key: Option<crate::secret::SecretString>,
 }
 
 impl<B> Transcoded<B> {
@@ -305,7 +289,7 @@ impl<B> Transcoded<B> {
     fn encode(&mut self, out: &mut BytesMut) {
         for chunk in self.chunks.drain(..) {
             if let Some(usage) = &chunk.usage {
-                *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(to_meter(usage));
+                *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(Usage::from(usage));
             }
             self.encoder.chunk(&chunk, out);
         }
@@ -313,9 +297,13 @@ impl<B> Transcoded<B> {
 
     /// Ends the stream with an error event (and no clean finish).
     fn fail(&mut self, error: &UpstreamError, out: &mut BytesMut) {
+        let mut error = error.clone();
+        if let Some(key) = &self.key {
+            error.message = error.message.replace(key.expose(), "[redacted]");
+        }
         tracing::warn!(provider = %self.provider, alias = %self.alias, error = %error.message, "a translated stream failed");
         self.encode(out);
-        self.encoder.error(error, out);
+        self.encoder.error(&error, out);
         self.ended = true;
     }
 }
