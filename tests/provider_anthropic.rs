@@ -724,3 +724,83 @@ async fn messages_to_the_mock_and_errors_in_anthropics_envelope() {
         "{body}"
     );
 }
+
+/// A team's calls to an Anthropic alias are settled with Anthropic's own counts, whichever way
+/// they go: `/v1/messages` passed through (JSON and stream) and Chat Completions translated.
+/// Cache reads and writes are prompt tokens, reads are priced as cached; `count_tokens` is an
+/// answered call that costs nothing.
+#[tokio::test]
+async fn a_teams_anthropic_calls_are_settled_with_cached_tokens_priced() {
+    const TEAM_KEY: &str = "mg-claude-team-key";
+    let claude = Scripted::anthropic().await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(anthropic_provider("claude", &claude, KEY, "")
+            + &alias(
+                "smart",
+                "{target: claude/claude-sonnet-4-5, pricing: {inputPerMillionTokens: \"1.00\", outputPerMillionTokens: \"2.00\", cachedInputPerMillionTokens: \"0.10\"}}",
+            )
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: AccessGroup\nmetadata: {name: claude-users}\nspec: {aliases: [smart]}\n"
+            + "---\napiVersion: modelgate.dev/v1alpha1\nkind: Team\nmetadata: {name: writers}\nspec: {accessGroups: [claude-users]}\n"
+            + &key_secret("writers-key", "writers", TEAM_KEY)),
+    );
+    let gateway = start_gateway_tenancy(
+        &config,
+        modelgate::gateway::tenancy::TenancyOptions {
+            auth: modelgate::gateway::tenancy::AuthMode::ApiKey,
+            ..Default::default()
+        },
+    )
+    .await;
+    let messages = |stream: bool| json!({"model": "smart", "max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+    let calls = [
+        ("/v1/messages", messages(false)),
+        ("/v1/messages", messages(true)),
+        (
+            "/v1/chat/completions",
+            json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+        ),
+        ("/v1/messages/count_tokens", messages(false)),
+    ];
+    for (n, (path, body)) in calls.iter().enumerate() {
+        let response = client()
+            .post(format!("http://{}{path}", gateway.addr))
+            .header("content-type", "application/json")
+            .header("x-api-key", TEAM_KEY)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200, "{path}");
+        let text = response.text().await.expect("body");
+        assert!(!text.contains("\"error\""), "{path}: {text}");
+        assert_eq!(
+            claude.last().header("x-api-key").as_deref(),
+            Some(KEY),
+            "the team's key stays at the gateway"
+        );
+        eventually(std::time::Duration::from_secs(5), "the call to be settled", || async {
+            let (_, team) = get(gateway.admin_addr, "/api/teams/writers").await;
+            let team: Value = serde_json::from_str(&team).unwrap_or_default();
+            (team["usage"]["requests"] == n + 1).then_some(())
+        })
+        .await;
+    }
+    let (status, team) = get(gateway.admin_addr, "/api/teams/writers").await;
+    assert_eq!(status, 200, "{team}");
+    let usage = &serde_json::from_str::<Value>(&team).expect("json")["usage"];
+    let (input, read, written, output) = ANTHROPIC_USAGE;
+    let prompt = input + read + written;
+    assert_eq!(
+        (
+            usage["prompt_tokens"].clone(),
+            usage["completion_tokens"].clone(),
+            usage["cached_prompt_tokens"].clone()
+        ),
+        (json!(3 * prompt), json!(3 * output), json!(3 * read)),
+        "{usage}"
+    );
+    // Per call: 26 uncached × 1.00 + 100 cached × 0.10 + 9 output × 2.00 per million = 54 µ$.
+    assert_eq!(usage["cost_usd"], "0.000162", "{usage}");
+}

@@ -166,6 +166,11 @@ fn estimate_tokens(call: &Call<'_>) -> Result<Response<Body>, Failed> {
         .headers_mut()
         .insert("x-modelgate-token-estimate", HeaderValue::from_static("true"));
     call.metrics.count(200);
+    if let Some(admission) = call.take_admission() {
+        // An answered call that used no tokens (its estimate is zero).
+        admission.decorate(response.headers_mut());
+        admission.settle(None);
+    }
     Ok(response)
 }
 

@@ -19,6 +19,10 @@ struct Caps {
 }
 
 pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
+    if endpoint == Endpoint::count_tokens {
+        // Counting generates nothing and is not billed: nothing to reserve or charge.
+        return Tokens::default();
+    }
     let prompt = (body.len() as u64).div_ceil(4).max(1);
     let completion = match endpoint {
         Endpoint::embeddings => 0,
@@ -53,5 +57,9 @@ mod tests {
         );
         assert_eq!(tokens(b"{}", Endpoint::chat_completions).completion, DEFAULT_COMPLETION);
         assert_eq!(tokens(b"{}", Endpoint::embeddings).completion, 0);
+        assert_eq!(
+            tokens(br#"{"max_tokens": 9, "messages": []}"#, Endpoint::count_tokens),
+            Tokens::default()
+        );
     }
 }
