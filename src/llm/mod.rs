@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod embeddings;
 pub mod failure;
+pub mod gemini;
 pub mod openai;
 pub mod stream;
 mod unsupported;

@@ -10,6 +10,7 @@
 //!   request is read into it, written in the provider's API by the provider's [`Wire`], and the
 //!   answer comes back the same way, a frame at a time for streams.
 
+mod gemini;
 mod openai;
 pub mod passthrough;
 mod sign;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 
+pub use gemini::GeminiWire;
 pub use openai::OpenAiWire;
 pub use sign::{RequestSigner, SignError};
 
@@ -196,7 +198,8 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         ProviderType::Openai | ProviderType::OpenaiCompatible | ProviderType::AzureOpenai => {
             Box::new(OpenAiWire::new(endpoint))
         }
-        ProviderType::Anthropic | ProviderType::Gemini | ProviderType::Bedrock => {
+        ProviderType::Gemini => Box::new(GeminiWire::new(endpoint)),
+        ProviderType::Anthropic | ProviderType::Bedrock => {
             return Err(PrepareError::Setup {
                 provider: endpoint.key.clone(),
                 message: format!(
