@@ -51,7 +51,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
     if request.is_stream() {
         let (framer, decoder) = http.wire.chat_stream(model);
         let encoder = inbound.encoder(&request);
-        Ok(streamed(call, response, framer, decoder, encoder))
+        Ok(streamed(call, response, framer, decoder, encoder, http.key.clone()))
     } else {
         let body = read_answer(call, response).await?;
         let answer = http
@@ -235,6 +235,7 @@ fn streamed<B>(
     framer: Box<dyn Framer>,
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
+    key: Option<crate::secret::SecretString>,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -251,6 +252,7 @@ where
         ended: false,
         provider: call.target.upstream.name.clone(),
         alias: Arc::from(call.alias),
+        key,
     };
     let metered = Metered::with_scanner(
         body,
@@ -280,6 +282,8 @@ struct Transcoded<B> {
     ended: bool,
     provider: Arc<str>,
     alias: Arc<str>,
+    /// The provider's key, scrubbed from error events (a provider may echo it).
+    key: Option<crate::secret::SecretString>,
 }
 
 impl<B> Transcoded<B> {
@@ -295,9 +299,13 @@ impl<B> Transcoded<B> {
 
     /// Ends the stream with an error event (and no clean finish).
     fn fail(&mut self, error: &UpstreamError, out: &mut BytesMut) {
+        let mut error = error.clone();
+        if let Some(key) = &self.key {
+            error.message = error.message.replace(key.expose(), "[redacted]");
+        }
         tracing::warn!(provider = %self.provider, alias = %self.alias, error = %error.message, "a translated stream failed");
         self.encode(out);
-        self.encoder.error(error, out);
+        self.encoder.error(&error, out);
         self.ended = true;
     }
 }
