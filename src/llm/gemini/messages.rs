@@ -28,14 +28,17 @@ pub fn conversation(
     let mut names: HashMap<&str, &str> = HashMap::new();
     for (i, message) in messages.iter().enumerate() {
         for (key, value) in &message.rest {
-            if !is_neutral(value) {
+            // An earlier answer's reasoning (another provider's thinking): Gemini reads none back.
+            let reasoning = key == "reasoning_content" && message.role == Role::Assistant;
+            if !is_neutral(value) && !reasoning {
                 unsupported.param(
                     &format!("messages[{i}].{key}"),
                     "the gateway cannot translate it for the Gemini API",
                 )?;
             }
         }
-        if message.name.as_deref().is_some_and(|n| !n.is_empty()) {
+        // A tool message's name is its function's (sent by LangChain, among others).
+        if message.name.as_deref().is_some_and(|n| !n.is_empty()) && message.role != Role::Tool {
             unsupported.param(&format!("messages[{i}].name"), "Gemini turns have no author names")?;
         }
         let (role, parts) = match message.role {
@@ -283,7 +286,11 @@ fn model_parts<'m>(
 /// object is passed as is, anything else as `{"content": <the text>}`.
 fn tool_result(message: &Message, i: usize, names: &HashMap<&str, &str>) -> Result<Part, TranslateError> {
     let id = message.tool_call_id.as_deref().unwrap_or_default();
-    let Some(name) = names.get(id) else {
+    let Some(name) = names
+        .get(id)
+        .copied()
+        .or(message.name.as_deref().filter(|n| !n.is_empty()))
+    else {
         return Err(TranslateError::new(
             format!("messages[{i}].tool_call_id"),
             format!("the tool message answers the call '{id}', which no earlier assistant message made; Gemini needs the function name of each result"),
@@ -308,8 +315,8 @@ fn tool_result(message: &Message, i: usize, names: &HashMap<&str, &str>) -> Resu
     };
     Ok(Part {
         function_response: Some(FunctionResponse {
-            id: Some(id.to_string()),
-            name: (*name).to_string(),
+            id: (!id.is_empty()).then(|| id.to_string()),
+            name: name.to_string(),
             response,
         }),
         ..Part::default()

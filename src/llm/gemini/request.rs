@@ -130,8 +130,7 @@ fn thinking(model: &str, effort: &str) -> Result<ThinkingConfig, TranslateError>
     Ok(if budgets {
         let budget = match effort {
             "none" => 0,
-            "minimal" => 512,
-            "low" => 1024,
+            "minimal" | "low" => 1024,
             "medium" => 8192,
             _ => 24576,
         };

@@ -107,6 +107,23 @@ fn tools_calls_and_results_round_trip_by_name_and_id() {
 }
 
 #[test]
+fn a_tool_message_may_name_its_function_and_earlier_reasoning_is_not_sent_back() {
+    let body = translated(json!({"model": "m", "messages": [
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "content": "Let me check.", "reasoning_content": "The user wants the time."},
+        {"role": "tool", "tool_call_id": "toolu_01", "name": "get_time", "content": "12:00"}
+    ]}));
+    assert_eq!(
+        body["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "What time is it?"}]},
+            {"role": "model", "parts": [{"text": "Let me check."}]},
+            {"role": "user", "parts": [{"functionResponse": {"id": "toolu_01", "name": "get_time", "response": {"content": "12:00"}}}]}
+        ])
+    );
+}
+
+#[test]
 fn tool_choice_and_strict_tools_become_function_calling_modes() {
     let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
     let mode = |choice: serde_json::Value, strict: bool| {
