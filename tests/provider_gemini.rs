@@ -23,6 +23,17 @@ async fn start(fake: &FakeGemini, extra: &str) -> (ConfigDir, modelgate::gateway
     (config, gateway)
 }
 
+/// Posts a chat request to the gateway; the status and the answer as JSON.
+async fn chat_with(gateway: &modelgate::gateway::Running, body: &Value) -> (u16, Value) {
+    post(gateway, "/v1/chat/completions", &body.to_string()).await
+}
+
+/// Posts a body to `url`; the answer's text.
+async fn text_of(url: &str, body: &Value) -> String {
+    let response = client().post(url).body(body.to_string()).send().await.expect("answer");
+    response.text().await.expect("body")
+}
+
 /// Posts a streamed request; the status, the data of each event, and the raw text.
 async fn stream(gateway: &modelgate::gateway::Running, body: &Value) -> (u16, Vec<String>, String) {
     let response = client()
@@ -65,12 +76,7 @@ fn ask(extra: Value) -> Value {
 async fn chat_is_translated_to_generate_content_with_the_key_as_x_goog_api_key() {
     let fake = FakeGemini::start(KEY).await;
     let (_config, gateway) = start(&fake, "").await;
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &ask(json!({"temperature": 0.2})).to_string(),
-    )
-    .await;
+    let (status, body) = chat_with(&gateway, &ask(json!({"temperature": 0.2}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["choices"][0]["message"]["content"],
@@ -167,7 +173,7 @@ async fn parallel_tool_calls_and_results_round_trip_and_streamed_arguments_join_
     let (_config, gateway) = start(&fake, "").await;
     let question = json!({"model": "smart", "tools": tools(), "tool_choice": "auto",
         "messages": [{"role": "user", "content": "Weather in Paris and Tokyo?"}]});
-    let (status, whole) = post(&gateway, "/v1/chat/completions", &question.to_string()).await;
+    let (status, whole) = chat_with(&gateway, &question).await;
     assert_eq!(status, 200, "{whole}");
     let message = &whole["choices"][0]["message"];
     assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
@@ -235,7 +241,7 @@ async fn parallel_tool_calls_and_results_round_trip_and_streamed_arguments_join_
     messages.push(message.clone());
     messages.push(json!({"role": "tool", "tool_call_id": calls[0]["id"], "content": "{\"temperature\": 21}"}));
     messages.push(json!({"role": "tool", "tool_call_id": calls[1]["id"], "content": "rainy"}));
-    let (status, answer) = post(&gateway, "/v1/chat/completions", &follow_up.to_string()).await;
+    let (status, answer) = chat_with(&gateway, &follow_up).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer["choices"][0]["message"]["content"],
@@ -330,7 +336,7 @@ async fn errors_keep_their_class_status_and_retry_delay() {
     for (code, status, message, expected, expected_code) in cases {
         let body = google_error(code, status, message);
         fake.set(move |_| Reply::Json(code, vec![], body.clone()));
-        let (got, answer) = post(&gateway, "/v1/chat/completions", &ask(json!({})).to_string()).await;
+        let (got, answer) = chat_with(&gateway, &ask(json!({}))).await;
         assert_eq!(
             (got, answer["error"]["code"].clone()),
             (expected, json!(expected_code)),
@@ -344,7 +350,7 @@ async fn errors_keep_their_class_status_and_retry_delay() {
 async fn a_wrong_key_is_an_auth_failure_that_never_shows_the_key() {
     let fake = FakeGemini::start("AIzaSy-the-right-key").await;
     let (_config, gateway) = start(&fake, "").await;
-    let (status, body) = post(&gateway, "/v1/chat/completions", &ask(json!({})).to_string()).await;
+    let (status, body) = chat_with(&gateway, &ask(json!({}))).await;
     assert_eq!(
         (status, body["error"]["code"].clone()),
         (401, json!("upstream_auth_failed")),
@@ -387,12 +393,7 @@ async fn a_stream_cut_midway_ends_with_an_error_event_and_no_done() {
 async fn unsupported_parameters_are_400s_naming_them_unless_dropping_is_allowed() {
     let fake = FakeGemini::start(KEY).await;
     let (_config, gateway) = start(&fake, "").await;
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &ask(json!({"logit_bias": {"1": 5}})).to_string(),
-    )
-    .await;
+    let (status, body) = chat_with(&gateway, &ask(json!({"logit_bias": {"1": 5}}))).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "logit_bias");
     assert_eq!(body["error"]["code"], "unsupported_parameter");
@@ -403,12 +404,7 @@ async fn unsupported_parameters_are_400s_naming_them_unless_dropping_is_allowed(
 
     let lenient = FakeGemini::start(KEY).await;
     let (_config, gateway) = start(&lenient, "  dropUnsupportedParams: true").await;
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &ask(json!({"logit_bias": {"1": 5}})).to_string(),
-    )
-    .await;
+    let (status, body) = chat_with(&gateway, &ask(json!({"logit_bias": {"1": 5}}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(lenient.last().body.get("logit_bias"), None);
 }
@@ -422,25 +418,14 @@ async fn images_travel_inline_and_plain_http_urls_are_refused() {
             {"type": "text", "text": "What is this?"},
             {"type": "image_url", "image_url": {"url": url}}
         ]}]})
-        .to_string()
     };
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &picture("data:image/png;base64,iVBORw0KGgo="),
-    )
-    .await;
+    let (status, body) = chat_with(&gateway, &picture("data:image/png;base64,iVBORw0KGgo=")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         fake.last().body["contents"][0]["parts"][1],
         json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
     );
-    let (status, body) = post(
-        &gateway,
-        "/v1/chat/completions",
-        &picture("http://intranet.local/cat.png"),
-    )
-    .await;
+    let (status, body) = chat_with(&gateway, &picture("http://intranet.local/cat.png")).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "messages[0].content[1].image_url.url");
 }
@@ -506,7 +491,7 @@ async fn a_base_url_with_the_api_version_is_not_versioned_twice() {
             + &alias("smart", "{target: gemini/models/gemini-2.5-pro}")),
     );
     let gateway = start_gateway(&config).await;
-    let (status, body) = post(&gateway, "/v1/chat/completions", &ask(json!({})).to_string()).await;
+    let (status, body) = chat_with(&gateway, &ask(json!({}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(fake.last().path, "/v1beta/models/gemini-2.5-pro:generateContent");
 }
@@ -537,24 +522,8 @@ async fn the_key_never_reaches_logs_errors_streams_or_metrics() {
     );
     let gateway = child::ChildGateway::start_logging(&config, &[], None, "trace").await;
     let url = format!("http://{}/v1/chat/completions", gateway.api);
-    let reply = client()
-        .post(&url)
-        .body(ask(json!({})).to_string())
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("body");
-    let streamed = client()
-        .post(&url)
-        .body(ask(json!({"stream": true})).to_string())
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("body");
+    let reply = text_of(&url, &ask(json!({}))).await;
+    let streamed = text_of(&url, &ask(json!({"stream": true}))).await;
     fake.set(|_| {
         Reply::Json(
             400,
@@ -562,15 +531,7 @@ async fn the_key_never_reaches_logs_errors_streams_or_metrics() {
             include_str!("../src/llm/gemini/fixtures/key_invalid.json").to_string(),
         )
     });
-    let rejected = client()
-        .post(&url)
-        .body(ask(json!({})).to_string())
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("body");
+    let rejected = text_of(&url, &ask(json!({}))).await;
     let (_, metrics) = get(gateway.admin, "/metrics").await;
     assert!(reply.contains("[redacted] is invalid"), "{reply}");
     assert!(
