@@ -12,6 +12,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod embeddings;
 pub mod failure;
+pub mod gemini;
 pub mod openai;
 pub mod stream;
 mod unsupported;

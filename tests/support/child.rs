@@ -23,13 +23,18 @@ impl ChildGateway {
     /// Starts `modelgate gateway --config DIR` with `args`; `fd_limit` sets RLIMIT_NOFILE
     /// (soft and hard) in the child before it starts.
     pub async fn start(config: &ConfigDir, args: &[&str], fd_limit: Option<u64>) -> Self {
+        ChildGateway::start_logging(config, args, fd_limit, "info").await
+    }
+
+    /// Like [`ChildGateway::start`], logging at `level` (`RUST_LOG`).
+    pub async fn start_logging(config: &ConfigDir, args: &[&str], fd_limit: Option<u64>, level: &str) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_modelgate"));
         command
             .args(["gateway", "--config"])
             .arg(config.path())
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

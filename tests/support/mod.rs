@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod child;
+pub mod gemini;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

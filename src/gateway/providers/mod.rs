@@ -11,6 +11,7 @@
 //!   answer comes back the same way, a frame at a time for streams.
 
 mod anthropic;
+mod gemini;
 mod openai;
 pub mod passthrough;
 mod sign;
@@ -25,6 +26,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri
 use http_body_util::{BodyExt, Full};
 
 pub use anthropic::AnthropicWire;
+pub use gemini::GeminiWire;
 pub use openai::OpenAiWire;
 pub use sign::{RequestSigner, SignError};
 
@@ -200,7 +202,8 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
             Box::new(OpenAiWire::new(endpoint))
         }
         ProviderType::Anthropic => Box::new(AnthropicWire),
-        ProviderType::Gemini | ProviderType::Bedrock => {
+        ProviderType::Gemini => Box::new(GeminiWire::new(endpoint)),
+        ProviderType::Bedrock => {
             return Err(PrepareError::Setup {
                 provider: endpoint.key.clone(),
                 message: format!(
@@ -525,7 +528,7 @@ pub(super) async fn upstream_failure(
 ) -> Failed {
     let provider = &call.target.upstream.name;
     let status = response.status();
-    let headers = error_headers(response.headers());
+    let mut headers = error_headers(response.headers());
     // A redirect (never followed) or a loop back into a gateway: our own words.
     if let Some(ours) = egress::unfollowed(status, response.headers(), provider) {
         let mut error = UpstreamError::new(FailureClass::ServerError, ours.status.as_u16(), ours.message);
@@ -560,6 +563,12 @@ pub(super) async fn upstream_failure(
     }
     let mut error = http.wire.classify(status.as_u16(), text.as_bytes());
     error.retry_after = error.retry_after.or(retry_after);
+    // A delay the provider gave only in its body (Google's RetryInfo) reaches the client as
+    // `Retry-After` too, in whole seconds.
+    if let (Some(delay), false) = (error.retry_after, headers.contains_key(header::RETRY_AFTER)) {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if let Some(key) = &http.key {
         error.message = error.message.replace(key.expose(), "[redacted]");
     }
