@@ -8,6 +8,7 @@
 //! paths (OpenAI to OpenAI, Anthropic to Anthropic) never come here: they stay byte
 //! pass-through.
 
+pub mod bedrock;
 pub mod chat;
 pub mod embeddings;
 pub mod failure;
