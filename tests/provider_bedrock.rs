@@ -549,3 +549,57 @@ async fn pod_identity_credentials_sign_refresh_before_expiry_and_never_reach_the
         "the access key id may be logged:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn web_identity_credentials_from_sts_sign_the_requests() {
+    let fake = FakeBedrock::start().await;
+    fake.issue(IssuedKeys {
+        access_key_id: "ASIAWEBIDENTITY0001".to_string(),
+        secret_access_key: "irsa-secret-never-print".to_string(),
+        token: "irsa-session-never-print".to_string(),
+        expires_in: 3600,
+    });
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(format!(
+            "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: aws}}\nspec:\n  type: bedrock\n  baseUrl: {}\n  bedrock: {{region: us-east-1}}\n",
+            fake.base_url()
+        ) + &alias("claude", &format!("{{target: \"aws/{MODEL}\"}}"))),
+    );
+    let token_file = config.path().join("irsa-token");
+    std::fs::write(&token_file, "irsa-jwt-never-print").expect("token file");
+    let home = tempfile::tempdir().expect("home");
+    let gateway = support::child::ChildGateway::start_with(&config, &[], None, |command| {
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+            command.env_remove(name);
+        }
+        command
+            .env("RUST_LOG", "trace")
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/modelgate")
+            .env("AWS_ROLE_SESSION_NAME", "gateway")
+            // Where STS is: the fake (AWS's SDKs read this variable too).
+            .env("AWS_ENDPOINT_URL_STS", fake.base_url());
+    })
+    .await;
+    let response = client()
+        .post(format!("http://{}/v1/chat/completions", gateway.api))
+        .body(chat("claude"))
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, 200, "{text}\n{}", gateway.log());
+    let seen = fake.last();
+    assert_eq!(signature_parts(&seen).1, "ASIAWEBIDENTITY0001");
+    assert_eq!(seen.header("x-amz-security-token"), Some("irsa-session-never-print"));
+    assert_eq!(
+        fake.credential_fetches(),
+        vec![Some("irsa-jwt-never-print".to_string())]
+    );
+    assert!(!gateway.log().contains("never-print"), "{}", gateway.log());
+}

@@ -151,6 +151,10 @@ async fn serve(State(shared): State<Shared>, method: Method, uri: Uri, headers: 
             None => StatusCode::NOT_FOUND.into_response(),
         };
     }
+    let form = String::from_utf8_lossy(&body).into_owned();
+    if uri.path() == "/" && form.contains("Action=AssumeRoleWithWebIdentity") {
+        return assume_role_with_web_identity(&shared, &form);
+    }
     shared.received.lock().expect("lock").push_back(Received {
         method: method.to_string(),
         path: path.clone(),
@@ -190,6 +194,43 @@ async fn serve(State(shared): State<Shared>, method: Method, uri: Uri, headers: 
         "{}",
     )
         .into_response()
+}
+
+/// STS `AssumeRoleWithWebIdentity` (IRSA): the issued keys, in STS's XML; the fetch is
+/// recorded with the web identity token it carried.
+fn assume_role_with_web_identity(shared: &Shared, form: &str) -> Response {
+    let token = form
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("WebIdentityToken="))
+        .map(percent_decode);
+    shared.credential_fetches.lock().expect("lock").push(token);
+    let Some(keys) = shared.keys.lock().expect("lock").clone() else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let expiration = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(keys.expires_in as i64);
+    let xml = format!(
+        r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>{}</AccessKeyId>
+      <SecretAccessKey>{}</SecretAccessKey>
+      <SessionToken>{}</SessionToken>
+      <Expiration>{}</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/modelgate/gateway</Arn>
+      <AssumedRoleId>AROAEXAMPLE:gateway</AssumedRoleId>
+    </AssumedRoleUser>
+    <SubjectFromWebIdentityToken>system:serviceaccount:modelgate:gateway</SubjectFromWebIdentityToken>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>fake-sts-1</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#,
+        keys.access_key_id,
+        keys.secret_access_key,
+        keys.token,
+        expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    );
+    ([("content-type", "text/xml")], xml).into_response()
 }
 
 /// The model id of a `/model/{id}/...` path, percent-decoded.
