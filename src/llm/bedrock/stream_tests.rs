@@ -150,3 +150,26 @@ fn a_plain_answer_streams_text_and_its_stop_reason() {
         (3, 1, 0)
     );
 }
+
+/// What a fuzz target would check, deterministically: corrupted, truncated and random bytes
+/// through the framer and decoder never panic (a corrupt message is an error, not a crash).
+#[test]
+fn corrupted_and_random_bytes_never_panic() {
+    let good = tool_stream();
+    for position in 0..good.len() {
+        let mut bytes = good.clone();
+        bytes[position] ^= 0x5a;
+        let _ = decode(&bytes, 13);
+        let _ = decode(&good[..position], 13);
+    }
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..500 {
+        let mut bytes: Vec<u8> = (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect();
+        // Plausible preludes too: a small total length up front.
+        if bytes.len() > 4 && rng.bool() {
+            let total = u32::try_from(rng.usize(16..256)).expect("small");
+            bytes[..4].copy_from_slice(&total.to_be_bytes());
+        }
+        let _ = decode(&bytes, rng.usize(1..64));
+    }
+}
