@@ -9,6 +9,7 @@
 //! pass-through.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod chat;
 pub mod embeddings;
 pub mod failure;

@@ -11,6 +11,7 @@
 //!   answer comes back the same way, a frame at a time for streams.
 
 mod anthropic;
+pub mod bedrock;
 mod gemini;
 mod openai;
 pub mod passthrough;
@@ -101,8 +102,36 @@ pub trait Wire: Send + Sync + 'static {
         )))
     }
 
+    /// The upstream requests for embeddings: one, unless the provider embeds one text per
+    /// call (Bedrock Titan), when they are sent one after another.
+    fn embeddings_requests(
+        &self,
+        request: &EmbeddingsRequest,
+        model: &str,
+        options: &TranslateOptions,
+    ) -> Result<Vec<WireRequest>, TranslateError> {
+        Ok(vec![self.embeddings_request(request, model, options)?])
+    }
+
+    /// The answers to [`Wire::embeddings_requests`], in order, as one OpenAI embeddings body.
+    fn embeddings_responses(&self, bodies: &[Bytes], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
+        match bodies {
+            [body] => self.embeddings_response(body, model, base64),
+            _ => Err(UpstreamError::bad_response(format!(
+                "the provider answered {} embeddings calls where one was expected",
+                bodies.len()
+            ))),
+        }
+    }
+
     /// Classifies an error answer (status ≥ 400) from its status and body.
     fn classify(&self, status: u16, body: &[u8]) -> UpstreamError;
+
+    /// Classifies an error answer with its headers too (Bedrock names the error in
+    /// `x-amzn-ErrorType`).
+    fn classify_response(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> UpstreamError {
+        self.classify(status, body)
+    }
 }
 
 /// A 400 for an endpoint the provider does not offer.
@@ -203,15 +232,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         }
         ProviderType::Anthropic => Box::new(AnthropicWire),
         ProviderType::Gemini => Box::new(GeminiWire::new(endpoint)),
-        ProviderType::Bedrock => {
-            return Err(PrepareError::Setup {
-                provider: endpoint.key.clone(),
-                message: format!(
-                    "type {} is not supported by this gateway build",
-                    endpoint.provider_type.as_str()
-                ),
-            })
-        }
+        ProviderType::Bedrock => Box::new(bedrock::BedrockWire),
         ProviderType::Mock => {
             return Ok(Upstream {
                 name,
@@ -275,7 +296,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         uris: Vec::new(),
         base,
         headers,
-        signer: None,
+        signer: bedrock::signer(endpoint),
         timeouts: endpoint.timeouts,
         key: endpoint.api_key.clone(),
         wire,
@@ -547,6 +568,7 @@ pub(super) async fn upstream_failure(
         return fail(call, error, headers, None);
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let response_headers = response.headers().clone();
     let mut body = Vec::new();
     let mut incoming = response.into_body();
     while let Some(Ok(frame)) = incoming.frame().await {
@@ -561,7 +583,9 @@ pub(super) async fn upstream_failure(
     if let Some(key) = &http.key {
         text = text.replace(key.expose(), "[redacted]");
     }
-    let mut error = http.wire.classify(status.as_u16(), text.as_bytes());
+    let mut error = http
+        .wire
+        .classify_response(status.as_u16(), &response_headers, text.as_bytes());
     error.retry_after = error.retry_after.or(retry_after);
     // A delay the provider gave only in its body (Google's RetryInfo) reaches the client as
     // `Retry-After` too, in whole seconds.

@@ -140,15 +140,20 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
         )))
     })?;
     let model = &call.target.model;
-    let wire = http
+    let wires = http
         .wire
-        .embeddings_request(&request, model, &http.options)
+        .embeddings_requests(&request, model, &http.options)
         .map_err(translate_error)?;
-    let response = send(call, http, wire).await?;
-    let body = read_answer(call, response).await?;
+    // One call after another: a provider that embeds one text per call gets no burst from
+    // one client request, and the first failure ends the request.
+    let mut bodies = Vec::with_capacity(wires.len());
+    for wire in wires {
+        let response = send(call, http, wire).await?;
+        bodies.push(read_answer(call, response).await?);
+    }
     let answer = http
         .wire
-        .embeddings_response(&body, model, request.wants_base64())
+        .embeddings_responses(&bodies, model, request.wants_base64())
         .map_err(|e| upstream_error(call, e))?;
     let usage = crate::gateway::usage::usage_in_json(&answer);
     Ok(known(call, answer, usage, "application/json"))
