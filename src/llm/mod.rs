@@ -20,4 +20,4 @@ mod unsupported;
 
 pub use failure::{FailureClass, UpstreamError};
 pub use stream::{Accumulator, Frame, Framer, SseFramer, StreamDecoder, StreamEncoder};
-pub use unsupported::{TranslateError, TranslateOptions, Unsupported};
+pub use unsupported::{is_neutral, TranslateError, TranslateOptions, Unsupported};

@@ -3,8 +3,6 @@
 //! and every beta feature keep working; Chat Completions (and Responses) clients are
 //! translated to and from the Messages API.
 
-use bytes::Bytes;
-
 use super::{Wire, WireRequest};
 use crate::gateway::metrics::Endpoint;
 use crate::llm::anthropic::{classify_error, from_messages_response, to_messages_request, AnthropicStreamDecoder};
@@ -33,10 +31,10 @@ impl Wire for AnthropicWire {
         options: &TranslateOptions,
     ) -> Result<WireRequest, TranslateError> {
         let message = to_messages_request(request, model, options)?;
-        let body = serde_json::to_vec(&message).map_err(|e| TranslateError::invalid(e.to_string()))?;
+        let body = super::json_body(&message)?;
         Ok(WireRequest {
             path: MESSAGES.to_string(),
-            body: Bytes::from(body),
+            body,
         })
     }
 

@@ -34,10 +34,10 @@ impl GeminiWire {
     }
 
     fn request(&self, model: &str, method: &str, body: &impl serde::Serialize) -> Result<WireRequest, TranslateError> {
-        let body = serde_json::to_vec(body).map_err(|e| TranslateError::invalid(e.to_string()))?;
+        let body = super::json_body(body)?;
         Ok(WireRequest {
             path: gemini::method_path(self.version, model, method),
-            body: Bytes::from(body),
+            body,
         })
     }
 }

@@ -55,6 +55,13 @@ pub struct WireRequest {
     pub body: Bytes,
 }
 
+/// A provider request's JSON body.
+pub fn json_body(value: &impl serde::Serialize) -> Result<Bytes, TranslateError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| TranslateError::invalid(e.to_string()))
+}
+
 /// One provider API, as the translated path speaks it. Implementations are pure: they
 /// translate, and the gateway does the I/O.
 pub trait Wire: Send + Sync + 'static {

@@ -2,8 +2,6 @@
 //! OpenAI API pass through; only Anthropic Messages and Responses clients (the latter for
 //! `openai-compatible` servers, which may not offer it) are translated.
 
-use bytes::Bytes;
-
 use super::{Wire, WireRequest};
 use crate::compiler::{ProviderEndpoint, ProviderSettings};
 use crate::crd::ProviderType;
@@ -104,14 +102,11 @@ impl Wire for OpenAiWire {
             let options = request.stream_options.get_or_insert_with(StreamOptions::default);
             options.include_usage = Some(true);
         }
-        let body = serde_json::to_vec(&request).map_err(|e| TranslateError::invalid(e.to_string()))?;
+        let body = super::json_body(&request)?;
         let path = self
             .openai_path(Endpoint::chat_completions, model)
             .ok_or_else(|| TranslateError::invalid("no chat completions URL"))?;
-        Ok(WireRequest {
-            path,
-            body: Bytes::from(body),
-        })
+        Ok(WireRequest { path, body })
     }
 
     fn chat_response(&self, body: &[u8], _model: &str) -> Result<ChatResponse, UpstreamError> {

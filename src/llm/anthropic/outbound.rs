@@ -9,6 +9,7 @@ use super::types::{
     ToolInput, ToolResultContent,
 };
 use crate::llm::chat::{self, ChatRequest, Content, ContentPart, Message, ResponseFormat};
+use crate::llm::is_neutral;
 use crate::llm::{TranslateError, TranslateOptions, Unsupported};
 
 /// The Anthropic request for a canonical request, for the upstream model `model`.
@@ -80,19 +81,6 @@ pub fn to_messages_request(
         ));
     }
     Ok(out)
-}
-
-/// A value that asks for nothing (`null`, `false`, `0`, `""`, `{}`, `[]`): clients send
-/// defaults such as `"presence_penalty": 0`, which need no translation.
-fn is_neutral(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
 }
 
 fn why_unsupported(key: &str) -> &'static str {

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 
 use super::model_resource;
-use super::request::is_neutral;
 use super::types::{BatchEmbedContentsRequest, BatchEmbedContentsResponse, Content, EmbedContentRequest, Part};
 use crate::llm::embeddings::{embeddings_response, EmbeddingsRequest};
+use crate::llm::is_neutral;
 use crate::llm::{TranslateError, TranslateOptions, Unsupported, UpstreamError};
 
 /// The most texts `batchEmbedContents` takes at once.

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::request::is_neutral;
 use super::types::{Blob, Content, FileData, FunctionCall, FunctionResponse, Part};
 use crate::llm::chat::{Content as ChatContent, ContentPart, ImageUrl, Message, Role};
+use crate::llm::is_neutral;
 use crate::llm::{TranslateError, Unsupported};
 
 /// The signature Gemini documents for function calls whose real thought signature is not

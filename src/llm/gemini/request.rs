@@ -9,6 +9,7 @@ use super::types::{
     ToolConfig,
 };
 use crate::llm::chat::{self, ChatRequest, ResponseFormat};
+use crate::llm::is_neutral;
 use crate::llm::{TranslateError, TranslateOptions, Unsupported};
 
 /// The Gemini request for a canonical request, for the upstream model `model`.
@@ -84,19 +85,6 @@ pub fn to_generate_content(
         tool_config,
         generation_config: has_config.then_some(config),
     })
-}
-
-/// A value that asks for nothing (`null`, `false`, `0`, `""`, `{}`, `[]`): clients send
-/// defaults such as `"presence_penalty": 0` or `"store": false`, which need no translation.
-pub(super) fn is_neutral(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
 }
 
 fn why_unsupported(key: &str) -> &'static str {

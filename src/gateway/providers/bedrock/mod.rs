@@ -44,7 +44,7 @@ impl Wire for BedrockWire {
         options: &TranslateOptions,
     ) -> Result<WireRequest, TranslateError> {
         let converse = bedrock::converse_request(request, options)?;
-        let body = serde_json::to_vec(&converse).map_err(|e| TranslateError::invalid(e.to_string()))?;
+        let body = super::json_body(&converse)?;
         let operation = if request.is_stream() {
             "converse-stream"
         } else {
@@ -52,7 +52,7 @@ impl Wire for BedrockWire {
         };
         Ok(WireRequest {
             path: model_path(model, operation),
-            body: Bytes::from(body),
+            body,
         })
     }
 
@@ -79,7 +79,7 @@ impl Wire for BedrockWire {
             .map(|body| {
                 Ok(WireRequest {
                     path: path.clone(),
-                    body: Bytes::from(serde_json::to_vec(&body).map_err(|e| TranslateError::invalid(e.to_string()))?),
+                    body: super::json_body(&body)?,
                 })
             })
             .collect()
