@@ -50,6 +50,10 @@ PROXY_CPU = "0"
 LOAD_CPU = "1"
 P99_LIMIT_MS = 5.0
 TARGET_ORDER = ["direct", "nginx", "litellm", "modelgate"]
+# The translated path: the modelgate process above, called for an alias on an Anthropic
+# provider (Chat Completions in, Anthropic Messages out). Kept out of the main table.
+TRANSLATED = "modelgate-anthropic"
+TRANSLATED_MODEL = "bench-model-anthropic"
 LABEL = {"direct": "direct", "nginx": "nginx", "litellm": "LiteLLM", "modelgate": "modelgate"}
 
 BODY = json.dumps(
@@ -624,7 +628,7 @@ def start_mock(name: str, tmp: Path, args, delay_ms: int) -> tuple[subprocess.Po
     binp = BENCH_TARGET / "release" / "mock-upstream"
     p = PROCS.start(name, [str(binp), "--listen", "127.0.0.1:0", "--delay-ms", str(delay_ms),
                            "--chunks", str(args.chunks), "--chunk-interval-ms", str(args.chunk_interval_ms),
-                           "--threads", "1"],
+                           "--threads", "1", "--burst-chunks", str(args.burst_chunks)],
                     LOAD_CPU, tmp, stdout_pipe=True)
     line = p.stdout.readline().decode().strip()  # first stdout line: bound address
     if not line:
@@ -705,6 +709,20 @@ metadata: {{name: bench-model-slow, namespace: default}}
 spec:
   target: mock-upstream-slow/mock-model
 """)
+    # The translated path: the same mocks as Anthropic providers (Chat Completions in, the
+    # Anthropic Messages API out), and the burst model for CPU per streamed chunk.
+    (d / "01-translated.yaml").write_text("---\n".join(f"""apiVersion: modelgate.dev/v1alpha1
+kind: {kind}
+metadata: {{name: {name}, namespace: default}}
+spec: {spec}
+""" for kind, name, spec in [
+        ("LLMProvider", "mock-anthropic", f"{{type: anthropic, baseUrl: 'http://127.0.0.1:{fast_port}', apiKey: {{env: BENCH_UPSTREAM_KEY}}}}"),
+        ("LLMProvider", "mock-anthropic-slow", f"{{type: anthropic, baseUrl: 'http://127.0.0.1:{slow_port}', apiKey: {{env: BENCH_UPSTREAM_KEY}}}}"),
+        ("ModelAlias", TRANSLATED_MODEL, "{target: mock-anthropic/mock-model}"),
+        ("ModelAlias", TRANSLATED_MODEL + "-slow", "{target: mock-anthropic-slow/mock-model}"),
+        ("ModelAlias", "bench-burst", "{target: mock-upstream/mock-burst}"),
+        ("ModelAlias", "bench-burst-anthropic", "{target: mock-anthropic/mock-burst}"),
+    ]))
     per_file = 1000
     for f in range((aliases + per_file - 1) // per_file):
         docs = []
@@ -1215,6 +1233,78 @@ def fig_soak(t: Target, args) -> dict:
     return out
 
 
+def fig_translation(pass_t: Target, tr: Target, args) -> dict:
+    """CPU per streamed chunk on each path: burst streams (`--burst-chunks` events, no delay
+    between them) at a fixed rate through the pass-through (OpenAI upstream) and the translated
+    path (Anthropic upstream, Chat Completions out), interleaved rounds, the process's CPU time
+    divided by the streams served; with the RSS peak of the process meanwhile (a stream is never
+    buffered, so it stays flat)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    pid = pass_t.proc.pid
+    models = {pass_t.name: "bench-burst", tr.name: "bench-burst-anthropic"}
+    out: dict = {"chunks": args.burst_chunks, "rate": args.burst_rate, "seconds": args.cpu_seconds}
+    checks = {}
+    for t in (pass_t, tr):  # each burst must arrive whole
+        cl = SseClient("127.0.0.1", t.port)
+        try:
+            res = cl.request("/v1/chat/completions", body_for(models[t.name], stream=True))
+            checks[t.name] = {"chunks": res["chunks"], "done": res["done"], "status": res["status"]}
+        except Exception as e:  # noqa: BLE001
+            checks[t.name] = {"error": str(e)}
+        finally:
+            cl.close()
+    out["checks"] = checks
+    per: dict[str, list] = {pass_t.name: [], tr.name: []}
+    with RssSampler(pid, 0.1) as sampler:
+        for r in range(args.cpu_rounds):
+            for t in rotated([pass_t, tr], r):
+                wait_quiet([pass_t])
+                c0 = cpu_ticks(pid)
+                try:
+                    res = oha(t.url(), body_for(models[t.name], stream=True), duration=args.cpu_seconds, c=8,
+                              rate=args.burst_rate, latency_correction=True, timeout_s=args.cpu_seconds + 120)
+                except Exception as e:  # noqa: BLE001
+                    per[t.name].append({"error": str(e)})
+                    continue
+                c1 = cpu_ticks(pid)
+                per[t.name].append({"requests": res["requests"], "errors": res["errors"],
+                                    "cpu_us_per_stream": (c1 - c0) / hz / max(1, res["ok"]) * 1e6})
+            log(f"burst streams round {r + 1}/{args.cpu_rounds}: " + ", ".join(
+                f"{n} {fmt(v[-1].get('cpu_us_per_stream'), 1)} µs/stream" for n, v in per.items() if v))
+    out["peak_rss_kb"] = sampler.peak_kb
+    for name, rs in per.items():
+        out[name] = {"cpu_us_per_stream": median([x.get("cpu_us_per_stream") for x in rs if "error" not in x]),
+                     "errors": sum(x.get("errors", 0) for x in rs), "rounds": rs}
+    return out
+
+
+def translation_summary(R: dict) -> dict:
+    """The translated path beside the pass-through: both figures and their ratio or difference."""
+    F = R["figures"]
+    p, t = "modelgate", TRANSLATED
+
+    def pair(fig, key):
+        d = F.get(fig) or {}
+        return (d.get(p) or {}).get(key), (d.get(t) or {}).get(key)
+
+    out = {}
+    for fig, label in (("latency", "0 ms upstream"), ("latency_slow", "20 ms upstream")):
+        for key in ("added_p50_ms", "added_p99_ms"):
+            out[f"{key} ({label})"] = pair(fig, key)
+    out["cpu_us_per_request"] = pair("cpu", "cpu_us_per_request")
+    for key in ("added_ttfc_ms", "added_gap_p50_ms", "added_gap_p99_ms", "buffered_streams", "errors"):
+        out[key] = pair("stream", key)
+    tr = F.get("translation") or {}
+    streams = pair("translation", "cpu_us_per_stream")
+    out["cpu_us_per_stream"] = streams
+    n = tr.get("chunks")
+    req = out["cpu_us_per_request"]
+    if n and None not in streams and None not in req:
+        # a burst stream's own cost beyond a plain request's, per event
+        out["cpu_us_per_chunk"] = tuple((s - q) / n for s, q in zip(streams, req))
+    return out
+
+
 def fig_aliases(tmp: Path, args, fast_port: int, slow_port: int) -> dict:
     d = tmp / "modelgate-10k"
     write_modelgate_config(d, fast_port, slow_port, aliases=args.aliases)
@@ -1383,6 +1473,8 @@ def render_md(R: dict) -> str:
             row(f"modelgate ready with {al['aliases']:,} aliases, s", {"modelgate": al.get("ready_s")},
                 nd=2, ratios=False)
     L.append("")
+    if TRANSLATED in R["targets"]:
+        L.extend(render_translation(R))
     # verdicts
     V = R.get("verdicts") or {}
     if V:
@@ -1407,6 +1499,46 @@ def render_md(R: dict) -> str:
                  f"{' with uncommitted changes' if R['env'].get('modelgate_tree_dirty') else ''}."))
     L.append("")
     return "\n".join(L)
+
+
+def render_translation(R: dict) -> list[str]:
+    """The translated path's table: Chat Completions in, Anthropic Messages out, beside the
+    pass-through, in the same modelgate process and the same run."""
+    S = translation_summary(R)
+    tr = R["figures"].get("translation") or {}
+    L = ["Translated path (Chat Completions in, Anthropic Messages out, through an `anthropic` provider on the "
+         "same mock), beside the pass-through (OpenAI in and out), in the same modelgate process and run:", "",
+         "| figure | pass-through | translated | translated ÷ pass-through | target (translated) |",
+         "|---|---|---|---|---|"]
+
+    def line(label, key, nd=3, target="", diff=False):
+        a, b = S.get(key, (None, None))
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            if diff:
+                rel = f"{b - a:+.{nd}f}"
+            else:
+                rel = ratio(b, a) if a > 0 else "n/a (pass-through ≤ 0)"
+        else:
+            rel = "–"
+        L.append(f"| {label} | {fmt(a, nd)} | {fmt(b, nd)} | {rel} | {target} |")
+
+    line("**added p50, ms** (0 ms upstream)", "added_p50_ms (0 ms upstream)", target="≤ 1.3× pass-through")
+    line("added p99, ms (0 ms upstream)", "added_p99_ms (0 ms upstream)")
+    line("added p50, ms (20 ms upstream)", "added_p50_ms (20 ms upstream)")
+    line("**CPU per request, µs**", "cpu_us_per_request", nd=1)
+    line("added time to first chunk, ms", "added_ttfc_ms", target="≤ 1 ms")
+    line("added inter-chunk gap p50, ms", "added_gap_p50_ms", diff=True)
+    line("added inter-chunk gap p99, ms", "added_gap_p99_ms", diff=True)
+    line("streams buffered", "buffered_streams", nd=0, diff=True, target="0")
+    if tr:
+        line(f"CPU per burst stream ({tr.get('chunks')} events, no delay, {tr.get('rate')}/s), µs",
+             "cpu_us_per_stream", nd=1)
+        line("**CPU per streamed chunk, µs** ((burst stream − plain request) ÷ events)", "cpu_us_per_chunk",
+             nd=2, diff=True, target="≤ 5 µs added")
+        L.append(f"| RSS peak of the process during the burst streams, MB | {fmt(mb(tr.get('peak_rss_kb')), 1)} "
+                 "(both paths) | | | O(chunk): no growth |")
+    L.append("")
+    return L
 
 
 README_START = "<!-- bench:latest:start -->"
@@ -1466,6 +1598,17 @@ def verdicts(R: dict) -> dict:
     g = get("memory", "soak", "growth_kb")
     if g is not None:
         v["soak growth ≤ 1 MB"] = g <= 1024
+    if TRANSLATED in R["targets"]:
+        S = translation_summary(R)
+        a, b = S.get("added_p50_ms (0 ms upstream)", (None, None))
+        if a is not None and b is not None:
+            v["translated added p50 ≤ 1.3× pass-through"] = b <= 1.3 * a if a > 0 else b <= 0.05
+        c = S.get("cpu_us_per_chunk")
+        if c is not None:
+            v["translation ≤ 5 µs per streamed chunk"] = c[1] - c[0] <= 5.0
+        b = S.get("buffered_streams", (None, None))[1]
+        if b is not None:
+            v["translated streams not buffered"] = b == 0
     return v
 
 
@@ -1482,13 +1625,15 @@ def parse_args(argv=None):
     ap.add_argument("--modelgate-bin", default=None, help="use this modelgate binary instead of building it")
     ap.add_argument("--out", default=None, help="results basename (default bench/results/latest or quick-latest)")
     ap.add_argument("--skip", default="",
-                    help="comma list of figures to skip: latency,slow,stream,cpu,instructions,maxrate,soak,aliases,"
-                         "resilience")
+                    help="comma list of figures to skip: latency,slow,stream,cpu,translation,instructions,maxrate,"
+                         "soak,aliases,resilience")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every benchmark process at this nice level (e.g. -10 on a shared machine; needs root "
                          "for < 0); the same for all targets, recorded in the results")
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--chunk-interval-ms", type=int, default=10)
+    ap.add_argument("--burst-chunks", type=int, default=200,
+                    help="events of a burst stream (no delay) for CPU per streamed chunk")
     a = ap.parse_args(argv)
     a.proxies = [p.strip() for p in a.proxies.split(",") if p.strip()]
     for p in a.proxies:
@@ -1519,6 +1664,7 @@ def parse_args(argv=None):
     a.cpu_rounds = 1 if q else 3
     a.instr_warmup = 100 if q else 300
     a.instr_requests = 300 if q else 2000
+    a.burst_rate = 50
     return a
 
 
@@ -1582,6 +1728,7 @@ def main(argv=None) -> int:
         if "nginx" in args.proxies:
             targets.append(start_nginx(tmp, fast_port, slow_port))
         mg_admin = None
+        mg_translated = None
         if "modelgate" in args.proxies:
             d = tmp / "modelgate"
             write_modelgate_config(d, fast_port, slow_port)
@@ -1590,6 +1737,8 @@ def main(argv=None) -> int:
                 R["figures"].setdefault("memory", {})["modelgate_ready_s"] = wait_http_ok(
                     f"http://127.0.0.1:{mg_admin}/readyz", 60, mg.proc, "modelgate")
                 targets.append(mg)
+                mg_translated = Target(TRANSLATED, mg.port, mg.port, TRANSLATED_MODEL, TRANSLATED_MODEL + "-slow",
+                                       mg.proc)
             except BenchError as e:
                 R["problems"].append(f"modelgate: {e} (log: {tmp}/modelgate.log)")
                 PROCS.stop(mg.proc)
@@ -1620,7 +1769,18 @@ def main(argv=None) -> int:
                 R["problems"].append(f"{t.name}: correctness check failed: {json.dumps(c)[:800]}")
                 log(f"{t.name}: check FAILED {c}")
         targets = good
-        for t in targets:
+        # The translated path is measured beside the others (latency, streams, CPU) but it is the
+        # modelgate process again: no separate memory, max-rate, instruction or soak figures.
+        translated: list[Target] = []
+        if mg_translated is not None and any(t.name == "modelgate" for t in targets):
+            c = check_target(mg_translated, args, mock_ports)
+            R["checks"][TRANSLATED] = c
+            if c["ok"]:
+                translated.append(mg_translated)
+            else:
+                R["problems"].append(f"{TRANSLATED}: correctness check failed: {json.dumps(c)[:800]}")
+                log(f"{TRANSLATED}: check FAILED {c}")
+        for t in targets + translated:
             R["targets"][t.name] = {"port": t.port, "pid": t.proc.pid if t.proc else None}
         if "direct" not in R["targets"]:
             raise BenchError("the mock upstream itself failed its check")
@@ -1628,7 +1788,7 @@ def main(argv=None) -> int:
         # warm-up; also tells whether each proxy reuses its upstream connections
         warm_n = 200 if args.quick else 2000
         R["upstream_connections"] = {}
-        for t in targets:
+        for t in targets + translated:
             try:
                 before = mock_stats(fast_port)
                 w = oha(t.url(), t.body(), n=warm_n, c=4, timeout_s=120)
@@ -1645,17 +1805,23 @@ def main(argv=None) -> int:
 
         if "latency" not in args.skip:
             log("figure 1: added latency at concurrency 1 (0 ms upstream)")
-            R["figures"]["latency"] = fig_latency(targets, args.lat_rounds, args.lat_n, slow=False)
+            R["figures"]["latency"] = fig_latency(targets + translated, args.lat_rounds, args.lat_n, slow=False)
         if "slow" not in args.skip:
             log("figure 1b: added latency at concurrency 1 (20 ms upstream)")
-            R["figures"]["latency_slow"] = fig_latency(targets, args.slow_rounds, args.slow_n, slow=True)
+            R["figures"]["latency_slow"] = fig_latency(targets + translated, args.slow_rounds, args.slow_n,
+                                                       slow=True)
         if "stream" not in args.skip:
             log("figure 3: streaming")
-            R["figures"]["stream"] = fig_stream(targets, args.stream_rounds, args.stream_per_round, args)
+            R["figures"]["stream"] = fig_stream(targets + translated, args.stream_rounds, args.stream_per_round,
+                                                args)
         if "cpu" not in args.skip:
             log("figure 2b: CPU time per request at a fixed rate")
             c1 = {n: v.get("p50_ms") for n, v in (R["figures"].get("latency") or {}).items()}
-            R["figures"]["cpu"] = fig_cpu(targets, mock_fast.pid, args, c1)
+            R["figures"]["cpu"] = fig_cpu(targets + translated, mock_fast.pid, args, c1)
+            if translated and "translation" not in args.skip:
+                log("figure 2d: CPU per streamed chunk, pass-through and translated")
+                mgt = next(t for t in targets if t.name == "modelgate")
+                R["figures"]["translation"] = fig_translation(mgt, translated[0], args)
         if "instructions" not in args.skip:
             log("figure 2c: user-space instructions per request (callgrind)")
             R["figures"]["instructions"] = fig_instructions(tmp, args, fast_port, slow_port)

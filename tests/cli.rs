@@ -134,10 +134,28 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         ),
     )
     .await;
+    // An Anthropic provider that echoes its key in error answers and in a stream's error event.
+    const ANTHROPIC_KEY: &str = "sk-ant-never-print-me-4412";
+    let claude = support::scripted::Scripted::start(|request| {
+        use support::scripted::{event, Reply};
+        let error = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": format!("bad x-api-key {ANTHROPIC_KEY}")}});
+        match request.is_stream() {
+            true => Reply::Sse(vec![
+                event("message_start", &serde_json::json!({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 1}}})),
+                event("error", &error),
+            ]),
+            false => Reply::Json(400, vec![], error.to_string()),
+        }
+    })
+    .await;
     let config = ConfigDir::new();
     config.write(
         "c.yaml",
-        &(provider("alpha", &upstream, KEY) + &alias("a", "{target: alpha/m}")),
+        &(provider("alpha", &upstream, KEY)
+            + &alias("a", "{target: alpha/m}")
+            + &support::scripted::anthropic_provider("claude", &claude, ANTHROPIC_KEY, "")
+            + &alias("c", "{target: claude/m}")),
     );
     let gateway = GatewayProcess::start(&config, &[], "trace");
     let (api, admin) = (gateway.api.clone(), gateway.admin.clone());
@@ -160,6 +178,33 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         .text()
         .await
         .expect("body");
+    let mut replies = vec![reply.clone()];
+    for (path, body) in [
+        ("/v1/chat/completions", chat("c")),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"c","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_string(),
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_string(),
+        ),
+    ] {
+        let response = client
+            .post(format!("http://{api}{path}"))
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        replies.push(response.text().await.expect("body"));
+    }
+    assert!(replies[1].contains("bad x-api-key [redacted]"), "{}", replies[1]);
+    assert!(
+        replies[2].contains("event") || replies[2].contains("error"),
+        "{}",
+        replies[2]
+    );
+    let replies = replies.join("\n");
     let metrics = client
         .get(format!("http://{admin}/metrics"))
         .send()
@@ -176,8 +221,9 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         upstream.last().authorization.as_deref() == Some(&format!("Bearer {KEY}")),
         "the key was sent upstream"
     );
+    assert_eq!(claude.last().header("x-api-key").as_deref(), Some(ANTHROPIC_KEY));
     for (place, text) in [
-        ("reply", &reply),
+        ("reply", &replies),
         ("Responses reply", &responses_reply),
         ("metrics", &metrics),
         ("log", &log),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::metrics::{RouteMetrics, StatusClass};
 use super::tenancy::Admission;
+use crate::llm::anthropic::types::UsageCounts as AnthropicCounts;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -31,6 +32,19 @@ pub struct Usage {
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+}
+
+impl From<&crate::llm::chat::Usage> for Usage {
+    /// The counts a translator decoded, as the meter and tenancy read them.
+    fn from(usage: &crate::llm::chat::Usage) -> Self {
+        Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            prompt_tokens_details: usage.prompt_tokens_details.as_ref().map(|d| PromptDetails {
+                cached_tokens: d.cached_tokens,
+            }),
+        }
+    }
 }
 
 impl Usage {
@@ -79,6 +93,25 @@ pub enum UsageScanner {
     Sse(Box<sse_parse::SseParser>, Option<Usage>, UsageShape),
     /// Reported by the translated path as it decodes the provider's answer.
     Reported(ReportedUsage),
+    /// Anthropic's Messages API passed through (`/v1/messages`): a JSON message, or a stream
+    /// whose counts are cumulative (`message_start`, then `message_delta`).
+    Anthropic(Box<AnthropicScan>),
+}
+
+/// Anthropic usage being read from a passed-through answer.
+pub struct AnthropicScan {
+    /// The stream's parser; `None` for a JSON answer.
+    sse: Option<sse_parse::SseParser>,
+    json: JsonCopy,
+    counts: AnthropicCounts,
+}
+
+/// Every input token once, cached or not; `None` when the answer reported no counts.
+fn anthropic_usage(counts: AnthropicCounts) -> Option<Usage> {
+    if counts == AnthropicCounts::default() {
+        return None;
+    }
+    Some(Usage::from(&crate::llm::anthropic::chat_usage(&counts.usage())))
 }
 
 /// Usage a translator writes as it decodes a stream, and the meter reads at its end.
@@ -123,6 +156,27 @@ impl UsageScanner {
         }
     }
 
+    /// A scanner for an Anthropic Messages answer of this content type.
+    pub fn anthropic(content_type: Option<&str>) -> Self {
+        let sse = content_type
+            .is_some_and(|c| c.starts_with("text/event-stream"))
+            .then(sse_parse::SseParser::new);
+        UsageScanner::Anthropic(Box::new(AnthropicScan {
+            sse,
+            json: JsonCopy::default(),
+            counts: AnthropicCounts::default(),
+        }))
+    }
+
+    /// Whether this scanner reads a stream.
+    pub fn is_stream(&self) -> bool {
+        match self {
+            UsageScanner::Sse(..) => true,
+            UsageScanner::Anthropic(scan) => scan.sse.is_some(),
+            UsageScanner::Json(..) | UsageScanner::Reported(_) => false,
+        }
+    }
+
     pub fn feed(&mut self, chunk: &Bytes) {
         match self {
             UsageScanner::Json(copy, _) => copy.push(chunk),
@@ -151,6 +205,17 @@ impl UsageScanner {
                 }
             }
             UsageScanner::Reported(_) => {}
+            UsageScanner::Anthropic(scan) => match &mut scan.sse {
+                None => scan.json.push(chunk),
+                Some(parser) => {
+                    parser.feed(chunk);
+                    while let Some(event) = parser.next_event() {
+                        if let Some(counts) = find_usage::<AnthropicCounts>(event.data.as_bytes()) {
+                            scan.counts.merge(counts);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -160,6 +225,10 @@ impl UsageScanner {
             UsageScanner::Json(copy, UsageShape::Responses) => responses_usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last, _) => last,
             UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            UsageScanner::Anthropic(scan) => match scan.sse {
+                None => find_usage::<AnthropicCounts>(scan.json.bytes()).and_then(anthropic_usage),
+                Some(_) => anthropic_usage(scan.counts),
+            },
         }
     }
 }
@@ -184,6 +253,7 @@ pub fn responses_usage_in_json(body: &[u8]) -> Option<Usage> {
     find_usage::<ResponsesUsage>(body).map(Usage::from)
 }
 
+/// The last `usage` object of a JSON body (see [`usage_in_json`]), read as `T`.
 fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     let mut end = body.len();
     while let Some(at) = USAGE_FINDER.rfind(&body[..end]) {
@@ -449,6 +519,16 @@ mod tests {
         })
     }
 
+    fn cached(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> Option<Usage> {
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+            prompt_tokens_details: Some(PromptDetails {
+                cached_tokens: Some(cached_tokens),
+            }),
+        })
+    }
+
     #[test]
     fn only_a_usage_key_counts_never_text_that_mentions_it() {
         let cases: [(&str, Option<Usage>); 7] = [
@@ -549,5 +629,43 @@ mod tests {
             responses_usage_in_json(br#"{"usage":{"prompt_tokens":5}}"#),
             usage(0, 0)
         );
+    }
+
+    #[test]
+    fn anthropic_usage_counts_cached_input_once() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"tool_use","id":"t","name":"f","input":{"usage":{"input_tokens":999}}}],"stop_reason":"tool_use","usage":{"input_tokens":10,"cache_creation_input_tokens":20,"cache_read_input_tokens":300,"output_tokens":7}}"#;
+        let mut scanner = UsageScanner::anthropic(Some("application/json"));
+        assert!(!scanner.is_stream());
+        for piece in body.chunks(9) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        let read = scanner.finish();
+        assert_eq!(read, cached(330, 7, 300));
+        assert_eq!(
+            read.map(|u| u.cached_tokens()),
+            Some(300),
+            "cache reads reach tenancy pricing"
+        );
+        // count_tokens answers carry no usage: nothing is metered.
+        let mut scanner = UsageScanner::anthropic(Some("application/json"));
+        scanner.feed(&Bytes::from_static(br#"{"input_tokens":42}"#));
+        assert_eq!(scanner.finish(), None);
+    }
+
+    #[test]
+    fn anthropic_stream_counts_are_cumulative_not_added() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\\"usage\\\": 5\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":16}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let mut scanner = UsageScanner::anthropic(Some("text/event-stream; charset=utf-8"));
+        assert!(scanner.is_stream());
+        for piece in stream.as_bytes().chunks(5) {
+            scanner.feed(&Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(scanner.finish(), cached(125, 16, 100));
     }
 }

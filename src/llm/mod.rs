@@ -8,9 +8,12 @@
 //! paths (OpenAI to OpenAI, Anthropic to Anthropic) never come here: they stay byte
 //! pass-through.
 
+pub mod anthropic;
+pub mod bedrock;
 pub mod chat;
 pub mod embeddings;
 pub mod failure;
+pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod stream;
@@ -18,4 +21,4 @@ mod unsupported;
 
 pub use failure::{FailureClass, UpstreamError};
 pub use stream::{Accumulator, Frame, Framer, SseFramer, StreamDecoder, StreamEncoder};
-pub use unsupported::{TranslateError, TranslateOptions, Unsupported};
+pub use unsupported::{is_neutral, TranslateError, TranslateOptions, Unsupported};

@@ -37,17 +37,21 @@ impl StreamDecoder for OpenAiStreamDecoder {
             self.done = true;
             return Ok(());
         }
-        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| {
-            UpstreamError::bad_response(format!("the provider sent a stream event that is not JSON ({e})"))
-        })?;
-        if value.get("error").is_some() {
-            return Err(error_from_value(500, &value));
-        }
-        let chunk: ChatChunk = serde_json::from_value(value).map_err(|e| {
-            UpstreamError::bad_response(format!(
-                "the provider sent a stream chunk this gateway cannot read ({e})"
-            ))
-        })?;
+        // Read as a chunk at once; only what is not one is looked at again (an error event).
+        let chunk: ChatChunk = match serde_json::from_str(data) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                let value: serde_json::Value = serde_json::from_str(data).map_err(|e| {
+                    UpstreamError::bad_response(format!("the provider sent a stream event that is not JSON ({e})"))
+                })?;
+                if value.get("error").is_some() {
+                    return Err(error_from_value(500, &value));
+                }
+                return Err(UpstreamError::bad_response(format!(
+                    "the provider sent a stream chunk this gateway cannot read ({e})"
+                )));
+            }
+        };
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.finished = true;
         }
@@ -85,11 +89,15 @@ impl StreamEncoder for OpenAiStreamEncoder {
         if chunk.choices.is_empty() && chunk.usage.is_some() && !self.include_usage {
             return;
         }
-        let mut chunk = chunk.clone();
-        if !self.include_usage {
-            chunk.usage = None;
-        }
-        if let Ok(text) = serde_json::to_string(&chunk) {
+        let text = match chunk.usage.is_some() && !self.include_usage {
+            // Only a chunk with usage the client did not ask for is copied, to drop it.
+            true => serde_json::to_string(&ChatChunk {
+                usage: None,
+                ..chunk.clone()
+            }),
+            false => serde_json::to_string(chunk),
+        };
+        if let Ok(text) = text {
             write_sse(out, None, &text);
         }
     }

@@ -105,6 +105,21 @@ impl<'a> Unsupported<'a> {
     }
 }
 
+/// A value that asks for nothing (`null`, `false`, `0`, `""`, `{}`, `[]`): clients send
+/// defaults such as `"presence_penalty": 0` or `"store": false`, which need no translation
+/// and are never refused.
+pub fn is_neutral(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

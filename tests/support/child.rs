@@ -23,6 +23,26 @@ impl ChildGateway {
     /// Starts `modelgate gateway --config DIR` with `args`; `fd_limit` sets RLIMIT_NOFILE
     /// (soft and hard) in the child before it starts.
     pub async fn start(config: &ConfigDir, args: &[&str], fd_limit: Option<u64>) -> Self {
+        Self::start_with(config, args, fd_limit, |_| {}).await
+    }
+
+    /// Like [`ChildGateway::start`], logging at `level` (`RUST_LOG`).
+    pub async fn start_logging(config: &ConfigDir, args: &[&str], fd_limit: Option<u64>, level: &str) -> Self {
+        let level = level.to_string();
+        Self::start_with(config, args, fd_limit, move |command| {
+            command.env("RUST_LOG", level);
+        })
+        .await
+    }
+
+    /// Like [`ChildGateway::start`], with `adjust` changing the command last (its environment,
+    /// `RUST_LOG`).
+    pub async fn start_with(
+        config: &ConfigDir,
+        args: &[&str],
+        fd_limit: Option<u64>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_modelgate"));
         command
             .args(["gateway", "--config"])
@@ -49,6 +69,7 @@ impl ChildGateway {
                 });
             }
         }
+        adjust(&mut command);
         let mut child = command.spawn().expect("start the gateway");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let log = Arc::new(Mutex::new(String::new()));

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod child;
+pub mod gemini;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use axum::Router;
 use modelgate::gateway::{self, GatewayOptions, Running};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+pub mod scripted;
 
 /// What the fake upstream saw of one request.
 #[derive(Clone, Debug)]
@@ -268,23 +271,34 @@ impl ConfigDir {
 
 /// An LLMProvider pointing at a fake upstream, with its key in a Secret.
 pub fn provider(name: &str, upstream: &FakeUpstream, key: &str) -> String {
+    typed_provider(
+        name,
+        "openai-compatible",
+        &upstream.base_url(),
+        key,
+        "  timeouts: {request: 2s}",
+    )
+}
+
+/// An LLMProvider of `provider_type` at `base`, its key in a Secret; `extra` is added to its
+/// spec (YAML lines indented by two spaces).
+pub fn typed_provider(name: &str, provider_type: &str, base: &str, key: &str, extra: &str) -> String {
     format!(
         r#"---
 apiVersion: modelgate.dev/v1alpha1
 kind: LLMProvider
 metadata: {{name: {name}}}
 spec:
-  type: openai-compatible
+  type: {provider_type}
   baseUrl: {base}
   apiKey: {{secretRef: {{name: {name}-key, key: apiKey}}}}
-  timeouts: {{request: 2s}}
+{extra}
 ---
 apiVersion: v1
 kind: Secret
 metadata: {{name: {name}-key}}
 stringData: {{apiKey: {key}}}
-"#,
-        base = upstream.base_url()
+"#
     )
 }
 
@@ -294,6 +308,39 @@ pub fn key_secret(name: &str, team: &str, key: &str) -> String {
         "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n",
         modelgate::compiler::tenancy::key_hash(key)
     )
+}
+
+/// Runs one file of tests/python with the virtualenv's Python (`MODELGATE_PYTHON`, set up by
+/// tests/all.sh) and `env`; fails with pytest's output unless every test passed and pytest
+/// reports `passed` (e.g. `"7 passed"`). Returns pytest's output.
+pub async fn run_pytest(file: &str, env: &[(&str, String)], passed: &str) -> String {
+    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
+        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the Python clients")
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(file);
+    let output = tokio::process::Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            path.to_str().expect("path"),
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the tests of {file} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(passed), "{stdout}");
+    stdout
 }
 
 /// A `type: mock` LLMProvider named `mock`.
@@ -446,26 +493,7 @@ pub fn chat(model: &str) -> String {
 /// MODELGATE_BASE_URL aimed at `gateway` and `env` set; fails unless every test passed.
 /// Returns the output.
 pub async fn pytest(target: &str, gateway: &Running, env: &[(&str, &str)]) -> String {
-    let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
-        panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
-    });
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(target);
-    let output = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(&path)
-        .env("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the Python client tests in {} failed:\n{stdout}\n{stderr}",
-        path.display()
-    );
-    stdout
+    let mut all = vec![("MODELGATE_BASE_URL", format!("http://{}/v1", gateway.addr))];
+    all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+    run_pytest(target, &all, "passed").await
 }

@@ -11,6 +11,13 @@
 //!   connections were accepted (the harness uses it to check that a proxy
 //!   really forwarded its requests, and whether it reuses its upstream
 //!   connections).
+//! * `POST /v1/messages` answers the same text in the Anthropic Messages API: a
+//!   fixed `message` JSON, or with `"stream": true` the same number of writes
+//!   at the same times (`message_start` + `content_block_start`, one
+//!   `content_block_delta` per token, then `content_block_stop`,
+//!   `message_delta` and `message_stop`), for the translated-path figures.
+//! * A request for the model `mock-burst` streams `--burst-chunks` events with
+//!   no delay between them (CPU per streamed chunk).
 //! * `--delay-ms` adds a fixed delay before every completion (0 by default).
 //!
 //! The first line printed on stdout is the bound address (`127.0.0.1:PORT`),
@@ -43,6 +50,16 @@ const COMPLETION: &str = concat!(
     "\n"
 );
 
+const MESSAGE: &str = concat!(
+    r#"{"id":"msg_mock0123456789abcdef","type":"message","role":"assistant","model":"mock-model","#,
+    r#""content":[{"type":"text","text":"This is a fixed answer from the modelgate benchmark mock "#,
+    r#"upstream. It is padded to about five hundred bytes so that every proxy forwards a "#,
+    r#"realistic body, the same one in every run, for every request and every proxy."}],"#,
+    r#""stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"#,
+    r#""cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":48}}"#,
+    "\n"
+);
+
 const MODELS: &str = r#"{"object":"list","data":[{"id":"mock-model","object":"model","created":1700000000,"owned_by":"mock"}]}
 "#;
 
@@ -55,12 +72,13 @@ struct Config {
     chunks: usize,
     interval: Duration,
     threads: usize,
+    burst_chunks: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: mock-upstream [--listen 127.0.0.1:0] [--delay-ms 0] [--chunks 20] \
-         [--chunk-interval-ms 10] [--threads 1]"
+         [--chunk-interval-ms 10] [--threads 1] [--burst-chunks 200]"
     );
     std::process::exit(2)
 }
@@ -72,6 +90,7 @@ fn parse_args() -> Config {
         chunks: 20,
         interval: Duration::from_millis(10),
         threads: 1,
+        burst_chunks: 200,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,10 +109,16 @@ fn parse_args() -> Config {
             "--chunks" => cfg.chunks = (num() as usize).max(1),
             "--chunk-interval-ms" => cfg.interval = Duration::from_millis(num()),
             "--threads" => cfg.threads = (num() as usize).max(1),
+            "--burst-chunks" => cfg.burst_chunks = (num() as usize).max(2),
             _ => usage(),
         }
     }
     cfg
+}
+
+/// True when the body asks for the model `mock-burst`.
+fn wants_burst(body: &[u8]) -> bool {
+    body.windows(12).any(|w| w == b"\"mock-burst\"")
 }
 
 /// True when the JSON body has `"stream"` followed by `: true` (any whitespace).
@@ -135,8 +160,40 @@ fn chunk_event(index: usize, total: usize) -> Bytes {
     ))
 }
 
-/// SSE body: event `k` is sent at `start + k * interval`, then `[DONE]`.
+/// An Anthropic stream's write `index` of `total` (the last one ends the message).
+fn message_event(index: usize, total: usize) -> Bytes {
+    if index == 0 {
+        return Bytes::from_static(
+            concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock0123456789abcdef\",",
+            "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"mock-model\",\"content\":[],\"stop_reason\":null,",
+            "\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":0,",
+            "\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,",
+            "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+        )
+            .as_bytes(),
+        );
+    }
+    if index == total {
+        return Bytes::from(format!(
+            "event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\
+             \"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}\n\n\
+             event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+            total - 1
+        ));
+    }
+    Bytes::from(format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\
+         \"delta\":{{\"type\":\"text_delta\",\"text\":\"tok{index} \"}}}}\n\n"
+    ))
+}
+
+/// SSE body: event `k` is sent at `start + k * interval`, then `[DONE]` (or, for the
+/// Anthropic API, the events that end the message).
 struct SseBody {
+    anthropic: bool,
     next: usize,
     total: usize,
     interval: Duration,
@@ -153,10 +210,7 @@ impl Body for MockBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             MockBody::Sse(s) => {
@@ -164,10 +218,13 @@ impl Body for MockBody {
                     return Poll::Ready(None);
                 }
                 if s.next == s.total {
+                    // Right after the last token, as an upstream ends its stream.
                     s.next += 1;
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                        b"data: [DONE]\n\n",
-                    )))));
+                    let end = match s.anthropic {
+                        true => message_event(s.total, s.total),
+                        false => Bytes::from_static(b"data: [DONE]\n\n"),
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(end))));
                 }
                 if s.next > 0 && !s.interval.is_zero() {
                     let deadline = s.start + s.interval * (s.next as u32);
@@ -179,7 +236,10 @@ impl Body for MockBody {
                     }
                     s.sleep = None;
                 }
-                let ev = chunk_event(s.next, s.total);
+                let ev = match s.anthropic {
+                    true => message_event(s.next, s.total),
+                    false => chunk_event(s.next, s.total),
+                };
                 s.next += 1;
                 Poll::Ready(Some(Ok(Frame::data(ev))))
             }
@@ -205,17 +265,14 @@ impl Body for MockBody {
 fn full(status: StatusCode, ctype: &'static str, body: Bytes) -> Response<MockBody> {
     let mut r = Response::new(MockBody::Full(Some(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    cfg: &'static Config,
-) -> Result<Response<MockBody>, Infallible> {
+async fn handle(req: Request<Incoming>, cfg: &'static Config) -> Result<Response<MockBody>, Infallible> {
     let path = req.uri().path();
-    let is_completion = path == "/v1/chat/completions" || path == "/chat/completions";
+    let anthropic = path == "/v1/messages";
+    let is_completion = anthropic || path == "/v1/chat/completions" || path == "/chat/completions";
     match (req.method(), path) {
         (&Method::POST, _) if is_completion => {
             let body = match req.into_body().collect().await {
@@ -230,14 +287,16 @@ async fn handle(
             };
             COMPLETIONS.fetch_add(1, Ordering::Relaxed);
             let stream = wants_stream(&body);
+            let burst = wants_burst(&body);
             if !cfg.delay.is_zero() {
                 tokio::time::sleep(cfg.delay).await;
             }
             if stream {
                 let mut r = Response::new(MockBody::Sse(SseBody {
+                    anthropic,
                     next: 0,
-                    total: cfg.chunks,
-                    interval: cfg.interval,
+                    total: if burst { cfg.burst_chunks } else { cfg.chunks },
+                    interval: if burst { Duration::ZERO } else { cfg.interval },
                     start: tokio::time::Instant::now(),
                     sleep: None,
                 }));
@@ -246,10 +305,11 @@ async fn handle(
                 h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 Ok(r)
             } else {
+                let answer = if anthropic { MESSAGE } else { COMPLETION };
                 Ok(full(
                     StatusCode::OK,
                     "application/json",
-                    Bytes::from_static(COMPLETION.as_bytes()),
+                    Bytes::from_static(answer.as_bytes()),
                 ))
             }
         }
@@ -258,11 +318,7 @@ async fn handle(
             "application/json",
             Bytes::from_static(MODELS.as_bytes()),
         )),
-        (&Method::GET, "/healthz") => Ok(full(
-            StatusCode::OK,
-            "text/plain",
-            Bytes::from_static(b"ok\n"),
-        )),
+        (&Method::GET, "/healthz") => Ok(full(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))),
         (&Method::GET, "/stats") => Ok(full(
             StatusCode::OK,
             "application/json",
@@ -288,12 +344,10 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .unwrap_or_else(|e| {
-                eprintln!("mock-upstream: cannot bind {}: {e}", cfg.listen);
-                std::process::exit(1)
-            });
+        let listener = tokio::net::TcpListener::bind(&cfg.listen).await.unwrap_or_else(|e| {
+            eprintln!("mock-upstream: cannot bind {}: {e}", cfg.listen);
+            std::process::exit(1)
+        });
         let addr = listener.local_addr().expect("local addr");
         {
             use std::io::Write;
@@ -338,6 +392,37 @@ mod tests {
         assert!(!wants_stream(br#"{"model":"m","stream":false}"#));
         assert!(!wants_stream(br#"{"model":"m"}"#));
         assert!(!wants_stream(br#"{"stream""#));
+    }
+
+    #[test]
+    fn burst_model() {
+        assert!(wants_burst(br#"{"model":"mock-burst","stream":true}"#));
+        assert!(!wants_burst(br#"{"model":"mock-model"}"#));
+    }
+
+    #[test]
+    fn the_anthropic_stream_is_a_whole_message() {
+        let text: String = (0..=4)
+            .map(|i| String::from_utf8(message_event(i, 4).to_vec()).expect("utf-8"))
+            .collect();
+        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(
+            events,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            assert!(line.starts_with("{\"type\":") && line.ends_with('}'), "{line}");
+        }
+        assert!(text.contains("\"output_tokens\":3}"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   request is read into it, written in the provider's API by the provider's [`Wire`], and the
 //!   answer comes back the same way, a frame at a time for streams.
 
+mod anthropic;
+pub mod bedrock;
+mod gemini;
 mod openai;
 pub mod passthrough;
 mod sign;
@@ -23,6 +26,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 
+pub use anthropic::AnthropicWire;
+pub use gemini::GeminiWire;
 pub use openai::OpenAiWire;
 pub use sign::{RequestSigner, SignError};
 
@@ -35,7 +40,7 @@ use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::tenancy::Admission;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
-use super::usage::{Metered, UsageShape};
+use super::usage::{Metered, UsageScanner, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
 use crate::crd::ProviderType;
 use crate::llm::chat::{ChatRequest, ChatResponse};
@@ -49,6 +54,13 @@ pub struct WireRequest {
     /// Path and query appended to the provider's base URL (`/v1/messages`).
     pub path: String,
     pub body: Bytes,
+}
+
+/// A provider request's JSON body.
+pub fn json_body(value: &impl serde::Serialize) -> Result<Bytes, TranslateError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| TranslateError::invalid(e.to_string()))
 }
 
 /// One provider API, as the translated path speaks it. Implementations are pure: they
@@ -98,8 +110,36 @@ pub trait Wire: Send + Sync + 'static {
         )))
     }
 
+    /// The upstream requests for embeddings: one, unless the provider embeds one text per
+    /// call (Bedrock Titan), when they are sent one after another.
+    fn embeddings_requests(
+        &self,
+        request: &EmbeddingsRequest,
+        model: &str,
+        options: &TranslateOptions,
+    ) -> Result<Vec<WireRequest>, TranslateError> {
+        Ok(vec![self.embeddings_request(request, model, options)?])
+    }
+
+    /// The answers to [`Wire::embeddings_requests`], in order, as one OpenAI embeddings body.
+    fn embeddings_responses(&self, bodies: &[Bytes], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
+        match bodies {
+            [body] => self.embeddings_response(body, model, base64),
+            _ => Err(UpstreamError::bad_response(format!(
+                "the provider answered {} embeddings calls where one was expected",
+                bodies.len()
+            ))),
+        }
+    }
+
     /// Classifies an error answer (status ≥ 400) from its status and body.
     fn classify(&self, status: u16, body: &[u8]) -> UpstreamError;
+
+    /// Classifies an error answer with its headers too (Bedrock names the error in
+    /// `x-amzn-ErrorType`).
+    fn classify_response(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> UpstreamError {
+        self.classify(status, body)
+    }
 }
 
 /// A 400 for an endpoint the provider does not offer.
@@ -198,15 +238,9 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         ProviderType::Openai | ProviderType::OpenaiCompatible | ProviderType::AzureOpenai => {
             Box::new(OpenAiWire::new(endpoint))
         }
-        ProviderType::Anthropic | ProviderType::Gemini | ProviderType::Bedrock => {
-            return Err(PrepareError::Setup {
-                provider: endpoint.key.clone(),
-                message: format!(
-                    "type {} is not supported by this gateway build",
-                    endpoint.provider_type.as_str()
-                ),
-            })
-        }
+        ProviderType::Anthropic => Box::new(AnthropicWire),
+        ProviderType::Gemini => Box::new(GeminiWire::new(endpoint)),
+        ProviderType::Bedrock => Box::new(bedrock::BedrockWire),
         ProviderType::Mock => {
             return Ok(Upstream {
                 name,
@@ -270,7 +304,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         uris: Vec::new(),
         base,
         headers,
-        signer: None,
+        signer: bedrock::signer(endpoint),
         timeouts: endpoint.timeouts,
         key: endpoint.api_key.clone(),
         wire,
@@ -517,7 +551,7 @@ pub(super) async fn upstream_failure(
     let status = response.status();
     // The allow-list (`headers`): `Retry-After`, rate limits, request ids; the body's own
     // headers are set with the body the client gets.
-    let headers = response_headers::to_client_for_new_body(response.headers());
+    let mut headers = response_headers::to_client_for_new_body(response.headers());
     // A redirect (never followed) or a loop back into a gateway: our own words.
     if let Some(ours) = egress::unfollowed(status, response.headers(), provider) {
         let mut error = UpstreamError::new(FailureClass::ServerError, ours.status.as_u16(), ours.message);
@@ -536,6 +570,7 @@ pub(super) async fn upstream_failure(
         return fail(call, error, headers, None);
     }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let upstream_headers = response.headers().clone();
     let mut body = Vec::new();
     let mut incoming = response.into_body();
     while let Some(Ok(frame)) = incoming.frame().await {
@@ -559,8 +594,16 @@ pub(super) async fn upstream_failure(
         error.retry_after = retry_after;
         return fail(call, error, headers, None);
     }
-    let mut error = http.wire.classify(status.as_u16(), text.as_bytes());
+    let mut error = http
+        .wire
+        .classify_response(status.as_u16(), &upstream_headers, text.as_bytes());
     error.retry_after = error.retry_after.or(retry_after);
+    // A delay the provider gave only in its body (Google's RetryInfo) reaches the client as
+    // `Retry-After` too, in whole seconds.
+    if let (Some(delay), false) = (error.retry_after, headers.contains_key(header::RETRY_AFTER)) {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if let Some(key) = &http.key {
         error.message = error.message.replace(key.expose(), "[redacted]");
     }
@@ -579,19 +622,33 @@ where
         admission.decorate(&mut headers);
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let shape = match call.endpoint {
-        Endpoint::responses => UsageShape::Responses,
-        _ => UsageShape::Chat,
-    };
-    let body = Metered::new(
-        body,
-        call.metrics.clone(),
-        call.started,
-        status.as_u16(),
-        content_type,
-        shape,
-        call.request_id.clone(),
-    )
+    let body = match call.endpoint {
+        Endpoint::messages | Endpoint::count_tokens => {
+            let scanner = UsageScanner::anthropic(content_type);
+            let streaming = scanner.is_stream();
+            let (metrics, started) = (call.metrics.clone(), call.started);
+            let (status, id) = (status.as_u16(), call.request_id.clone());
+            Metered::with_scanner(body, metrics, started, status, scanner, streaming, id)
+        }
+        Endpoint::responses => Metered::new(
+            body,
+            call.metrics.clone(),
+            call.started,
+            status.as_u16(),
+            content_type,
+            UsageShape::Responses,
+            call.request_id.clone(),
+        ),
+        _ => Metered::new(
+            body,
+            call.metrics.clone(),
+            call.started,
+            status.as_u16(),
+            content_type,
+            UsageShape::Chat,
+            call.request_id.clone(),
+        ),
+    }
     .admitted(admission);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;

@@ -2,8 +2,6 @@
 //! OpenAI API pass through; only Anthropic Messages and Responses clients (the latter for
 //! `openai-compatible` servers, which may not offer it) are translated.
 
-use bytes::Bytes;
-
 use super::{Wire, WireRequest};
 use crate::compiler::{ProviderEndpoint, ProviderSettings};
 use crate::crd::ProviderType;
@@ -27,6 +25,8 @@ enum Layout {
 pub struct OpenAiWire {
     layout: Layout,
     responses: bool,
+    /// OpenAI's own API, where reasoning models refuse the older `max_tokens`.
+    completion_tokens: bool,
 }
 
 impl OpenAiWire {
@@ -39,6 +39,7 @@ impl OpenAiWire {
         OpenAiWire {
             layout,
             responses: matches!(endpoint.provider_type, ProviderType::Openai | ProviderType::AzureOpenai),
+            completion_tokens: endpoint.provider_type == ProviderType::Openai,
         }
     }
 
@@ -90,20 +91,22 @@ impl Wire for OpenAiWire {
     ) -> Result<WireRequest, TranslateError> {
         let mut request = request.clone();
         request.model = model.to_string();
+        if self.completion_tokens && request.max_completion_tokens.is_none() {
+            // Translated requests (Anthropic's required max_tokens) use the field every
+            // OpenAI model takes; OpenAI-compatible servers keep the older one they know.
+            request.max_completion_tokens = request.max_tokens.take();
+        }
         if request.is_stream() {
             // The gateway meters every stream, so it always asks for the usage chunk; the
             // client's encoder drops it unless the client asked too.
             let options = request.stream_options.get_or_insert_with(StreamOptions::default);
             options.include_usage = Some(true);
         }
-        let body = serde_json::to_vec(&request).map_err(|e| TranslateError::invalid(e.to_string()))?;
+        let body = super::json_body(&request)?;
         let path = self
             .openai_path(Endpoint::chat_completions, model)
             .ok_or_else(|| TranslateError::invalid("no chat completions URL"))?;
-        Ok(WireRequest {
-            path,
-            body: Bytes::from(body),
-        })
+        Ok(WireRequest { path, body })
     }
 
     fn chat_response(&self, body: &[u8], _model: &str) -> Result<ChatResponse, UpstreamError> {

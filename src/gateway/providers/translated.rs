@@ -54,14 +54,22 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bo
     if request.is_stream() {
         let (framer, decoder) = http.wire.chat_stream(model);
         let encoder = inbound.encoder_to(call.body, &request);
-        Ok(streamed(call, response, upstream_headers, framer, decoder, encoder))
+        Ok(streamed(
+            call,
+            response,
+            upstream_headers,
+            framer,
+            decoder,
+            encoder,
+            http.key.clone(),
+        ))
     } else {
         let body = read_answer(call, response).await?;
         let answer = http
             .wire
             .chat_response(&body, model)
             .map_err(|e| upstream_error(call, e))?;
-        let usage = answer.usage.as_ref().map(to_meter);
+        let usage = answer.usage.as_ref().map(Usage::from);
         Ok(known(
             call,
             inbound.response_to(call.body, &answer, call.alias),
@@ -145,32 +153,31 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
         )))
     })?;
     let model = &call.target.model;
-    let wire = http
+    let wires = http
         .wire
-        .embeddings_request(&request, model, &http.options)
+        .embeddings_requests(&request, model, &http.options)
         .map_err(translate_error)?;
-    let response = send(call, http, wire).await?;
-    let upstream_headers = response_headers::to_client_for_new_body(response.headers());
-    let body = read_answer(call, response).await?;
+    // One call after another: a provider that embeds one text per call gets no burst from
+    // one client request, and the first failure ends the request.
+    let mut bodies = Vec::with_capacity(wires.len());
+    let mut upstream_headers = HeaderMap::new();
+    for wire in wires {
+        let response = send(call, http, wire).await?;
+        upstream_headers = response_headers::to_client_for_new_body(response.headers());
+        bodies.push(read_answer(call, response).await?);
+    }
     let answer = http
         .wire
-        .embeddings_response(&body, model, request.wants_base64())
+        .embeddings_responses(&bodies, model, request.wants_base64())
         .map_err(|e| upstream_error(call, e))?;
     let usage = crate::gateway::usage::usage_in_json(&answer);
     Ok(known(call, answer, usage, "application/json", upstream_headers))
 }
 
-/// `count_tokens` for a provider without it: an estimate (about four bytes a token of the
-/// translated prompt), marked as one.
+/// `count_tokens` for a provider without it: an estimate (about four bytes a token of text,
+/// images at their largest cost; base64 data is not counted as text), marked as one.
 fn estimate_tokens(call: &Call<'_>) -> Result<Response<Body>, Failed> {
-    let inbound = inbound_of(Endpoint::messages)?;
-    let request = inbound.to_chat(call.body).map_err(translate_error)?;
-    let text = serde_json::to_string(&request.messages).unwrap_or_default();
-    let tools = request
-        .tools
-        .as_ref()
-        .map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
-    let estimate = (text.len() + tools).div_ceil(4);
+    let estimate = crate::llm::anthropic::estimate_input_tokens(call.body).map_err(translate_error)?;
     let mut response = Response::new(Body::from(serde_json::json!({"input_tokens": estimate}).to_string()));
     response
         .headers_mut()
@@ -179,6 +186,11 @@ fn estimate_tokens(call: &Call<'_>) -> Result<Response<Body>, Failed> {
         .headers_mut()
         .insert("x-modelgate-token-estimate", HeaderValue::from_static("true"));
     call.metrics.count(200);
+    if let Some(admission) = call.take_admission() {
+        // An answered call that used no tokens (its estimate is zero).
+        admission.decorate(response.headers_mut());
+        admission.settle(None);
+    }
     Ok(response)
 }
 
@@ -195,7 +207,7 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
     };
     let request = inbound.to_chat_for(call.body, &options).map_err(translate_error)?;
     let answer = mock::chat_response(call.alias, provider, &call.target.model, &request);
-    let usage = answer.usage.as_ref().map(to_meter);
+    let usage = answer.usage.as_ref().map(Usage::from);
     call.metrics.upstream.observe(call.started.elapsed().as_secs_f64());
     if request.is_stream() {
         let chunks = mock::chat_chunks(&answer);
@@ -210,19 +222,6 @@ pub fn mock(call: &Call<'_>) -> Result<Response<Body>, Failed> {
             "application/json",
             HeaderMap::new(),
         ))
-    }
-}
-
-fn to_meter(usage: &crate::llm::chat::Usage) -> Usage {
-    Usage {
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        prompt_tokens_details: usage
-            .prompt_tokens_details
-            .as_ref()
-            .map(|d| crate::gateway::usage::PromptDetails {
-                cached_tokens: d.cached_tokens,
-            }),
     }
 }
 
@@ -268,6 +267,7 @@ fn streamed<B>(
     framer: Box<dyn Framer>,
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
+    key: Option<crate::secret::SecretString>,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -284,6 +284,7 @@ where
         chunks: Vec::new(),
         ended: false,
         cut: cut.clone(),
+        key,
     };
     let admission = call.take_admission();
     let mut response = Response::new(Body::empty());
@@ -322,6 +323,8 @@ struct Transcoded<B> {
     ended: bool,
     /// Set when the stream fails; [`Metered`] then counts it `aborted` and warns.
     cut: Cut,
+    /// The provider's key, scrubbed from error events (a provider may echo it).
+    key: Option<crate::secret::SecretString>,
 }
 
 impl<B> Transcoded<B> {
@@ -329,7 +332,7 @@ impl<B> Transcoded<B> {
     fn encode(&mut self, out: &mut BytesMut) {
         for chunk in self.chunks.drain(..) {
             if let Some(usage) = &chunk.usage {
-                *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(to_meter(usage));
+                *self.usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(Usage::from(usage));
             }
             self.encoder.chunk(&chunk, out);
         }
@@ -337,9 +340,14 @@ impl<B> Transcoded<B> {
 
     /// Ends the stream with an error event (and no clean finish).
     fn fail(&mut self, error: &UpstreamError, out: &mut BytesMut) {
+        let mut error = error.clone();
+        if let Some(key) = &self.key {
+            error.message = error.message.replace(key.expose(), "[redacted]");
+        }
+        // The meter warns once, naming alias, provider, cause and request id.
         let _ = self.cut.set(error.message.clone());
         self.encode(out);
-        self.encoder.error(error, out);
+        self.encoder.error(&error, out);
         self.ended = true;
     }
 }

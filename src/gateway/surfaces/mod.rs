@@ -2,6 +2,8 @@
 //! completions, embeddings, Responses) and Anthropic (Messages) — and how each reads a request
 //! into the canonical form, writes answers back, and shapes its errors.
 
+mod anthropic;
+
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
@@ -67,7 +69,8 @@ pub fn inbound(endpoint: Endpoint) -> Option<&'static dyn Inbound> {
     match endpoint {
         Endpoint::chat_completions => Some(&OpenAiChat),
         Endpoint::responses => Some(&responses::Responses),
-        Endpoint::completions | Endpoint::embeddings | Endpoint::messages | Endpoint::count_tokens => None,
+        Endpoint::messages => Some(&anthropic::AnthropicMessages),
+        Endpoint::completions | Endpoint::embeddings | Endpoint::count_tokens => None,
     }
 }
 
@@ -93,7 +96,7 @@ impl Envelope {
 pub fn error_response(envelope: Envelope, error: &ApiError) -> Response<Body> {
     let body = match envelope {
         Envelope::OpenAi => error.body(),
-        Envelope::Anthropic => anthropic_error_json(error.status.as_u16(), &error.message).to_string(),
+        Envelope::Anthropic => crate::llm::anthropic::error_text(error.status.as_u16(), &error.message),
     };
     let mut response = json(error.status, Bytes::from(body));
     for (name, value) in error.headers.iter().flat_map(|h| h.iter()) {
@@ -131,28 +134,15 @@ pub fn failure_response(envelope: Envelope, failed: Failed) -> Response<Body> {
 
 /// An upstream error as the client API writes it (also for error events in streams).
 pub fn upstream_error_body(envelope: Envelope, error: &UpstreamError) -> Bytes {
-    let value = match envelope {
-        Envelope::OpenAi => error_json(error),
-        Envelope::Anthropic => anthropic_error_json(error.status, &error.message),
-    };
-    Bytes::from(value.to_string())
+    Bytes::from(match envelope {
+        Envelope::OpenAi => error_json(error).to_string(),
+        Envelope::Anthropic => crate::llm::anthropic::error_text(error.status, &error.message),
+    })
 }
 
 /// Anthropic's error envelope; its `type` follows from the status.
 pub fn anthropic_error_json(status: u16, message: &str) -> serde_json::Value {
-    let kind = match status {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        504 => "timeout_error",
-        _ => "api_error",
-    };
-    serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+    crate::llm::anthropic::error_json(status, message)
 }
 
 /// A translation error: a 400 naming the parameter.

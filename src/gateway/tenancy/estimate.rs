@@ -21,6 +21,10 @@ struct Caps {
 }
 
 pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
+    if endpoint == Endpoint::count_tokens {
+        // Counting generates nothing and is not billed: nothing to reserve or charge.
+        return Tokens::default();
+    }
     let prompt = (body.len() as u64).div_ceil(4).max(1);
     let completion = match endpoint {
         Endpoint::embeddings => 0,
@@ -58,5 +62,9 @@ mod tests {
         assert_eq!(tokens(b"{}", Endpoint::embeddings).completion, 0);
         let responses = br#"{"model":"m","input":"hi","max_output_tokens":40}"#;
         assert_eq!(tokens(responses, Endpoint::responses).completion, 40);
+        assert_eq!(
+            tokens(br#"{"max_tokens": 9, "messages": []}"#, Endpoint::count_tokens),
+            Tokens::default()
+        );
     }
 }
