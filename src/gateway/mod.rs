@@ -2,7 +2,7 @@
 //! swapped routing table.
 
 mod api;
-mod body;
+pub(crate) mod body;
 pub mod cluster;
 pub mod error;
 mod h1pool;
@@ -12,7 +12,7 @@ mod mock;
 mod proxy;
 pub mod standalone;
 mod upstream;
-mod usage;
+pub(crate) mod usage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
