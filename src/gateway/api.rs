@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -76,20 +77,49 @@ impl Service<Request> for Api {
                     Ok(proxy::handle(shared, endpoint, parts.headers, body).await)
                 })
             }
-            Some(_) => Box::pin(async { Ok(ApiError::method_not_allowed().into_response()) }),
+            Some(_) => {
+                let limit = self.shared.max_body_bytes;
+                Box::pin(async move {
+                    Ok(match drained(request, limit).await {
+                        Ok(_) => ApiError::method_not_allowed().into_response(),
+                        Err(error) => error.into_response(),
+                    })
+                })
+            }
             None => {
                 let mut router = self.router.clone();
-                Box::pin(async move { router.call(request).await })
+                let limit = self.shared.max_body_bytes;
+                Box::pin(async move {
+                    match drained(request, limit).await {
+                        Ok(request) => router.call(request).await,
+                        Err(error) => Ok(error.into_response()),
+                    }
+                })
             }
         }
     }
+}
+
+/// The request with its body read and dropped, for answers that ignore the body: hyper closes
+/// a connection whose request body was not read to the end, without saying so, and a client
+/// that reuses the connection for its next request then fails.
+async fn drained(request: Request, limit: usize) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    if !http_body::Body::is_end_stream(&body) {
+        proxy::read_body(body, &parts.headers, limit).await?;
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::empty()))
 }
 
 async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
     json(shared.live.load().models_body.clone())
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn get_model(State(shared): State<Arc<Shared>>, id: Result<Path<String>, PathRejection>, uri: Uri) -> Response {
+    // An id that is not UTF-8 once decoded names no model: the same 404, with the id as sent.
+    let Ok(Path(id)) = id else {
+        return ApiError::model_not_found(uri.path().rsplit('/').next().unwrap_or_default()).into_response();
+    };
     let table = shared.live.load();
     match table.routes.get(&id) {
         None => ApiError::model_not_found(&id).into_response(),

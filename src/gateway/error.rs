@@ -196,7 +196,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, self.body())
+        let mut response = json_response(self.status, self.body());
+        // The rest of an oversized body is never read, so the connection closes after this
+        // answer: say so, or a client reusing it races the close.
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
