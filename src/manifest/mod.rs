@@ -212,6 +212,24 @@ metadata: {name: nokind}
     }
 
     #[test]
+    fn a_yaml_error_names_its_line_and_column_even_for_unreadable_bytes() {
+        for (text, place) in [
+            (
+                "kind: ModelAlias\nmetadata: {name: a}\nspec: {target: \"p/\u{7}\"}\n",
+                "at line 3 column 19",
+            ),
+            ("\u{7}kind: x\n", "at line 1 column 1"),
+            ("kind: [unclosed\n", "at line 2 column 1"),
+        ] {
+            let mut manifests = Manifests::default();
+            parse_documents(text, Path::new("bad.yaml"), &mut manifests);
+            let problem = manifests.problems[0].to_string();
+            assert!(problem.contains(place), "{text:?}: {problem}");
+            assert!(!problem.contains("position"), "{problem}");
+        }
+    }
+
+    #[test]
     fn secrets_merge_data_and_string_data() {
         let mut manifests = Manifests::default();
         let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: n}\ndata: {a: aGVsbG8=}\nstringData: {b: world}\n";
