@@ -11,7 +11,9 @@
 #   - the Rust build (CARGO_TARGET_DIR defaults into the cache).
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
-# real kube-apiserver that tests/controlplane/run.sh starts on loopback.
+# real kube-apiserver that tests/controlplane/run.sh starts on loopback - and,
+# before those, each fuzz target for a bounded time (tests/fuzz.sh; cargo-fuzz
+# is installed into the cache on the first run).
 #
 # Arguments are passed to `cargo test` (e.g. tests/all.sh --test gateway).
 set -euo pipefail
@@ -70,6 +72,13 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "helm for the deployment tests (first run on a machine: built from its Go module)"
 MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
+
+if [[ $# -eq 0 ]]; then
+  step "fuzzing: every target in fuzz/ for ${FUZZ_SECONDS:-15}s (first run on a machine: builds cargo-fuzz and the instrumented targets)"
+  tests/fuzz.sh
+else
+  step "not fuzzing: a test selection was given (tests/fuzz.sh runs the fuzz targets)"
+fi
 
 step "running every test against a local Kubernetes control plane"
 tests/controlplane/run.sh cargo test --locked --all-targets "$@" -- --include-ignored
