@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::compiler::{compile, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
+use crate::compiler::{Credentials, KeyLookup, SecretData, SecretsAndEnv, Severity};
 use crate::crd::ApiKeySource;
 use crate::manifest::load_paths;
 use crate::report::{self, Line};
@@ -59,13 +59,7 @@ pub fn validate(paths: &[PathBuf], check_keys: bool) -> Validation {
         secrets: &manifests.secrets,
         check_keys,
     };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous: None,
-    });
+    let compiled = manifests.compile(&credentials, None);
     Validation {
         lines: report::lines(&manifests, &compiled.diagnostics),
         providers: manifests.providers.len(),

@@ -202,12 +202,6 @@ pub(crate) fn compile_text(yaml: &str) -> (crate::manifest::Manifests, Compiled)
         secrets: &manifests.secrets,
         env: None,
     };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &[],
-        previous: None,
-    });
+    let compiled = manifests.compile(&credentials, None);
     (manifests, compiled)
 }

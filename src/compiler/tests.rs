@@ -38,13 +38,7 @@ fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
         secrets: &manifests.secrets,
         env: Some(&env),
     };
-    compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous,
-    })
+    manifests.compile(&credentials, previous)
 }
 
 fn compile_yaml(yaml: &str) -> Compiled {

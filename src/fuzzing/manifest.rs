@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::compiler::{compile, Compiled, Inputs, SecretsAndEnv};
+use crate::compiler::{Compiled, SecretsAndEnv};
 use crate::manifest::{parse_documents, Manifests};
 
 const FILE: &str = "fuzz.yaml";
@@ -81,12 +81,6 @@ fn read_and_compile(text: &str) -> (Manifests, Compiled) {
         secrets: &manifests.secrets,
         env: Some(&env),
     };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous: None,
-    });
+    let compiled = manifests.compile(&credentials, None);
     (manifests, compiled)
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
-use crate::compiler::{compile, Compiled, Inputs, RoutingTable, SecretsAndEnv, Severity};
+use crate::compiler::{Compiled, RoutingTable, SecretsAndEnv, Severity};
 use crate::manifest::{load_paths, Manifests};
 use crate::report;
 
@@ -34,13 +34,7 @@ pub fn load(paths: &[PathBuf], previous: Option<&RoutingTable>) -> (Manifests, C
         secrets: &manifests.secrets,
         env: Some(&env),
     };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous,
-    });
+    let compiled = manifests.compile(&credentials, previous);
     (manifests, compiled)
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::compiler::{ObjectRef, SecretData};
+use crate::compiler::{compile, Compiled, Credentials, Inputs, ObjectRef, RoutingTable, SecretData};
 use crate::crd::{LLMProvider, ModelAlias};
 
 pub use parse::parse_documents;
@@ -65,6 +65,18 @@ impl Manifests {
     /// Whether some file could not be read at all (so objects may be missing).
     pub fn has_fatal_problem(&self) -> bool {
         self.problems.iter().any(|p| p.fatal_for_file)
+    }
+
+    /// Compiles what was read; objects that could not be read keep their routes from
+    /// `previous`.
+    pub fn compile(&self, credentials: &dyn Credentials, previous: Option<&RoutingTable>) -> Compiled {
+        compile(&Inputs {
+            providers: &self.providers,
+            aliases: &self.aliases,
+            credentials,
+            unreadable: &self.unreadable,
+            previous,
+        })
     }
 }
 
