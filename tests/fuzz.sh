@@ -33,8 +33,8 @@ export PATH="$tools/bin:$PATH"
 cp "$root/Cargo.lock" "$root/fuzz/Cargo.lock"
 
 # -O: optimized, with debug assertions and overflow checks (-a); no sanitizer, so stable Rust
-# will do; 16 codegen units instead of cargo-fuzz's default 1 halve the build for a small
-# loss of speed.
+# will do; 16 codegen units instead of cargo-fuzz's default 1, so both cores share each large
+# crate (a faster build for a somewhat slower target).
 flags=(-O -a --sanitizer none --codegen-units 16 --target-dir "$target_dir")
 cd "$root/fuzz"
 mapfile -t all < <(cargo fuzz list)
