@@ -51,7 +51,9 @@ for target in "${targets[@]}"; do
   if ! cargo fuzz run "${flags[@]}" "$target" "$corpus" "$root/fuzz/corpus/$target" "$root/fuzz/regressions/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" \
     -print_final_stats=1 >"$log" 2>&1; then
-    tail -n 60 "$log" >&2
+    tail -n 25 "$log" >&2
+    echo "--- what broke:" >&2
+    grep -A2 -m1 "panicked at" "$log" >&2 || true
     crash="$(grep -o "Test unit written to [^ ]*" "$log" | tail -n1 | sed 's/Test unit written to //')"
     cat >&2 <<EOF
 
