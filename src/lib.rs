@@ -9,7 +9,9 @@ pub mod crd;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod keys;
 pub mod kubernetes;
+pub mod llm;
 pub mod manifest;
 pub mod memory;
 pub mod report;

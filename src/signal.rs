@@ -21,3 +21,71 @@ pub async fn shutdown() {
         _ = terminate => {},
     }
 }
+
+/// A stop signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// SIGTERM.
+    Terminate,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+}
+
+impl Received {
+    /// The exit status of a process ended by this signal (128 + its number).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Received::Terminate => 143,
+            Received::Interrupt => 130,
+        }
+    }
+}
+
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Received::Terminate => "SIGTERM",
+            Received::Interrupt => "SIGINT",
+        })
+    }
+}
+
+/// SIGTERM and SIGINT, received as often as they come (from when this is created).
+pub struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal.
+    pub async fn recv(&mut self) -> Received {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                Some(()) = self.terminate.recv() => Received::Terminate,
+                Some(()) = self.interrupt.recv() => Received::Interrupt,
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Received::Interrupt
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::compiler::{Credentials, KeyLookup, SecretData, SecretsAndEnv, Severity};
+use crate::compiler::{AwsKeys, Credentials, KeyLookup, SecretData, SecretsAndEnv, Severity};
 use crate::crd::ApiKeySource;
 use crate::manifest::load_paths;
 use crate::report::{self, Line};
@@ -48,6 +48,18 @@ impl Credentials for FileKeys<'_> {
                 strict.lookup(namespace, source)
             }
             _ => KeyLookup::Unchecked,
+        }
+    }
+
+    fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys> {
+        let strict = SecretsAndEnv {
+            secrets: self.secrets,
+            env: None,
+        };
+        if self.check_keys || self.secrets.contains_key(&(namespace.to_string(), name.to_string())) {
+            strict.aws_keys(namespace, name)
+        } else {
+            KeyLookup::Unchecked
         }
     }
 }

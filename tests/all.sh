@@ -7,8 +7,10 @@
 # ${MODELGATE_CACHE:-$HOME/.cache/modelgate} so later runs are fast:
 #   - a Python virtualenv with the official openai client and pytest;
 #   - etcd, kube-apiserver and kubectl, built from Go modules (first run only:
-#     several minutes; see tests/controlplane/);
+#     several minutes; see tests/controlplane/), helm (tests/tools/helm.sh) and
+#     gitops-health (tests/gitops/: Argo CD's Lua runtime and kstatus);
 #   - the Rust build (CARGO_TARGET_DIR defaults into the cache).
+#   - redis-server (Debian package) for the shared usage store tests;
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
 # real kube-apiserver that tests/controlplane/run.sh starts on loopback - and,
@@ -36,6 +38,7 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     step "installing ${missing[*]} with apt-get"
@@ -72,6 +75,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "helm for the deployment tests (first run on a machine: built from its Go module)"
 MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
+
+step "gitops-health for the GitOps tests: gopher-lua and kstatus (first run: built from its Go module)"
+MODELGATE_GITOPS_HEALTH="$(tests/gitops/build.sh)"; export MODELGATE_GITOPS_HEALTH
 
 if [[ $# -eq 0 ]]; then
   step "fuzzing: every target in fuzz/ for ${FUZZ_SECONDS:-15}s (first run on a machine: builds cargo-fuzz and the instrumented targets)"

@@ -87,6 +87,42 @@ fn validate_names_the_file_object_and_field_of_each_problem() {
     );
 }
 
+#[test]
+fn validate_warns_about_base_urls_gateways_refuse_and_still_passes() {
+    let config = ConfigDir::new();
+    let provider = |name: &str, url: &str| {
+        format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {{name: {name}, namespace: ml}}\nspec: {{type: openai-compatible, baseUrl: '{url}'}}\n")
+    };
+    config.write(
+        "providers.yaml",
+        &(provider("imds", "http://2852039166/latest")
+            + &provider("gcp", "http://metadata.google.internal./computeMetadata/v1")
+            + &provider("laptop", "http://localhost:11434/v1")
+            + &provider("apiserver", "https://kubernetes.default.svc/api")
+            + &provider("ollama", "http://ollama.ollama.svc:11434/v1")),
+    );
+    let dir = config.path().display().to_string();
+    let (code, stdout, stderr) = modelgate(&["validate", &dir]);
+    assert_eq!(code, 0, "warnings do not fail validation: {stderr}");
+    let file = format!("{dir}/providers.yaml");
+    let always = "every modelgate gateway refuses to connect to it, so requests routed here fail with 502 upstream_blocked; point baseUrl at the provider's real address (or, if this is really intended, allow the address on the gateway with --allow-upstream-cidr)";
+    let in_cluster = "a gateway in a cluster (started without --config) refuses to connect to it unless its address is allowed with --allow-upstream-cidr, so requests routed here fail with 502 upstream_blocked; point baseUrl at a Service instead (for example http://ollama.ollama.svc:11434/v1)";
+    let mut want = vec![
+        format!("{file}: LLMProvider ml/imds: spec.baseUrl: warning: baseUrl host '2852039166' is 169.254.169.254 in another spelling, a cloud metadata service, which hands out the node's credentials: {always}"),
+        format!("{file}: LLMProvider ml/gcp: spec.baseUrl: warning: baseUrl host 'metadata.google.internal.' is the name of a cloud metadata service, which hands out the node's credentials: {always}"),
+        format!("{file}: LLMProvider ml/laptop: spec.baseUrl: warning: baseUrl host 'localhost' is a loopback name (it resolves to 127.0.0.1 or ::1): {in_cluster}"),
+        format!("{file}: LLMProvider ml/apiserver: spec.baseUrl: warning: baseUrl host 'kubernetes.default.svc' is the cluster's Kubernetes API server: {in_cluster}"),
+    ];
+    want.sort_unstable();
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    lines.sort_unstable();
+    assert_eq!(lines, want);
+    assert_eq!(
+        stderr.trim(),
+        "valid: 5 LLMProvider(s), 0 ModelAlias(es) in 1 file(s); 0 error(s), 4 warning(s)"
+    );
+}
+
 #[tokio::test]
 async fn keys_never_reach_logs_errors_or_metrics() {
     const KEY: &str = "sk-never-print-me-7731";
@@ -171,4 +207,20 @@ async fn keys_never_reach_logs_errors_or_metrics() {
         );
     }
     assert!(log.contains("the provider rejected its API key"), "{log}");
+}
+
+#[test]
+fn connection_limits_that_would_refuse_every_client_are_rejected() {
+    for (flag, value, message) in [
+        ("--header-timeout", "0s", "must be more than zero"),
+        ("--idle-timeout", "soon", "write e.g. 500ms, 10s or 5m"),
+        ("--max-header-bytes", "100", "must be at least 1024"),
+    ] {
+        let (code, _, stderr) = modelgate(&["gateway", "--config", "config/samples", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(message),
+            "{flag} {value}: {stderr}"
+        );
+    }
 }

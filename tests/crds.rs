@@ -115,7 +115,7 @@ fn crds_install_with_server_side_apply_and_become_established() {
 #[test]
 #[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
 fn crds_are_created_without_warnings() {
-    for kind in ["LLMProvider", "ModelAlias"] {
+    for kind in ["GatewayReplica", "LLMProvider", "ModelAlias"] {
         let mut copy = crd(kind);
         let group = "warnings-check.modelgate.dev";
         let plural = copy["spec"]["names"]["plural"].as_str().expect("plural").to_owned();
@@ -217,18 +217,31 @@ fn get_shows_the_printer_columns() {
     let aliases = ns.kubectl(["get", "modelaliases"]).expect_success();
     assert_eq!(
         header(&aliases),
-        ["NAME", "ALIAS", "TARGET", "ACTIVE", "READY", "AGE"],
+        ["NAME", "ALIAS", "TARGET", "ACTIVE", "READY", "PROGRAMMED", "AGE"],
         "{aliases}"
     );
-    let fast = row(&aliases, "fast");
-    assert_eq!(fast["TARGET"], "mock/fast-demo-model", "{aliases}");
     assert_eq!(row(&aliases, "gpt-4")["ALIAS"], "GPT-4", "{aliases}");
-    assert_eq!(row(&aliases, "old-model")["ACTIVE"], "false", "{aliases}");
+    // TARGET and ACTIVE come from what the controller writes (tests/e2e.rs checks its values):
+    // a weighted split shows its targets, an alias without spec.active shows true.
+    ns.kubectl([
+        "patch",
+        "modelalias",
+        "arch.v1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"target":"mock/llama3.1 80%, mock/gpt-4o-mini 20%","resolved":{"alias":"arch.v1","generation":1,"active":true,"hidden":false,"targets":[]}}}"#,
+    ])
+    .expect_success();
+    let aliases = ns.kubectl(["get", "modelaliases"]).expect_success();
+    let split = row(&aliases, "arch.v1");
+    assert_eq!(split["TARGET"], "mock/llama3.1 80%, mock/gpt-4o-mini 20%", "{aliases}");
+    assert_eq!(split["ACTIVE"], "true", "{aliases}");
 
     let providers = ns.kubectl(["get", "llmproviders"]).expect_success();
     assert_eq!(
         header(&providers),
-        ["NAME", "TYPE", "ENDPOINT", "READY", "AGE"],
+        ["NAME", "TYPE", "ENDPOINT", "READY", "PROGRAMMED", "AGE"],
         "{providers}"
     );
     assert_eq!(row(&providers, "ollama")["TYPE"], "openai-compatible", "{providers}");

@@ -137,9 +137,12 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The documents as a stream kubectl reads: each one as JSON (valid YAML), so no key is
+/// re-read by kubectl's YAML 1.1 parser as something else (an unquoted `on:` key would become
+/// `true`; the CRDs' quoted `'on'` must stay a string).
 fn to_yaml(docs: &[Value]) -> String {
     docs.iter()
-        .map(|doc| serde_yaml_ng::to_string(doc).expect("serialising YAML"))
+        .map(|doc| serde_json::to_string(doc).expect("serialising JSON") + "\n")
         .collect::<Vec<_>>()
         .join("---\n")
 }
@@ -241,8 +244,11 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
     let docs = kustomize("config/default");
     let expected: BTreeSet<String> = [
         "Namespace/modelgate-system",
+        "CustomResourceDefinition/gatewayreplicas.modelgate.dev",
         "CustomResourceDefinition/llmproviders.modelgate.dev",
         "CustomResourceDefinition/modelaliases.modelgate.dev",
+        "CustomResourceDefinition/teams.modelgate.dev",
+        "CustomResourceDefinition/accessgroups.modelgate.dev",
         "ServiceAccount/modelgate-controller",
         "ServiceAccount/modelgate-gateway",
         "ClusterRole/modelgate-controller",
@@ -251,6 +257,10 @@ fn config_default_renders_and_applies_with_a_server_dry_run() {
         "ClusterRoleBinding/modelgate-gateway",
         "Role/modelgate-controller-leader-election",
         "RoleBinding/modelgate-controller-leader-election",
+        "Role/modelgate-controller-gateway-reports",
+        "RoleBinding/modelgate-controller-gateway-reports",
+        "Role/modelgate-gateway-report",
+        "RoleBinding/modelgate-gateway-report",
         "Deployment/modelgate-controller",
         "Deployment/modelgate-gateway",
         "Service/modelgate-gateway",
@@ -359,8 +369,11 @@ fn helm_chart_renders_and_applies_with_a_server_dry_run() {
         assert_eq!(containers(deployment)[0]["image"], image.as_str());
     }
     // The CRDs come with the chart (crds/); apply them in the same dry run.
-    let mut with_crds = documents(&read("crds/llmprovider.yaml"));
+    let mut with_crds = documents(&read("crds/gatewayreplica.yaml"));
+    with_crds.extend(documents(&read("crds/llmprovider.yaml")));
     with_crds.extend(documents(&read("crds/modelalias.yaml")));
+    with_crds.extend(documents(&read("crds/team.yaml")));
+    with_crds.extend(documents(&read("crds/accessgroup.yaml")));
     with_crds.extend(docs);
     apply(&with_crds, true);
 }
@@ -618,6 +631,48 @@ fn chart_defaults_deploy_what_config_default_deploys() {
     }
 }
 
+/// The gateway's drain fits in its pod's termination grace period: the chart computes the
+/// period from the drain flags it passes, and refuses a period the drain would outlast.
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn the_gateway_drain_fits_in_its_termination_grace_period() {
+    let pod = |docs: &[Value]| find(docs, "Deployment", "modelgate-gateway")["spec"]["template"]["spec"].clone();
+    for (sets, delay, grace, period) in [
+        (vec![], 5, 30, 45),
+        (
+            vec!["gateway.shutdownDelaySeconds=10", "gateway.shutdownGraceSeconds=120"],
+            10,
+            120,
+            140,
+        ),
+        (vec!["gateway.terminationGracePeriodSeconds=40"], 5, 30, 40),
+    ] {
+        let pod = pod(&helm_template("modelgate", SYSTEM_NAMESPACE, &sets));
+        assert_eq!(pod["terminationGracePeriodSeconds"], period, "{sets:?}");
+        let args = args(&pod["containers"][0]);
+        for flag in [
+            format!("--shutdown-delay={delay}s"),
+            format!("--shutdown-grace={grace}s"),
+        ] {
+            assert!(args.contains(&flag), "{sets:?}: {flag} missing from {args:?}");
+        }
+    }
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--set",
+        "gateway.terminationGracePeriodSeconds=30",
+    ]);
+    assert!(
+        !out.success
+            && out
+                .stderr
+                .contains("must be more than gateway.shutdownDelaySeconds + gateway.shutdownGraceSeconds + 1 (36)"),
+        "{out}"
+    );
+}
+
 // --- the pods: the binary's flags, Pod Security ------------------------------------------------
 
 /// Every container's arguments, from config/default and from both chart renders, are
@@ -636,7 +691,7 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
         ),
         ("the chart's scoped values", helm_template("mg-alt", "mg-alt", &sets)),
         (
-            "the chart without leader election, with a body limit",
+            "the chart without leader election, with a body limit and egress settings",
             helm_template(
                 "single",
                 "single",
@@ -644,6 +699,8 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
                     "controller.leaderElection.enabled=false",
                     "controller.replicas=1",
                     "gateway.maxBodyBytes=1048576",
+                    "gateway.allowUpstreamCIDRs={10.0.42.0/24,fd00:42::/64}",
+                    "gateway.maxHops=2",
                 ],
             ),
         ),
@@ -651,7 +708,15 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
     let single = &renders[3].1;
     let single_args = |n: &str| args(&containers(find(single, "Deployment", n))[0]);
     assert!(single_args("single-modelgate-controller").contains(&"--no-leader-election".to_owned()));
-    assert!(single_args("single-modelgate-gateway").contains(&"--max-body-bytes=1048576".to_owned()));
+    let gateway_args = single_args("single-modelgate-gateway");
+    for want in [
+        "--max-body-bytes=1048576",
+        "--allow-upstream-cidr=10.0.42.0/24",
+        "--allow-upstream-cidr=fd00:42::/64",
+        "--max-hops=2",
+    ] {
+        assert!(gateway_args.contains(&want.to_owned()), "{want}: {gateway_args:?}");
+    }
     for (what, docs) in &renders {
         let deployments = of_kind(docs, "Deployment");
         assert_eq!(deployments.len(), 2, "{what}");
@@ -675,6 +740,52 @@ fn the_binary_accepts_the_arguments_the_manifests_give_it() {
     }
 }
 
+/// With `tenancy.redis.deploy`, the chart deploys a Redis and points the gateways (and the
+/// controller, for Team usage) at it; with one gateway and no Redis the controller asks that
+/// gateway's read API; the render applies, and the binary takes its arguments.
+#[test]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+fn the_chart_can_deploy_a_shared_usage_store_for_several_gateways() {
+    let ns = Namespace::new("deploy-redis");
+    let docs = helm_template("mg", ns.name(), &["tenancy.redis.deploy=true", "gateway.replicas=3"]);
+    let url = format!("--usage-store=redis://mg-modelgate-redis.{}.svc:6379", ns.name());
+    let gateway = args(&containers(find(&docs, "Deployment", "mg-modelgate-gateway"))[0]);
+    assert!(
+        gateway.contains(&url) && gateway.contains(&"--auth=api-key".to_owned()),
+        "{gateway:?}"
+    );
+    let controller = args(&containers(find(&docs, "Deployment", "mg-modelgate-controller"))[0]);
+    assert!(controller.contains(&url), "{controller:?}");
+    let redis = find(&docs, "Deployment", "mg-modelgate-redis");
+    assert_eq!(redis["spec"]["replicas"], 1);
+    assert_eq!(
+        find(&docs, "Service", "mg-modelgate-redis")["spec"]["ports"][0]["port"],
+        6379
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_modelgate"));
+    for mut args in [gateway, controller] {
+        args.push("--help".to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(binary, &args);
+        assert!(out.success && out.stderr.is_empty(), "{out}");
+    }
+    let existing = helm_template("mg", ns.name(), &["tenancy.redis.url=redis://cache:6379"]);
+    assert!(of_kind(&existing, "Deployment")
+        .iter()
+        .all(|d| name(d) != "mg-modelgate-redis"));
+    let single = helm_template("one", ns.name(), &["gateway.replicas=1"]);
+    let controller = args(&containers(find(&single, "Deployment", "one-modelgate-controller"))[0]);
+    assert!(
+        controller.contains(&format!(
+            "--gateway-admin-url=http://one-modelgate-gateway-metrics.{}.svc:12001",
+            ns.name()
+        )),
+        "{controller:?}"
+    );
+    let out = apply(&docs, true);
+    assert!(out.success, "{out}");
+}
+
 /// The pods of every render pass Pod Security `restricted`, enforced: each Deployment's pod
 /// template is created as a Pod (server-side dry run) in a namespace that enforces it.
 #[test]
@@ -696,6 +807,7 @@ fn the_pods_pass_pod_security_restricted() {
         kustomize("config/default"),
         helm_template("modelgate", ns.name(), &[]),
         helm_template("mg-alt", ns.name(), &sets),
+        helm_template("mg-redis", ns.name(), &["tenancy.redis.deploy=true"]),
     ] {
         for deployment in of_kind(&docs, "Deployment") {
             let template = &deployment["spec"]["template"];
@@ -711,7 +823,7 @@ fn the_pods_pass_pod_security_restricted() {
             }));
         }
     }
-    assert_eq!(pods.len(), 6);
+    assert_eq!(pods.len(), 9, "three Deployments with the bundled Redis");
     // The ServiceAccount admission plugin wants each pod's ServiceAccount to exist.
     let accounts: BTreeSet<&str> = pods
         .iter()
@@ -832,14 +944,32 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "modelaliases.modelgate.dev", watched),
         can("list", "llmproviders.modelgate.dev", watched),
         can("watch", "llmproviders.modelgate.dev", watched),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
         can("list", "secrets", watched),
         can("watch", "secrets", watched),
+        // Tenancy is read-only too: usage lives in its store, never in the objects.
+        cannot("get", "teams.modelgate.dev", Other),
+        cannot("create", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        status(cannot("patch", "teams.modelgate.dev", Other)),
+        status(cannot("patch", "accessgroups.modelgate.dev", Other)),
+        cannot("create", "accessgroups.modelgate.dev", Other),
         // It reads credentials only through its filtered watch, never one by one.
         cannot("get", "secrets", Other),
         cannot("get", "secrets/openai-api-key", Other),
         cannot("create", "secrets", Other),
         cannot("update", "secrets", Other),
-        // It writes nothing.
+        // It writes nothing but its own report of what it serves, in its own namespace.
+        can("create", "gatewayreplicas.modelgate.dev", System),
+        can("patch", "gatewayreplicas.modelgate.dev", System),
+        can("delete", "gatewayreplicas.modelgate.dev", System),
+        cannot("update", "gatewayreplicas.modelgate.dev", System),
+        cannot("list", "gatewayreplicas.modelgate.dev", System),
+        cannot("create", "gatewayreplicas.modelgate.dev", Other),
+        cannot("patch", "gatewayreplicas.modelgate.dev", Other),
         cannot("create", "modelaliases.modelgate.dev", Other),
         cannot("update", "modelaliases.modelgate.dev", Other),
         cannot("patch", "modelaliases.modelgate.dev", Other),
@@ -858,6 +988,7 @@ fn gateway_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             cannot("list", "llmproviders.modelgate.dev", elsewhere),
+            cannot("list", "teams.modelgate.dev", elsewhere),
             cannot("list", "secrets", elsewhere),
         ]);
     }
@@ -876,8 +1007,26 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         can("watch", "secrets", watched),
         status(can("patch", "modelaliases.modelgate.dev", watched)),
         status(can("patch", "llmproviders.modelgate.dev", watched)),
+        can("list", "teams.modelgate.dev", watched),
+        can("watch", "teams.modelgate.dev", watched),
+        can("list", "accessgroups.modelgate.dev", watched),
+        can("watch", "accessgroups.modelgate.dev", watched),
+        status(can("patch", "teams.modelgate.dev", watched)),
+        status(can("patch", "accessgroups.modelgate.dev", watched)),
+        // Status only: it never edits a team's grants, credits or limits.
+        cannot("patch", "teams.modelgate.dev", Other),
+        cannot("update", "teams.modelgate.dev", Other),
+        cannot("create", "accessgroups.modelgate.dev", Other),
+        cannot("delete", "teams.modelgate.dev", Other),
         can("create", "events.events.k8s.io", watched),
         can("patch", "events.events.k8s.io", watched),
+        // The gateways' reports: read, in its own namespace only.
+        can("list", "gatewayreplicas.modelgate.dev", System),
+        can("watch", "gatewayreplicas.modelgate.dev", System),
+        cannot("list", "gatewayreplicas.modelgate.dev", Other),
+        cannot("create", "gatewayreplicas.modelgate.dev", System),
+        cannot("patch", "gatewayreplicas.modelgate.dev", System),
+        cannot("delete", "gatewayreplicas.modelgate.dev", System),
         // Leader election: in its own namespace only.
         can("get", "leases.coordination.k8s.io", System),
         can("create", "leases.coordination.k8s.io", System),
@@ -909,6 +1058,7 @@ fn controller_checks(watched: Scope, elsewhere: Option<Scope>) -> Vec<Check> {
         checks.extend([
             cannot("list", "modelaliases.modelgate.dev", elsewhere),
             status(cannot("patch", "modelaliases.modelgate.dev", elsewhere)),
+            status(cannot("patch", "teams.modelgate.dev", elsewhere)),
             cannot("list", "secrets", elsewhere),
             cannot("create", "events.events.k8s.io", elsewhere),
         ]);
@@ -988,7 +1138,7 @@ fn the_namespace_scoped_chart_grants_nothing_outside_its_namespace() {
             )
         })
         .collect();
-    assert_eq!(rbac.len(), 8, "{:?}", ids(&rbac));
+    assert_eq!(rbac.len(), 12, "{:?}", ids(&rbac));
     apply(&rbac, false);
 
     let prefix = format!("system:serviceaccount:{}:{release}-modelgate", release_ns.name());

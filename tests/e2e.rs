@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cluster::{wait_for, Namespace, DEFAULT_TIMEOUT};
+use cluster::{kubectl, wait_for, Namespace, DEFAULT_TIMEOUT};
 use e2e_support::*;
 use serde_json::Value;
 use support::{Behaviour, FakeUpstream};
@@ -156,7 +156,7 @@ async fn patching_an_alias_switches_providers_and_disabling_and_deleting_it_answ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
-async fn a_broken_edit_stalls_with_a_clear_message_and_events_keeps_the_old_route_and_survives_a_gateway_restart() {
+async fn a_broken_edit_waits_with_a_clear_message_and_events_keeps_the_old_route_and_survives_a_gateway_restart() {
     let stack = Stack::new("e2e-broken");
     let (_alpha, _beta) = two_providers(&stack).await;
     stack.apply(&alias("smart", "{target: alpha/model-a}"));
@@ -167,7 +167,8 @@ async fn a_broken_edit_stalls_with_a_clear_message_and_events_keeps_the_old_rout
 
     stack.patch_alias("smart", r#"{"spec":{"target":"missing/model-x"}}"#);
     let object = stack.wait_condition("modelalias", "smart", "ResolvedRefs", "False");
-    for (type_, status) in [("Ready", "False"), ("Stalled", "True")] {
+    // The provider may still come (a later sync wave): it waits, in progress, not stalled.
+    for (type_, status) in [("Ready", "False"), ("Reconciling", "True"), ("Stalled", "False")] {
         assert_eq!(condition(&object, type_)["status"], status, "{type_}: {object}");
     }
     let message = condition(&object, "ResolvedRefs")["message"]
@@ -516,7 +517,11 @@ async fn with_namespace_the_controller_and_gateway_see_only_that_namespace() {
         ("llmprovider", "alpha"),
     ] {
         let object = outside.get(kind, name);
-        assert!(object["status"].is_null(), "{kind} {name} outside the scope: {object}");
+        assert_eq!(
+            object["status"],
+            serde_json::json!({"observedGeneration": -1}),
+            "{kind} {name} outside the scope keeps the status no controller wrote: {object}"
+        );
     }
 
     // The other namespace gets a controller of its own, which publishes its aliases; this
@@ -553,4 +558,211 @@ async fn with_namespace_the_controller_and_gateway_see_only_that_namespace() {
             "the {who} was refused something:\n{log}"
         );
     }
+}
+
+/// `kubectl wait --for=condition=Programmed` on an object, which must succeed within 60 s.
+fn wait_programmed(stack: &Stack, kind: &str, name: &str) -> Value {
+    stack
+        .ns
+        .kubectl([
+            "wait",
+            &format!("{kind}/{name}"),
+            "--for=condition=Programmed",
+            "--timeout=60s",
+        ])
+        .expect_success();
+    stack.get(kind, name)
+}
+
+/// Waits until an object's `Programmed` condition, at its current generation, has this message.
+fn wait_programmed_message(stack: &Stack, kind: &str, name: &str, status: &str, message: &str) {
+    wait_for(
+        &format!("{kind} {name} Programmed={status}: {message}"),
+        DEFAULT_TIMEOUT,
+        || {
+            let object = stack.get(kind, name);
+            let programmed = condition(&object, "Programmed");
+            (programmed["status"] == status
+                && programmed["message"] == message
+                && programmed["observedGeneration"] == object["metadata"]["generation"])
+                .then_some(())
+                .ok_or_else(|| object["status"].to_string())
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn programmed_says_when_every_gateway_serves_an_edit_and_names_the_laggards() {
+    let stack = Stack::new("e2e-programmed");
+    let (_alpha, _beta) = two_providers(&stack).await;
+    let (one, two) = (format!("one-{}", stack.ns.name()), format!("two-{}", stack.ns.name()));
+    let mut first = stack.gateway_with(
+        &service_account_kubeconfig("modelgate-gateway"),
+        &["--replica-name", &one],
+    );
+    // The second gateway reaches the apiserver through a forwarder the test can cut; its report
+    // stands for a minute without renewal, so it stays a (lagging) replica while cut.
+    let forwarder = Forwarder::start(apiserver_addr()).await;
+    let mut second = stack.gateway_with(
+        &service_account_kubeconfig_via("modelgate-gateway", forwarder.addr),
+        &["--replica-name", &two, "--replica-lease", "60s"],
+    );
+    let _controller = stack.controller("c1");
+    stack.apply(&alias("chat", "{target: alpha/m1}"));
+
+    // `kubectl wait --for=condition=Programmed` returns once both gateways serve the alias:
+    // the very next request to either is served by it, no polling needed.
+    let object = wait_programmed(&stack, "modelalias", "chat");
+    assert_eq!(
+        condition(&object, "Programmed")["message"],
+        "served by 2/2 gateways at generation 1",
+        "{object}"
+    );
+    for gateway in [&first, &second] {
+        let (status, body) = ask(gateway, "chat").await;
+        assert_eq!((status, content(&body)), (200, "alpha served m1".to_string()));
+    }
+    let provider = wait_programmed(&stack, "llmprovider", "alpha");
+    assert_eq!(
+        condition(&provider, "Programmed")["message"],
+        "served by 2/2 gateways at generation 1"
+    );
+    // Each gateway's report: its scope and what it serves.
+    let reports = kubectl(["get", "gatewayreplicas", "-n", "modelgate-system", "-o", "json"])
+        .expect_success()
+        .json();
+    let ours: Vec<&Value> = reports["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| r["spec"]["scope"]["selector"] == stack.selector())
+        .collect();
+    let mut names: Vec<&str> = ours.iter().filter_map(|r| r["metadata"]["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, [one.as_str(), two.as_str()], "{reports}");
+    assert!(ours.iter().all(|r| r["spec"]["served"]["routes"] == 1), "{reports}");
+
+    // The second gateway loses the apiserver; an edit reaches only the first. Programmed names
+    // the laggard, and `kubectl wait` does not return.
+    forwarder.cut();
+    stack.patch_alias("chat", r#"{"spec":{"target":"beta/m2"}}"#);
+    served(&first, "chat", "beta served m2").await;
+    wait_programmed_message(
+        &stack,
+        "modelalias",
+        "chat",
+        "False",
+        &format!("served by 1/2 gateways at generation 2; waiting for {two}"),
+    );
+    let early = stack
+        .ns
+        .kubectl(["wait", "modelalias/chat", "--for=condition=Programmed", "--timeout=2s"]);
+    assert!(
+        !early.success(),
+        "kubectl wait returned while a gateway lagged: {early}"
+    );
+    let (status, body) = ask(&second, "chat").await;
+    assert_eq!(
+        (status, content(&body)),
+        (200, "alpha served m1".to_string()),
+        "the laggard still serves generation 1"
+    );
+
+    // It reconnects and catches up: Programmed, and both serve the edit at once.
+    forwarder.restore();
+    let object = wait_programmed(&stack, "modelalias", "chat");
+    assert_eq!(
+        condition(&object, "Programmed")["message"],
+        "served by 2/2 gateways at generation 2"
+    );
+    for gateway in [&first, &second] {
+        let (status, body) = ask(gateway, "chat").await;
+        assert_eq!((status, content(&body)), (200, "beta served m2".to_string()));
+    }
+
+    // A gateway stopped the way Kubernetes stops a pod withdraws its report at once.
+    second.terminate();
+    stack.patch_alias("chat", r#"{"spec":{"target":"alpha/m3"}}"#);
+    let object = wait_programmed(&stack, "modelalias", "chat");
+    assert_eq!(
+        condition(&object, "Programmed")["message"],
+        "served by 1/1 gateways at generation 3"
+    );
+
+    // A gateway that crashes is a laggard until its report expires, then stops counting.
+    first.kill();
+    stack.patch_alias("chat", r#"{"spec":{"target":"beta/m4"}}"#);
+    wait_programmed_message(
+        &stack,
+        "modelalias",
+        "chat",
+        "False",
+        &format!("served by 0/1 gateways at generation 4; waiting for {one}"),
+    );
+    wait_for("the crashed gateway's report to expire", DEFAULT_TIMEOUT, || {
+        let object = stack.get("modelalias", "chat");
+        let programmed = condition(&object, "Programmed");
+        (programmed["reason"] == "NoGateways")
+            .then_some(())
+            .ok_or_else(|| programmed.to_string())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_controller_that_cannot_read_the_gateways_reports_still_reconciles_and_says_why() {
+    let stack = Stack::new("e2e-noreports");
+    let _ = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/m}"));
+    // Its RBAC covers gatewayreplicas in modelgate-system only (as when the CRDs or RBAC of
+    // this version are not installed yet).
+    let controller = stack.controller_with("c1", &["--gateway-namespace", "kube-system"]);
+    let object = stack.wait_condition("modelalias", "chat", "Ready", "True");
+    assert_eq!(condition(&object, "Programmed")["reason"], "NoGateways", "{object}");
+    wait_for("the controller to say why", DEFAULT_TIMEOUT, || {
+        let log = controller.log();
+        log.contains("cannot watch the gateways' reports")
+            .then_some(())
+            .ok_or(log)
+    });
+}
+
+/// A gateway that reads the cluster, where tenants write LLMProviders, refuses a provider on
+/// loopback without connecting to it, says so to the client and in its log, and serves it
+/// once loopback is allowed; the controller warns on the provider's Ready condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes API server: run tests/all.sh or tests/controlplane/run.sh cargo test -- --ignored"]
+async fn a_gateway_reading_the_cluster_refuses_a_loopback_provider_unless_allowed() {
+    let stack = Stack::new("e2e-egress");
+    let (alpha, _beta) = two_providers(&stack).await;
+    stack.apply(&alias("chat", "{target: alpha/model-1}"));
+    let _controller = stack.controller("c1");
+    stack.wait_condition("modelalias", "chat", "Ready", "True");
+    let provider = stack.wait_condition("llmprovider", "alpha", "Ready", "True");
+    assert_eq!(
+        condition(&provider, "Ready")["message"],
+        format!(
+            "aliases can route to {}; warning: spec.baseUrl: baseUrl points at 127.0.0.1, a loopback address (127.0.0.0/8 or ::1): a gateway in a cluster (started without --config) refuses to connect to it unless its address is allowed with --allow-upstream-cidr, so requests routed here fail with 502 upstream_blocked; point baseUrl at a Service instead (for example http://ollama.ollama.svc:11434/v1)",
+            alpha.base_url()
+        )
+    );
+
+    let strict = stack.gateway_with_egress(&service_account_kubeconfig("modelgate-gateway"), &[], &[]);
+    let (status, body) = ask(&strict, "chat").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_blocked", "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        format!("The gateway refused to connect to the provider '{}/alpha': its address 127.0.0.1: a loopback address (127.0.0.0/8 or ::1); a gateway in a cluster does not connect to it. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream, or allow the address on the gateway with --allow-upstream-cidr (Helm value gateway.allowUpstreamCIDRs).", stack.ns.name())
+    );
+    assert_eq!(alpha.connections(), 0, "no connection was attempted");
+    let log = strict.log();
+    assert!(
+        log.contains("WARN") && log.contains("refused by the egress policy"),
+        "the refusal is logged as a warning:\n{log}"
+    );
+
+    let allowed = stack.gateway();
+    served(&allowed, "chat", "alpha served model-1").await;
 }

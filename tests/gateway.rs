@@ -489,6 +489,9 @@ async fn startup_fails_listing_every_problem() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes: 1024,
+        egress: Default::default(),
+        server: Default::default(),
+        tenancy: Default::default(),
     };
     let error = match modelgate::gateway::start(options).await {
         Ok(_) => panic!("a broken config must not start"),

@@ -672,7 +672,8 @@ class Bench:
         self.procs["gateway"] = Proc(
             "gateway",
             [self.binary, "gateway", "--selector", self.selector, "--listen", "127.0.0.1:0",
-             "--admin-listen", "127.0.0.1:0"],
+             "--admin-listen", "127.0.0.1:0", "--replica-namespace", "modelgate-system",
+             "--auth", "none"],
             self.env("modelgate-gateway"),
             os.path.join(self.tmp, "gateway.log"),
         )

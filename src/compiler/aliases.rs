@@ -25,7 +25,7 @@ impl AliasEntry<'_> {
     pub fn key(&self) -> &ObjectKey {
         &self.object.key
     }
-    fn display_name(&self) -> &str {
+    pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.object.key.name)
     }
 }
@@ -138,6 +138,15 @@ struct LegError {
     message: String,
 }
 
+/// The outcome of resolving one target string of an alias.
+pub(super) enum LegResult {
+    Ok(Flat),
+    /// The alias itself is on a cycle through this target: the members and `a -> b -> a`.
+    Cycle(Vec<usize>, String),
+    /// Any other problem with this target.
+    Err(Reason, String),
+}
+
 impl<'a, 'b> Resolver<'a, 'b> {
     pub fn new(
         entries: &'b [AliasEntry<'a>],
@@ -212,7 +221,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
         let own_name = entry.display_name().to_string();
         for (field, target, weight) in legs {
             match self.resolve_leg(i, target) {
-                Ok(flat) => {
+                LegResult::Ok(flat) => {
                     disabled_via = disabled_via.or(flat.disabled_via);
                     for t in flat.targets {
                         let mut chain = Vec::with_capacity(t.chain.len() + 1);
@@ -228,30 +237,26 @@ impl<'a, 'b> Resolver<'a, 'b> {
                         );
                     }
                 }
-                Err(Ok(cycle)) => {
+                LegResult::Cycle(members, text) => {
                     let entry = &self.entries[i];
                     self.out.push(Diagnostic::error(
                         &entry.object,
                         field,
                         Reason::AliasCycle,
                         format!(
-                            "aliases refer to each other in a cycle: {}; point one of them at <provider>/<model>",
-                            cycle.1
+                            "aliases refer to each other in a cycle: {text}; point one of them at <provider>/<model>"
                         ),
                     ));
-                    failure = Some(Failure::Cycle {
-                        members: cycle.0,
-                        text: cycle.1,
-                    });
+                    failure = Some(Failure::Cycle { members, text });
                 }
-                Err(Err(leg)) => {
+                LegResult::Err(reason, message) => {
                     self.out.push(Diagnostic::error(
                         &self.entries[i].object,
                         field,
-                        leg.reason,
-                        leg.message.clone(),
+                        reason,
+                        message.clone(),
                     ));
-                    failure.get_or_insert(Failure::Invalid(leg.message));
+                    failure.get_or_insert(Failure::Invalid(message));
                 }
             }
         }
@@ -265,30 +270,40 @@ impl<'a, 'b> Resolver<'a, 'b> {
         }
     }
 
-    /// Resolves one target string of alias `i`. `Err(Ok((members, text)))` means alias `i` is
-    /// on a cycle; `Err(Err(_))` is any other problem with this leg.
-    #[allow(clippy::type_complexity)]
-    fn resolve_leg(&mut self, i: usize, target: &str) -> Result<Flat, Result<(Vec<usize>, String), LegError>> {
+    /// The alias a bare target of alias `i` names, if it names one (not `i` itself).
+    pub fn owner_of_target(&self, i: usize, target: &str) -> Option<usize> {
+        if split_target(target).is_some() || self.entries[i].name.as_deref() == Some(target) {
+            return None;
+        }
+        self.owners.get(target).copied()
+    }
+
+    /// Resolves one target string of alias `i`.
+    pub fn resolve_leg(&mut self, i: usize, target: &str) -> LegResult {
         let namespace = self.entries[i].key().namespace.clone();
+        let leg = |result: Result<Flat, LegError>| match result {
+            Ok(flat) => LegResult::Ok(flat),
+            Err(e) => LegResult::Err(e.reason, e.message),
+        };
         if let Some((provider, model)) = split_target(target) {
-            return self.provider_target(&namespace, provider, model).map_err(Err);
+            return leg(self.provider_target(&namespace, provider, model));
         }
         let own = self.entries[i].name.as_deref() == Some(target);
-        if let Some(&j) = self.owners.get(target).filter(|_| !own) {
+        if let Some(j) = self.owner_of_target(i, target) {
             return match self.resolve(j) {
-                Ok(flat) => Ok(flat),
-                Err(Failure::Cycle { members, text }) if members.contains(&i) => Err(Ok((members, text))),
-                Err(Failure::Cycle { text, .. }) => Err(Err(LegError {
-                    reason: Reason::TargetAliasInvalid,
-                    message: format!("target '{target}' is an alias in a cycle ({text}); fix that cycle or point this alias elsewhere"),
-                })),
-                Err(Failure::Invalid(why)) => Err(Err(LegError {
-                    reason: Reason::TargetAliasInvalid,
-                    message: format!("target '{target}' is an alias that cannot be served: {why}"),
-                })),
+                Ok(flat) => LegResult::Ok(flat),
+                Err(Failure::Cycle { members, text }) if members.contains(&i) => LegResult::Cycle(members, text),
+                Err(Failure::Cycle { text, .. }) => LegResult::Err(
+                    Reason::TargetAliasInvalid,
+                    format!("target '{target}' is an alias in a cycle ({text}); fix that cycle or point this alias elsewhere"),
+                ),
+                Err(Failure::Invalid(why)) => LegResult::Err(
+                    Reason::TargetAliasInvalid,
+                    format!("target '{target}' is an alias that cannot be served: {why}"),
+                ),
             };
         }
-        self.listed_model_target(&namespace, target, own).map_err(Err)
+        leg(self.listed_model_target(&namespace, target, own))
     }
 
     fn provider_target(&self, namespace: &str, provider: &str, model: &str) -> Result<Flat, LegError> {

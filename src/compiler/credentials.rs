@@ -2,13 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::table::AwsKeys;
 use crate::crd::ApiKeySource;
 use crate::secret::SecretString;
 
-/// The outcome of looking up a provider's key.
+/// The outcome of looking up a provider's key (or its AWS credentials).
 #[derive(Clone, Debug, PartialEq)]
-pub enum KeyLookup {
-    Found(SecretString),
+pub enum KeyLookup<T = SecretString> {
+    Found(T),
     /// The source cannot be checked here (an `env` key seen by the controller, which does
     /// not run with the gateway's environment).
     Unchecked,
@@ -20,6 +21,10 @@ pub enum KeyLookup {
 /// outside the manifests comes through this trait.
 pub trait Credentials {
     fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup;
+
+    /// AWS credentials from the Secret `name` (`accessKeyId`, `secretAccessKey`, and
+    /// optionally `sessionToken`).
+    fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys>;
 }
 
 /// Secret data keyed by `(namespace, name)`.
@@ -36,6 +41,40 @@ pub struct SecretsAndEnv<'a> {
 }
 
 impl Credentials for SecretsAndEnv<'_> {
+    fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys> {
+        let Some(data) = self.secrets.get(&(namespace.to_string(), name.to_string())) else {
+            return KeyLookup::Missing(format!(
+                "Secret {namespace}/{name} does not exist; create it with the keys accessKeyId and secretAccessKey (and sessionToken for temporary credentials) or fix bedrock.credentials.secretRef"
+            ));
+        };
+        let field = |key: &str| -> Result<Option<SecretString>, String> {
+            match data.get(key) {
+                None => Ok(None),
+                Some(bytes) => match usable_key(bytes, || format!("key '{key}' of Secret {namespace}/{name}")) {
+                    KeyLookup::Found(value) => Ok(Some(value)),
+                    KeyLookup::Missing(why) => Err(why),
+                    KeyLookup::Unchecked => Ok(None),
+                },
+            }
+        };
+        let required = |key: &str| -> Result<SecretString, String> {
+            field(key)?.ok_or_else(|| {
+                format!("Secret {namespace}/{name} has no key '{key}'; AWS credentials need accessKeyId and secretAccessKey")
+            })
+        };
+        let keys = (|| {
+            Ok::<_, String>(AwsKeys {
+                access_key_id: required("accessKeyId")?.expose().to_string(),
+                secret_access_key: required("secretAccessKey")?,
+                session_token: field("sessionToken")?,
+            })
+        })();
+        match keys {
+            Ok(keys) => KeyLookup::Found(keys),
+            Err(why) => KeyLookup::Missing(why),
+        }
+    }
+
     fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
         if let Some(secret_ref) = &source.secret_ref {
             let Some(data) = self.secrets.get(&(namespace.to_string(), secret_ref.name.clone())) else {

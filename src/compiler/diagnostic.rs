@@ -2,11 +2,15 @@
 
 use std::fmt;
 
-/// The two kinds of object the compiler reads.
+/// The kinds of object the compiler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
     LLMProvider,
     ModelAlias,
+    AccessGroup,
+    Team,
+    /// A client API key (a Secret of type `modelgate.dev/api-key`).
+    Secret,
 }
 
 impl ObjectKind {
@@ -14,6 +18,9 @@ impl ObjectKind {
         match self {
             ObjectKind::LLMProvider => "LLMProvider",
             ObjectKind::ModelAlias => "ModelAlias",
+            ObjectKind::AccessGroup => "AccessGroup",
+            ObjectKind::Team => "Team",
+            ObjectKind::Secret => "Secret",
         }
     }
 }
@@ -74,6 +81,9 @@ impl ObjectRef {
             key,
         }
     }
+    pub fn new(kind: ObjectKind, key: ObjectKey) -> Self {
+        ObjectRef { kind, key }
+    }
 }
 
 impl fmt::Display for ObjectRef {
@@ -131,6 +141,16 @@ pub enum Reason {
     DisabledByChain,
     /// The current spec is broken; the last accepted route keeps serving.
     ServingLastGood,
+    /// The base URL's host is an address or name that gateways refuse to connect to.
+    UpstreamBlocked,
+    /// An AccessGroup names an alias no ModelAlias claims.
+    AliasNotFound,
+    /// A Team names an AccessGroup that does not exist in its namespace.
+    AccessGroupNotFound,
+    /// An API key Secret names a Team that does not exist in its namespace.
+    TeamNotFound,
+    /// An API key Secret holds the same key as another one.
+    KeyConflict,
 }
 
 impl Reason {
@@ -151,6 +171,11 @@ impl Reason {
             Reason::KeyNotFound => "KeyNotFound",
             Reason::DisabledByChain => "DisabledByChain",
             Reason::ServingLastGood => "ServingLastGood",
+            Reason::UpstreamBlocked => "UpstreamBlocked",
+            Reason::AliasNotFound => "AliasNotFound",
+            Reason::AccessGroupNotFound => "AccessGroupNotFound",
+            Reason::TeamNotFound => "TeamNotFound",
+            Reason::KeyConflict => "KeyConflict",
         }
     }
 
@@ -161,15 +186,19 @@ impl Reason {
             | Reason::InvalidSpec
             | Reason::AliasConflict
             | Reason::AliasCycle
-            | Reason::ChainTooDeep => ConditionKind::Accepted,
+            | Reason::ChainTooDeep
+            | Reason::KeyConflict => ConditionKind::Accepted,
             Reason::ProviderNotFound
             | Reason::ProviderNotReady
             | Reason::TargetNotFound
             | Reason::AmbiguousTarget
             | Reason::ModelNotServed
             | Reason::TargetAliasInvalid
-            | Reason::KeyNotFound => ConditionKind::ResolvedRefs,
-            Reason::DisabledByChain | Reason::ServingLastGood => ConditionKind::None,
+            | Reason::KeyNotFound
+            | Reason::AliasNotFound
+            | Reason::AccessGroupNotFound
+            | Reason::TeamNotFound => ConditionKind::ResolvedRefs,
+            Reason::DisabledByChain | Reason::ServingLastGood | Reason::UpstreamBlocked => ConditionKind::None,
         }
     }
 }

@@ -5,12 +5,17 @@
 //! environment) comes in through [`Credentials`], and the last accepted table through
 //! [`Inputs::previous`].
 
+pub mod address;
 mod aliases;
 mod credentials;
 mod diagnostic;
+mod egress;
+mod fallbacks;
 mod providers;
+mod routing_rules;
 pub mod rules;
 mod table;
+pub mod tenancy;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -18,8 +23,14 @@ use std::collections::HashMap;
 pub use aliases::claimed_name;
 pub use credentials::{Credentials, KeyLookup, SecretData, SecretsAndEnv};
 pub use diagnostic::{ConditionKind, Diagnostic, ObjectKey, ObjectKind, ObjectRef, Reason, Severity};
-pub use providers::OPENAI_DEFAULT_BASE_URL;
-pub use table::{ProviderEndpoint, ResolvedTimeouts, Route, RouteTarget, RoutingTable};
+pub use providers::{
+    base_url, ANTHROPIC_DEFAULT_BASE_URL, ANTHROPIC_DEFAULT_MAX_TOKENS, ANTHROPIC_DEFAULT_VERSION,
+    GEMINI_DEFAULT_BASE_URL, OPENAI_DEFAULT_BASE_URL,
+};
+pub use table::{
+    AwsKeys, BedrockAuth, FallbackTier, OutlierPolicy, ProviderEndpoint, ProviderSettings, ResolvedTimeouts,
+    RetryPolicy, Route, RouteExtras, RoutePolicy, RouteTarget, RoutingTable,
+};
 
 use crate::crd::{LLMProvider, ModelAlias};
 use aliases::{claim_names, Resolver};
@@ -43,9 +54,40 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// Sorted by object, then errors before warnings, then field.
     pub diagnostics: Vec<Diagnostic>,
+    /// Teams, access groups and keys (empty until [`Compiled::add_access`]).
+    pub access: tenancy::AccessTable,
 }
 
 impl Compiled {
+    /// Compiles teams, access groups and API keys against this routing table, adding their
+    /// diagnostics in order.
+    pub fn add_access<T, G, A>(
+        &mut self,
+        teams: &[T],
+        groups: &[G],
+        keys: &[tenancy::ApiKeySecret],
+        aliases: &[A],
+        membership: tenancy::Membership,
+    ) where
+        T: Borrow<crate::crd::Team>,
+        G: Borrow<crate::crd::AccessGroup>,
+        A: Borrow<ModelAlias>,
+    {
+        self.access = tenancy::compile_access(
+            &tenancy::AccessInputs {
+                teams,
+                groups,
+                keys,
+                aliases,
+                table: &self.table,
+                membership,
+            },
+            &mut self.diagnostics,
+        );
+        self.diagnostics
+            .sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
+    }
+
     /// Whether any object has an error (warnings do not count).
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -75,6 +117,15 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
         .into_iter()
         .map(|(name, &i)| (name.clone(), i, resolver.resolve(i)))
         .collect();
+    // Fallback tiers of the aliases that resolved; a broken fallback breaks its alias.
+    let mut fallback_tiers = fallbacks::Fallbacks::new();
+    let tiers: Vec<Option<Result<Vec<FallbackTier>, fallbacks::Broken>>> = outcomes
+        .iter()
+        .map(|(_, i, outcome)| {
+            let has = entries[*i].alias.spec.fallbacks.as_ref().is_some_and(|f| !f.is_empty());
+            (outcome.is_ok() && has).then(|| fallback_tiers.tiers(&mut resolver, *i))
+        })
+        .collect();
 
     let mut table = RoutingTable {
         routes: HashMap::with_capacity(outcomes.len()),
@@ -84,10 +135,16 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
             .collect(),
     };
     let mut broken: Vec<ObjectKey> = Vec::new();
-    for (name, i, outcome) in outcomes {
+    for ((name, i, outcome), tiers) in outcomes.into_iter().zip(tiers) {
         let entry = &entries[i];
         let meta = &entry.alias.metadata;
         let spec = &entry.alias.spec;
+        let (outcome, fallbacks) = match (outcome, tiers) {
+            (Ok(_), Some(Err(broken))) => (Err(aliases::Failure::Invalid(broken.why)), Vec::new()),
+            (outcome, Some(Ok(tiers))) => (outcome, tiers),
+            (outcome, _) => (outcome, Vec::new()),
+        };
+        let extras = route_extras(spec, fallbacks);
         let route = |targets, disabled| Route {
             alias: name.clone(),
             source: entry.key().clone(),
@@ -98,6 +155,8 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
             targets,
             stale: None,
             created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
+            extras: extras.clone(),
+            pricing: effective_pricing(&entries, &owners, i),
         };
         match outcome {
             Ok(flat) => {
@@ -138,7 +197,46 @@ pub fn compile<P: Borrow<LLMProvider>, A: Borrow<ModelAlias>>(inputs: &Inputs<'_
     }
 
     diagnostics.sort_by(|a, b| (&a.object, a.severity, &a.field).cmp(&(&b.object, b.severity, &b.field)));
-    Compiled { table, diagnostics }
+    Compiled {
+        table,
+        diagnostics,
+        access: Default::default(),
+    }
+}
+
+/// The price of alias `i`: its own `spec.pricing`, else that of the alias its single
+/// `target` names (followed along a chain), else none.
+fn effective_pricing(
+    entries: &[aliases::AliasEntry<'_>],
+    owners: &HashMap<String, usize>,
+    mut i: usize,
+) -> Option<(crate::crd::Pricing, tenancy::Price)> {
+    for _ in 0..aliases::MAX_CHAIN {
+        let spec = &entries[i].alias.spec;
+        if let Some(pricing) = &spec.pricing {
+            return Some((pricing.clone(), tenancy::Price::parse(pricing).ok()?));
+        }
+        i = *owners.get(spec.target.as_deref()?)?;
+    }
+    None
+}
+
+/// The fallbacks, policy and guardrails of a route; `None` when the spec sets none of them.
+fn route_extras(spec: &crate::crd::ModelAliasSpec, fallbacks: Vec<FallbackTier>) -> Option<Box<RouteExtras>> {
+    let policy = RoutePolicy::from_spec(
+        spec.load_balancing,
+        spec.retry.as_ref(),
+        spec.timeouts.as_ref(),
+        spec.outlier_detection.as_ref(),
+    );
+    if fallbacks.is_empty() && policy == RoutePolicy::default() && spec.guardrails.is_none() {
+        return None;
+    }
+    Some(Box::new(RouteExtras {
+        fallbacks,
+        policy,
+        guardrails: spec.guardrails.clone(),
+    }))
 }
 
 /// Broken aliases keep serving the route they had in the previous table, with the providers
@@ -190,6 +288,8 @@ fn keep_last_good(previous: &RoutingTable, broken: &[ObjectKey], table: &mut Rou
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_routing;
 
 /// Compiles manifests given as YAML text, for tests: no previous table, keys from the
 /// Secrets in the text only.

@@ -87,6 +87,9 @@ pub fn split_target(target: &str) -> Option<(&str, &str)> {
 
 /// Field-level rules of a ModelAlias spec.
 pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec<Diagnostic>) {
+    if let Some(Err((field, message))) = spec.pricing.as_ref().map(super::tenancy::Price::parse) {
+        out.push(Diagnostic::error(object, field, Reason::InvalidSpec, message));
+    }
     if let Some(alias) = &spec.alias {
         if let Err(message) = check_alias_name(alias) {
             out.push(Diagnostic::error(object, "spec.alias", Reason::InvalidSpec, message));
@@ -142,6 +145,12 @@ pub fn check_alias_spec(object: &ObjectRef, spec: &ModelAliasSpec, out: &mut Vec
             }
         }
     }
+    super::routing_rules::check_routing_spec(
+        object,
+        spec,
+        |field, target, out| check_target_syntax(object, field, target, out),
+        out,
+    );
 }
 
 fn check_target_syntax(object: &ObjectRef, field: &str, target: &str, out: &mut Vec<Diagnostic>) {
@@ -166,6 +175,98 @@ fn check_target_syntax(object: &ObjectRef, field: &str, target: &str, out: &mut 
     }
 }
 
+/// The settings blocks of provider types: each only on its own type, and what a type needs.
+fn check_type_settings(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut Vec<Diagnostic>) {
+    let kind = spec.provider_type;
+    let misplaced = [
+        ("anthropic", spec.anthropic.is_some(), ProviderType::Anthropic),
+        ("azure", spec.azure.is_some(), ProviderType::AzureOpenai),
+        ("bedrock", spec.bedrock.is_some(), ProviderType::Bedrock),
+    ];
+    for (field, set, owner) in misplaced {
+        if set && kind != owner {
+            out.push(Diagnostic::error(
+                object,
+                format!("spec.{field}"),
+                Reason::InvalidSpec,
+                format!(
+                    "{field} settings apply only to type {}; remove them or change the type",
+                    owner.as_str()
+                ),
+            ));
+        }
+    }
+    if let Some(version) = spec.anthropic.as_ref().and_then(|a| a.version.as_deref()) {
+        if !is_date(version) {
+            out.push(Diagnostic::error(
+                object,
+                "spec.anthropic.version",
+                Reason::InvalidSpec,
+                "version must be a date such as 2023-06-01",
+            ));
+        }
+    }
+    if let Some(version) = spec.azure.as_ref().and_then(|a| a.api_version.as_deref()) {
+        let dated = version.strip_suffix("-preview").unwrap_or(version);
+        if version != "v1" && !is_date(dated) {
+            out.push(Diagnostic::error(
+                object,
+                "spec.azure.apiVersion",
+                Reason::InvalidSpec,
+                "apiVersion must be v1 or a dated version such as 2024-10-21",
+            ));
+        }
+    }
+    if kind == ProviderType::Bedrock {
+        match spec.bedrock.as_ref().and_then(|b| b.region.as_deref()) {
+            None => out.push(Diagnostic::error(
+                object,
+                "spec.bedrock.region",
+                Reason::InvalidSpec,
+                "bedrock.region is required when type is bedrock (for example bedrock: {region: us-east-1})",
+            )),
+            Some(region) if !is_region(region) => out.push(Diagnostic::error(
+                object,
+                "spec.bedrock.region",
+                Reason::InvalidSpec,
+                format!("'{region}' is not an AWS region; write one such as us-east-1"),
+            )),
+            Some(_) => {}
+        }
+        if spec.api_key.is_some() && spec.bedrock.as_ref().is_some_and(|b| b.credentials.is_some()) {
+            out.push(Diagnostic::error(
+                object,
+                "spec.bedrock.credentials",
+                Reason::InvalidSpec,
+                "set either apiKey (a Bedrock API key) or bedrock.credentials (AWS keys for SigV4), not both",
+            ));
+        }
+    }
+}
+
+/// `YYYY-MM-DD`.
+fn is_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+/// An AWS region name such as `us-east-1` or `ap-southeast-2`.
+fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
 /// Field-level rules of an LLMProvider spec.
 pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut Vec<Diagnostic>) {
     match (spec.provider_type, &spec.base_url) {
@@ -175,19 +276,25 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
             Reason::InvalidSpec,
             "baseUrl is required when type is openai-compatible (for example http://ollama.ollama.svc:11434/v1)",
         )),
+        (ProviderType::AzureOpenai, None) => out.push(Diagnostic::error(
+            object,
+            "spec.baseUrl",
+            Reason::InvalidSpec,
+            "baseUrl is required when type is azure-openai (for example https://my-resource.openai.azure.com)",
+        )),
         (ProviderType::Mock, Some(_)) => out.push(Diagnostic::error(
             object,
             "spec.baseUrl",
             Reason::InvalidSpec,
             "a mock provider answers locally: remove baseUrl or choose another type",
         )),
-        (_, Some(url)) => {
-            if let Err(message) = check_base_url(url) {
-                out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message));
-            }
-        }
+        (_, Some(url)) => match check_base_url(url) {
+            Err(message) => out.push(Diagnostic::error(object, "spec.baseUrl", Reason::InvalidSpec, message)),
+            Ok(()) => super::egress::warn_about_host(object, url, out),
+        },
         _ => {}
     }
+    check_type_settings(object, spec, out);
     if let Some(key) = &spec.api_key {
         if key.secret_ref.is_some() == key.env.is_some() {
             out.push(Diagnostic::error(
@@ -234,7 +341,7 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
                 object,
                 field,
                 Reason::InvalidSpec,
-                "headers must not carry credentials: put the key in apiKey instead",
+                "headers must not carry credentials or signing headers: put the key in apiKey (or bedrock.credentials) instead",
             ));
         }
     }
@@ -275,9 +382,19 @@ pub fn check_provider_spec(object: &ObjectRef, spec: &LLMProviderSpec, out: &mut
 
 /// Header names that carry credentials and so are refused in `spec.headers`.
 pub fn is_credential_header(name: &str) -> bool {
-    ["authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "x-goog-api-key",
+        "cookie",
+        "x-amz-security-token",
+        "x-amz-date",
+        "x-amz-content-sha256",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn check_base_url(text: &str) -> Result<(), String> {

@@ -25,7 +25,7 @@ metadata: {name: openai-key, namespace: team-a}
 stringData: {apiKey: "sk-test-SECRET-123\n"}
 "#;
 
-fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
+pub(super) fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
     let mut manifests = Manifests::default();
     parse_documents(
         &format!("{PROVIDERS}\n---\n{yaml}"),
@@ -41,16 +41,16 @@ fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compiled {
     manifests.compile(&credentials, previous)
 }
 
-fn compile_yaml(yaml: &str) -> Compiled {
+pub(super) fn compile_yaml(yaml: &str) -> Compiled {
     compile_with(yaml, None)
 }
 
-fn alias(name: &str, spec: &str) -> String {
+pub(super) fn alias(name: &str, spec: &str) -> String {
     format!("---\napiVersion: modelgate.dev/v1alpha1\nkind: ModelAlias\nmetadata: {{name: {name}, namespace: team-a}}\nspec: {spec}\n")
 }
 
 /// `(object, field, reason, message)` of every diagnostic.
-fn said(compiled: &Compiled) -> Vec<(String, String, &'static str, String)> {
+pub(super) fn said(compiled: &Compiled) -> Vec<(String, String, &'static str, String)> {
     compiled
         .diagnostics
         .iter()
@@ -423,7 +423,7 @@ spec: {type: openai, baseUrl: "ftp://x/v1", headers: {Authorization: "Bearer x"}
         messages,
         vec![
             expect("LLMProvider team-a/ftp", "spec.baseUrl", "baseUrl must be an absolute http:// or https:// URL, for example https://api.openai.com/v1 ('ftp://x/v1')"),
-            expect("LLMProvider team-a/ftp", "spec.headers.Authorization", "headers must not carry credentials: put the key in apiKey instead"),
+            expect("LLMProvider team-a/ftp", "spec.headers.Authorization", "headers must not carry credentials or signing headers: put the key in apiKey (or bedrock.credentials) instead"),
             expect("LLMProvider team-a/ftp", "spec.timeouts.connect", "'10' must be a duration such as 500ms, 10s, 5m or 1h30m"),
             expect("LLMProvider team-a/ftp", "spec.timeouts.idle", "a timeout of zero would fail every request; remove it to use the default"),
             expect("LLMProvider team-a/mocky", "spec.baseUrl", "a mock provider answers locally: remove baseUrl or choose another type"),

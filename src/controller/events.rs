@@ -73,7 +73,7 @@ impl Events {
     }
 
     /// Status writes register here, so Events wait for a pause in them.
-    pub fn pacing(&self) -> &Pacing {
+    pub fn pacing(&self) -> &Arc<Pacing> {
         &self.pacing
     }
 

@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 pub enum Kind {
     ModelAlias,
     LLMProvider,
+    Team,
+    AccessGroup,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]

@@ -2,17 +2,22 @@
 //! writes their status (conditions and the compiled route) and publishes Events. One replica
 //! leads (a Lease); the others wait to take over.
 
+mod dependents;
 mod events;
+pub mod gateways;
 mod metrics;
 mod pacing;
 pub mod reconcile;
+mod references;
 pub mod status;
+pub mod usage;
 mod world;
 mod written;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::ObjectRef as KubeRef;
 use kube::Client;
@@ -28,11 +32,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 use crate::kubernetes::{drive, reflectors, Changes, Scope};
 use events::{Events, Reporter};
 use metrics::ControllerMetrics;
-use reconcile::{error_policy, reconcile_alias, reconcile_provider, Context};
+use reconcile::{error_policy, reconcile_alias, reconcile_group, reconcile_provider, reconcile_team, Context};
 use world::World;
 
 /// How the controller runs.
@@ -42,6 +46,15 @@ pub struct ControllerOptions {
     pub admin_listen: SocketAddr,
     /// `None` runs without leader election (a single replica).
     pub lease: Option<LeaseOptions>,
+    /// How long an object waits for a missing provider, Secret, key or target alias before
+    /// it is reported `Stalled`.
+    pub stall_after: Duration,
+    /// Where the gateways' `GatewayReplica` reports are.
+    pub gateway_namespace: String,
+    /// Where Teams' usage is read from for their status; `None`: not reported.
+    pub usage: Option<usage::UsageSource>,
+    /// How often usage is read (and so at most how often it changes a Team's status).
+    pub usage_interval: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -97,7 +110,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
         health.ready.store(true, Ordering::Release);
         health.metrics.leader.set(1);
         tokio::select! {
-            _ = lead(client, &options.scope, &health) => {},
+            _ = lead(client, &options, &health) => {},
             _ = &mut shutdown => {},
         }
         return Ok(());
@@ -130,7 +143,7 @@ pub async fn run(options: ControllerOptions) -> Result<(), ControllerError> {
             }
         };
         tokio::select! {
-            _ = lead(client.clone(), &options.scope, &health) => {},
+            _ = lead(client.clone(), &options, &health) => {},
             _ = lost => tracing::warn!("lost leadership: standing by"),
             _ = &mut shutdown => {
                 health.metrics.leader.set(0);
@@ -154,21 +167,36 @@ async fn release(
 }
 
 /// Everything a leader does; returns only if the watches end.
-async fn lead(client: Client, scope: &Scope, health: &Health) {
+async fn lead(client: Client, options: &ControllerOptions, health: &Health) {
+    let scope: &Scope = &options.scope;
     let changes = Changes::default();
     let reflectors = reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let (gateways, gateway_watch) = gateways::watch(&client, &options.gateway_namespace, scope.selector.clone());
+    let tenancy =
+        crate::kubernetes::tenancy::reflectors(&client, scope, &changes, crate::kubernetes::Reader::Controller);
+    let [s0, s1, s2] = reflectors.synced.clone();
+    let [s3, s4, s5] = tenancy.synced.clone();
+    let stores = world::Stores {
+        providers: reflectors.providers.clone(),
+        aliases: reflectors.aliases.clone(),
+        secrets: reflectors.secrets.clone(),
+        teams: tenancy.teams.clone(),
+        groups: tenancy.groups.clone(),
+        keys: tenancy.keys.clone(),
+    };
     let world = Arc::new(World::new(
-        reflectors.providers.clone(),
-        reflectors.aliases.clone(),
-        reflectors.secrets.clone(),
-        reflectors.synced.clone(),
+        stores,
+        [s0, s1, s2, s3, s4, s5],
         changes,
+        gateways,
+        options.stall_after,
     ));
     let (events, queued_events) = Events::new(
         Reporter::from_env(reconcile::FIELD_MANAGER),
         events::QUEUE,
         health.metrics.clone(),
     );
+    let pacing = events.pacing().clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         world.clone(),
@@ -191,43 +219,53 @@ async fn lead(client: Client, scope: &Scope, health: &Health) {
         .run(reconcile_provider, error_policy, ctx.clone())
         .for_each(|_| async {});
     let secrets = drive("Secret", reflectors.secret_stream);
+    let (team_tx, team_rx) = mpsc::channel::<KubeRef<Team>>(1024);
+    let (group_tx, group_rx) = mpsc::channel::<KubeRef<AccessGroup>>(1024);
+    let teams = Controller::for_stream(tenancy.team_stream, tenancy.teams)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(team_rx))
+        .run(reconcile_team, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let groups = Controller::for_stream(tenancy.group_stream, tenancy.groups)
+        .with_config(Config::default().concurrency(16))
+        .reconcile_on(ReceiverStream::new(group_rx))
+        .run(reconcile_group, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let keys = drive("API key Secret", tenancy.key_stream);
+    let usage = {
+        let (source, world, ctx, team_tx) = (options.usage.clone(), world.clone(), ctx.clone(), team_tx.clone());
+        let (every, alias_tx) = (options.usage_interval, alias_tx.clone());
+        async move {
+            if let Some(source) = source {
+                usage::poll(source, every, world, ctx, team_tx, alias_tx).await;
+            }
+        }
+    };
     let compiler = world.clone().compile_on_change();
-    let dependents = trigger_dependents(world, alias_tx, provider_tx);
-    tokio::join!(aliases, providers, secrets, compiler, dependents, events);
-}
-
-/// Cross-object changes (a provider, a Secret, another alias) change other objects' status:
-/// after each compilation, queue exactly the objects whose status would now differ.
-async fn trigger_dependents(
-    world: Arc<World>,
-    aliases: mpsc::Sender<KubeRef<ModelAlias>>,
-    providers: mpsc::Sender<KubeRef<LLMProvider>>,
-) {
-    let mut snapshots = world.snapshots();
-    loop {
-        if snapshots.changed().await.is_err() {
-            return;
-        }
-        let Some(snapshot) = snapshots.borrow_and_update().clone() else {
-            continue;
-        };
-        let now = Time(jiff::Timestamp::now());
-        for alias in world.aliases.state() {
-            let desired = snapshot.alias_status(&alias, &now);
-            if alias.status.as_ref() != Some(&desired) && aliases.send(KubeRef::from_obj(alias.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-        for provider in world.providers.state() {
-            let desired = snapshot.provider_status(&provider, &now);
-            if provider.status.as_ref() != Some(&desired)
-                && providers.send(KubeRef::from_obj(provider.as_ref())).await.is_err()
-            {
-                return;
-            }
-        }
-    }
+    let dependents = dependents::trigger(
+        world,
+        ctx.clone(),
+        dependents::Queues {
+            aliases: alias_tx,
+            providers: provider_tx,
+            teams: team_tx,
+            groups: group_tx,
+        },
+        pacing,
+    );
+    tokio::join!(
+        aliases,
+        providers,
+        secrets,
+        compiler,
+        dependents,
+        events,
+        gateway_watch,
+        teams,
+        groups,
+        keys,
+        usage
+    );
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {

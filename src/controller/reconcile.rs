@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use super::events::Events;
 use super::metrics::{ControllerMetrics, Kind, Outcome};
+use super::status::{stall_deadline, Env};
 use super::world::World;
 use super::written::{fingerprint, Written};
 use crate::compiler::ObjectKey;
-use crate::crd::{condition_type, LLMProvider, ModelAlias, API_VERSION};
+use crate::crd::{condition_type, AccessGroup, LLMProvider, ModelAlias, Team, API_VERSION};
 
 /// The one field manager that writes status.
 pub const FIELD_MANAGER: &str = "modelgate-controller";
@@ -31,6 +32,8 @@ pub struct Context {
     pub metrics: Arc<ControllerMetrics>,
     written: Written,
     failures: Mutex<HashMap<(Kind, ObjectKey), ExponentialBackoff>>,
+    /// Teams' usage this period, as last read from the usage store.
+    pub usage: super::usage::UsageBook,
 }
 
 impl Context {
@@ -42,6 +45,7 @@ impl Context {
             metrics,
             written: Written::default(),
             failures: Mutex::default(),
+            usage: Default::default(),
         }
     }
 
@@ -87,7 +91,7 @@ impl ReconcileError {
 }
 
 /// Now, to the second (the precision the API stores).
-fn now() -> Time {
+pub(super) fn now() -> Time {
     let now = jiff::Timestamp::now();
     Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
 }
@@ -103,7 +107,13 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     };
     let key = key_of(alias.as_ref());
-    let desired = snapshot.alias_status(&alias, &now());
+    let (now, gateways) = (now(), ctx.world.gateway_view());
+    let env = Env {
+        now: &now,
+        stall_after: ctx.world.stall_after,
+        gateways: &gateways,
+    };
+    let desired = snapshot.alias_status(&alias, &env, &ctx.world.references, &ctx.usage);
     let current = alias.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,
@@ -114,7 +124,8 @@ pub async fn reconcile_alias(alias: Arc<ModelAlias>, ctx: Arc<Context>) -> Resul
         (&desired, &desired.conditions),
         started,
     )
-    .await
+    .await?;
+    Ok(next_look(&desired.conditions, &ctx, &now))
 }
 
 pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -124,12 +135,75 @@ pub async fn reconcile_provider(provider: Arc<LLMProvider>, ctx: Arc<Context>) -
         return Ok(Action::await_change());
     };
     let key = key_of(provider.as_ref());
-    let desired = snapshot.provider_status(&provider, &now());
+    let (now, gateways) = (now(), ctx.world.gateway_view());
+    let env = Env {
+        now: &now,
+        stall_after: ctx.world.stall_after,
+        gateways: &gateways,
+    };
+    let desired = snapshot.provider_status(&provider, &env, &ctx.world.references);
     let current = provider.status.as_ref().map(|s| (s, s.conditions.as_slice()));
     settle(
         &ctx,
         provider.as_ref(),
         Kind::LLMProvider,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await?;
+    Ok(next_look(&desired.conditions, &ctx, &now))
+}
+
+/// An object waiting for what it refers to is looked at again when its wait ends, to stall
+/// it; nothing is written in between. Everything else waits for a change.
+fn next_look(conditions: &[Condition], ctx: &Context, now: &Time) -> Action {
+    match stall_deadline(conditions, ctx.world.stall_after) {
+        Some(deadline) => {
+            let left = Duration::try_from(deadline.duration_since(now.0)).unwrap_or_default();
+            // To the second, as the deadline is stored: a little late rather than early.
+            Action::requeue(left + Duration::from_secs(1))
+        }
+        None => Action::await_change(),
+    }
+}
+
+pub async fn reconcile_team(team: Arc<Team>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(team.as_ref());
+    let figures = ctx.usage.get(&key);
+    let desired = snapshot.team_status(&team, figures.as_ref(), &now());
+    let current = team.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        team.as_ref(),
+        Kind::Team,
+        key,
+        current,
+        (&desired, &desired.conditions),
+        started,
+    )
+    .await
+}
+
+pub async fn reconcile_group(group: Arc<AccessGroup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.world.wait_ready().await;
+    let Some(snapshot) = ctx.world.snapshot().await else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(group.as_ref());
+    let desired = snapshot.group_status(&group, &now());
+    let current = group.status.as_ref().map(|s| (s, s.conditions.as_slice()));
+    settle(
+        &ctx,
+        group.as_ref(),
+        Kind::AccessGroup,
         key,
         current,
         (&desired, &desired.conditions),
@@ -243,8 +317,8 @@ fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
 }
 
 /// The Event for a change of conditions, if it is a transition worth telling: accepted (first
-/// time served), rejected, a name conflict, recovered. Unchanged conditions give none, so
-/// reconciles do not repeat Events.
+/// time served), rejected, a name conflict, recovered, stalled after waiting in vain for what
+/// it refers to. Unchanged conditions give none, so reconciles do not repeat Events.
 pub fn transition_event(previous: Option<&[Condition]>, next: &[Condition]) -> Option<Event> {
     let (ready, accepted) = (
         find(next, condition_type::READY)?,
@@ -284,6 +358,12 @@ pub fn transition_event(previous: Option<&[Condition]>, next: &[Condition]) -> O
             Some(event(EventType::Warning, "Rejected", ready))
         }
         (None, "False") => Some(event(EventType::Warning, "Rejected", ready)),
+        // Still not ready for the same reason, but the wait for what it refers to is over.
+        (Some(("False", _)), "False") => {
+            let stalled = find(next, condition_type::STALLED).filter(|c| c.status == "True")?;
+            (before(condition_type::STALLED).map(|(status, _)| status) != Some("True"))
+                .then(|| event(EventType::Warning, "Stalled", stalled))
+        }
         _ => None,
     }
 }
@@ -331,6 +411,22 @@ mod tests {
         assert_eq!(reason(Some(&broken), &ok).as_deref(), Some("Recovered"));
         assert_eq!(reason(None, &conflict).as_deref(), Some("AliasConflict"));
         assert_eq!(reason(Some(&conflict), &conflict), None);
+        let waiting = [
+            c("Accepted", "True", "Accepted"),
+            c("Ready", "False", "ProviderNotFound"),
+            c("Reconciling", "True", "ProviderNotFound"),
+            c("Stalled", "False", "Waiting"),
+        ];
+        let gave_up = [
+            c("Accepted", "True", "Accepted"),
+            c("Ready", "False", "ProviderNotFound"),
+            c("Stalled", "True", "ProviderNotFound"),
+        ];
+        assert_eq!(reason(Some(&ok), &waiting).as_deref(), Some("Rejected"));
+        assert_eq!(reason(Some(&waiting), &waiting), None, "waiting is no news");
+        assert_eq!(reason(Some(&waiting), &gave_up).as_deref(), Some("Stalled"));
+        assert_eq!(reason(Some(&gave_up), &gave_up), None);
+        assert_eq!(reason(Some(&gave_up), &ok).as_deref(), Some("Recovered"));
     }
 
     #[test]

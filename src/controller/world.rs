@@ -6,23 +6,44 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::runtime::reflector::Store;
 
-use super::status::{alias_status, provider_status};
+use super::gateways::{GatewayView, Gateways};
+use super::metrics::Kind;
+use super::references::References;
+use super::status::{alias_status, group_status, provider_status, team_status, Env, TeamFigures};
+use super::written::fingerprint;
 use crate::compiler::{compile, Compiled, Diagnostic, Inputs, ObjectKey, ObjectRef, Route, SecretsAndEnv};
-use crate::crd::{LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus};
-use crate::kubernetes::{secret_data, wait_synced, Changes, Synced};
+use crate::crd::{
+    condition_type, AccessGroup, AccessGroupStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, Team,
+    TeamStatus,
+};
+use crate::kubernetes::{resource_version, secret_data, wait_synced, Changes, Synced};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// The reflector stores and the compiled view of them.
+/// The reflector stores, the compiled view of them, and the gateway replicas.
 pub struct World {
     pub providers: Store<LLMProvider>,
     pub aliases: Store<ModelAlias>,
     pub secrets: Store<Secret>,
+    pub teams: Store<Team>,
+    pub groups: Store<AccessGroup>,
+    pub keys: Store<Secret>,
     pub changes: Changes,
-    synced: [Synced; 3],
+    synced: [Synced; 6],
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    pub gateways: Gateways,
+    pub references: References,
+    /// How long an object waits for what it refers to before it is Stalled.
+    pub stall_after: Duration,
+}
+
+/// Whether an object's conditions say every gateway serves its current generation.
+fn programmed(conditions: &[Condition], generation: Option<i64>) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == condition_type::PROGRAMMED && c.status == "True" && c.observed_generation == generation)
 }
 
 /// One compilation of the whole world, shared by reconciles.
@@ -55,48 +76,131 @@ impl Snapshot {
         &all[start..start + len]
     }
 
-    /// The status this compilation gives an alias.
-    pub fn alias_status(&self, alias: &ModelAlias, now: &Time) -> ModelAliasStatus {
+    /// The status this compilation gives an alias, in `env`, with its usage summary when
+    /// known.
+    pub fn alias_status(
+        &self,
+        alias: &ModelAlias,
+        env: &Env,
+        references: &References,
+        usage: &super::usage::UsageBook,
+    ) -> ModelAliasStatus {
         let key = ObjectKey::of(&alias.metadata);
         let object = ObjectRef::alias(key.clone());
-        alias_status(alias, self.route_of(alias, &key), self.diagnostics_of(&object), now)
+        let generation = alias.metadata.generation;
+        // Gateways matter only while a route published for this generation is not served
+        // everywhere yet.
+        let published = alias
+            .status
+            .as_ref()
+            .filter(|s| !programmed(&s.conditions, generation))
+            .and_then(|s| s.resolved.as_ref())
+            .filter(|r| Some(r.generation) == generation);
+        let reference =
+            published.map(|r| references.of(Kind::ModelAlias, &key, fingerprint(r), resource_version(alias)));
+        let route = self.route_of(alias, &key);
+        let mut status = alias_status(alias, route, self.diagnostics_of(&object), env, reference);
+        if let Some(summary) = route.and_then(|r| usage.alias(&r.alias)) {
+            status.usage = Some(summary);
+        }
+        if reference.is_some() && programmed(&status.conditions, generation) {
+            references.done(Kind::ModelAlias, &key);
+        }
+        status
     }
 
-    /// The status this compilation gives a provider.
-    pub fn provider_status(&self, provider: &LLMProvider, now: &Time) -> LLMProviderStatus {
-        let key = ObjectKey::of(&provider.metadata);
-        let object = ObjectRef::provider(key.clone());
-        provider_status(
-            provider,
-            self.compiled.table.providers.get(&key),
+    /// The status this compilation gives a Team, with its usage when known.
+    pub fn team_status(&self, team: &Team, figures: Option<&TeamFigures>, now: &Time) -> TeamStatus {
+        let key = ObjectKey::of(&team.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::Team, key.clone());
+        team_status(
+            team,
+            self.compiled.access.team(&key),
             self.diagnostics_of(&object),
+            figures,
             now,
         )
     }
+
+    /// The status this compilation gives an AccessGroup.
+    pub fn group_status(&self, group: &AccessGroup, now: &Time) -> AccessGroupStatus {
+        let key = ObjectKey::of(&group.metadata);
+        let object = ObjectRef::new(crate::compiler::ObjectKind::AccessGroup, key.clone());
+        let compiled = self.compiled.access.groups.iter().find(|g| g.key == key);
+        group_status(group, compiled, self.diagnostics_of(&object), now)
+    }
+
+    /// The status this compilation gives a provider, in `env`.
+    pub fn provider_status(&self, provider: &LLMProvider, env: &Env, references: &References) -> LLMProviderStatus {
+        let key = ObjectKey::of(&provider.metadata);
+        let object = ObjectRef::provider(key.clone());
+        let generation = provider.metadata.generation;
+        let done = provider
+            .status
+            .as_ref()
+            .is_some_and(|s| programmed(&s.conditions, generation));
+        let reference = (!done).then(|| {
+            let published = u64::try_from(generation.unwrap_or(0)).unwrap_or(0);
+            references.of(Kind::LLMProvider, &key, published, resource_version(provider))
+        });
+        let status = provider_status(
+            provider,
+            self.compiled.table.providers.get(&key),
+            self.diagnostics_of(&object),
+            env,
+            reference,
+        );
+        if reference.is_some() && programmed(&status.conditions, generation) {
+            references.done(Kind::LLMProvider, &key);
+        }
+        status
+    }
+}
+
+/// The watched objects a compilation reads: the routing kinds and the tenancy kinds.
+pub struct Stores {
+    pub providers: Store<LLMProvider>,
+    pub aliases: Store<ModelAlias>,
+    pub secrets: Store<Secret>,
+    pub teams: Store<Team>,
+    pub groups: Store<AccessGroup>,
+    pub keys: Store<Secret>,
 }
 
 impl World {
     pub fn new(
-        providers: Store<LLMProvider>,
-        aliases: Store<ModelAlias>,
-        secrets: Store<Secret>,
-        synced: [Synced; 3],
+        stores: Stores,
+        synced: [Synced; 6],
         changes: Changes,
+        gateways: Gateways,
+        stall_after: Duration,
     ) -> Self {
         World {
-            providers,
-            aliases,
-            secrets,
+            providers: stores.providers,
+            aliases: stores.aliases,
+            secrets: stores.secrets,
+            teams: stores.teams,
+            groups: stores.groups,
+            keys: stores.keys,
             changes,
             synced,
             snapshots: watch::channel(None).0,
+            gateways,
+            references: References::default(),
+            stall_after,
         }
     }
 
     /// Waits until every store holds its initial list: before that, missing objects would be
-    /// reported as errors.
+    /// reported as errors (and every alias as served by no gateway).
     pub async fn wait_ready(&self) {
         wait_synced(&self.synced).await;
+        self.gateways.wait_ready().await;
+    }
+
+    /// The gateway replicas running now.
+    pub fn gateway_view(&self) -> Arc<GatewayView> {
+        self.gateways.view.borrow().clone()
     }
 
     /// A compilation that includes every change seen so far. Many reconciles during a burst
@@ -155,13 +259,21 @@ impl World {
             secrets: &secrets,
             env: None,
         };
-        compile(&Inputs {
+        let mut compiled = compile(&Inputs {
             providers: &providers,
             aliases: &aliases,
             credentials: &credentials,
             unreadable: &[],
             previous: None,
-        })
+        });
+        compiled.add_access(
+            &self.teams.state(),
+            &self.groups.state(),
+            &crate::kubernetes::tenancy::api_keys(&self.keys),
+            &aliases,
+            crate::compiler::tenancy::Membership::Spec,
+        );
+        compiled
     }
 }
 
@@ -241,6 +353,7 @@ spec: {alias: Fast.V1, target: mock/three}
             Compiled {
                 table: Default::default(),
                 diagnostics: diagnostics.clone(),
+                access: Default::default(),
             },
         );
         for target in [object("a"), object("b"), object("c"), object("d"), object("e")] {

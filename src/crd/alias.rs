@@ -4,6 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::guardrails::Guardrails;
+use super::routing::{AliasTimeouts, FailureCondition, Fallback, LoadBalancing, OutlierDetection, Retry};
+
 /// A client-facing model name and where it routes.
 // Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -29,20 +32,26 @@ use serde::{Deserialize, Serialize};
     printcolumn(
         name = "Target",
         type_ = "string",
-        json_path = ".spec.target",
-        description = "Single target (empty for a weighted split)"
+        json_path = ".status.target",
+        description = "What it routes to: spec.target, or the weighted split of spec.targets"
     ),
     printcolumn(
         name = "Active",
         type_ = "boolean",
-        json_path = ".spec.active",
-        description = "false disables the alias (empty means true)"
+        json_path = ".status.resolved.active",
+        description = "Whether requests are served (false: 403 model_disabled, by its own spec.active or an alias it routes through)"
     ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Whether the gateway serves this alias"
+        description = "Whether the controller accepted the current generation and published its route"
+    ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every running gateway serves the current generation"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -87,6 +96,41 @@ pub struct ModelAliasSpec {
     #[x_kube(validation = Rule::new("self.map(t, t.weight).sum() == 100").message("the weights of targets must add up to 100"))]
     #[schemars(length(min = 1, max = 32))]
     pub targets: Option<Vec<WeightedTarget>>,
+
+    /// How requests are spread over the targets of a tier: `weighted` (default: at random by
+    /// weight), `roundRobin` (each in turn, exactly, per gateway replica) or
+    /// `leastConnections` (fewest requests in flight on the replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+
+    /// Fallback tiers, tried in order, each only when everything before it failed with one of
+    /// its `on` conditions. Once content has reached the client a request never falls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    pub fallbacks: Option<Vec<Fallback>>,
+
+    /// Retries within each tier, bounded by `timeouts.total` and the gateway's retry budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+
+    /// Time limits of a request through this alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<AliasTimeouts>,
+
+    /// Taking a failing target (provider and model) out of rotation for a while. The state is
+    /// per gateway replica and shared by every alias that uses the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+
+    /// Size and output caps, content rules and a classifier webhook, checked by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
+
+    /// What a call through this alias costs a Team, in US dollars per million tokens
+    /// (decimal strings). Without it, an alias that routes to exactly one other alias costs
+    /// what that alias costs; otherwise calls are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 const TARGET_MESSAGE: &str =
@@ -124,8 +168,10 @@ pub struct ModelAliasStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Accepted` (spec valid, no name conflict), `ResolvedRefs` (every target reaches a
-    /// provider with its key), `Ready` (served by the gateway), and `Stalled` when only an edit
-    /// can help.
+    /// provider with its key), `Ready` (accepted and published for the gateways),
+    /// `Reconciling` while it waits for an object it refers to, `Stalled` when only an edit can
+    /// help or what it waited for did not come, and `Programmed` (every running gateway serves
+    /// the current generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -133,6 +179,14 @@ pub struct ModelAliasStatus {
     /// later generation is invalid, so gateways keep serving the last good route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<ResolvedRoute>,
+    /// What the alias routes to, as its spec says: `spec.target`, or a weighted split as
+    /// `a 80%, b 20%`. Shown by `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Calls through this alias since the usage store was created, summed over every gateway
+    /// replica (updated at most every 30 s, and only when it changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::Usage>,
 }
 
 /// A compiled route: the concrete provider models an alias sends traffic to.
@@ -155,6 +209,45 @@ pub struct ResolvedRoute {
     pub description: Option<String>,
     /// Concrete targets with their effective share of traffic.
     pub targets: Vec<ResolvedTarget>,
+    /// The price the gateways charge for a call, as accepted by the controller (the alias's
+    /// own `spec.pricing`, or the one of the single alias it routes to). Absent: free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::PublishedPricing>,
+    /// Fallback tiers in the order they are tried, compiled to concrete targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<ResolvedFallback>,
+    /// Load balancing, retries, timeouts and outlier detection, as the spec sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ResolvedPolicy>,
+    /// The guardrails, as the spec sets them (checked by the compiler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
+}
+
+/// One compiled fallback tier.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedFallback {
+    /// The failures that move on to this tier.
+    pub on: Vec<FailureCondition>,
+    /// The tier's concrete targets.
+    pub targets: Vec<ResolvedTarget>,
+    /// Where this tier came from: the fallback's target, and the aliases it was reached through.
+    pub via: String,
+}
+
+/// The routing policy of a compiled route.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<AliasTimeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// One concrete destination of a compiled route.

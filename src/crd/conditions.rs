@@ -6,10 +6,17 @@ pub mod condition_type {
     pub const ACCEPTED: &str = "Accepted";
     /// Every reference (provider, alias, Secret) resolves.
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
-    /// The gateway serves the object's current generation.
+    /// The controller accepted the object's current generation and published it for the gateways.
     pub const READY: &str = "Ready";
-    /// Only an edit can make the object Ready (read by kstatus, Flux and Argo CD).
+    /// Present (True) only while the object waits, for a grace period, for an object it refers
+    /// to (read by kstatus, Flux and Argo CD as "in progress").
+    pub const RECONCILING: &str = "Reconciling";
+    /// Only an edit can make the object Ready, or what it waited for did not come within the
+    /// grace period (read by kstatus, Flux and Argo CD as "failed").
     pub const STALLED: &str = "Stalled";
+    /// Every running gateway replica serves the object's current generation: the honest
+    /// "my change is live" signal (`kubectl wait --for=condition=Programmed`).
+    pub const PROGRAMMED: &str = "Programmed";
 }
 
 /// The three values of a condition's `status`.

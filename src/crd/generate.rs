@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{LLMProvider, ModelAlias};
+use super::{AccessGroup, GatewayReplica, LLMProvider, ModelAlias, Team};
 
 /// One generated CRD file: its file name under `crds/` and its YAML text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,13 @@ pub struct CrdFile {
 }
 
 /// The CRDs with the file name each is committed under.
-pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 2] {
+pub fn crd_documents() -> [(&'static str, CustomResourceDefinition); 5] {
     [
+        ("gatewayreplica.yaml", finish(GatewayReplica::crd())),
         ("llmprovider.yaml", finish(LLMProvider::crd())),
         ("modelalias.yaml", finish(ModelAlias::crd())),
+        ("accessgroup.yaml", finish(AccessGroup::crd())),
+        ("team.yaml", finish(Team::crd())),
     ]
 }
 
@@ -28,7 +31,7 @@ pub fn render_crds() -> Result<Vec<CrdFile>, serde_yaml_ng::Error> {
     crd_documents()
         .into_iter()
         .map(|(file_name, crd)| {
-            let body = serde_yaml_ng::to_string(&crd)?;
+            let body = quote_yaml11_booleans(&serde_yaml_ng::to_string(&crd)?);
             Ok(CrdFile {
                 file_name,
                 yaml: format!("{HEADER}{body}"),
@@ -37,19 +40,75 @@ pub fn render_crds() -> Result<Vec<CrdFile>, serde_yaml_ng::Error> {
         .collect()
 }
 
+/// Words YAML 1.1 reads as booleans. The YAML library writes YAML 1.2, where they are plain
+/// strings, but kubectl, Helm and kustomize read YAML 1.1: an unquoted `on:` key (a field of
+/// `fallbacks[]`) would reach the apiserver as `true`.
+const YAML11_BOOLEANS: [&str; 16] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+];
+
+/// Quotes map keys and list items that YAML 1.1 would read as booleans.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let (lead, rest) = line.split_at(indent);
+        let quoted = if let Some(key) = rest.strip_suffix(':').filter(|k| YAML11_BOOLEANS.contains(k)) {
+            format!("{lead}'{key}':")
+        } else if let Some((key, value)) = rest.split_once(": ").filter(|(k, _)| YAML11_BOOLEANS.contains(k)) {
+            format!("{lead}'{key}': {value}")
+        } else if let Some(item) = rest.strip_prefix("- ").filter(|i| YAML11_BOOLEANS.contains(i)) {
+            format!("{lead}- '{item}'")
+        } else {
+            line.to_string()
+        };
+        out.push_str(&quoted);
+        out.push('\n');
+    }
+    out
+}
+
 /// Makes the schemars output what the apiserver expects:
 /// - removes `nullable: true`, which schemars puts on every `Option` field. Without it the
 ///   apiserver drops an explicit `null` instead of storing it, so `has(self.field)` in the CEL
 ///   rules means "the user set a value", and `field: null` behaves like an absent field;
 /// - turns the formats Kubernetes does not know (`uint32`, `uint64`) into `int32`/`int64`
-///   (the ranges are already in `minimum`/`maximum`), so installing the CRDs prints no warning.
+///   (the ranges are already in `minimum`/`maximum`), so installing the CRDs prints no warning;
+/// - gives `status`, where there is one, the default `{observedGeneration: -1}`. The apiserver
+///   applies it when it reads an object no controller has written a status for, so kstatus
+///   (Flux) and Argo CD see "generation 1, observed -1": in progress, not Current;
+/// - drops the CEL rules under `status`: only the controller writes it, from objects whose spec
+///   already passed them, and each rule would cost the apiserver time on every status write.
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             normalize(schema);
+            if let Some(status) = schema.properties.as_mut().and_then(|p| p.get_mut("status")) {
+                status.default = Some(
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                        serde_json::json!({"observedGeneration": UNOBSERVED}),
+                    ),
+                );
+                drop_validations(status);
+            }
         }
     }
     crd
+}
+
+/// `status.observedGeneration` of an object no controller has processed yet.
+pub const UNOBSERVED: i64 = -1;
+
+fn drop_validations(schema: &mut JSONSchemaProps) {
+    schema.x_kubernetes_validations = None;
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        drop_validations(child);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(item)) => drop_validations(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(drop_validations),
+        None => {}
+    }
 }
 
 fn normalize(schema: &mut JSONSchemaProps) {
@@ -72,5 +131,17 @@ fn normalize(schema: &mut JSONSchemaProps) {
     )) = schema.additional_properties.as_mut()
     {
         normalize(extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn yaml11_booleans_are_quoted_as_keys_and_items() {
+        let yaml = "properties:\n  on:\n    type: array\n  once: 1\nrequired:\n- on\n- target\nenum:\n- yes\n";
+        assert_eq!(
+            super::quote_yaml11_booleans(yaml),
+            "properties:\n  'on':\n    type: array\n  once: 1\nrequired:\n- 'on'\n- target\nenum:\n- 'yes'\n"
+        );
     }
 }

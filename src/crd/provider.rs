@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
     category = "modelgate",
     namespaced,
     status = "LLMProviderStatus",
-    doc = "An upstream LLM API (OpenAI, an OpenAI-compatible server such as Ollama or vLLM, or a local mock) that ModelAliases route to.",
+    doc = "An upstream LLM API (OpenAI, Anthropic, Gemini, Azure OpenAI, Bedrock, an OpenAI-compatible server such as Ollama or vLLM, or a local mock) that ModelAliases route to.",
     printcolumn(
         name = "Type",
         type_ = "string",
@@ -40,24 +40,42 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether aliases can be served through this provider"
     ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every running gateway serves the current generation"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.type != 'openai-compatible' || has(self.baseUrl)").message("baseUrl is required when type is openai-compatible (for example http://ollama.ollama.svc:11434/v1)"))]
 #[x_kube(validation = Rule::new("self.type != 'mock' || !has(self.baseUrl)").message("a mock provider answers locally: remove baseUrl or choose another type"))]
+#[x_kube(validation = Rule::new("self.type != 'azure-openai' || has(self.baseUrl)").message("baseUrl is required when type is azure-openai (for example https://my-resource.openai.azure.com)"))]
+#[x_kube(validation = Rule::new("self.type != 'bedrock' || (has(self.bedrock) && has(self.bedrock.region))").message("bedrock.region is required when type is bedrock (for example bedrock: {region: us-east-1})"))]
+#[x_kube(validation = Rule::new("!has(self.anthropic) || self.type == 'anthropic'").message("anthropic settings apply only to type anthropic"))]
+#[x_kube(validation = Rule::new("!has(self.azure) || self.type == 'azure-openai'").message("azure settings apply only to type azure-openai"))]
+#[x_kube(validation = Rule::new("!has(self.bedrock) || self.type == 'bedrock'").message("bedrock settings apply only to type bedrock"))]
 #[serde(rename_all = "camelCase")]
 pub struct LLMProviderSpec {
     /// API flavour of the upstream: `openai` (the public OpenAI API or any server that
     /// speaks it exactly), `openai-compatible` (Ollama, vLLM, Groq, Mistral, DeepSeek,
-    /// Together, OpenRouter, ...: needs `baseUrl`), or `mock` (answers locally and
-    /// deterministically, naming the provider and model that served the request; for
-    /// quickstarts and tests).
+    /// Together, OpenRouter, ...: needs `baseUrl`), `anthropic` (the Anthropic Messages API),
+    /// `gemini` (the Google Gemini API), `azure-openai` (Azure OpenAI: needs `baseUrl`; the
+    /// target's model id is the deployment name), `bedrock` (Amazon Bedrock Converse: needs
+    /// `bedrock.region`), or `mock` (answers locally and deterministically, naming the provider
+    /// and model that served the request; for quickstarts and tests). Requests in the OpenAI
+    /// or Anthropic format are translated to and from the provider's own API.
     #[serde(rename = "type")]
     pub provider_type: ProviderType,
 
-    /// Base URL of the API, up to and including its version prefix, e.g.
-    /// `https://api.openai.com/v1` or `http://ollama.ollama.svc:11434/v1`. The gateway appends
-    /// `/chat/completions`, `/completions` or `/embeddings`. Optional for `openai` (defaults to
-    /// the public API), required for `openai-compatible`, not allowed for `mock`. http(s) only.
+    /// Base URL of the API, as the provider's own SDK takes it; it overrides the default
+    /// endpoint (regional endpoints, corporate proxies, tests). `openai`: up to and including
+    /// the version prefix (default `https://api.openai.com/v1`; the gateway appends
+    /// `/chat/completions`, ...); `openai-compatible`: the same, required (e.g.
+    /// `http://ollama.ollama.svc:11434/v1`); `anthropic`: default `https://api.anthropic.com`;
+    /// `gemini`: default `https://generativelanguage.googleapis.com`; `azure-openai`: required,
+    /// `https://RESOURCE.openai.azure.com`; `bedrock`: default
+    /// `https://bedrock-runtime.{region}.amazonaws.com`. Not allowed for `mock`. http(s) only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#\\\\s]+([/?#].*)?$')").message("baseUrl must be an absolute http:// or https:// URL, for example https://api.openai.com/v1"))]
     #[schemars(length(max = 2048))]
@@ -65,7 +83,9 @@ pub struct LLMProviderSpec {
 
     /// Where the API key comes from; omit it for upstreams that need none (e.g. a local
     /// Ollama). Set exactly one of `secretRef` or `env`. The key is sent as
-    /// `Authorization: Bearer <key>`.
+    /// `Authorization: Bearer <key>` (`openai`, `openai-compatible`), `x-api-key`
+    /// (`anthropic`), `x-goog-api-key` (`gemini`) or `api-key` (`azure-openai`); on a `bedrock`
+    /// provider it is a Bedrock API key sent as a Bearer token instead of SigV4 signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeySource>,
 
@@ -81,13 +101,92 @@ pub struct LLMProviderSpec {
     /// `HTTP-Referer` for OpenRouter). Never put credentials here: use `apiKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_`|~-]+$'))").message("header names may contain only letters, digits and !#$%&*+.^_`|~-"))]
-    #[x_kube(validation = Rule::new("self.all(k, !(k.lowerAscii() in ['authorization', 'proxy-authorization', 'api-key', 'x-api-key', 'cookie']))").message("headers must not carry credentials: put the key in apiKey instead"))]
+    #[x_kube(validation = Rule::new("self.all(k, !(k.lowerAscii() in ['authorization', 'proxy-authorization', 'api-key', 'x-api-key', 'x-goog-api-key', 'cookie', 'x-amz-security-token', 'x-amz-date', 'x-amz-content-sha256']))").message("headers must not carry credentials or signing headers: put the key in apiKey (or bedrock.credentials) instead"))]
     #[schemars(extend("maxProperties" = 64))]
     pub headers: Option<BTreeMap<String, String>>,
 
     /// Timeouts for calls to this provider, as durations such as `500ms`, `10s`, `5m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Timeouts>,
+
+    /// Settings of an `anthropic` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic: Option<AnthropicSettings>,
+
+    /// Settings of an `azure-openai` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSettings>,
+
+    /// Settings of a `bedrock` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock: Option<BedrockSettings>,
+
+    /// When a request translated for this provider uses a parameter the provider cannot
+    /// honour (e.g. `logit_bias` for Anthropic), drop it instead of answering 400 naming it.
+    /// Default `false`: nothing is dropped silently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_unsupported_params: Option<bool>,
+}
+
+/// Settings of an `anthropic` provider.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnthropicSettings {
+    /// The `anthropic-version` header sent upstream. Default `2023-06-01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')").message("version must be a date such as 2023-06-01"))]
+    #[schemars(length(max = 10))]
+    pub version: Option<String>,
+    /// `max_tokens` sent when a translated request sets none (Anthropic requires it).
+    /// Default 4096.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub default_max_tokens: Option<u32>,
+}
+
+/// Settings of an `azure-openai` provider.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureSettings {
+    /// `v1` (default): the `/openai/v1/...` API with the deployment as `model`; a dated
+    /// version such as `2024-10-21` uses `/openai/deployments/{deployment}/...?api-version=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'v1' || self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$')").message("apiVersion must be v1 or a dated version such as 2024-10-21"))]
+    #[schemars(length(max = 32))]
+    pub api_version: Option<String>,
+}
+
+/// Settings of a `bedrock` provider.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BedrockSettings {
+    /// The AWS region, e.g. `us-east-1`. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')").message("region must be an AWS region such as us-east-1"))]
+    #[schemars(length(max = 32))]
+    pub region: Option<String>,
+    /// Static AWS credentials. Without them the gateway uses the standard AWS chain
+    /// (environment variables, web identity / IRSA, EKS Pod Identity), refreshed before expiry.
+    /// With `apiKey` set instead, requests carry a Bedrock API key as a Bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<AwsCredentials>,
+}
+
+/// AWS credentials from a Secret.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCredentials {
+    /// A Secret in the provider's namespace holding `accessKeyId`, `secretAccessKey` and
+    /// optionally `sessionToken`.
+    pub secret_ref: SecretNameRef,
+}
+
+/// A Secret in the same namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretNameRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// The API flavour of a provider.
@@ -98,6 +197,14 @@ pub enum ProviderType {
     Openai,
     /// Any server speaking the OpenAI API: Ollama, vLLM, Groq, Mistral, DeepSeek, Together, OpenRouter.
     OpenaiCompatible,
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// The Google Gemini API.
+    Gemini,
+    /// Azure OpenAI (the target's model id is the deployment name).
+    AzureOpenai,
+    /// Amazon Bedrock (Converse).
+    Bedrock,
     /// Answers locally and deterministically; names the provider and model that served the request.
     Mock,
 }
@@ -108,6 +215,10 @@ impl ProviderType {
         match self {
             ProviderType::Openai => "openai",
             ProviderType::OpenaiCompatible => "openai-compatible",
+            ProviderType::Anthropic => "anthropic",
+            ProviderType::Gemini => "gemini",
+            ProviderType::AzureOpenai => "azure-openai",
+            ProviderType::Bedrock => "bedrock",
             ProviderType::Mock => "mock",
         }
     }
@@ -173,7 +284,8 @@ pub struct LLMProviderStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Accepted`, `ResolvedRefs` and `Ready` conditions, each with a reason and a message.
+    /// `Accepted`, `ResolvedRefs`, `Ready`, `Reconciling` (while it waits for its key),
+    /// `Stalled` and `Programmed` conditions, each with a reason and a message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

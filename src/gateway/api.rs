@@ -10,10 +10,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -53,6 +54,9 @@ fn proxied(path: &str) -> Option<Endpoint> {
         "/chat/completions" => Some(Endpoint::chat_completions),
         "/completions" => Some(Endpoint::completions),
         "/embeddings" => Some(Endpoint::embeddings),
+        "/messages" => Some(Endpoint::messages),
+        "/messages/count_tokens" => Some(Endpoint::count_tokens),
+        "/responses" => Some(Endpoint::responses),
         _ => None,
     }
 }
@@ -78,9 +82,9 @@ impl Service<Request> for Api {
                 })
             }
             Some(_) => {
-                let limit = self.shared.max_body_bytes;
+                let (limit, timeout) = (self.shared.max_body_bytes, self.shared.body_timeout);
                 Box::pin(async move {
-                    Ok(match drained(request, limit).await {
+                    Ok(match drained(request, limit, timeout).await {
                         Ok(_) => ApiError::method_not_allowed().into_response(),
                         Err(error) => error.into_response(),
                     })
@@ -88,9 +92,9 @@ impl Service<Request> for Api {
             }
             None => {
                 let mut router = self.router.clone();
-                let limit = self.shared.max_body_bytes;
+                let (limit, timeout) = (self.shared.max_body_bytes, self.shared.body_timeout);
                 Box::pin(async move {
-                    match drained(request, limit).await {
+                    match drained(request, limit, timeout).await {
                         Ok(request) => router.call(request).await,
                         Err(error) => Ok(error.into_response()),
                     }
@@ -103,24 +107,42 @@ impl Service<Request> for Api {
 /// The request with its body read and dropped, for answers that ignore the body: hyper closes
 /// a connection whose request body was not read to the end, without saying so, and a client
 /// that reuses the connection for its next request then fails.
-async fn drained(request: Request, limit: usize) -> Result<Request, ApiError> {
+async fn drained(request: Request, limit: usize, timeout: Duration) -> Result<Request, ApiError> {
     let (parts, body) = request.into_parts();
     if !http_body::Body::is_end_stream(&body) {
-        proxy::read_body(body, &parts.headers, limit).await?;
+        proxy::read_body(body, &parts.headers, limit, timeout).await?;
     }
     Ok(Request::from_parts(parts, axum::body::Body::empty()))
 }
 
-async fn list_models(State(shared): State<Arc<Shared>>) -> Response {
-    json(shared.live.load().models_body.clone())
+async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match shared.tenancy.visible(&headers) {
+        Ok(None) => json(shared.live.load().models_body.clone()),
+        Ok(Some(team)) => json(live::models_body_for(&shared.live.load(), |alias| {
+            team.grants.contains_key(alias)
+        })),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn get_model(State(shared): State<Arc<Shared>>, id: Result<Path<String>, PathRejection>, uri: Uri) -> Response {
+async fn get_model(
+    State(shared): State<Arc<Shared>>,
+    id: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     // An id that is not UTF-8 once decoded names no model: the same 404, with the id as sent.
     let Ok(Path(id)) = id else {
         return ApiError::model_not_found(uri.path().rsplit('/').next().unwrap_or_default()).into_response();
     };
     let table = shared.live.load();
+    match shared.tenancy.visible(&headers) {
+        Ok(Some(team)) if table.routes.contains_key(&id) && !team.grants.contains_key(id.as_str()) => {
+            return ApiError::model_access_denied(&id, &team.label).into_response();
+        }
+        Err(error) => return error.into_response(),
+        _ => {}
+    }
     match table.routes.get(&id) {
         None => ApiError::model_not_found(&id).into_response(),
         Some(route) => match &route.disabled {

@@ -9,10 +9,11 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use super::live::prepare;
+use super::report::{Served, ServedTx};
 use super::Shared;
 use crate::compiler::{compile, Inputs, ObjectKey, Route, RoutingTable, SecretsAndEnv};
 use crate::crd::{LLMProvider, ModelAlias};
-use crate::kubernetes::{drive, reflectors, secret_data, wait_synced, Changes, Scope, Synced};
+use crate::kubernetes::{drive, reflectors, secret_data, wait_synced, Changes, Progress, Scope, Synced};
 
 /// Builds the routing table from the published routes. Pure but for reading the stores.
 pub fn table_from(
@@ -77,55 +78,141 @@ pub fn table_from(
 }
 
 /// Watches the cluster and keeps `shared` serving its current table. Marks the gateway ready
-/// after the first full sync; keeps serving the last table while the API is away.
-pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>) {
+/// after the first full sync; keeps serving the last table while the API is away. Each table
+/// served is announced on `served` (for the replica's report).
+pub async fn follow(client: Client, scope: Scope, shared: Arc<Shared>, served: ServedTx) {
     let changes = Changes::default();
     let r = reflectors(&client, &scope, &changes, crate::kubernetes::Reader::Gateway);
+    let t = crate::kubernetes::tenancy::reflectors(&client, &scope, &changes, crate::kubernetes::Reader::Gateway);
     let watches = async {
         tokio::join!(
             drive("LLMProvider", r.provider_stream),
             drive("ModelAlias", r.alias_stream),
-            drive("Secret", r.secret_stream)
+            drive("Secret", r.secret_stream),
+            drive("Team", t.team_stream),
+            drive("AccessGroup", t.group_stream),
+            drive("API key Secret", t.key_stream),
         );
     };
-    let builder = rebuild_on_change(r.providers, r.aliases, r.secrets, r.synced, changes, shared);
+    let tenancy = TenancyStores {
+        teams: t.teams,
+        groups: t.groups,
+        keys: t.keys,
+        synced: t.synced,
+    };
+    let progress = [r.alias_progress, r.provider_progress];
+    let builder = rebuild_on_change(
+        r.providers,
+        r.aliases,
+        r.secrets,
+        r.synced,
+        tenancy,
+        changes,
+        shared,
+        (progress, served),
+    );
     tokio::join!(watches, builder);
 }
 
+/// What the access table is built from.
+struct TenancyStores {
+    teams: Store<crate::crd::Team>,
+    groups: Store<crate::crd::AccessGroup>,
+    keys: Store<k8s_openapi::api::core::v1::Secret>,
+    synced: [Synced; 3],
+}
+
+/// What each Team's status last reported it spent this period.
+fn seeds(tenancy: &TenancyStores) -> Vec<(String, crate::crd::Period, String, i64)> {
+    tenancy
+        .teams
+        .state()
+        .iter()
+        .filter_map(|team| {
+            let usage = team.status.as_ref()?.usage.as_ref()?;
+            let period = team.spec.credits.as_ref()?.period.unwrap_or_default();
+            let spent = crate::compiler::tenancy::parse_amount(&usage.cost_usd)?;
+            Some((
+                ObjectKey::of(&team.metadata).to_string(),
+                period,
+                usage.period.clone()?,
+                spent,
+            ))
+        })
+        .collect()
+}
+
+/// The access table from the Teams, the controller's AccessGroup members, and the keys.
+fn access_from(tenancy: &TenancyStores, table: &RoutingTable) -> crate::compiler::tenancy::AccessTable {
+    let mut diagnostics = Vec::new();
+    crate::compiler::tenancy::compile_access(
+        &crate::compiler::tenancy::AccessInputs {
+            teams: &tenancy.teams.state(),
+            groups: &tenancy.groups.state(),
+            keys: &crate::kubernetes::tenancy::api_keys(&tenancy.keys),
+            aliases: &[] as &[ModelAlias],
+            table,
+            membership: crate::compiler::tenancy::Membership::Status,
+        },
+        &mut diagnostics,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn rebuild_on_change(
     providers: Store<LLMProvider>,
     aliases: Store<ModelAlias>,
     secrets: Store<k8s_openapi::api::core::v1::Secret>,
     synced: [Synced; 3],
+    tenancy: TenancyStores,
     changes: Changes,
     shared: Arc<Shared>,
+    (progress, served): ([Progress; 2], ServedTx),
 ) {
     let mut changed = changes.subscribe();
     wait_synced(&synced).await;
+    wait_synced(&tenancy.synced).await;
+    let tenancy = Arc::new(tenancy);
     let mut current = Arc::new(RoutingTable::default());
     loop {
         changed.borrow_and_update();
         let started = Instant::now();
-        let (providers, aliases, secrets, shared_for_build, previous) = (
+        // Read before the stores: the table built next includes at least these versions.
+        let [alias_version, provider_version] = [progress[0].get(), progress[1].get()];
+        let (providers, aliases, secrets, shared_for_build, previous, stores) = (
             providers.clone(),
             aliases.clone(),
             secrets.clone(),
             shared.clone(),
             current.clone(),
+            tenancy.clone(),
         );
         // Off the async threads, so serving never waits for a rebuild.
         let built = tokio::task::spawn_blocking(move || {
             let table = table_from(&providers.state(), &aliases.state(), &secret_data(&secrets), &previous);
             let live = prepare(&table, &shared_for_build.clients);
-            (table, live)
+            let access = access_from(&stores, &table);
+            let seeds = seeds(&stores);
+            (table, live.map(|live| (live, access, seeds)))
         })
         .await;
         match built {
-            Ok((table, Ok(live))) => {
+            Ok((table, Ok((live, access, seeds)))) => {
                 if !shared.is_ready() {
-                    tracing::info!(routes = table.routes.len(), "first sync done: serving");
+                    tracing::info!(
+                        routes = table.routes.len(),
+                        teams = access.teams.len(),
+                        "first sync done: serving"
+                    );
                 }
                 shared.install(live, table.routes.len(), 0);
+                shared.tenancy.install(access);
+                shared.tenancy.seed(&seeds);
+                served.send(Served {
+                    aliases: alias_version,
+                    providers: provider_version,
+                    routes: table.routes.len(),
+                });
                 current = Arc::new(table);
                 // A rebuild frees the previous table and the watch events behind it: hand that
                 // memory back now (a periodic trim under load cost the gateway half its

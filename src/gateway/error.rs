@@ -10,8 +10,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub code: Option<&'static str>,
-    pub param: Option<&'static str>,
+    pub param: Option<std::borrow::Cow<'static, str>>,
     pub message: String,
+    /// Extra response headers (`Retry-After`, `x-ratelimit-*`).
+    pub headers: Option<Box<axum::http::HeaderMap>>,
 }
 
 #[derive(Serialize)]
@@ -36,11 +38,77 @@ impl ApiError {
             code: Some(code),
             param: None,
             message,
+            headers: None,
         }
     }
 
+    /// The same error with these response headers.
+    pub fn with_headers(mut self, headers: axum::http::HeaderMap) -> Self {
+        self.headers = Some(Box::new(headers));
+        self
+    }
+
+    pub fn invalid_api_key(presented: bool) -> Self {
+        let message = if presented {
+            "Incorrect API key provided. Use a key issued for your team (`modelgate keys create`); keys are never shown again after creation."
+        } else {
+            "No API key provided. Send your team's key as 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
+        };
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            message.to_string(),
+        )
+    }
+
+    pub fn model_access_denied(model: &str, team: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "model_access_denied",
+            format!("Team '{team}' may not call the model '{model}': no AccessGroup of the team grants it. List the models this key may call with GET /v1/models, or ask the platform team to add '{model}' to one of the team's access groups."),
+        )
+        .with_param("model")
+    }
+
+    pub fn insufficient_credits(team: &str, allocated: i64, spent: i64, period: crate::crd::Period) -> Self {
+        use crate::compiler::tenancy::format_usd;
+        let when = match period {
+            crate::crd::Period::Never => "They do not reset".to_string(),
+            other => format!(
+                "They reset at the start of the next {} period (00:00 UTC)",
+                other.as_str().to_lowercase().trim_end_matches("ly")
+            ),
+        };
+        ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_credits",
+            format!("Team '{team}' has used its credits: {} of {} USD spent. {when}; ask the platform team to raise spec.credits.allocated. Do not retry.", format_usd(spent), format_usd(allocated)),
+        )
+    }
+
+    pub fn rate_limit_exceeded(team: &str, limit: &str, retry_after: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            format!("Team '{team}' reached its limit of {limit}. Retry after {:.1} s (see the Retry-After and x-ratelimit-* headers).", retry_after.as_secs_f64()),
+        )
+    }
+
+    pub fn usage_store_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "usage_store_unavailable",
+            "The gateway cannot reach its usage store to check this team's limits and credits (--usage-store-failure closed). Retry shortly; the platform team is told by the modelgate_usage_store_up metric.".to_string(),
+        )
+    }
+
     fn with_param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+        self.param = Some(std::borrow::Cow::Borrowed(param));
         self
     }
 
@@ -114,6 +182,54 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!("The request body did not arrive within {timeout:?} of its headers. Send the whole body promptly, or ask the platform team to raise --body-timeout."),
+        )
+    }
+
+    pub fn headers_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            "headers_too_large",
+            format!("The request line and headers are larger than this gateway's limit of {limit} bytes. Send fewer or smaller headers, or ask the platform team to raise --max-header-bytes."),
+        )
+    }
+
+    pub fn uri_too_long(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "invalid_request_error",
+            "uri_too_long",
+            format!("The request URL is longer than {limit} bytes. This gateway serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models."),
+        )
+    }
+
+    pub fn shutting_down() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "gateway_shutting_down",
+            "This gateway is shutting down and its grace period ended before the provider answered. Retry the request; another replica will serve it."
+                .to_string(),
+        )
+    }
+
+    /// The last event of a stream still running when the shutdown grace period ended.
+    pub fn stream_cut_by_shutdown() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "gateway_shutting_down",
+            "This gateway is shutting down and its grace period ended before the stream did; the rest of the answer was not sent. Retry the request; another replica will serve it."
+                .to_string(),
+        )
+    }
+
     pub fn upstream_unreachable(provider: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -159,6 +275,69 @@ impl ApiError {
         )
     }
 
+    /// A request that cannot be translated for the target's provider.
+    pub fn untranslatable(param: Option<&str>, message: String) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: Some(if param.is_some() {
+                "unsupported_parameter"
+            } else {
+                "invalid_request"
+            }),
+            param: param.map(|p| std::borrow::Cow::Owned(p.to_string())),
+            message,
+            headers: None,
+        }
+    }
+
+    /// The egress policy refused the provider's address; `why` never lists the pod's addresses.
+    pub fn upstream_blocked(provider: &str, why: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_blocked",
+            format!("The gateway refused to connect to the provider '{provider}': {why}. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream, or allow the address on the gateway with --allow-upstream-cidr (Helm value gateway.allowUpstreamCIDRs)."),
+        )
+    }
+
+    /// A request that already passed through more modelgate gateways than allowed.
+    pub fn loop_detected(hops: u32, max_hops: u32) -> Self {
+        let passed = if hops == u32::MAX {
+            "an unreadable modelgate-hops header".to_string()
+        } else {
+            format!("modelgate-hops: {hops}: it already passed through {hops} modelgate gateway(s)")
+        };
+        ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "invalid_request_error",
+            "loop_detected",
+            format!("This request arrived with {passed}, and this gateway accepts at most {max_hops}. A provider's baseUrl points back at a modelgate gateway, so requests would go round in a circle: the platform team must point that provider at the real upstream, or raise --max-hops on this gateway to chain gateways on purpose."),
+        )
+    }
+
+    /// A provider that answered 508 (a loop, most likely back into a modelgate gateway).
+    pub fn upstream_loop(provider: &str) -> Self {
+        ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "upstream_error",
+            "loop_detected",
+            format!("The provider '{provider}' answered 508 Loop Detected: its baseUrl points back at a modelgate gateway (this one or another), so the request went round in a circle and was stopped. This is not a problem with your request; the platform team must point the provider's baseUrl at the real upstream."),
+        )
+    }
+
+    /// A provider that answered a redirect, which the gateway never follows. `to` is the
+    /// redirect's host only: the rest of a `Location` may carry secrets.
+    pub fn upstream_redirected(provider: &str, status: StatusCode, to: Option<&str>) -> Self {
+        let target = to.map(|host| format!(" to host '{host}'")).unwrap_or_default();
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_redirected",
+            format!("The provider '{provider}' answered with a redirect ({status}){target}, and the gateway does not follow redirects. This is not a problem with your request; the platform team must set the provider's baseUrl to the URL that answers directly (common causes: http:// instead of https://, or a missing or extra /v1)."),
+        )
+    }
+
     pub fn unknown_path(path: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -184,7 +363,7 @@ impl ApiError {
             error: Inner {
                 message: &self.message,
                 kind: self.kind,
-                param: self.param,
+                param: self.param.as_deref(),
                 code: self.code,
             },
         };
@@ -197,9 +376,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = json_response(self.status, self.body());
-        // The rest of an oversized body is never read, so the connection closes after this
-        // answer: say so, or a client reusing it races the close.
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
+        // The rest of an oversized or late body is never read, so the connection closes after
+        // this answer: say so, or a client reusing it races the close.
+        if matches!(self.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -245,5 +427,12 @@ mod tests {
         assert_eq!(ApiError::body_too_large(1).status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(ApiError::upstream_unreachable("p").status, StatusCode::BAD_GATEWAY);
         assert_eq!(ApiError::upstream_timeout("p").status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(ApiError::upstream_blocked("p", "why").status, StatusCode::BAD_GATEWAY);
+        assert_eq!(ApiError::loop_detected(1, 0).status, StatusCode::LOOP_DETECTED);
+        assert_eq!(ApiError::upstream_loop("p").status, StatusCode::LOOP_DETECTED);
+        assert_eq!(
+            ApiError::upstream_redirected("p", StatusCode::FOUND, None).status,
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

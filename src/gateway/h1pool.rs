@@ -19,8 +19,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::egress::{self, ConnectError, Policy};
 
 /// An idle connection is closed after this long unused (when the next request takes or
 /// returns a connection of the same upstream).
@@ -33,14 +34,8 @@ type Sender = SendRequest<Full<Bytes>>;
 /// Why a request to a plain-HTTP upstream failed before its response headers.
 #[derive(Debug, thiserror::Error)]
 pub enum H1Error {
-    #[error("cannot connect to {authority}")]
-    Connect {
-        authority: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("no connection to {authority} within {timeout:?}")]
-    ConnectTimeout { authority: String, timeout: Duration },
+    #[error("no connection")]
+    Connect(#[source] ConnectError),
     #[error("the HTTP/1.1 handshake failed")]
     Handshake(#[source] hyper::Error),
     #[error("the exchange failed")]
@@ -50,10 +45,7 @@ pub enum H1Error {
 impl H1Error {
     /// Whether no connection could be made (as opposed to a failure on a connection).
     pub fn is_connect(&self) -> bool {
-        matches!(
-            self,
-            H1Error::Connect { .. } | H1Error::ConnectTimeout { .. } | H1Error::Handshake(_)
-        )
+        matches!(self, H1Error::Connect(_) | H1Error::Handshake(_))
     }
 }
 
@@ -68,19 +60,23 @@ impl Idle {
     }
 }
 
-/// The connections to one upstream `host:port`.
+/// The connections to one upstream `host:port`, each opened through the egress policy.
 pub struct H1Pool {
-    authority: String,
+    host: String,
+    port: u16,
     connect_timeout: Duration,
+    policy: Arc<Policy>,
     /// Oldest first; taken and returned at the back.
     idle: Mutex<VecDeque<Idle>>,
 }
 
 impl H1Pool {
-    pub fn new(authority: String, connect_timeout: Duration) -> Self {
+    pub fn new(host: String, port: u16, connect_timeout: Duration, policy: Arc<Policy>) -> Self {
         H1Pool {
-            authority,
+            host,
+            port,
             connect_timeout,
+            policy,
             idle: Mutex::new(VecDeque::new()),
         }
     }
@@ -139,17 +135,9 @@ impl H1Pool {
     }
 
     async fn connect(&self) -> Result<Sender, H1Error> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str()))
+        let stream = egress::connect(&self.policy, &self.host, self.port, self.connect_timeout)
             .await
-            .map_err(|_| H1Error::ConnectTimeout {
-                authority: self.authority.clone(),
-                timeout: self.connect_timeout,
-            })?
-            .map_err(|source| H1Error::Connect {
-                authority: self.authority.clone(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
+            .map_err(H1Error::Connect)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(H1Error::Handshake)?;

@@ -5,29 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::metrics::LazyRouteMetrics;
-use super::upstream::{ClientPool, UpstreamClient};
-use crate::compiler::{ObjectKey, ProviderEndpoint, ResolvedTimeouts, RoutingTable};
-use crate::crd::ProviderType;
-
-/// Errors while preparing a table; the previous table keeps serving.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    #[error("cannot build an HTTP client for LLMProvider {provider}: {source}")]
-    Client {
-        provider: ObjectKey,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("LLMProvider {provider} has a base URL that cannot take an API path: {source}")]
-    Url {
-        provider: ObjectKey,
-        #[source]
-        source: http::uri::InvalidUri,
-    },
-}
+pub use super::providers::PrepareError;
+use super::providers::{self, Upstream};
+use super::upstream::ClientPool;
+use crate::compiler::{ObjectKey, RoutingTable};
 
 /// What serves requests right now.
 #[derive(Default)]
@@ -46,6 +29,12 @@ pub struct LiveRoute {
     pub created: i64,
     /// Whether the route is served from a stale (last good) definition.
     pub stale: bool,
+    /// Left out of `GET /v1/models`.
+    pub hidden: bool,
+    /// What a call costs a team, and its prices as written (for the read API).
+    pub price: Option<crate::compiler::tenancy::Price>,
+    pub pricing: Option<crate::crd::Pricing>,
+    pub description: Option<Arc<str>>,
 }
 
 impl LiveRoute {
@@ -77,36 +66,11 @@ pub struct LiveTarget {
     pub metrics: LazyRouteMetrics,
 }
 
-/// A provider ready for requests.
-pub struct Upstream {
-    /// `namespace/name`, used in logs, errors and metric labels.
-    pub name: Arc<str>,
-    pub kind: UpstreamKind,
-}
-
-pub enum UpstreamKind {
-    Mock,
-    Http(Box<HttpUpstream>),
-}
-
-pub struct HttpUpstream {
-    pub client: UpstreamClient,
-    /// The chat completions, completions and embeddings URLs, parsed once: absolute for
-    /// hyper-util's client, origin-form (path only) for the plain-HTTP pool.
-    pub uris: [Uri; 3],
-    /// Headers of every request: the provider's own, `Content-Type`, and `Authorization:
-    /// Bearer …` (marked sensitive).
-    pub headers: HeaderMap,
-    pub timeouts: ResolvedTimeouts,
-    /// The key, to scrub from upstream error bodies.
-    pub key: Option<crate::secret::SecretString>,
-}
-
 /// Prepares a compiled table for serving. Fallible; the swap that follows is not.
 pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, PrepareError> {
     let mut upstreams: HashMap<&ObjectKey, Arc<Upstream>> = HashMap::with_capacity(table.providers.len());
     for (key, endpoint) in &table.providers {
-        upstreams.insert(key, Arc::new(upstream(endpoint, clients)?));
+        upstreams.insert(key, Arc::new(providers::prepare(endpoint, clients)?));
     }
     let mut routes = HashMap::with_capacity(table.routes.len());
     for (name, route) in &table.routes {
@@ -135,6 +99,10 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, 
                 cumulative,
                 created: route.created.unwrap_or(0),
                 stale: route.stale.is_some(),
+                hidden: route.hidden,
+                price: route.pricing.as_ref().map(|(_, price)| *price),
+                pricing: route.pricing.as_ref().map(|(pricing, _)| pricing.clone()),
+                description: route.description.as_deref().map(Arc::from),
             },
         );
     }
@@ -144,79 +112,6 @@ pub fn prepare(table: &RoutingTable, clients: &ClientPool) -> Result<LiveTable, 
     })
 }
 
-fn upstream(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upstream, PrepareError> {
-    let name: Arc<str> = Arc::from(endpoint.key.to_string());
-    let kind = match endpoint.provider_type {
-        ProviderType::Mock => UpstreamKind::Mock,
-        ProviderType::Openai | ProviderType::OpenaiCompatible => {
-            let mut headers = HeaderMap::new();
-            for (name, value) in &endpoint.headers {
-                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
-                    headers.insert(name, value);
-                }
-            }
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let auth = endpoint.api_key.as_ref().and_then(|key| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-                value.set_sensitive(true);
-                Some(value)
-            });
-            if let Some(auth) = auth {
-                headers.insert(header::AUTHORIZATION, auth);
-            }
-            let mut uris = endpoint_uris(endpoint)?;
-            // Plain-HTTP upstreams always speak HTTP/1.1 (no h2c) through our own pool, with
-            // origin-form URIs and `Host` set once here instead of on every request. Over TLS,
-            // ALPN may choose HTTP/2, which carries the authority itself: hyper-util's client
-            // handles both and adds `Host` only when needed.
-            let plain = uris[0].scheme() == Some(&http::uri::Scheme::HTTP);
-            let client = match uris[0].authority().filter(|_| plain) {
-                Some(authority) => {
-                    let (host, port) = (authority.host(), authority.port_u16());
-                    let value = port.map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
-                    if let Ok(value) = HeaderValue::from_str(&value) {
-                        headers.insert(header::HOST, value);
-                    }
-                    let pool = clients.h1(&format!("{host}:{}", port.unwrap_or(80)), &endpoint.timeouts);
-                    uris = uris.map(|uri| origin_form(&uri));
-                    UpstreamClient::H1(pool)
-                }
-                None => UpstreamClient::Pooled(Box::new(clients.client(&endpoint.timeouts).map_err(|source| {
-                    PrepareError::Client {
-                        provider: endpoint.key.clone(),
-                        source,
-                    }
-                })?)),
-            };
-            UpstreamKind::Http(Box::new(HttpUpstream {
-                client,
-                uris,
-                headers,
-                timeouts: endpoint.timeouts,
-                key: endpoint.api_key.clone(),
-            }))
-        }
-    };
-    Ok(Upstream { name, kind })
-}
-
-/// The path and query of a URI, as an HTTP/1.1 request line carries them.
-fn origin_form(uri: &Uri) -> Uri {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    Uri::try_from(path).unwrap_or_else(|_| uri.clone())
-}
-
-/// The three API URLs under a provider's base URL.
-fn endpoint_uris(endpoint: &ProviderEndpoint) -> Result<[Uri; 3], PrepareError> {
-    let url = |path: &str| {
-        Uri::try_from(format!("{}{path}", endpoint.base_url)).map_err(|source| PrepareError::Url {
-            provider: endpoint.key.clone(),
-            source,
-        })
-    };
-    Ok([url("/chat/completions")?, url("/completions")?, url("/embeddings")?])
-}
-
 /// `GET /v1/models`: active, non-hidden aliases in name order, OpenAI list shape.
 fn models_body(table: &RoutingTable) -> Bytes {
     let data: Vec<serde_json::Value> = table
@@ -224,6 +119,21 @@ fn models_body(table: &RoutingTable) -> Bytes {
         .into_iter()
         .filter(|r| r.disabled.is_none() && !r.hidden)
         .map(|r| model_object(&r.alias, r.created.unwrap_or(0), r.description.as_deref()))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
+/// `GET /v1/models` for a key: the active, listed aliases it may call.
+pub fn models_body_for(table: &LiveTable, allowed: impl Fn(&str) -> bool) -> Bytes {
+    let mut routes: Vec<&LiveRoute> = table
+        .routes
+        .values()
+        .filter(|r| r.disabled.is_none() && !r.hidden && allowed(&r.alias))
+        .collect();
+    routes.sort_by(|a, b| a.alias.cmp(&b.alias));
+    let data: Vec<serde_json::Value> = routes
+        .into_iter()
+        .map(|r| model_object(&r.alias, r.created, r.description.as_deref()))
         .collect();
     Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }
@@ -244,7 +154,7 @@ mod tests {
     fn route(weights: &[f64]) -> LiveRoute {
         let upstream = Arc::new(Upstream {
             name: Arc::from("ns/p"),
-            kind: UpstreamKind::Mock,
+            kind: crate::gateway::providers::UpstreamKind::Mock,
         });
         let mut sum = 0.0;
         LiveRoute {
@@ -269,6 +179,10 @@ mod tests {
                 .collect(),
             created: 0,
             stale: false,
+            hidden: false,
+            price: None,
+            pricing: None,
+            description: None,
         }
     }
 

@@ -25,6 +25,29 @@ pub enum Endpoint {
     chat_completions,
     completions,
     embeddings,
+    /// Anthropic's `/v1/messages`.
+    messages,
+    /// Anthropic's `/v1/messages/count_tokens`.
+    count_tokens,
+    /// OpenAI's `/v1/responses`.
+    responses,
+}
+
+impl Endpoint {
+    /// Every endpoint, in slot order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::chat_completions,
+        Endpoint::completions,
+        Endpoint::embeddings,
+        Endpoint::messages,
+        Endpoint::count_tokens,
+        Endpoint::responses,
+    ];
+
+    /// Position in [`Endpoint::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -123,6 +146,10 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     pub routes: Gauge,
     pub config_errors: Gauge,
+    /// Client connections, per listener.
+    pub connections: super::server::ConnectionMetrics,
+    /// Usage by team and alias, and the usage store's health.
+    pub tenancy: Arc<super::tenancy::metrics::TenancyMetrics>,
     /// Alias and provider pairs that have series.
     seen: Mutex<HashSet<(String, String)>>,
 }
@@ -182,7 +209,10 @@ impl Metrics {
             "Errors in the current configuration",
             config_errors.clone(),
         );
+        let connections = super::server::ConnectionMetrics::register(&mut registry);
+        let tenancy = Arc::new(super::tenancy::metrics::TenancyMetrics::register(&mut registry));
         Metrics {
+            tenancy,
             registry,
             requests,
             duration,
@@ -193,6 +223,7 @@ impl Metrics {
             reloads,
             routes,
             config_errors,
+            connections,
             seen: Mutex::default(),
         }
     }
@@ -242,7 +273,7 @@ impl Metrics {
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
         let gone: Vec<(String, String)> = self.seen().iter().filter(|(a, p)| !keep(a, p)).cloned().collect();
         for (alias, provider) in gone {
-            for endpoint in [Endpoint::chat_completions, Endpoint::completions, Endpoint::embeddings] {
+            for endpoint in Endpoint::ALL {
                 let labels = RouteLabels {
                     alias: alias.clone(),
                     provider: provider.clone(),
@@ -321,15 +352,10 @@ impl RouteMetrics {
 /// Lazily created metric handles, one slot per endpoint, kept with each live target so the
 /// hot path touches no lock after the first request.
 #[derive(Default)]
-pub struct LazyRouteMetrics([OnceLock<Arc<RouteMetrics>>; 3]);
+pub struct LazyRouteMetrics([OnceLock<Arc<RouteMetrics>>; Endpoint::ALL.len()]);
 
 impl LazyRouteMetrics {
     pub fn get(&self, metrics: &Metrics, alias: &str, provider: &str, endpoint: Endpoint) -> &Arc<RouteMetrics> {
-        let slot = match endpoint {
-            Endpoint::chat_completions => &self.0[0],
-            Endpoint::completions => &self.0[1],
-            Endpoint::embeddings => &self.0[2],
-        };
-        slot.get_or_init(|| Arc::new(metrics.route(alias, provider, endpoint)))
+        self.0[endpoint.index()].get_or_init(|| Arc::new(metrics.route(alias, provider, endpoint)))
     }
 }

@@ -30,6 +30,14 @@ pub fn respond(request: &MockRequest<'_>) -> Response {
     let completion_tokens = reply.split_whitespace().count() as u64;
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     match request.endpoint {
+        // Other APIs reach the mock through the canonical form (`chat_response`).
+        Endpoint::messages | Endpoint::count_tokens | Endpoint::responses => {
+            crate::gateway::error::ApiError::untranslatable(
+                None,
+                "The mock answers this API through translation.".to_string(),
+            )
+            .into_response()
+        }
         Endpoint::embeddings => json_response(embeddings(request.model, &body, prompt_tokens)),
         Endpoint::chat_completions if request.stream => {
             let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
@@ -159,4 +167,81 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The mock's answer to a canonical chat request (for clients of other APIs: Anthropic
+/// Messages, Responses), the same reply the OpenAI surface gets.
+pub fn chat_response(
+    alias: &str,
+    provider: &str,
+    model: &str,
+    request: &crate::llm::chat::ChatRequest,
+) -> crate::llm::chat::ChatResponse {
+    use crate::llm::chat::{ChatResponse, Choice, FinishReason, ResponseMessage, Usage};
+    let reply = format!("Hello from the modelgate mock provider {provider} (model {model}, alias {alias}).");
+    let prompt = serde_json::to_value(&request.messages).unwrap_or(Value::Null);
+    let prompt_tokens = prompt_tokens(&json!({"messages": prompt}));
+    let completion_tokens = reply.split_whitespace().count() as u64;
+    let id = format!("mock-{:016x}", fnv1a(prompt.to_string().as_bytes()));
+    ChatResponse {
+        id,
+        object: "chat.completion".to_string(),
+        created: 0,
+        model: model.to_string(),
+        choices: vec![Choice {
+            index: 0,
+            message: ResponseMessage {
+                role: "assistant".to_string(),
+                content: Some(reply),
+                tool_calls: None,
+                refusal: None,
+                rest: Default::default(),
+            },
+            finish_reason: Some(FinishReason::Stop),
+            logprobs: None,
+        }],
+        usage: Some(Usage::new(prompt_tokens, completion_tokens, None)),
+        rest: Default::default(),
+    }
+}
+
+/// A canonical answer as the canonical stream of chunks (role, a word a chunk, the finish
+/// reason, usage).
+pub fn chat_chunks(answer: &crate::llm::chat::ChatResponse) -> Vec<crate::llm::chat::ChatChunk> {
+    use crate::llm::chat::{ChatChunk, ChunkChoice, Delta};
+    let (id, model, created) = (answer.id.as_str(), answer.model.as_str(), answer.created);
+    let delta = |role: Option<&str>, content: Option<&str>| ChunkChoice {
+        delta: Delta {
+            role: role.map(str::to_string),
+            content: content.map(str::to_string),
+            ..Delta::default()
+        },
+        ..ChunkChoice::default()
+    };
+    let mut chunks = vec![ChatChunk::with_choice(
+        id,
+        model,
+        created,
+        delta(Some("assistant"), Some("")),
+    )];
+    let Some(choice) = answer.choices.first() else {
+        return chunks;
+    };
+    let text = choice.message.content.clone().unwrap_or_default();
+    for word in text.split_inclusive(' ') {
+        chunks.push(ChatChunk::with_choice(id, model, created, delta(None, Some(word))));
+    }
+    chunks.push(ChatChunk::with_choice(
+        id,
+        model,
+        created,
+        ChunkChoice {
+            finish_reason: choice.finish_reason,
+            ..ChunkChoice::default()
+        },
+    ));
+    if let Some(usage) = &answer.usage {
+        chunks.push(ChatChunk::usage_only(id, model, created, usage.clone()));
+    }
+    chunks
 }

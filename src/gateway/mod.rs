@@ -4,13 +4,19 @@
 mod api;
 pub(crate) mod body;
 pub mod cluster;
+pub mod egress;
 pub mod error;
 mod h1pool;
 mod live;
 pub mod metrics;
 mod mock;
+pub mod providers;
 mod proxy;
+pub mod report;
+pub mod server;
 pub mod standalone;
+pub mod surfaces;
+pub mod tenancy;
 mod upstream;
 pub(crate) mod usage;
 
@@ -18,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::State;
@@ -26,12 +33,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 pub use api::Api;
 pub use error::ApiError;
 pub use live::{prepare, LiveTable, PrepareError};
 use metrics::Metrics;
+pub use server::{DrainReport, ServerOptions, Shutdown};
 pub use upstream::ClientPool;
 
 /// Default request body limit: 32 MiB.
@@ -43,17 +50,45 @@ pub struct Shared {
     pub metrics: Metrics,
     pub clients: ClientPool,
     pub max_body_bytes: usize,
+    pub egress: egress::Egress,
+    /// A request's body must arrive within this (`--body-timeout`).
+    pub body_timeout: Duration,
+    /// Keys, access, limits, credits and usage.
+    pub tenancy: tenancy::Tenancy,
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(max_body_bytes: usize) -> Self {
+    /// A gateway without tenancy (every request served).
+    pub fn new(max_body_bytes: usize, egress: egress::Egress) -> Self {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::open(metrics.tenancy.clone());
+        Shared::assemble(max_body_bytes, egress, metrics, tenancy)
+    }
+
+    /// A gateway with these tenancy options (a Redis store starts its connection task).
+    pub fn with_tenancy(
+        max_body_bytes: usize,
+        egress: egress::Egress,
+        options: tenancy::TenancyOptions,
+    ) -> Result<Self, tenancy::TenancyError> {
+        let metrics = Metrics::new();
+        let tenancy = tenancy::Tenancy::new(options, metrics.tenancy.clone())?;
+        Ok(Shared::assemble(max_body_bytes, egress, metrics, tenancy))
+    }
+
+    fn assemble(max_body_bytes: usize, egress: egress::Egress, metrics: Metrics, tenancy: tenancy::Tenancy) -> Self {
         Shared {
             live: ArcSwap::from_pointee(LiveTable::default()),
-            metrics: Metrics::new(),
-            clients: ClientPool::default(),
+            metrics,
+            clients: ClientPool::new(egress.policy.clone()),
             max_body_bytes,
+            egress,
+            body_timeout: ServerOptions::default().body_timeout,
+            tenancy,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -75,6 +110,11 @@ impl Shared {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// Shutting down: `/readyz` fails from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -83,7 +123,8 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(tenancy::admin::router(shared))
 }
 
 /// Stops the in-cluster watch task when the server stops.
@@ -96,7 +137,9 @@ impl Drop for AbortOnDrop {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.is_ready() {
+    if shared.draining.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n").into_response()
+    } else if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
@@ -141,6 +184,12 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Where upstream requests may go.
+    pub egress: egress::EgressOptions,
+    /// Client connection timeouts and limits, and the shutdown sequence.
+    pub server: ServerOptions,
+    /// API keys, access, limits, credits and their store.
+    pub tenancy: tenancy::TenancyOptions,
 }
 
 /// Errors that stop the gateway.
@@ -158,41 +207,91 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error("cannot reach the Kubernetes API (no --config given, so the gateway reads the cluster): {0}")]
     Kubernetes(#[source] kube::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::TenancyError),
 }
 
-/// A gateway serving in the background; dropping it shuts it down.
+/// A gateway serving in the background; dropping it closes every connection at once.
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
+    api: server::Server,
+    admin: server::Server,
+    shutdown: Shutdown,
+    /// Whatever keeps the table current, and the timer anchor: they live as long as this.
+    _background: (Box<dyn std::any::Any + Send>, AbortOnDrop),
+    /// In-cluster: this replica's report of what it serves, withdrawn when it shuts down.
+    reporting: Option<report::Reporting>,
+}
+
+/// How the gateway stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Drained after a signal.
+    Drained(DrainReport),
+    /// A second signal came during the drain: everything still open was cut.
+    Forced(crate::signal::Received),
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and waits.
-    pub async fn shutdown(mut self) -> Result<(), GatewayError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// Drains now, without the shutdown delay: stops accepting, lets in-flight requests
+    /// finish within the grace period, then ends the rest.
+    pub async fn shutdown(mut self) -> DrainReport {
+        self.shared.set_draining();
+        if let Some(reporting) = self.reporting.take() {
+            reporting.finish().await;
         }
-        match self.task.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
+        let shutdown = Shutdown {
+            delay: Duration::ZERO,
+            ..self.shutdown
+        };
+        server::drain::drain(&mut self.api, &mut self.admin, shutdown).await
     }
 
-    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
-    pub async fn until_signal(self) -> Result<(), GatewayError> {
-        crate::signal::shutdown().await;
-        tracing::info!("shutting down");
-        self.shutdown().await
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// Serves until SIGTERM or SIGINT, then drains: `/readyz` fails at once, new connections
+    /// are still accepted for the shutdown delay, in-flight requests get the grace period,
+    /// and what is left is ended. A second signal during the drain ends it at once. Create
+    /// `signals` before starting the gateway, so no signal finds the default action.
+    pub async fn until_signal(mut self, mut signals: crate::signal::Signals) -> Stopped {
+        let first = signals.recv().await;
+        self.shared.set_draining();
+        tracing::info!(
+            signal = %first,
+            delay = ?self.shutdown.delay,
+            grace = ?self.shutdown.grace,
+            "shutting down: /readyz now fails; a second signal exits at once"
+        );
+        let shutdown = self.shutdown;
+        // The replica stops counting for `Programmed` at once, while it drains.
+        let withdraw = async {
+            if let Some(reporting) = self.reporting.take() {
+                reporting.finish().await;
+            }
+        };
+        let drained = async {
+            let (report, ()) = tokio::join!(server::drain::drain(&mut self.api, &mut self.admin, shutdown), withdraw);
+            report
+        };
+        tokio::select! {
+            report = drained => {
+                tracing::info!(
+                    took = ?report.took,
+                    open_at_deadline = report.open_at_deadline,
+                    streams_ended_with_an_error = report.streams_cut,
+                    connections_cut = report.connections_cut,
+                    "drained"
+                );
+                Stopped::Drained(report)
+            }
+            second = signals.recv() => {
+                tracing::warn!(
+                    signal = %second,
+                    open = self.api.open(),
+                    "second signal during the drain: exiting at once"
+                );
+                Stopped::Forced(second)
+            }
         }
     }
 }
@@ -200,16 +299,41 @@ impl Drop for Running {
 /// Loads the routing table (from files, failing with every problem listed, or from the
 /// cluster), binds both ports and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
-    let shared = Arc::new(Shared::new(options.max_body_bytes));
+    start_reporting(options, None).await
+}
+
+/// [`start`]; in-cluster, with `report`, the replica also reports what it serves.
+pub async fn start_reporting(
+    options: GatewayOptions,
+    report: Option<report::ReportOptions>,
+) -> Result<Running, GatewayError> {
+    let egress = egress::Egress::new(
+        &options.egress,
+        options.config.is_empty(),
+        &[options.listen, options.admin_listen],
+    );
+    let mut shared = Shared::with_tenancy(options.max_body_bytes, egress, options.tenancy.clone())?;
+    shared.body_timeout = options.server.body_timeout;
+    let shared = Arc::new(shared);
+    let mut reporting = None;
     // Whatever keeps the table current lives as long as the server.
     let background: Box<dyn std::any::Any + Send> = if options.config.is_empty() {
         let client = kube::Client::try_default().await.map_err(GatewayError::Kubernetes)?;
-        let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone()));
+        let served = match report {
+            Some(report) => {
+                let (served, running) = report::start(client.clone(), report, &options.scope);
+                reporting = Some(running);
+                served
+            }
+            None => report::ServedTx::default(),
+        };
+        let task = tokio::spawn(cluster::follow(client, options.scope.clone(), shared.clone(), served));
         Box::new(AbortOnDrop(task))
     } else {
-        let table = standalone::initial(&options.config)?;
+        let (table, access) = standalone::initial(&options.config)?;
         let live = prepare(&table, &shared.clients).map_err(standalone::StartupError::from)?;
         shared.install(live, table.routes.len(), 0);
+        shared.tenancy.install(access);
         Box::new(standalone::watch(shared.clone(), options.config.clone(), table)?)
     };
 
@@ -220,45 +344,43 @@ pub async fn start(options: GatewayOptions) -> Result<Running, GatewayError> {
     };
     let listener = bind(options.listen).await?;
     let admin = bind(options.admin_listen).await?;
-    let addr = listener.local_addr().map_err(GatewayError::Serve)?;
-    let admin_addr = admin.local_addr().map_err(GatewayError::Serve)?;
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let anchor = AbortOnDrop(tokio::spawn(anchor_timers()));
-    let api = Api::new(shared.clone());
-    let admin_app = admin_router(shared.clone());
-    let task = tokio::spawn(async move {
-        let _background = background;
-        let _anchor = anchor;
-        let (admin_stop, admin_stopped) = oneshot::channel::<()>();
-        let admin_task = tokio::spawn(async move {
-            axum::serve(admin, admin_app)
-                .with_graceful_shutdown(async {
-                    let _ = admin_stopped.await;
-                })
-                .await
-        });
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(api),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
-        let _ = admin_stop.send(());
-        let _ = admin_task.await;
-        served.map_err(GatewayError::Serve)
-    });
+    let fds = server::fd::raise_fd_limit();
+    let (cap, warning) = server::fd::connection_cap(options.server.max_connections, fds);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        max_connections = cap,
+        fd_limit = fds.map(|f| f.soft),
+        raised_from = fds.and_then(|f| f.raised_from),
+        "client connection limit"
+    );
+    let connections = &shared.metrics.connections;
+    let api = server::serve(
+        listener,
+        Api::new(shared.clone()),
+        &options.server,
+        cap,
+        connections.listener(server::ListenerName::api),
+    )
+    .map_err(GatewayError::Serve)?;
+    let admin = server::serve(
+        admin,
+        admin_router(shared.clone()),
+        &options.server,
+        server::fd::ADMIN_CONNECTIONS,
+        connections.listener(server::ListenerName::admin),
+    )
+    .map_err(GatewayError::Serve)?;
     Ok(Running {
-        addr,
-        admin_addr,
+        addr: api.local_addr(),
+        admin_addr: admin.local_addr(),
         shared,
-        stop: Some(stop),
-        task: Some(task),
+        api,
+        admin,
+        shutdown: options.server.shutdown,
+        _background: (background, AbortOnDrop(tokio::spawn(anchor_timers()))),
+        reporting,
     })
 }

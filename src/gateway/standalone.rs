@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
+use crate::compiler::tenancy::AccessTable;
 use crate::compiler::{Compiled, RoutingTable, SecretsAndEnv, Severity};
 use crate::manifest::{load_paths, Manifests};
 use crate::report;
@@ -39,7 +40,7 @@ pub fn load(paths: &[PathBuf], previous: Option<&RoutingTable>) -> (Manifests, C
 }
 
 /// The first load: every problem is fatal, so a bad config never starts serving.
-pub fn initial(paths: &[PathBuf]) -> Result<RoutingTable, StartupError> {
+pub fn initial(paths: &[PathBuf]) -> Result<(RoutingTable, AccessTable), StartupError> {
     let (manifests, compiled) = load(paths, None);
     let lines = report::lines(&manifests, &compiled.diagnostics);
     let errors: Vec<String> = lines
@@ -53,7 +54,7 @@ pub fn initial(paths: &[PathBuf]) -> Result<RoutingTable, StartupError> {
     for line in lines {
         tracing::warn!("{}", line.text);
     }
-    Ok(compiled.table)
+    Ok((compiled.table, compiled.access))
 }
 
 /// Applies the files again on top of `current`: broken aliases keep their last good routes;
@@ -85,6 +86,7 @@ pub fn reload(shared: &Shared, paths: &[PathBuf], current: &mut RoutingTable) {
         }
     }
     shared.install(live, compiled.table.routes.len(), errors);
+    shared.tenancy.install(compiled.access);
     *current = compiled.table;
     if errors == 0 {
         tracing::info!(routes = current.routes.len(), "configuration reloaded");

@@ -15,16 +15,16 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
+use super::egress::{find_blocked, Blocked, GuardedConnector, Policy, TlsServerName};
 use super::h1pool::{H1Pool, PooledBody};
 use crate::compiler::ResolvedTimeouts;
 
 /// A pooled client for provider requests.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 /// How a provider is reached.
 #[derive(Clone)]
@@ -44,8 +44,20 @@ pub enum SendError {
     Timeout,
     #[error("cannot connect")]
     Connect(#[source] Cause),
+    #[error("refused by the egress policy: {0}")]
+    Blocked(Box<Blocked>),
     #[error("the request failed")]
     Failed(#[source] Cause),
+}
+
+impl SendError {
+    /// A connection failure, or the egress policy's refusal to connect.
+    fn connect(cause: Cause) -> Self {
+        match find_blocked(cause.as_ref()) {
+            Some(blocked) => SendError::Blocked(Box::new(blocked.clone())),
+            None => SendError::Connect(cause),
+        }
+    }
 }
 
 /// Why a response body stopped early.
@@ -60,20 +72,35 @@ pub enum BodyError {
 }
 
 /// HTTP clients shared by providers with the same connection settings, so connection pools
-/// survive configuration reloads.
-#[derive(Default)]
+/// survive configuration reloads. Every connection they open is checked by `policy`.
 pub struct ClientPool {
+    policy: Arc<Policy>,
     pooled: Mutex<HashMap<Duration, HttpClient>>,
-    h1: Mutex<HashMap<(String, Duration), Arc<H1Pool>>>,
+    h1: Mutex<HashMap<(String, u16, Duration), Arc<H1Pool>>>,
 }
 
 impl ClientPool {
-    /// The plain-HTTP/1.1 pool for `authority` (`host:port`).
-    pub fn h1(&self, authority: &str, timeouts: &ResolvedTimeouts) -> Arc<H1Pool> {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        ClientPool {
+            policy,
+            pooled: Mutex::default(),
+            h1: Mutex::default(),
+        }
+    }
+
+    /// The plain-HTTP/1.1 pool for `host` (as in a URL) and `port`.
+    pub fn h1(&self, host: &str, port: u16, timeouts: &ResolvedTimeouts) -> Arc<H1Pool> {
         let mut pools = self.h1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pools
-            .entry((authority.to_string(), timeouts.connect))
-            .or_insert_with(|| Arc::new(H1Pool::new(authority.to_string(), timeouts.connect)))
+            .entry((host.to_string(), port, timeouts.connect))
+            .or_insert_with(|| {
+                Arc::new(H1Pool::new(
+                    host.to_string(),
+                    port,
+                    timeouts.connect,
+                    self.policy.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -82,13 +109,11 @@ impl ClientPool {
         if let Some(client) = clients.get(&timeouts.connect) {
             return Ok(client.clone());
         }
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
-        http.enforce_http(false);
+        let http = GuardedConnector::new(self.policy.clone(), timeouts.connect);
         let https = HttpsConnectorBuilder::new()
             .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())?
             .https_or_http()
+            .with_server_name_resolver(TlsServerName)
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
@@ -135,12 +160,12 @@ pub async fn send(
         match client {
             UpstreamClient::Pooled(client) => match client.request(request).await {
                 Ok(response) => Ok(response.map(PooledBody::unpooled)),
-                Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),
             },
             UpstreamClient::H1(pool) => match pool.send(request).await {
                 Ok(response) => Ok(response),
-                Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),
             },
         }

@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::metrics::RouteMetrics;
+use super::tenancy::Admission;
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -20,13 +21,35 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// OpenAI's `prompt_tokens_details` (`cached_tokens`: prompt tokens from the prompt cache).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
 }
 
-/// Reads `usage` from a JSON body or from the events of a server-sent event stream.
+#[derive(Deserialize, Default, Debug, PartialEq, Eq, Clone, Copy)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Prompt tokens served from the provider's prompt cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0)
+    }
+}
+
+/// Reads `usage` from a JSON body or from the events of a server-sent event stream, or is told
+/// it by a translator that already decoded it.
 pub enum UsageScanner {
     Json(JsonCopy),
     Sse(Box<sse_parse::SseParser>, Option<Usage>),
+    /// Reported by the translated path as it decodes the provider's answer.
+    Reported(ReportedUsage),
 }
+
+/// Usage a translator writes as it decodes a stream, and the meter reads at its end.
+pub type ReportedUsage = Arc<std::sync::Mutex<Option<Usage>>>;
 
 /// A non-streamed body kept aside: the common single-chunk body is kept by reference, never
 /// copied.
@@ -78,6 +101,7 @@ impl UsageScanner {
                     }
                 }
             }
+            UsageScanner::Reported(_) => {}
         }
     }
 
@@ -85,6 +109,7 @@ impl UsageScanner {
         match self {
             UsageScanner::Json(copy) => usage_in_json(copy.bytes()),
             UsageScanner::Sse(_, last) => last,
+            UsageScanner::Reported(usage) => *usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 }
@@ -132,6 +157,7 @@ pub struct Metered<S> {
     streaming: bool,
     first_seen: bool,
     scanner: Option<UsageScanner>,
+    admission: Option<Admission>,
 }
 
 impl<S> Metered<S> {
@@ -141,9 +167,24 @@ impl<S> Metered<S> {
         started: Instant,
         status: u16,
         content_type: Option<&str>,
+        admission: Option<Admission>,
     ) -> Self {
         let scanner = UsageScanner::for_content_type(content_type);
         let streaming = matches!(scanner, UsageScanner::Sse(..));
+        Self::with_scanner(inner, metrics, started, status, scanner, streaming, admission)
+    }
+
+    /// A meter whose usage comes from `scanner`; `streaming` says whether the first chunk's
+    /// time is recorded.
+    pub fn with_scanner(
+        inner: S,
+        metrics: Arc<RouteMetrics>,
+        started: Instant,
+        status: u16,
+        scanner: UsageScanner,
+        streaming: bool,
+        admission: Option<Admission>,
+    ) -> Self {
         Metered {
             inner,
             metrics,
@@ -152,6 +193,7 @@ impl<S> Metered<S> {
             streaming,
             first_seen: false,
             scanner: Some(scanner),
+            admission,
         }
     }
 
@@ -159,9 +201,13 @@ impl<S> Metered<S> {
         let Some(scanner) = self.scanner.take() else { return };
         self.metrics.count(self.status);
         self.metrics.duration.observe(self.started.elapsed().as_secs_f64());
-        if let Some(usage) = scanner.finish() {
+        let usage = scanner.finish();
+        if let Some(usage) = usage {
             self.metrics.tokens_in.inc_by(usage.prompt_tokens);
             self.metrics.tokens_out.inc_by(usage.completion_tokens);
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(usage);
         }
     }
 }
@@ -225,7 +271,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 12,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
     }
@@ -234,6 +281,7 @@ mod tests {
         Some(Usage {
             prompt_tokens,
             completion_tokens,
+            ..Usage::default()
         })
     }
 
@@ -278,6 +326,17 @@ mod tests {
     }
 
     #[test]
+    fn cached_prompt_tokens_are_read_from_prompt_tokens_details() {
+        let body = br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        assert_eq!(usage_in_json(body).map(|u| u.cached_tokens()), Some(1920));
+        let null = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":null}}"#;
+        assert_eq!(
+            usage_in_json(null).map(|u| (u.prompt_tokens, u.cached_tokens())),
+            Some((5, 0))
+        );
+    }
+
+    #[test]
     fn usage_is_read_from_the_last_stream_event() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
         let mut scanner = UsageScanner::for_content_type(Some("text/event-stream; charset=utf-8"));
@@ -288,7 +347,8 @@ mod tests {
             scanner.finish(),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 1
+                completion_tokens: 1,
+                ..Usage::default()
             })
         );
     }

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::compiler::tenancy::{ApiKeySecret, Membership};
 use crate::compiler::{compile, Compiled, Credentials, Inputs, ObjectRef, RoutingTable, SecretData};
-use crate::crd::{LLMProvider, ModelAlias};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 
 pub use parse::parse_documents;
 
@@ -52,6 +53,10 @@ impl fmt::Display for LoadProblem {
 pub struct Manifests {
     pub providers: Vec<LLMProvider>,
     pub aliases: Vec<ModelAlias>,
+    pub groups: Vec<AccessGroup>,
+    pub teams: Vec<Team>,
+    /// Client API key Secrets (type `modelgate.dev/api-key` or labelled `modelgate.dev/api-key`).
+    pub api_keys: Vec<ApiKeySecret>,
     pub secrets: SecretData,
     /// Objects that exist in the files but could not be read.
     pub unreadable: Vec<ObjectRef>,
@@ -67,16 +72,24 @@ impl Manifests {
         self.problems.iter().any(|p| p.fatal_for_file)
     }
 
-    /// Compiles what was read; objects that could not be read keep their routes from
-    /// `previous`.
+    /// Compiles what was read, with the teams' access from their specs; objects that could not
+    /// be read keep their routes from `previous`.
     pub fn compile(&self, credentials: &dyn Credentials, previous: Option<&RoutingTable>) -> Compiled {
-        compile(&Inputs {
+        let mut compiled = compile(&Inputs {
             providers: &self.providers,
             aliases: &self.aliases,
             credentials,
             unreadable: &self.unreadable,
             previous,
-        })
+        });
+        compiled.add_access(
+            &self.teams,
+            &self.groups,
+            &self.api_keys,
+            &self.aliases,
+            Membership::Spec,
+        );
+        compiled
     }
 }
 
@@ -203,8 +216,8 @@ metadata: {name: nokind}
                 "m.yaml: ModelAlias default/Bad_Name: metadata.name: 'Bad_Name' is not a valid Kubernetes name: use lowercase letters, digits, '-' and '.'; set spec.alias to serve a name with capitals or '_'",
                 "m.yaml: ModelAlias default/c: spec.active: invalid type: string \"yes\", expected a boolean",
                 "m.yaml: ModelAlias default/c: metadata.name: ModelAlias default/c is defined twice: first in m.yaml (document 4); keep one definition",
-                "m.yaml: ModelRoute default/d: kind: unknown kind 'ModelRoute' in modelgate.dev; the kinds are LLMProvider and ModelAlias",
-                "m.yaml: document 8: kind: has no kind; every document needs apiVersion and kind (LLMProvider, ModelAlias or Secret)",
+                "m.yaml: ModelRoute default/d: kind: unknown kind 'ModelRoute' in modelgate.dev; the kinds are LLMProvider, ModelAlias, AccessGroup and Team",
+                "m.yaml: document 8: kind: has no kind; every document needs apiVersion and kind (LLMProvider, ModelAlias, AccessGroup, Team or Secret)",
             ]
         );
     }

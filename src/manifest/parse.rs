@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{LoadProblem, Manifests, Origin};
 use crate::compiler::rules::check_object_name;
+use crate::compiler::tenancy::{ApiKeySecret, API_KEY_LABEL, API_KEY_SECRET_TYPE, KEY_HASH_FIELD, TEAM_LABEL};
 use crate::compiler::{ObjectKey, ObjectKind, ObjectRef};
-use crate::crd::{LLMProvider, ModelAlias, API_VERSION, GROUP};
+use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team, API_VERSION, GROUP};
 
 /// Parses every document of one file into `manifests`.
 pub fn parse_documents(text: &str, file: &Path, manifests: &mut Manifests) {
@@ -88,6 +89,8 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
     let object_kind = match kind.as_str() {
         "LLMProvider" => ObjectKind::LLMProvider,
         "ModelAlias" => ObjectKind::ModelAlias,
+        "AccessGroup" => ObjectKind::AccessGroup,
+        "Team" => ObjectKind::Team,
         "Secret" if api_version == "v1" => {
             return parse_secret(value, &namespace, &name, origin, manifests);
         }
@@ -96,7 +99,7 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
                 format!("document {}", origin.document),
                 None,
                 "kind",
-                "has no kind; every document needs apiVersion and kind (LLMProvider, ModelAlias or Secret)".to_string(),
+                "has no kind; every document needs apiVersion and kind (LLMProvider, ModelAlias, AccessGroup, Team or Secret)".to_string(),
             )
         }
         other => {
@@ -105,7 +108,7 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
                     format!("{other} {namespace}/{name}"),
                     None,
                     "kind",
-                    format!("unknown kind '{other}' in {GROUP}; the kinds are LLMProvider and ModelAlias"),
+                    format!("unknown kind '{other}' in {GROUP}; the kinds are LLMProvider, ModelAlias, AccessGroup and Team"),
                 );
             }
             // Other kinds (a Kustomization, a Namespace, a Deployment) may share the
@@ -152,6 +155,15 @@ fn parse_document(value: serde_json::Value, origin: Origin, manifests: &mut Mani
             a.metadata.namespace = Some(namespace.clone());
             manifests.aliases.push(a);
         }),
+        ObjectKind::AccessGroup => typed::<AccessGroup>(value).map(|mut g| {
+            g.metadata.namespace = Some(namespace.clone());
+            manifests.groups.push(g);
+        }),
+        ObjectKind::Team => typed::<Team>(value).map(|mut t| {
+            t.metadata.namespace = Some(namespace.clone());
+            manifests.teams.push(t);
+        }),
+        ObjectKind::Secret => Ok(()),
     };
     if let Err((field, message)) = parsed {
         manifests.unreadable.push(object.clone());
@@ -208,6 +220,19 @@ fn parse_secret(value: serde_json::Value, namespace: &str, name: &str, origin: O
         .collect();
     for (k, v) in secret.string_data.unwrap_or_default() {
         data.insert(k, v.into_bytes());
+    }
+    let labels = secret.metadata.labels.unwrap_or_default();
+    if secret.type_.as_deref() == Some(API_KEY_SECRET_TYPE) || labels.get(API_KEY_LABEL).is_some_and(|v| v == "true") {
+        manifests.api_keys.push(ApiKeySecret {
+            key: crate::compiler::ObjectKey::new(namespace, name),
+            team: labels.get(TEAM_LABEL).cloned(),
+            key_hash: data.get(KEY_HASH_FIELD).cloned(),
+        });
+        manifests.origins.insert(
+            ObjectRef::new(ObjectKind::Secret, crate::compiler::ObjectKey::new(namespace, name)),
+            origin,
+        );
+        return;
     }
     manifests
         .secrets

@@ -215,7 +215,13 @@ impl Drop for Namespace {
 }
 
 /// The CRDs' full names (`<plural>.<group>`).
-pub const CRD_NAMES: [&str; 2] = ["llmproviders.modelgate.dev", "modelaliases.modelgate.dev"];
+pub const CRD_NAMES: [&str; 5] = [
+    "gatewayreplicas.modelgate.dev",
+    "llmproviders.modelgate.dev",
+    "modelaliases.modelgate.dev",
+    "teams.modelgate.dev",
+    "accessgroups.modelgate.dev",
+];
 
 /// Installs `crds/` with server-side apply and waits until every CRD is
 /// Established. Idempotent and safe to call from parallel tests and

@@ -17,6 +17,9 @@ use crate::cluster::{kubectl, kubectl_stdin, repo_path, wait_for, Namespace, DEF
 
 /// The label every object of one test carries; the processes select on it.
 pub const TEST_LABEL: &str = "modelgate.dev/e2e";
+/// How long a test gateway's report stands without renewal (a killed gateway stops counting
+/// after this).
+pub const REPLICA_LEASE: &str = "10s";
 
 /// Applies `config/rbac/` once per test process.
 pub fn ensure_rbac() {
@@ -364,8 +367,15 @@ impl Stack {
     }
 
     /// [`Stack::gateway`] with its own kubeconfig (e.g. from [`service_account_kubeconfig_via`])
-    /// and `extra` arguments (e.g. `--namespace NS`).
+    /// and `extra` arguments (e.g. `--namespace NS`). The gateway runs on this host, not in a
+    /// pod, and the fake upstreams listen on loopback, which a gateway reading the cluster
+    /// refuses by default: it is allowed here.
     pub fn gateway_with(&self, kubeconfig: &Path, extra: &[&str]) -> Proc {
+        self.gateway_with_egress(kubeconfig, &["--allow-upstream-cidr", "127.0.0.0/8"], extra)
+    }
+
+    /// [`Stack::gateway_with`] with these egress arguments instead of allowing loopback.
+    pub fn gateway_with_egress(&self, kubeconfig: &Path, egress: &[&str], extra: &[&str]) -> Proc {
         let selector = self.selector();
         let mut args = vec![
             "gateway",
@@ -375,7 +385,18 @@ impl Stack {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            // Its report of what it serves goes where the controllers read them.
+            "--replica-namespace",
+            "modelgate-system",
         ];
+        if !extra.contains(&"--replica-lease") {
+            args.extend(["--replica-lease", REPLICA_LEASE]);
+        }
+        args.extend_from_slice(egress);
+        // In a cluster the gateway asks for keys by default; tests that do not use them say so.
+        if !extra.iter().any(|a| a.starts_with("--auth")) {
+            args.extend(["--auth", "none"]);
+        }
         args.extend_from_slice(extra);
         let gateway = Proc::start_with_kubeconfig(kubeconfig, &args);
         let ready = format!("http://{}/readyz", gateway.admin);

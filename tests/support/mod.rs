@@ -1,6 +1,8 @@
 //! Support for gateway tests: a fake upstream, a config directory, and a gateway on port 0.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod child;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
@@ -119,6 +123,7 @@ async fn answer(State(state): State<UpstreamState>, uri: axum::http::Uri, header
         .to_string();
     state.seen.lock().expect("lock").push_back(Seen {
         path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -239,6 +244,14 @@ stringData: {{apiKey: {key}}}
     )
 }
 
+/// A client API key Secret of team `team` holding only the hash of `key`.
+pub fn key_secret(name: &str, team: &str, key: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  labels: {{modelgate.dev/api-key: \"true\", modelgate.dev/team: {team}}}\ntype: modelgate.dev/api-key\nstringData: {{keyHash: \"{}\"}}\n",
+        modelgate::compiler::tenancy::key_hash(key)
+    )
+}
+
 /// A `type: mock` LLMProvider named `mock`.
 pub fn mock_provider() -> String {
     "---\napiVersion: modelgate.dev/v1alpha1\nkind: LLMProvider\nmetadata: {name: mock}\nspec: {type: mock}\n"
@@ -255,12 +268,38 @@ pub async fn start_gateway(config: &ConfigDir) -> Running {
 }
 
 pub async fn start_gateway_with(config: &ConfigDir, max_body_bytes: usize) -> Running {
+    start_gateway_options(config, max_body_bytes, Default::default()).await
+}
+
+/// Starts a gateway with these client-connection settings.
+pub async fn start_gateway_options(
+    config: &ConfigDir,
+    max_body_bytes: usize,
+    server: gateway::ServerOptions,
+) -> Running {
+    start_gateway_all(config, max_body_bytes, server, Default::default()).await
+}
+
+/// Starts a gateway with these tenancy options (keys, store, admin token).
+pub async fn start_gateway_tenancy(config: &ConfigDir, tenancy: gateway::tenancy::TenancyOptions) -> Running {
+    start_gateway_all(config, gateway::DEFAULT_MAX_BODY_BYTES, Default::default(), tenancy).await
+}
+
+async fn start_gateway_all(
+    config: &ConfigDir,
+    max_body_bytes: usize,
+    server: gateway::ServerOptions,
+    tenancy: gateway::tenancy::TenancyOptions,
+) -> Running {
     let options = GatewayOptions {
         config: vec![config.path()],
         scope: Default::default(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
         max_body_bytes,
+        egress: Default::default(),
+        server,
+        tenancy,
     };
     gateway::start(options)
         .await

@@ -89,3 +89,12 @@ podAntiAffinity:
             {{- include "modelgate.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
 {{- end }}
 {{- end }}
+
+{{/* The gateways' shared usage store URL, or empty for each replica's own counters. */}}
+{{- define "modelgate.usageStore" -}}
+{{- if .Values.tenancy.redis.url }}
+{{- .Values.tenancy.redis.url }}
+{{- else if .Values.tenancy.redis.deploy }}
+{{- printf "redis://%s-redis.%s.svc:6379" (include "modelgate.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}

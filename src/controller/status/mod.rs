@@ -1,15 +1,40 @@
-//! Status as a pure function of the object, its compiled route and its diagnostics.
-//! Deterministic: the same world gives the same status, so an unchanged world writes nothing.
+//! Status as a pure function of the object, its compiled route, its diagnostics, the gateway
+//! replicas' reports and the time. Deterministic: the same world at a later time gives the
+//! same status (a wait in progress changes status only at its deadline), so an unchanged world
+//! writes nothing.
+
+mod blocked;
+mod programmed;
+
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route, OPENAI_DEFAULT_BASE_URL};
+use super::gateways::GatewayView;
+use crate::compiler::{ConditionKind, Diagnostic, ProviderEndpoint, Reason, Route};
 use crate::crd::{
-    condition_type, ConditionStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasStatus, ProviderType,
+    condition_type, ConditionStatus, LLMProvider, LLMProviderStatus, ModelAlias, ModelAliasSpec, ModelAliasStatus,
+    ProviderType,
 };
+use blocked::{blocked, blocked_conditions};
+pub use blocked::{may_heal, stall_deadline};
+use programmed::{alias_programmed, rollout, Served};
 
 /// Longest condition message the API accepts.
 const MAX_MESSAGE: usize = 32 * 1024;
+/// Laggards named in a `Programmed=False` message; the rest are counted.
+const MAX_LAGGARDS_NAMED: usize = 5;
+/// How long an object waits for what it refers to before it is `Stalled`, by default.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// Everything outside the object that its status depends on.
+pub struct Env<'a> {
+    pub now: &'a Time,
+    /// How long an object waits for a missing provider, Secret, key or target alias.
+    pub stall_after: Duration,
+    /// The gateway replicas running now.
+    pub gateways: &'a GatewayView,
+}
 
 /// A condition, keeping `lastTransitionTime` from `previous` when the status did not change.
 pub fn condition(
@@ -59,17 +84,37 @@ fn errors_of(diagnostics: &[Diagnostic], kind: ConditionKind) -> Option<(&'stati
     Some((first.reason.as_str(), messages.join("; ")))
 }
 
+/// An object's warnings, as a suffix of a condition message (empty without warnings).
+fn warnings_of(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(|d| format!("; warning: {}: {}", d.field, d.message))
+        .collect()
+}
+
 fn all_errors(diagnostics: &[Diagnostic]) -> Option<(&'static str, String)> {
     errors_of(diagnostics, ConditionKind::Accepted).or_else(|| errors_of(diagnostics, ConditionKind::ResolvedRefs))
 }
 
 fn describe_route(route: &Route) -> String {
-    let targets: Vec<String> = route
-        .targets
-        .iter()
-        .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
-        .collect();
-    targets.join(", ")
+    let list = |targets: &[crate::compiler::RouteTarget]| {
+        targets
+            .iter()
+            .map(|t| format!("{} {} ({}%)", t.provider, t.model, round(t.weight)))
+            .collect::<Vec<String>>()
+            .join(", ")
+    };
+    let mut text = list(&route.targets);
+    for tier in route.extras.iter().flat_map(|e| &e.fallbacks) {
+        let on: Vec<&str> = tier.on.iter().map(|c| c.as_str()).collect();
+        text.push_str(&format!(
+            "; on {} falling back to {}",
+            on.join("/"),
+            list(&tier.targets)
+        ));
+    }
+    text
 }
 
 fn round(weight: f64) -> f64 {
@@ -123,12 +168,14 @@ fn accepted_and_refs(
 }
 
 /// The status of a ModelAlias. `route` is its compiled route when it compiled cleanly and owns
-/// its name; `diagnostics` are its own.
+/// its name; `diagnostics` are its own. `reference` is the resourceVersion from which a gateway
+/// serves the route the object carries now (`status.resolved`), see `programmed`.
 pub fn alias_status(
     alias: &ModelAlias,
     route: Option<&Route>,
     diagnostics: &[Diagnostic],
-    now: &Time,
+    env: &Env,
+    reference: Option<u64>,
 ) -> ModelAliasStatus {
     let generation = alias.metadata.generation.unwrap_or(0);
     let previous = alias.status.clone().unwrap_or_default();
@@ -140,7 +187,7 @@ pub fn alias_status(
         .or_else(|| alias.metadata.name.clone())
         .unwrap_or_default();
     let cond = |type_: &str, status, reason: &str, message: String| {
-        condition(type_, status, reason, message, generation, prev, now)
+        condition(type_, status, reason, message, generation, prev, env.now)
     };
 
     let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
@@ -154,15 +201,15 @@ pub fn alias_status(
         _ => previous.resolved.clone(),
     };
 
-    let [accepted, refs] = accepted_and_refs(
+    let mut conditions = Vec::from(accepted_and_refs(
         &cond,
         &not_accepted,
         &unresolved,
         format!("alias '{name}' is valid and belongs to this ModelAlias"),
         "every target reaches a provider with its key",
         "targets are resolved once the spec is accepted",
-    );
-    let (ready, stalled) = match (&failure, route) {
+    ));
+    match (&failure, route) {
         (None, Some(route)) => {
             let (reason, message) = match &route.disabled {
                 Some(why) => ("Disabled", format!("{why}; requests get 403 model_disabled")),
@@ -171,15 +218,13 @@ pub fn alias_status(
                     format!("serving '{}' from {}", route.alias, describe_route(route)),
                 ),
             };
-            (
-                cond(condition_type::READY, ConditionStatus::True, reason, message),
-                cond(
-                    condition_type::STALLED,
-                    ConditionStatus::False,
-                    reason,
-                    "nothing blocks this alias".to_string(),
-                ),
-            )
+            conditions.push(cond(condition_type::READY, ConditionStatus::True, reason, message));
+            conditions.push(cond(
+                condition_type::STALLED,
+                ConditionStatus::False,
+                reason,
+                "nothing blocks this alias".to_string(),
+            ));
         }
         (Some((reason, message)), _) => {
             let serving = match &resolved {
@@ -189,60 +234,90 @@ pub fn alias_status(
                 ),
                 None => "; the alias is not served".to_string(),
             };
-            (
-                cond(
-                    condition_type::READY,
-                    ConditionStatus::False,
-                    reason,
-                    format!("{message}{serving}"),
-                ),
-                cond(condition_type::STALLED, ConditionStatus::True, reason, message.clone()),
-            )
+            let how = blocked(diagnostics, reason, generation, prev, env.now, env.stall_after);
+            conditions.extend(blocked_conditions(
+                &cond,
+                how,
+                reason,
+                message,
+                format!("{message}{serving}"),
+            ));
         }
         (None, None) => {
             let message = "no route was compiled for this alias".to_string();
-            (
-                cond(
-                    condition_type::READY,
-                    ConditionStatus::False,
-                    "NotServed",
-                    message.clone(),
-                ),
-                cond(condition_type::STALLED, ConditionStatus::True, "NotServed", message),
-            )
+            conditions.push(cond(
+                condition_type::READY,
+                ConditionStatus::False,
+                "NotServed",
+                message.clone(),
+            ));
+            conditions.push(cond(
+                condition_type::STALLED,
+                ConditionStatus::True,
+                "NotServed",
+                message,
+            ));
         }
-    };
+    }
+    conditions.push(alias_programmed(
+        &previous,
+        resolved.as_ref(),
+        generation,
+        alias,
+        env,
+        reference,
+    ));
     ModelAliasStatus {
         observed_generation: Some(generation),
-        conditions: vec![accepted, refs, ready, stalled],
+        conditions,
         resolved,
+        target: target_of(&alias.spec),
+        // Written by the usage reporter, kept by every status write.
+        usage: previous.usage.clone(),
+    }
+}
+
+/// What `kubectl get` shows as an alias's target.
+fn target_of(spec: &ModelAliasSpec) -> Option<String> {
+    match (&spec.target, &spec.targets) {
+        (Some(target), _) => Some(target.clone()),
+        (None, Some(legs)) => Some(
+            legs.iter()
+                .map(|leg| format!("{} {}%", leg.target, leg.weight))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        (None, None) => None,
     }
 }
 
 /// The status of an LLMProvider. `endpoint` is its compiled endpoint when it is usable.
+/// `reference` is the resourceVersion from which a gateway serves its current generation.
 pub fn provider_status(
     provider: &LLMProvider,
     endpoint: Option<&ProviderEndpoint>,
     diagnostics: &[Diagnostic],
-    now: &Time,
+    env: &Env,
+    reference: Option<u64>,
 ) -> LLMProviderStatus {
     let generation = provider.metadata.generation.unwrap_or(0);
     let previous = provider.status.clone().unwrap_or_default();
     let prev = previous.conditions.as_slice();
     let cond = |type_: &str, status, reason: &str, message: String| {
-        condition(type_, status, reason, message, generation, prev, now)
+        condition(type_, status, reason, message, generation, prev, env.now)
     };
     let spec = &provider.spec;
     let not_accepted = errors_of(diagnostics, ConditionKind::Accepted);
     let unresolved = errors_of(diagnostics, ConditionKind::ResolvedRefs);
     let failure = all_errors(diagnostics);
-    let endpoint_url = match (endpoint, spec.provider_type, &spec.base_url) {
-        (Some(e), _, _) => e.base_url.clone(),
-        (None, ProviderType::Mock, _) => "mock://local".to_string(),
-        (None, _, Some(url)) => url.trim_end_matches('/').to_string(),
-        (None, _, None) => OPENAI_DEFAULT_BASE_URL.to_string(),
+    let endpoint_url = match (endpoint, spec.provider_type) {
+        (Some(e), _) => e.base_url.clone(),
+        (None, ProviderType::Mock) => "mock://local".to_string(),
+        (None, _) => {
+            crate::compiler::base_url(spec, &crate::compiler::ObjectKey::of(&provider.metadata)).unwrap_or_default()
+        }
     };
-    let [accepted, refs] = accepted_and_refs(
+    let mut conditions = Vec::from(accepted_and_refs(
         &cond,
         &not_accepted,
         &unresolved,
@@ -253,34 +328,53 @@ pub fn provider_status(
             "no API key is needed"
         },
         "the key is looked up once the spec is accepted",
-    );
-    let conditions = vec![
-        accepted,
-        refs,
-        match &failure {
-            None => cond(
+    ));
+    let programmed = match &failure {
+        None => {
+            conditions.push(cond(
                 condition_type::READY,
                 ConditionStatus::True,
                 "Ready",
-                format!("aliases can route to {endpoint_url}"),
-            ),
-            Some((reason, message)) => cond(
-                condition_type::READY,
-                ConditionStatus::False,
-                reason,
-                format!("{message}; aliases routing here are not served"),
-            ),
-        },
-        match &failure {
-            None => cond(
+                format!("aliases can route to {endpoint_url}{}", warnings_of(diagnostics)),
+            ));
+            conditions.push(cond(
                 condition_type::STALLED,
                 ConditionStatus::False,
                 "Ready",
                 "nothing blocks this provider".to_string(),
-            ),
-            Some((reason, message)) => cond(condition_type::STALLED, ConditionStatus::True, reason, message.clone()),
-        },
-    ];
+            ));
+            match programmed::already(prev, generation) {
+                Some(done) => done.clone(),
+                None => {
+                    let namespace = provider.metadata.namespace.as_deref().unwrap_or("default");
+                    let verdict = rollout(env, Served::Providers, namespace, generation, reference);
+                    cond(
+                        condition_type::PROGRAMMED,
+                        verdict.status,
+                        verdict.reason,
+                        verdict.message,
+                    )
+                }
+            }
+        }
+        Some((reason, message)) => {
+            let how = blocked(diagnostics, reason, generation, prev, env.now, env.stall_after);
+            conditions.extend(blocked_conditions(
+                &cond,
+                how,
+                reason,
+                message,
+                format!("{message}; aliases routing here are not served"),
+            ));
+            cond(
+                condition_type::PROGRAMMED,
+                ConditionStatus::False,
+                "NotReady",
+                format!("generation {generation} cannot be served (see Ready)"),
+            )
+        }
+    };
+    conditions.push(programmed);
     LLMProviderStatus {
         observed_generation: Some(generation),
         conditions,
@@ -293,5 +387,8 @@ pub fn provider_status(
     }
 }
 
+mod tenancy;
 #[cfg(test)]
 mod tests;
+
+pub use tenancy::{group_status, team_status, TeamFigures};

@@ -247,6 +247,10 @@ impl Provider {
                 connect: Some(t),
                 ..Timeouts::default()
             }),
+            anthropic: None,
+            azure: None,
+            bedrock: None,
+            drop_unsupported_params: None,
         };
         let mut provider = LLMProvider::new(pick(PROVIDERS, self.name), spec);
         provider.metadata.namespace = Some(self.namespace.0.to_string());
@@ -291,6 +295,13 @@ impl Alias {
             hidden: self.hidden,
             target,
             targets,
+            load_balancing: None,
+            fallbacks: None,
+            retry: None,
+            timeouts: None,
+            outlier_detection: None,
+            guardrails: None,
+            pricing: None,
         };
         let mut alias = ModelAlias::new(&self.name.text(), spec);
         alias.metadata.namespace = Some(self.namespace.0.to_string());

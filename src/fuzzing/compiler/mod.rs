@@ -76,7 +76,7 @@ fn check(case: &CompilerCase) {
 thread_local! {
     /// Shared across inputs, as across reloads, but renewed now and then: it keeps a
     /// connection pool per upstream address, and the fuzzer invents a great many.
-    static CLIENTS: RefCell<(u32, ClientPool)> = RefCell::new((0, ClientPool::default()));
+    static CLIENTS: RefCell<(u32, ClientPool)> = RefCell::new((0, ClientPool::new(Default::default())));
 }
 
 /// The gateway can serve a table the compiler produced.
@@ -84,7 +84,7 @@ pub(super) fn prepares(table: &RoutingTable) {
     CLIENTS.with_borrow_mut(|(uses, clients)| {
         *uses = uses.wrapping_add(1);
         if uses.is_multiple_of(4096) {
-            *clients = ClientPool::default();
+            *clients = ClientPool::new(Default::default());
         }
         if let Err(e) = prepare(table, clients) {
             panic!("the gateway cannot prepare a compiled table: {e}");

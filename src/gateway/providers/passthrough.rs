@@ -1,0 +1,68 @@
+//! The pass-through path: the client speaks the provider's own API, so only `model` is
+//! rewritten and every other byte travels untouched, both ways.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use http::{header, HeaderMap, HeaderName, Method, Response, Uri};
+use http_body_util::Full;
+
+use super::{Call, Failed, HttpUpstream};
+use crate::gateway::body::rewrite_model;
+use crate::gateway::metrics::Endpoint;
+
+/// Client headers passed upstream. Everything else (notably the client's own
+/// `Authorization` and `x-api-key`) stays at the gateway.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 6] = [
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
+/// Anthropic clients' headers that shape the request: passed to Anthropic providers.
+const ANTHROPIC_REQUEST_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
+
+/// Sends the client's body, with only the model rewritten, to `uri`.
+pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<Response<Body>, Failed> {
+    let target = call.target;
+    let outgoing = rewrite_model(call.body, call.model_span, &target.model_json);
+    let mut request = http::Request::new(Full::new(outgoing));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    let outgoing_headers = request.headers_mut();
+    *outgoing_headers = http.headers.clone();
+    copy_forwarded(call.headers, outgoing_headers, &FORWARDED_REQUEST_HEADERS);
+    if matches!(call.endpoint, Endpoint::messages | Endpoint::count_tokens) {
+        copy_forwarded(call.headers, outgoing_headers, &ANTHROPIC_REQUEST_HEADERS);
+    }
+    let sent = Instant::now();
+    let response = super::send(call, http, request).await?;
+    call.metrics.upstream.observe(sent.elapsed().as_secs_f64());
+
+    let status = response.status();
+    if !status.is_success() {
+        return Err(super::upstream_failure(call, http, response, true).await);
+    }
+    let (mut parts, body) = response.into_parts();
+    super::strip_hop_by_hop(&mut parts.headers);
+    Ok(super::metered(status, parts.headers, body, call))
+}
+
+/// Copies the client's headers named in `names` (a name's first value) onto `outgoing`.
+/// One pass over the client's few headers instead of a hashed lookup per forwarded name; a
+/// name's values come one after another.
+fn copy_forwarded(headers: &HeaderMap, outgoing: &mut HeaderMap, names: &[HeaderName]) {
+    let mut previous: Option<&HeaderName> = None;
+    for (name, value) in headers {
+        if previous != Some(name) && names.contains(name) {
+            outgoing.insert(name, value.clone());
+        }
+        previous = Some(name);
+    }
+}
