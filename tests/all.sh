@@ -80,7 +80,7 @@ step "gitops-health for the GitOps tests: gopher-lua and kstatus (first run: bui
 MODELGATE_GITOPS_HEALTH="$(tests/gitops/build.sh)"; export MODELGATE_GITOPS_HEALTH
 
 if [[ $# -eq 0 ]]; then
-  step "fuzzing: every target in fuzz/ for ${FUZZ_SECONDS:-15}s (first run on a machine: builds cargo-fuzz and the instrumented targets)"
+  step "fuzzing: every target in fuzz/, about ${FUZZ_TOTAL_SECONDS:-75}s in all (first run on a machine: builds cargo-fuzz and the instrumented targets)"
   tests/fuzz.sh
 else
   step "not fuzzing: a test selection was given (tests/fuzz.sh runs the fuzz targets)"

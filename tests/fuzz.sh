@@ -2,7 +2,7 @@
 # Runs every fuzz target in fuzz/ for a bounded time (tests/all.sh calls this with no
 # arguments), or chosen targets for as long as you like:
 #
-#   tests/fuzz.sh                                  # every target, 15 s each
+#   tests/fuzz.sh                                  # every target, about 75 s in all
 #   FUZZ_SECONDS=600 tests/fuzz.sh request_body    # one target, 10 minutes
 #
 # libFuzzer through cargo-fuzz on stable Rust, without a sanitizer (see fuzz/README.md for
@@ -14,7 +14,6 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${MODELGATE_CACHE:-$HOME/.cache/modelgate}"
-seconds="${FUZZ_SECONDS:-15}"
 version=0.13.2
 tools="$cache/cargo-fuzz-$version"
 # Its own target directory: the fuzz build instruments every crate, so it shares nothing
@@ -41,7 +40,14 @@ mapfile -t all < <(cargo fuzz list)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
+# FUZZ_SECONDS per target, or FUZZ_TOTAL_SECONDS (default 75) shared by the targets run,
+# at least 5 s each.
+seconds="${FUZZ_SECONDS:-$(( ${FUZZ_TOTAL_SECONDS:-75} / ${#targets[@]} ))}"
+(( seconds >= 5 )) || seconds=5
+
+started=$SECONDS
 cargo fuzz build "${flags[@]}"
+echo "tests/fuzz.sh: fuzz targets built in $((SECONDS - started)) s" >&2
 for target in "${targets[@]}"; do
   corpus="$cache/fuzz/corpus/$target"
   artifacts="$cache/fuzz/artifacts/$target"

@@ -72,3 +72,24 @@ fn every_target_has_a_fuzz_target_file_and_a_seed_corpus() {
         );
     }
 }
+
+#[test]
+fn every_provider_type_the_gateway_translates_is_fuzzed() {
+    use super::wire::{wires, NOT_YET, TYPES};
+    use crate::crd::ProviderType;
+    let wires = wires();
+    for (i, provider_type) in TYPES.iter().enumerate() {
+        if *provider_type == ProviderType::Mock || NOT_YET.contains(provider_type) {
+            continue;
+        }
+        assert!(
+            wires[i].is_some(),
+            "{provider_type:?} gets no wire: fix its LLMProvider in src/fuzzing/wire.rs so that `prepare` accepts it"
+        );
+    }
+    let surfaces = crate::gateway::metrics::Endpoint::ALL
+        .iter()
+        .filter(|e| crate::gateway::surfaces::inbound(**e).is_some())
+        .count();
+    assert!(surfaces >= 1, "no client API reads requests into the canonical form");
+}

@@ -23,14 +23,9 @@ pub fn usage_metering(data: &[u8]) {
     let whole = scan(content_type, [Bytes::copy_from_slice(body)]);
     let bytewise = scan(content_type, body.iter().map(|b| Bytes::copy_from_slice(&[*b])));
     assert_eq!(whole, bytewise, "one chunk and single bytes disagree ({content_type})");
-    let mut rng = fastrand::Rng::with_seed(u64::from(settings >> 1) ^ (body.len() as u64) << 8);
-    let mut rest = body;
-    let mut pieces = Vec::new();
-    while !rest.is_empty() {
-        let (piece, tail) = rest.split_at(rng.usize(1..=rest.len().min(64)));
-        pieces.push(Bytes::copy_from_slice(piece));
-        rest = tail;
-    }
+    let pieces = super::random_cuts(settings >> 1, body)
+        .into_iter()
+        .map(Bytes::copy_from_slice);
     let cut = scan(content_type, pieces);
     assert_eq!(whole, cut, "one chunk and random cuts disagree ({content_type})");
 
