@@ -4,6 +4,10 @@
 pub mod compiler;
 pub mod controller;
 pub mod crd;
+/// Property checks behind the fuzz targets in `fuzz/`; also replayed by `cargo test`.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod import;
 pub mod keys;

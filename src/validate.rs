@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::compiler::{compile, AwsKeys, Credentials, Inputs, KeyLookup, SecretData, SecretsAndEnv, Severity};
+use crate::compiler::{AwsKeys, Credentials, KeyLookup, SecretData, SecretsAndEnv, Severity};
 use crate::crd::ApiKeySource;
 use crate::manifest::{load_paths, Manifests};
 use crate::report::{self, Line};
@@ -78,20 +78,7 @@ pub fn validate_manifests(manifests: Manifests, check_keys: bool) -> Validation 
         secrets: &manifests.secrets,
         check_keys,
     };
-    let mut compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous: None,
-    });
-    compiled.add_access(
-        &manifests.teams,
-        &manifests.groups,
-        &manifests.api_keys,
-        &manifests.aliases,
-        crate::compiler::tenancy::Membership::Spec,
-    );
+    let compiled = manifests.compile(&credentials, None);
     Validation {
         lines: report::lines(&manifests, &compiled.diagnostics),
         providers: manifests.providers.len(),

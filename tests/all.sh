@@ -17,10 +17,11 @@
 #     see tests/node/).
 # Then: cargo fmt --check, cargo clippy -D warnings, and every test - unit,
 # gateway integration, the openai Python client, and the CRD tests against a
-# real kube-apiserver that tests/controlplane/run.sh starts on loopback; then
-# the node tests (tests/node.rs: the chart and config/default installed, rolled
-# and drained for real) on the single-node cluster tests/node/run.sh starts
-# (needs root).
+# real kube-apiserver that tests/controlplane/run.sh starts on loopback - and,
+# before those, each fuzz target for a bounded time (tests/fuzz.sh; cargo-fuzz
+# is installed into the cache on the first run); then the node tests
+# (tests/node.rs: the chart and config/default installed, rolled and drained
+# for real) on the single-node cluster tests/node/run.sh starts (needs root).
 #
 # Arguments are passed to `cargo test` (e.g. tests/all.sh --test gateway): then
 # only the control plane suite runs, or only the node suite for --test node.
@@ -85,6 +86,13 @@ MODELGATE_HELM="$(tests/tools/helm.sh)"; export MODELGATE_HELM
 
 step "gitops-health for the GitOps tests: gopher-lua and kstatus (first run: built from its Go module)"
 MODELGATE_GITOPS_HEALTH="$(tests/gitops/build.sh)"; export MODELGATE_GITOPS_HEALTH
+
+if [[ $# -eq 0 ]]; then
+  step "fuzzing: every target in fuzz/, about ${FUZZ_TOTAL_SECONDS:-75}s in all (first run on a machine: builds cargo-fuzz and the instrumented targets)"
+  tests/fuzz.sh
+else
+  step "not fuzzing: a test selection was given (tests/fuzz.sh runs the fuzz targets)"
+fi
 
 # Which suites: both without arguments; with arguments, the one they select.
 controlplane_suite=1 node_suite=1

@@ -303,12 +303,6 @@ pub(crate) fn compile_text(yaml: &str) -> (crate::manifest::Manifests, Compiled)
         env: None,
         view: SecretView::All,
     };
-    let compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &[],
-        previous: None,
-    });
+    let compiled = manifests.compile(&credentials, None);
     (manifests, compiled)
 }

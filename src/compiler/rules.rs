@@ -409,6 +409,13 @@ fn check_base_url(text: &str) -> Result<(), String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("baseUrl must not contain credentials: put the key in apiKey instead".to_string());
     }
+    // The gateway sends requests with hyper, whose URI parser is stricter than the URL
+    // standard's (`http:/host`, a space in the path, a non-ASCII host): it must read it too.
+    if let Err(e) = http::Uri::try_from(format!("{}/chat/completions", text.trim_end_matches('/'))) {
+        return Err(format!(
+            "{hint} ('{text}': {e}; percent-encode or remove what is not plain ASCII)"
+        ));
+    }
     Ok(())
 }
 
@@ -454,6 +461,31 @@ mod tests {
         assert!(check_object_name("gpt_4o").is_err());
         assert!(check_object_name("Fast").is_err());
         assert!(check_object_name("-a").is_err());
+    }
+
+    #[test]
+    fn base_urls_the_gateway_cannot_send_to_are_refused() {
+        // Each is a valid URL to the URL standard, but not to the HTTP client (found by the
+        // manifest_yaml fuzz target: such a provider made every table unservable).
+        for bad in [
+            "http:/0X/127.0.0.1:11434/v1/",
+            "http://vllm/v 1",
+            "http://bücher.example/v1",
+        ] {
+            let error = check_base_url(bad).expect_err(bad);
+            assert!(
+                error.starts_with("baseUrl must be an absolute http:// or https:// URL"),
+                "{error}"
+            );
+        }
+        for good in [
+            "http://127.0.0.1:11434/v1/",
+            "https://api.openai.com/v1",
+            "http://[::1]:8000",
+            "http://vllm/v%201",
+        ] {
+            assert_eq!(check_base_url(good), Ok(()), "{good}");
+        }
     }
 
     #[test]

@@ -39,13 +39,7 @@ pub(super) fn compile_with(yaml: &str, previous: Option<&RoutingTable>) -> Compi
         env: Some(&env),
         view: crate::compiler::SecretView::All,
     };
-    compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous,
-    })
+    manifests.compile(&credentials, previous)
 }
 
 pub(super) fn compile_yaml(yaml: &str) -> Compiled {

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -84,11 +85,24 @@ impl Service<Request> for Api {
                     Ok(with_id(response, id))
                 })
             }
-            Some(_) => Box::pin(async { Ok(with_id(ApiError::method_not_allowed().into_response(), id)) }),
+            Some(_) => {
+                let (limit, timeout) = (self.shared.max_body_bytes, self.shared.body_timeout);
+                Box::pin(async move {
+                    let response = match drained(request, limit, timeout).await {
+                        Ok(_) => ApiError::method_not_allowed().into_response(),
+                        Err(error) => error.into_response(),
+                    };
+                    Ok(with_id(response, id))
+                })
+            }
             None => {
                 let mut router = self.router.clone();
+                let (limit, timeout) = (self.shared.max_body_bytes, self.shared.body_timeout);
                 Box::pin(async move {
-                    let response = router.call(request).await?;
+                    let response = match drained(request, limit, timeout).await {
+                        Ok(request) => router.call(request).await?,
+                        Err(error) => error.into_response(),
+                    };
                     Ok(with_id(response, id))
                 })
             }
@@ -99,6 +113,17 @@ impl Service<Request> for Api {
 fn with_id(mut response: Response, id: axum::http::HeaderValue) -> Response {
     response.headers_mut().insert(X_REQUEST_ID, id);
     response
+}
+
+/// The request with its body read and dropped, for answers that ignore the body: hyper closes
+/// a connection whose request body was not read to the end, without saying so, and a client
+/// that reuses the connection for its next request then fails.
+async fn drained(request: Request, limit: usize, timeout: Duration) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    if !http_body::Body::is_end_stream(&body) {
+        proxy::read_body(body, &parts.headers, limit, timeout).await?;
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::empty()))
 }
 
 async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -114,11 +139,12 @@ async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
 async fn get_model(
     State(shared): State<Arc<Shared>>,
     id: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let id = match id {
-        Ok(Path(id)) => id,
-        Err(rejection) => return ApiError::invalid_url(&rejection.body_text()).into_response(),
+    // An id that is not UTF-8 once decoded names no model: the same 404, with the id as sent.
+    let Ok(Path(id)) = id else {
+        return ApiError::model_not_found(uri.path().rsplit('/').next().unwrap_or_default()).into_response();
     };
     let table = shared.live.load();
     match shared.tenancy.visible(&headers) {

@@ -198,6 +198,7 @@ impl ApiError {
             "request_too_large",
             format!("The request body is larger than this gateway's limit of {limit} bytes. Send a smaller request, or ask the platform team to raise --max-body-bytes."),
         )
+        .closing()
     }
 
     pub fn body_unreadable(detail: &str) -> Self {
@@ -216,6 +217,15 @@ impl ApiError {
             "request_timeout",
             format!("The request body did not arrive within {timeout:?} of its headers. Send the whole body promptly, or ask the platform team to raise --body-timeout."),
         )
+        .closing()
+    }
+
+    /// With `Connection: close`: the rest of the request body is never read, so the connection
+    /// closes after this answer; saying so keeps a client from reusing it and racing the close.
+    fn closing(self) -> Self {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        self.with_headers(headers)
     }
 
     pub fn headers_too_large(limit: usize) -> Self {

@@ -2,7 +2,7 @@
 //! swapped routing table.
 
 mod api;
-mod body;
+pub(crate) mod body;
 pub mod cluster;
 pub mod egress;
 pub mod error;
@@ -22,7 +22,7 @@ pub mod standalone;
 pub mod surfaces;
 pub mod tenancy;
 mod upstream;
-mod usage;
+pub(crate) mod usage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

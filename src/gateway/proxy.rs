@@ -87,7 +87,12 @@ async fn serve(
     Ok(guardrails::guard_response(route.guard.as_ref(), endpoint, response, &shared.metrics.guardrails).await)
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

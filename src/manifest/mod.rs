@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::compiler::tenancy::ApiKeySecret;
-use crate::compiler::{ObjectRef, SecretData};
+use crate::compiler::tenancy::{ApiKeySecret, Membership};
+use crate::compiler::{compile, Compiled, Credentials, Inputs, ObjectRef, RoutingTable, SecretData};
 use crate::crd::{AccessGroup, LLMProvider, ModelAlias, Team};
 
 pub use parse::parse_documents;
@@ -84,6 +84,26 @@ impl Manifests {
     /// Whether some file could not be read at all (so objects may be missing).
     pub fn has_fatal_problem(&self) -> bool {
         self.problems.iter().any(|p| p.fatal_for_file)
+    }
+
+    /// Compiles what was read, with the teams' access from their specs; objects that could not
+    /// be read keep their routes from `previous`.
+    pub fn compile(&self, credentials: &dyn Credentials, previous: Option<&RoutingTable>) -> Compiled {
+        let mut compiled = compile(&Inputs {
+            providers: &self.providers,
+            aliases: &self.aliases,
+            credentials,
+            unreadable: &self.unreadable,
+            previous,
+        });
+        compiled.add_access(
+            &self.teams,
+            &self.groups,
+            &self.api_keys,
+            &self.aliases,
+            Membership::Spec,
+        );
+        compiled
     }
 }
 
@@ -249,6 +269,24 @@ metadata: {name: nokind}
             "{}",
             manifests.problems[0]
         );
+    }
+
+    #[test]
+    fn a_yaml_error_names_its_line_and_column_even_for_unreadable_bytes() {
+        for (text, place) in [
+            (
+                "kind: ModelAlias\nmetadata: {name: a}\nspec: {target: \"p/\u{7}\"}\n",
+                "at line 3 column 19",
+            ),
+            ("\u{7}kind: x\n", "at line 1 column 1"),
+            ("kind: [unclosed\n", "at line 2 column 1"),
+        ] {
+            let mut manifests = Manifests::default();
+            parse_documents(text, Path::new("bad.yaml"), &mut manifests);
+            let problem = manifests.problems[0].to_string();
+            assert!(problem.contains(place), "{text:?}: {problem}");
+            assert!(!problem.contains("position"), "{problem}");
+        }
     }
 
     #[test]

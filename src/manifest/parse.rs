@@ -29,13 +29,35 @@ pub fn parse_documents(text: &str, file: &Path, manifests: &mut Manifests) {
                     object: None,
                     subject: format!("document {}", n + 1),
                     field: "-".to_string(),
-                    message: format!("not valid YAML: {e}"),
+                    message: format!("not valid YAML: {}", yaml_error(&e, text)),
                     fatal_for_file: true,
                 });
                 return;
             }
         };
         parse_document(value, origin, manifests);
+    }
+}
+
+/// A YAML error with its place as a line and column: for bytes it cannot read, libyaml gives
+/// only a byte offset ("at position 294"), and no place at all at offset 0.
+fn yaml_error(error: &serde_yaml_ng::Error, text: &str) -> String {
+    let message = error.to_string();
+    if let Some((before, after)) = message.split_once(" at position ") {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(offset) = after[..digits].parse::<usize>() {
+            let start = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let line = text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
+            return format!("{before} at line {line} column {column}{}", &after[digits..]);
+        }
+    }
+    match error.location() {
+        Some(at) if !message.contains(" line ") => format!("{message} at line {} column {}", at.line(), at.column()),
+        _ => message,
     }
 }
 

@@ -30,16 +30,9 @@ metadata: {name: mock, namespace: elsewhere}
 spec: {type: mock}
 "#;
 
+/// Compiled with the teams' access from their specs (`Manifests::compile` adds it).
 fn compiled(extra: &str) -> crate::compiler::Compiled {
-    let (manifests, mut compiled) = compile_text(&format!("{WORLD}---\n{extra}"));
-    compiled.add_access(
-        &manifests.teams,
-        &manifests.groups,
-        &manifests.api_keys,
-        &manifests.aliases,
-        Membership::Spec,
-    );
-    compiled
+    compile_text(&format!("{WORLD}---\n{extra}")).1
 }
 
 fn said(compiled: &crate::compiler::Compiled) -> Vec<String> {

@@ -13,8 +13,8 @@ use std::time::{Instant, SystemTime};
 use super::live::prepare;
 use super::metrics::ReloadResult;
 use super::Shared;
-use crate::compiler::tenancy::{AccessTable, Membership};
-use crate::compiler::{compile, Compiled, Inputs, ObjectRef, RoutingTable, SecretView, SecretsAndEnv, Severity};
+use crate::compiler::tenancy::AccessTable;
+use crate::compiler::{Compiled, ObjectRef, RoutingTable, SecretView, SecretsAndEnv, Severity};
 use crate::manifest::{load_paths, Gone, Group, Manifests, Settle, SettleOptions, SettleReport};
 use crate::report;
 
@@ -39,21 +39,7 @@ fn compile_files(manifests: &Manifests, previous: Option<&RoutingTable>) -> Comp
         env: Some(&env),
         view: SecretView::All,
     };
-    let mut compiled = compile(&Inputs {
-        providers: &manifests.providers,
-        aliases: &manifests.aliases,
-        credentials: &credentials,
-        unreadable: &manifests.unreadable,
-        previous,
-    });
-    compiled.add_access(
-        &manifests.teams,
-        &manifests.groups,
-        &manifests.api_keys,
-        &manifests.aliases,
-        Membership::Spec,
-    );
-    compiled
+    manifests.compile(&credentials, previous)
 }
 
 /// The files and what the gateway learnt from them, carried from reload to reload.

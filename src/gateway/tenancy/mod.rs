@@ -5,7 +5,7 @@
 
 pub mod admin;
 mod admission;
-mod auth;
+pub(crate) mod auth;
 mod estimate;
 mod limits;
 pub mod live;
