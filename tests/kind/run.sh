@@ -62,7 +62,8 @@ export KUBECONFIG="$kubeconfig"
 say "installing the CRDs from crds/"
 kubectl apply --server-side --force-conflicts -f "$root/crds/"
 kubectl wait --for=condition=Established --timeout=60s \
-  crd/llmproviders.modelgate.dev crd/modelaliases.modelgate.dev
+  crd/llmproviders.modelgate.dev crd/modelaliases.modelgate.dev crd/gatewayreplicas.modelgate.dev \
+  crd/teams.modelgate.dev crd/accessgroups.modelgate.dev
 
 say "building the modelgate image from the Dockerfile"
 export MODELGATE_IMAGE="localhost/modelgate/modelgate:kind-dev"
