@@ -189,15 +189,7 @@ async fn caps_clamp_or_reject_and_size_is_limited() {
 /// Streams a chat through the gateway; the raw SSE text the client received.
 async fn stream_text(gateway: &Running, model: &str) -> String {
     let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "tell me"}]});
-    let response = client()
-        .post(format!("http://{}/v1/chat/completions", gateway.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("body")
+    stream_from(gateway, "/v1/chat/completions", &body).await
 }
 
 fn content_of(sse: &str) -> String {

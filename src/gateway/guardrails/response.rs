@@ -99,6 +99,7 @@ fn scan_whole(
     if masked.is_empty() {
         return Ok(None);
     }
+    surface.scrub(&mut value);
     count_masks(guard, matcher, &mut masked, metrics);
     Ok(serde_json::to_vec(&value).ok().map(Bytes::from))
 }
@@ -241,6 +242,8 @@ impl Scanned {
             let bits = masked.iter().filter(|r| **r < 64).fold(0, |bits, r| bits | 1 << r);
             self.count_masks(matcher, bits);
         }
+        // Token log probabilities would show held or masked text before it is checked.
+        changed |= self.surface.scrub(&mut value);
         for extra in before {
             self.write_value(out, extra);
         }

@@ -95,7 +95,7 @@ async fn through(g: &Arc<Guard>, endpoint: Endpoint, body: &str, reads: &[usize]
                 .find_map(|l| l.strip_prefix("event: "))
                 .unwrap_or("message");
             let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
-            (name.to_string(), serde_json::from_str(data).expect("json"))
+            (name.to_string(), serde_json::from_str(data).unwrap_or(Value::Null))
         })
         .collect()
 }
@@ -216,4 +216,25 @@ async fn a_block_ends_each_stream_with_its_own_error_event() {
     assert_eq!(error["sequence_number"], events.len() - 1);
     assert!(!events.iter().any(|(name, _)| name == "response.completed"));
     assert!(!format!("{events:?}").to_lowercase().contains("falcon"));
+}
+
+#[tokio::test]
+async fn token_log_probabilities_never_show_what_the_guard_holds_or_masks() {
+    let g = Arc::new(guard(RULES));
+    let logprobs = json!([{"token": "jane@example.com", "logprob": -0.1, "bytes": [], "top_logprobs": []}]);
+    let body =
+        responses(&["mail jane@", "example.com now"]).replace("\"logprobs\":[]", &format!("\"logprobs\":{logprobs}"));
+    assert!(body.contains("\"token\""));
+    let events = through(&g, Endpoint::responses, &body, &[]).await;
+    assert!(!format!("{events:?}").contains("jane"), "{events:?}");
+
+    let chunk = json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "mail jane@example.com"}, "logprobs": {"content": logprobs}, "finish_reason": null}]});
+    let body = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    let events = through(&g, Endpoint::chat_completions, &body, &[]).await;
+    let text: String = events
+        .iter()
+        .filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "mail [EMAIL]");
+    assert!(!format!("{events:?}").contains("jane"), "{events:?}");
 }

@@ -60,12 +60,12 @@ fn anthropic_requests_give_system_blocks_messages_and_tool_results_their_roles()
 
     let mut body = json!({"system": "a string", "messages": [{"role": "user", "content": "q"}]});
     assert_eq!(
-        texts_of(&AnthropicCountTokens, &mut body),
+        texts_of(&ANTHROPIC_COUNT_TOKENS, &mut body),
         vec![(System, "a string".to_string()), (User, "q".to_string())]
     );
     assert_eq!(AnthropicMessages.output_fields().map(|f| f.set), Some("max_tokens"));
     assert!(
-        AnthropicCountTokens.output_fields().is_none(),
+        ANTHROPIC_COUNT_TOKENS.output_fields().is_none(),
         "count_tokens takes no max_tokens"
     );
 }

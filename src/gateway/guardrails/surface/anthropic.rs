@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{leaves, role_of, OutputFields, Surface};
+use super::{leaves, role_of, OutputFields, RequestOnly, Surface};
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
 
@@ -16,7 +16,7 @@ pub struct AnthropicMessages;
 /// `POST /v1/messages/count_tokens`: the same texts go to the provider to be counted, so the
 /// same request rules apply (a masked request is counted as it will be sent); it has no
 /// answer text and no output cap.
-pub struct AnthropicCountTokens;
+pub const ANTHROPIC_COUNT_TOKENS: RequestOnly = RequestOnly(request_texts);
 
 fn request_texts(body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
     match body.get_mut("system") {
@@ -152,27 +152,5 @@ fn content_texts(content: Option<&mut Value>, each: &mut dyn FnMut(&mut String))
                 each(text);
             }
         }
-    }
-}
-
-impl Surface for AnthropicCountTokens {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
-        request_texts(body, each);
-    }
-
-    fn output_fields(&self) -> Option<OutputFields> {
-        None
-    }
-
-    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
-
-    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
-
-    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
-        template.clone()
-    }
-
-    fn is_end(&self, _data: &str, _event: Option<&Value>) -> bool {
-        false
     }
 }

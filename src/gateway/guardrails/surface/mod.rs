@@ -9,8 +9,8 @@ mod responses;
 
 use serde_json::Value;
 
-pub use self::anthropic::{AnthropicCountTokens, AnthropicMessages};
-pub use self::openai::{OpenAiChat, OpenAiCompletions, OpenAiEmbeddings};
+pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
+pub use self::openai::{OpenAiChat, OpenAiCompletions, OPENAI_EMBEDDINGS};
 pub use self::responses::Responses;
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
@@ -50,6 +50,12 @@ pub trait Surface: Sync {
     /// with text): held text released where the stream's own events have no room for it.
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value;
 
+    /// Empties what repeats an answer's or event's text token by token beside it (log
+    /// probabilities), through which masked text would show; whether anything was removed.
+    fn scrub(&self, _data: &mut Value) -> bool {
+        false
+    }
+
     /// The SSE event name of an event this gateway writes (`None`: unnamed).
     fn event_name<'v>(&self, _event: &'v Value) -> Option<&'v str> {
         None
@@ -77,10 +83,39 @@ pub fn surface(endpoint: Endpoint) -> &'static dyn Surface {
     match endpoint {
         Endpoint::chat_completions => &OpenAiChat,
         Endpoint::completions => &OpenAiCompletions,
-        Endpoint::embeddings => &OpenAiEmbeddings,
+        Endpoint::embeddings => &OPENAI_EMBEDDINGS,
         Endpoint::messages => &AnthropicMessages,
-        Endpoint::count_tokens => &AnthropicCountTokens,
+        Endpoint::count_tokens => &ANTHROPIC_COUNT_TOKENS,
         Endpoint::responses => &Responses,
+    }
+}
+
+/// An API whose requests have texts and whose answers have none (embeddings, token counts):
+/// request rules only, no output cap.
+pub struct RequestOnly(pub RequestTexts);
+
+/// What [`Surface::request_texts`] does, as a function.
+pub type RequestTexts = fn(&mut Value, &mut dyn FnMut(MessageRole, &mut String));
+
+impl Surface for RequestOnly {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        (self.0)(body, each);
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        None
+    }
+
+    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+
+    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
+
+    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
+        template.clone()
+    }
+
+    fn is_end(&self, _data: &str, _event: Option<&Value>) -> bool {
+        false
     }
 }
 
@@ -133,6 +168,20 @@ fn string_or_parts(
         }
         _ => {}
     }
+}
+
+/// Sets `choices[].logprobs` to null (OpenAI chat and completions).
+fn scrub_choices(data: &mut Value) -> bool {
+    let mut scrubbed = false;
+    if let Some(Value::Array(choices)) = data.get_mut("choices") {
+        for choice in choices {
+            if let Some(logprobs) = choice.get_mut("logprobs").filter(|l| !l.is_null()) {
+                *logprobs = Value::Null;
+                scrubbed = true;
+            }
+        }
+    }
+    scrubbed
 }
 
 /// Every string inside a JSON value (a tool call's arguments as an object).

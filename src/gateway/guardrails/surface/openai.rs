@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{role_of, strings, OutputFields, Surface};
+use super::{role_of, scrub_choices, strings, OutputFields, RequestOnly, Surface};
 use crate::crd::MessageRole;
 
 /// `{"choices": [{"index": n, <field>: …}]}` chunks, as OpenAI streams them.
@@ -93,6 +93,10 @@ impl Surface for OpenAiChat {
         choice_deltas(data, |choice| choice.pointer_mut("/delta/content"), each);
     }
 
+    fn scrub(&self, data: &mut Value) -> bool {
+        scrub_choices(data)
+    }
+
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
         chunk_like(
             template,
@@ -135,6 +139,10 @@ impl Surface for OpenAiCompletions {
         choice_deltas(data, |choice| choice.get_mut("text"), each);
     }
 
+    fn scrub(&self, data: &mut Value) -> bool {
+        scrub_choices(data)
+    }
+
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
         chunk_like(
             template,
@@ -148,26 +156,6 @@ impl Surface for OpenAiCompletions {
 }
 
 /// `/v1/embeddings`: texts in, vectors out.
-pub struct OpenAiEmbeddings;
-
-impl Surface for OpenAiEmbeddings {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
-        strings(body.get_mut("input"), MessageRole::User, each);
-    }
-
-    fn output_fields(&self) -> Option<OutputFields> {
-        None
-    }
-
-    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
-
-    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
-
-    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
-        template.clone()
-    }
-
-    fn is_end(&self, _data: &str, _event: Option<&Value>) -> bool {
-        false
-    }
-}
+pub const OPENAI_EMBEDDINGS: RequestOnly = RequestOnly(|body, each| {
+    strings(body.get_mut("input"), MessageRole::User, each);
+});

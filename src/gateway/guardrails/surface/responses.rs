@@ -139,6 +139,45 @@ impl Surface for Responses {
         }
     }
 
+    /// Token log probabilities of deltas, `*.done` events and output_text parts.
+    fn scrub(&self, data: &mut Value) -> bool {
+        fn empty(logprobs: Option<&mut Value>) -> bool {
+            match logprobs {
+                Some(Value::Array(items)) if !items.is_empty() => {
+                    items.clear();
+                    true
+                }
+                _ => false,
+            }
+        }
+        fn parts(item: &mut Value) -> bool {
+            let mut scrubbed = false;
+            if let Some(Value::Array(parts)) = item.get_mut("content") {
+                for part in parts {
+                    scrubbed |= empty(part.get_mut("logprobs"));
+                }
+            }
+            scrubbed
+        }
+        let mut scrubbed = empty(data.get_mut("logprobs"));
+        if let Some(part) = data.get_mut("part") {
+            scrubbed |= empty(part.get_mut("logprobs"));
+        }
+        if let Some(item) = data.get_mut("item") {
+            scrubbed |= parts(item);
+        }
+        let output = match data.get("output").is_some() {
+            true => data.get_mut("output"),
+            false => data.pointer_mut("/response/output"),
+        };
+        if let Some(Value::Array(items)) = output {
+            for item in items {
+                scrubbed |= parts(item);
+            }
+        }
+        scrubbed
+    }
+
     fn text_event(&self, _slot: u32, text: String, template: &Value) -> Value {
         let mut event = template.clone();
         event["delta"] = Value::String(text);
