@@ -2,9 +2,15 @@
 //! request guard (parse, scan, mask, write) and a streamed answer through the response guard
 //! (SSE parse, per-event JSON, windowed scan), with every builtin detector, a pattern and
 //! keywords. `cargo bench --bench guardrails` (issue 12's target: ≤ 5 µs per KB).
+//!
+//! `GUARDRAILS_BENCH_CASE=<n> GUARDRAILS_BENCH_RUNS=<r>` runs case `n` `r` times untimed and
+//! exits: under `valgrind --tool=callgrind`, the instructions of two run counts give the
+//! instructions per KB without the noise of a shared machine (bench/guardrails-callgrind.sh).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -33,7 +39,7 @@ fn prose(kb: usize) -> String {
     text
 }
 
-fn measure(what: &str, bytes: usize, mut run: impl FnMut()) {
+fn measure(what: &str, bytes: usize, run: &mut dyn FnMut()) {
     for _ in 0..20 {
         run();
     }
@@ -54,6 +60,88 @@ fn measure(what: &str, bytes: usize, mut run: impl FnMut()) {
     );
 }
 
+/// `text` cut into 24-byte deltas (on character boundaries).
+fn deltas(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        let mut end = (at + 24).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        pieces.push(&text[at..end]);
+        at = end;
+    }
+    pieces
+}
+
+fn chat_stream(text: &str) -> String {
+    let mut sse = String::new();
+    for piece in deltas(text) {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    sse + "data: [DONE]\n\n"
+}
+
+fn named(events: Vec<Value>) -> String {
+    let mut sse = String::new();
+    for event in events {
+        sse.push_str(&format!(
+            "event: {}\ndata: {event}\n\n",
+            event["type"].as_str().unwrap_or_default()
+        ));
+    }
+    sse
+}
+
+fn anthropic_stream(text: &str) -> String {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [], "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ];
+    for piece in deltas(text) {
+        events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}));
+    }
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}));
+    events.push(json!({"type": "message_stop"}));
+    named(events)
+}
+
+/// A Responses stream, with the whole text repeated by the `done` events and the final
+/// response as the API does (so about three times the text is scanned per KB streamed).
+fn responses_stream(text: &str) -> String {
+    let part = json!({"type": "output_text", "text": text, "annotations": []});
+    let item = json!({"id": "msg_1", "type": "message", "role": "assistant", "status": "completed", "content": [part]});
+    let at = json!({"item_id": "msg_1", "output_index": 0, "content_index": 0});
+    let mut events =
+        vec![json!({"type": "response.created", "response": {"id": "r", "object": "response", "output": []}})];
+    for piece in deltas(text) {
+        let mut delta = at.clone();
+        delta["type"] = json!("response.output_text.delta");
+        delta["delta"] = json!(piece);
+        events.push(delta);
+    }
+    let mut done = at.clone();
+    done["type"] = json!("response.output_text.done");
+    done["text"] = json!(text);
+    events.push(done);
+    let mut part_done = at;
+    part_done["type"] = json!("response.content_part.done");
+    part_done["part"] = part;
+    events.push(part_done);
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item}));
+    events.push(json!({"type": "response.completed", "response": {"id": "r", "object": "response", "output": [item]}}));
+    for (n, event) in events.iter_mut().enumerate() {
+        event["sequence_number"] = json!(n);
+    }
+    named(events)
+}
+
+type Case<'a> = (&'static str, usize, Box<dyn FnMut() + 'a>);
+
 fn main() {
     let spec: Guardrails = serde_yaml_ng::from_str(SPEC).expect("spec");
     let clients = ClientPool::new(Arc::new(Policy::new(Vec::new(), false, Vec::new(), Vec::new())));
@@ -65,49 +153,77 @@ fn main() {
     let metrics = Arc::new(GuardMetrics::unregistered());
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let text = prose(16);
-
     let clean = text.replace("jane.doe@example.com", "Jane");
-    for (name, content) in [("request, clean", &clean), ("request, 16 emails masked", &text)] {
-        let body = Bytes::from(
-            serde_json::json!({"model": "bench", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}]})
+
+    let request = |content: &str| {
+        Bytes::from(
+            json!({"model": "bench", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}]})
                 .to_string(),
-        );
-        measure(name, body.len(), || {
+        )
+    };
+    let check = |body: Bytes| {
+        let (guard, metrics, runtime) = (&guard, &metrics, &runtime);
+        move || {
             let out = runtime.block_on(check_request(
                 Some(guard.as_ref()),
                 Endpoint::chat_completions,
                 &body,
-                &metrics,
+                metrics,
             ));
             assert!(out.is_ok());
-        });
-    }
-
-    // The same text streamed in 24-byte deltas, one SSE event each.
-    let mut sse = String::new();
-    let mut at = 0;
-    while at < text.len() {
-        let mut end = (at + 24).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
         }
-        let chunk = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "delta": {"content": &text[at..end]}, "finish_reason": null}]});
-        sse.push_str(&format!("data: {chunk}\n\n"));
-        at = end;
+    };
+    let stream = |endpoint: Endpoint, sse: String| {
+        let (guard, metrics, runtime) = (&guard, &metrics, &runtime);
+        let sse = Bytes::from(sse);
+        move || {
+            let mut response = http::Response::new(axum::body::Body::from(sse.clone()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/event-stream"),
+            );
+            let out = runtime.block_on(async {
+                let scanned = guard_response(Some(guard), endpoint, response, metrics).await;
+                scanned.into_body().collect().await.map(|c| c.to_bytes().len())
+            });
+            assert!(out.is_ok());
+        }
+    };
+    let clean_body = request(&clean);
+    let masked_body = request(&text);
+    let mut cases: Vec<Case<'_>> = vec![
+        ("request, clean", clean_body.len(), Box::new(check(clean_body.clone()))),
+        (
+            "request, 16 emails masked",
+            masked_body.len(),
+            Box::new(check(masked_body.clone())),
+        ),
+        (
+            "streamed chat answer, 24-byte deltas (per KB of text)",
+            text.len(),
+            Box::new(stream(Endpoint::chat_completions, chat_stream(&text))),
+        ),
+        (
+            "streamed Anthropic answer, 24-byte deltas (per KB of text)",
+            text.len(),
+            Box::new(stream(Endpoint::messages, anthropic_stream(&text))),
+        ),
+        (
+            "streamed Responses answer, 24-byte deltas (per KB of text)",
+            text.len(),
+            Box::new(stream(Endpoint::responses, responses_stream(&text))),
+        ),
+    ];
+    let fixed = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
+    if let (Some(case), Some(runs)) = (fixed("GUARDRAILS_BENCH_CASE"), fixed("GUARDRAILS_BENCH_RUNS")) {
+        let (name, bytes, run) = &mut cases[case];
+        for _ in 0..runs {
+            run();
+        }
+        println!("{name}: {bytes} bytes, {runs} runs");
+        return;
     }
-    sse.push_str("data: [DONE]\n\n");
-    let sse = Bytes::from(sse);
-    measure("streamed answer, 24-byte deltas (per KB of text)", text.len(), || {
-        let mut response = http::Response::new(axum::body::Body::from(sse.clone()));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/event-stream"),
-        );
-        let out = runtime.block_on(async {
-            let scanned = guard_response(Some(&guard), Endpoint::chat_completions, response, &metrics).await;
-            scanned.into_body().collect().await.map(|c| c.to_bytes().len())
-        });
-        assert!(out.is_ok());
-    });
+    for (name, bytes, run) in &mut cases {
+        measure(name, *bytes, run.as_mut());
+    }
 }

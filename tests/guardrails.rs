@@ -83,7 +83,9 @@ const GUARDRAILS: &str = r#"{
   ]
 }"#;
 
-async fn setup(guardrails: &str) -> (Scripted, Running) {
+/// The upstream, the gateway, and its config directory (the gateway serves what is in it: keep
+/// it for the test's length, or its aliases go once the settle delay has passed).
+async fn setup(guardrails: &str) -> (Scripted, Running, ConfigDir) {
     let (upstream, base) = Scripted::start().await;
     let config = ConfigDir::new();
     let provider = format!(
@@ -95,7 +97,7 @@ async fn setup(guardrails: &str) -> (Scripted, Running) {
         &(provider + &alias("guarded", &spec) + &alias("plain", "{target: up/real-model}")),
     );
     let gateway = start_gateway(&config).await;
-    (upstream, gateway)
+    (upstream, gateway, config)
 }
 
 fn ask(model: &str, system: &str, user: &str) -> String {
@@ -105,7 +107,7 @@ fn ask(model: &str, system: &str, user: &str) -> String {
 
 #[tokio::test]
 async fn masked_text_is_what_the_upstream_sees_and_system_prompts_are_not_scanned() {
-    let (upstream, gateway) = setup(GUARDRAILS).await;
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
     upstream.answer_with(&["ok"]);
     let (status, body) = post(
         &gateway,
@@ -143,7 +145,7 @@ async fn masked_text_is_what_the_upstream_sees_and_system_prompts_are_not_scanne
 
 #[tokio::test]
 async fn a_blocked_request_never_reaches_the_upstream_nor_echoes_the_match() {
-    let (upstream, gateway) = setup(GUARDRAILS).await;
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
     for text in ["my key is AKIAIOSFODNN7EXAMPLE", "about Project  Falcon"] {
         let (status, body) = post(&gateway, "/v1/chat/completions", &ask("guarded", "s", text)).await;
         assert_eq!(status, 400, "{body}");
@@ -160,7 +162,7 @@ async fn a_blocked_request_never_reaches_the_upstream_nor_echoes_the_match() {
 
 #[tokio::test]
 async fn caps_clamp_or_reject_and_size_is_limited() {
-    let (upstream, gateway) = setup(GUARDRAILS).await;
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
     let body = json!({"model": "guarded", "max_tokens": 9000, "messages": [{"role": "user", "content": "hi"}]});
     let (status, _) = post(&gateway, "/v1/chat/completions", &body.to_string()).await;
     assert_eq!(status, 200);
@@ -174,7 +176,7 @@ async fn caps_clamp_or_reject_and_size_is_limited() {
         .expect("m")
         .contains("at most 4096 bytes"));
 
-    let (upstream, gateway) = setup("{maxOutputTokens: {value: 100, mode: reject}}").await;
+    let (upstream, gateway, _config) = setup("{maxOutputTokens: {value: 100, mode: reject}}").await;
     let body =
         json!({"model": "guarded", "max_completion_tokens": 101, "messages": [{"role": "user", "content": "hi"}]});
     let (status, body) = post(&gateway, "/v1/chat/completions", &body.to_string()).await;
@@ -187,15 +189,7 @@ async fn caps_clamp_or_reject_and_size_is_limited() {
 /// Streams a chat through the gateway; the raw SSE text the client received.
 async fn stream_text(gateway: &Running, model: &str) -> String {
     let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "tell me"}]});
-    let response = client()
-        .post(format!("http://{}/v1/chat/completions", gateway.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("body")
+    stream_from(gateway, "/v1/chat/completions", &body).await
 }
 
 fn content_of(sse: &str) -> String {
@@ -208,7 +202,7 @@ fn content_of(sse: &str) -> String {
 
 #[tokio::test]
 async fn streamed_answers_are_masked_across_chunks_and_blocked_mid_way() {
-    let (upstream, gateway) = setup(GUARDRAILS).await;
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
     upstream.answer_with(&["Reach her at ja", "ne.doe@exa", "mple.com or 123-4", "5-6789. Bye."]);
     let sse = stream_text(&gateway, "guarded").await;
     assert_eq!(content_of(&sse), "Reach her at [EMAIL] or [US_SSN]. Bye.");
@@ -274,7 +268,7 @@ async fn the_webhook_guard_blocks_flagged_requests_and_honours_its_failure_mode(
     let spec = |mode: &str| {
         format!("{{webhook: {{url: \"{url}/classify\", categories: [jailbreak, toxicity], timeout: 300ms, failureMode: {mode}}}}}")
     };
-    let (upstream, gateway) = setup(&spec("closed")).await;
+    let (upstream, gateway, _config) = setup(&spec("closed")).await;
     upstream.answer_with(&["ok"]);
 
     let (status, body) = post(
@@ -316,7 +310,7 @@ async fn the_webhook_guard_blocks_flagged_requests_and_honours_its_failure_mode(
         "only the passing request reached the upstream"
     );
 
-    let (upstream, gateway) = setup(&spec("open")).await;
+    let (upstream, gateway, _config) = setup(&spec("open")).await;
     upstream.answer_with(&["ok"]);
     for text in ["crash please", "hang please"] {
         let (status, _) = post(&gateway, "/v1/chat/completions", &ask("guarded", "s", text)).await;
@@ -332,7 +326,7 @@ async fn the_official_openai_client_sees_a_block_and_a_mask() {
     let python = std::env::var("MODELGATE_PYTHON").unwrap_or_else(|_| {
         panic!("MODELGATE_PYTHON is not set: run tests/all.sh, which creates a virtualenv with the openai package")
     });
-    let (upstream, gateway) = setup(GUARDRAILS).await;
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
     upstream.answer_with(&["Write to sa", "m@example.com, ", "thanks."]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/guardrails_client.py");
     let output = tokio::process::Command::new(&python)
@@ -353,5 +347,247 @@ async fn the_official_openai_client_sees_a_block_and_a_mask() {
     assert!(
         seen.iter().all(|s| !s.to_string().contains("4111")),
         "a card number reached the upstream"
+    );
+}
+
+/// The events of an SSE text, as (name, data).
+fn events_of(sse: &str) -> Vec<(String, Value)> {
+    sse.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("message");
+            let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            (name.to_string(), serde_json::from_str(&data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+/// Posts `body` to `path` as a stream; the raw SSE text the client received.
+async fn stream_from(gateway: &Running, path: &str, body: &Value) -> String {
+    let response = client()
+        .post(format!("http://{}{path}", gateway.addr))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("body")
+}
+
+fn anthropic_ask(text: &str) -> Value {
+    json!({"model": "guarded", "max_tokens": 9000, "system": "Support for ops@corp.example",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]})
+}
+
+/// The Anthropic error envelope of a refusal by `rule`, which never repeats the match.
+fn assert_anthropic_refusal(status: u16, body: &Value, rule: &str, secret: &str) {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains(&format!("'{rule}'")), "{message}");
+    assert!(!body.to_string().to_lowercase().contains(secret), "{body}");
+}
+
+#[tokio::test]
+async fn anthropic_messages_are_masked_and_blocked_in_the_anthropic_envelope() {
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
+    upstream.answer_with(&["mail bob@example.org"]);
+    let (status, body) = post(
+        &gateway,
+        "/v1/messages",
+        &anthropic_ask("I am jane@example.com").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["content"][0]["text"], "mail [EMAIL]");
+    let seen = upstream.seen();
+    let sent = seen[0]["messages"].to_string();
+    assert!(sent.contains("I am [EMAIL]") && !sent.contains("jane@"), "{sent}");
+    assert!(
+        sent.contains("ops@corp.example"),
+        "the system prompt is not scanned: {sent}"
+    );
+    let cap = seen[0]["max_completion_tokens"]
+        .as_u64()
+        .or(seen[0]["max_tokens"].as_u64());
+    assert_eq!(cap, Some(256), "max_tokens is clamped: {}", seen[0]);
+
+    // A request block: the upstream sees nothing.
+    for text in ["my key is AKIAIOSFODNN7EXAMPLE", "about Project  Falcon"] {
+        let (status, body) = post(&gateway, "/v1/messages", &anthropic_ask(text).to_string()).await;
+        assert_anthropic_refusal(
+            status,
+            &body,
+            "secrets",
+            if text.contains("AKIA") { "akia" } else { "falcon" },
+        );
+    }
+    let tool = json!({"model": "guarded", "max_tokens": 10, "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "AKIAIOSFODNN7EXAMPLE"}]}]});
+    let (status, body) = post(&gateway, "/v1/messages", &tool.to_string()).await;
+    assert_anthropic_refusal(status, &body, "secrets", "akia");
+    let (status, body) = post(&gateway, "/v1/messages/count_tokens", &tool.to_string()).await;
+    assert_anthropic_refusal(status, &body, "secrets", "akia");
+    assert_eq!(upstream.seen().len(), 1, "the upstream saw a blocked request");
+
+    // An answer block, not streamed.
+    upstream.answer_with(&["-----BEGIN RSA PRIVATE KEY-----\nMIIE"]);
+    let (status, body) = post(&gateway, "/v1/messages", &anthropic_ask("hi").to_string()).await;
+    assert_anthropic_refusal(status, &body, "secrets", "begin rsa");
+}
+
+#[tokio::test]
+async fn anthropic_streams_are_masked_across_deltas_and_end_in_an_error_event() {
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
+    let mut ask = anthropic_ask("tell me");
+    ask["stream"] = json!(true);
+    upstream.answer_with(&["Reach her at ja", "ne.doe@exa", "mple.com or 123-4", "5-6789. Bye."]);
+    let events = events_of(&stream_from(&gateway, "/v1/messages", &ask).await);
+    let text: String = events
+        .iter()
+        .filter(|(name, _)| name == "content_block_delta")
+        .filter_map(|(_, d)| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Reach her at [EMAIL] or [US_SSN]. Bye.");
+    assert_eq!(events.last().map(|(name, _)| name.as_str()), Some("message_stop"));
+    let stop = events
+        .iter()
+        .position(|(n, _)| n == "content_block_stop")
+        .expect("stop");
+    assert!(
+        events[stop..].iter().all(|(n, _)| n != "content_block_delta"),
+        "no text after its block's end: {events:?}"
+    );
+
+    upstream.answer_with(&[
+        "Fine so far. ",
+        "The code name is Project Fal",
+        "con, and more",
+        " text.",
+    ]);
+    let sse = stream_from(&gateway, "/v1/messages", &ask).await;
+    let events = events_of(&sse);
+    let (name, error) = events.last().expect("events");
+    assert_eq!(name, "error", "{sse}");
+    assert_eq!(error["type"], "error");
+    assert!(error["error"]["message"].as_str().expect("m").contains("'secrets'"));
+    assert!(
+        !sse.contains("message_stop"),
+        "a blocked stream has no clean end: {sse}"
+    );
+    assert!(!sse.contains("Project"), "the match reached the client: {sse}");
+}
+
+fn responses_ask(input: Value) -> Value {
+    json!({"model": "guarded", "instructions": "Support for ops@corp.example", "input": input, "max_output_tokens": 9000})
+}
+
+#[tokio::test]
+async fn responses_are_masked_and_blocked_streamed_and_not() {
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
+    upstream.answer_with(&["mail bob@example.org"]);
+    let (status, body) = post(
+        &gateway,
+        "/v1/responses",
+        &responses_ask(json!("I am jane@example.com")).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"][0]["content"][0]["text"], "mail [EMAIL]", "{body}");
+    let seen = upstream.seen();
+    let sent = seen[0]["messages"].to_string();
+    assert!(
+        sent.contains("I am [EMAIL]") && sent.contains("ops@corp.example"),
+        "{sent}"
+    );
+    let cap = seen[0]["max_completion_tokens"]
+        .as_u64()
+        .or(seen[0]["max_tokens"].as_u64());
+    assert_eq!(cap, Some(256), "max_output_tokens is clamped: {}", seen[0]);
+
+    let items = json!([
+        {"role": "user", "content": "look it up"},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "the key is AKIAIOSFODNN7EXAMPLE"}]);
+    let (status, body) = post(&gateway, "/v1/responses", &responses_ask(items).to_string()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("content_policy_violation")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("AKIA"));
+    assert_eq!(upstream.seen().len(), 1, "the upstream saw a blocked request");
+
+    // Streamed: deltas masked across events, the repeated whole texts too, numbers consecutive.
+    let mut ask = responses_ask(json!("tell me"));
+    ask["stream"] = json!(true);
+    upstream.answer_with(&["Reach her at ja", "ne.doe@exa", "mple.com or 123-4", "5-6789. Bye."]);
+    let sse = stream_from(&gateway, "/v1/responses", &ask).await;
+    let events = events_of(&sse);
+    let masked = "Reach her at [EMAIL] or [US_SSN]. Bye.";
+    let text: String = events
+        .iter()
+        .filter(|(name, _)| name == "response.output_text.delta")
+        .filter_map(|(_, d)| d["delta"].as_str())
+        .collect();
+    assert_eq!(text, masked);
+    assert!(!sse.contains("jane.doe") && !sse.contains("6789"), "{sse}");
+    for (n, (name, data)) in events.iter().enumerate() {
+        assert_eq!(
+            (data["type"].as_str(), data["sequence_number"].as_u64()),
+            (Some(name.as_str()), Some(n as u64))
+        );
+    }
+    let (_, completed) = events.last().expect("events");
+    assert_eq!(completed["type"], "response.completed");
+    assert_eq!(completed["response"]["output"][0]["content"][0]["text"], masked);
+
+    upstream.answer_with(&[
+        "Fine so far. ",
+        "The code name is Project Fal",
+        "con, and more",
+        " text.",
+    ]);
+    let sse = stream_from(&gateway, "/v1/responses", &ask).await;
+    let events = events_of(&sse);
+    let (name, error) = events.last().expect("events");
+    assert_eq!(
+        (name.as_str(), error["code"].as_str()),
+        ("error", Some("content_policy_violation")),
+        "{sse}"
+    );
+    assert_eq!(error["sequence_number"].as_u64(), Some(events.len() as u64 - 1));
+    assert!(!sse.contains("response.completed") && !sse.contains("Project"), "{sse}");
+}
+
+#[tokio::test]
+#[ignore = "needs the anthropic Python package: tests/all.sh installs it and runs this"]
+async fn the_official_anthropic_client_sees_a_block_and_a_mask() {
+    let (upstream, gateway, _config) = setup(GUARDRAILS).await;
+    upstream.answer_with(&["Write to sa", "m@example.com, ", "thanks."]);
+    let origin = format!("http://{}", gateway.addr);
+    run_pytest(
+        "guardrails_anthropic_client.py",
+        &[("MODELGATE_ORIGIN", origin)],
+        "3 passed",
+    )
+    .await;
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2, "the blocked request never reached the upstream");
+    assert!(
+        seen.iter().all(|s| !s.to_string().contains("4111")),
+        "a card number reached the upstream"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s["max_completion_tokens"] == 256 || s["max_tokens"] == 256),
+        "max_tokens 4096 was clamped to the alias's 256: {seen:?}"
     );
 }

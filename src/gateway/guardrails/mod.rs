@@ -156,3 +156,7 @@ fn violation(alias: &str, rule: &str, direction: Direction) -> ApiError {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod stream_tests;

@@ -29,9 +29,7 @@ pub async fn check(
     if !guard.reads_request() {
         return Ok(None);
     }
-    let Some(surface) = surface(endpoint) else {
-        return Err(unreadable(&guard.alias, endpoint));
-    };
+    let surface = surface(endpoint);
     let mut value: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
     let mut changed = false;
     if let Some((cap, mode)) = guard.cap {
@@ -166,15 +164,6 @@ fn over_cap(alias: &str, field: &'static str, asked: u64, cap: u64) -> ApiError 
     );
     error.param = Some(std::borrow::Cow::Borrowed(field));
     error
-}
-
-fn unreadable(alias: &str, endpoint: Endpoint) -> ApiError {
-    error(
-        StatusCode::BAD_REQUEST,
-        "guardrails_unsupported",
-        None,
-        format!("The model '{alias}' has guardrails this gateway cannot apply to {endpoint:?} requests yet, so it refuses them rather than let them through unchecked. Use /v1/chat/completions, or ask the platform team."),
-    )
 }
 
 fn flagged(alias: &str, categories: &[String]) -> ApiError {

@@ -35,9 +35,7 @@ pub async fn wrap(
     response: Response<Body>,
     metrics: Arc<GuardMetrics>,
 ) -> Response<Body> {
-    let Some(surface) = surface(endpoint) else {
-        return response;
-    };
+    let surface = surface(endpoint);
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -47,17 +45,7 @@ pub async fn wrap(
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     if streamed {
-        let scanned = Scanned {
-            inner: body,
-            parser: SseParser::new(),
-            windows: Vec::new(),
-            template: Value::Null,
-            guard,
-            surface,
-            metrics,
-            counted: 0,
-            done: false,
-        };
+        let scanned = Scanned::new(guard, surface, body, metrics);
         return Response::from_parts(parts, Body::new(scanned));
     }
     let bytes = match Limited::new(body, MAX_ANSWER).collect().await {
@@ -111,6 +99,7 @@ fn scan_whole(
     if masked.is_empty() {
         return Ok(None);
     }
+    surface.scrub(&mut value);
     count_masks(guard, matcher, &mut masked, metrics);
     Ok(serde_json::to_vec(&value).ok().map(Bytes::from))
 }
@@ -132,28 +121,53 @@ fn count_masks(guard: &Guard, matcher: &Matcher, rules: &mut Vec<u16>, metrics: 
 struct Scanned {
     inner: Body,
     parser: SseParser,
-    /// The window of each slot, by slot number.
-    windows: Vec<(u32, Window)>,
-    /// The last event with text, as the model for events carrying released text.
-    template: Value,
+    /// Each slot's window, and its first event with text (the model for events carrying
+    /// released text).
+    slots: Vec<Slot>,
     guard: Arc<Guard>,
     surface: &'static dyn Surface,
     metrics: Arc<GuardMetrics>,
     /// Rules whose masks were counted, as bits.
     counted: u64,
+    /// The `sequence_number` of the next event written, when the surface numbers events.
+    sequence: Option<u64>,
     done: bool,
 }
 
+struct Slot {
+    id: u32,
+    window: Window,
+    template: Value,
+}
+
 impl Scanned {
-    fn window(&mut self, slot: u32) -> &mut Window {
-        let at = match self.windows.iter().position(|(s, _)| *s == slot) {
+    fn new(guard: Arc<Guard>, surface: &'static dyn Surface, body: Body, metrics: Arc<GuardMetrics>) -> Self {
+        Scanned {
+            inner: body,
+            parser: SseParser::new(),
+            slots: Vec::new(),
+            guard,
+            surface,
+            metrics,
+            counted: 0,
+            sequence: None,
+            done: false,
+        }
+    }
+
+    fn slot(&mut self, id: u32) -> &mut Slot {
+        let at = match self.slots.iter().position(|s| s.id == id) {
             Some(at) => at,
             None => {
-                self.windows.push((slot, Window::default()));
-                self.windows.len() - 1
+                self.slots.push(Slot {
+                    id,
+                    window: Window::default(),
+                    template: Value::Null,
+                });
+                self.slots.len() - 1
             }
         };
-        &mut self.windows[at].1
+        &mut self.slots[at]
     }
 
     /// Scans the events completed by `bytes`; `Err` ends the stream with an error event.
@@ -166,16 +180,14 @@ impl Scanned {
     }
 
     fn event(&mut self, name: &str, data: &str, out: &mut BytesMut) -> Result<(), ()> {
-        if self.surface.is_end(data) {
-            self.flush(out)?;
-            write_event(out, name, data);
-            return Ok(());
-        }
-        let guard = self.guard.clone();
         let parsed = match data.trim_start().starts_with('{') {
             true => serde_json::from_str::<Value>(data).ok(),
             false => None,
         };
+        if self.surface.is_end(data, parsed.as_ref()) {
+            self.flush(out)?;
+        }
+        let guard = self.guard.clone();
         let (Some(matcher), Some(mut value)) = (guard.response.as_ref(), parsed) else {
             write_event(out, name, data);
             return Ok(());
@@ -184,19 +196,17 @@ impl Scanned {
         self.surface.event_texts(&mut value, &mut |slot, text, ends| {
             deltas.push((slot, text.map(std::mem::take), ends));
         });
-        if deltas.is_empty() {
-            write_event(out, name, data);
-            return Ok(());
-        }
-        if self.template.is_null() {
-            self.template = value.clone();
-        }
+        let mut changed = !deltas.is_empty();
         let mut released = Vec::with_capacity(deltas.len());
         let mut before = Vec::new();
-        for (slot, text, ends) in deltas {
-            let window = self.window(slot);
-            let result = window.push(matcher, text.as_deref().unwrap_or_default(), ends);
-            let masked = window.masked;
+        let surface = self.surface;
+        for (id, text, ends) in deltas {
+            let slot = self.slot(id);
+            if text.is_some() && slot.template.is_null() {
+                slot.template = value.clone();
+            }
+            let result = slot.window.push(matcher, text.as_deref().unwrap_or_default(), ends);
+            let masked = slot.window.masked;
             self.count_masks(matcher, masked);
             match result {
                 Released::Blocked(rule) => {
@@ -204,7 +214,9 @@ impl Scanned {
                     return Err(());
                 }
                 Released::Text(t) if text.is_some() => released.push(t),
-                Released::Text(t) if !t.is_empty() => before.push(self.surface.text_event(slot, t, &self.template)),
+                Released::Text(t) if !t.is_empty() => {
+                    before.push(surface.text_event(id, t, &self.slot(id).template));
+                }
                 Released::Text(_) => {}
             }
         }
@@ -214,11 +226,57 @@ impl Scanned {
                 *text = r;
             }
         });
-        for extra in before {
-            write_event(out, name, &extra.to_string());
+        // Texts the event repeats whole: masked, or the stream ends.
+        let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
+        self.surface.event_whole_texts(&mut value, &mut |text| {
+            if blocked.is_none() {
+                blocked = matcher.apply(text, None, &mut findings, &mut masked);
+            }
+        });
+        if let Some(rule) = blocked {
+            self.block(matcher, rule, out);
+            return Err(());
         }
-        write_event(out, name, &value.to_string());
+        if !masked.is_empty() {
+            changed = true;
+            let bits = masked.iter().filter(|r| **r < 64).fold(0, |bits, r| bits | 1 << r);
+            self.count_masks(matcher, bits);
+        }
+        // Token log probabilities would show held or masked text before it is checked.
+        changed |= self.surface.scrub(&mut value);
+        for extra in before {
+            self.write_value(out, extra);
+        }
+        changed |= self.renumber(&mut value);
+        match changed {
+            true => write_event(out, name, &value.to_string()),
+            false => write_event(out, name, data),
+        }
         Ok(())
+    }
+
+    /// Gives `event` the next sequence number, when the surface numbers its events (events
+    /// the guard adds keep the numbers consecutive); whether it changed.
+    fn renumber(&mut self, event: &mut Value) -> bool {
+        if !self.surface.sequenced() {
+            return false;
+        }
+        let Some(number) = event.get_mut("sequence_number") else {
+            return false;
+        };
+        let next = *self.sequence.get_or_insert(number.as_u64().unwrap_or(0));
+        self.sequence = Some(next + 1);
+        if number.as_u64() == Some(next) {
+            return false;
+        }
+        *number = Value::from(next);
+        true
+    }
+
+    /// Writes an event the guard made, named as its surface names it.
+    fn write_value(&mut self, out: &mut BytesMut, mut event: Value) {
+        self.renumber(&mut event);
+        write_sse(out, self.surface.event_name(&event), &event.to_string());
     }
 
     /// Counts each rule that masked something in this stream, once.
@@ -242,21 +300,21 @@ impl Scanned {
         let Some(matcher) = guard.response.as_ref() else {
             return Ok(());
         };
-        let mut windows = std::mem::take(&mut self.windows);
-        for (slot, window) in &mut windows {
-            if !window.holds() {
+        let mut slots = std::mem::take(&mut self.slots);
+        for slot in &mut slots {
+            if !slot.window.holds() {
                 continue;
             }
-            let result = window.push(matcher, "", true);
-            self.count_masks(matcher, window.masked);
+            let result = slot.window.push(matcher, "", true);
+            self.count_masks(matcher, slot.window.masked);
             match result {
                 Released::Blocked(rule) => {
                     self.block(matcher, rule, out);
                     return Err(());
                 }
                 Released::Text(text) if !text.is_empty() => {
-                    let event = self.surface.text_event(*slot, text, &self.template);
-                    write_event(out, "message", &event.to_string());
+                    let event = self.surface.text_event(slot.id, text, &slot.template);
+                    self.write_value(out, event);
                 }
                 Released::Text(_) => {}
             }
@@ -269,8 +327,9 @@ impl Scanned {
         self.metrics
             .count(&self.guard.alias, name, Action::block, Side::response);
         let error = violation(&self.guard.alias, name, Direction::Response);
-        let (event, data) = self.surface.error_event(&error);
-        write_sse(out, event, &data);
+        let (event, mut data) = self.surface.error_event(&error);
+        self.renumber(&mut data);
+        write_sse(out, event, &data.to_string());
         self.done = true;
     }
 }

@@ -1,85 +1,10 @@
-//! Where the text is in each client API: the one thing the guardrails must know per surface.
-//! A new inbound API (Anthropic Messages, Responses) plugs in with one [`Surface`] impl.
+//! The OpenAI APIs: chat completions, completions and embeddings. Streams are `data:`
+//! chunks with `choices`, ended by `[DONE]`.
 
 use serde_json::Value;
 
+use super::{role_of, scrub_choices, strings, OutputFields, RequestOnly, Surface};
 use crate::crd::MessageRole;
-use crate::gateway::error::ApiError;
-use crate::gateway::metrics::Endpoint;
-
-/// The output-token fields of a request.
-pub struct OutputFields {
-    /// Fields that cap the output, any of which the client may set.
-    pub read: &'static [&'static str],
-    /// The field set when the client sets none.
-    pub set: &'static str,
-}
-
-/// A client API's texts, as the guardrails see them. Every method works on the parsed JSON the
-/// client sent or will receive, in that API's own shape.
-pub trait Surface: Sync {
-    /// Calls `each` with every text of a request that rules may scan, and its role.
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String));
-
-    /// The request fields that cap its output, when the API has them.
-    fn output_fields(&self) -> Option<OutputFields>;
-
-    /// Calls `each` with every text of a whole (non-streamed) answer.
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String));
-
-    /// Calls `each` with the text deltas of one streamed event: the slot (choice) it belongs
-    /// to, its text (`None` when the event has none), and whether the event ends the slot.
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool));
-
-    /// An event carrying `text` for `slot`, shaped after `template` (an earlier event): held
-    /// text released where the stream's own events have no room for it.
-    fn text_event(&self, slot: u32, text: String, template: &Value) -> Value;
-
-    /// Whether a stream's event data marks its clean end (`[DONE]`).
-    fn is_end(&self, data: &str) -> bool;
-
-    /// The event that ends a stream in error: its name (`None`: unnamed) and data. OpenAI's
-    /// clients raise on a `data:` event holding an `error` object.
-    fn error_event(&self, error: &ApiError) -> (Option<&'static str>, String) {
-        (None, error.body())
-    }
-}
-
-/// The surface of a client API, when the guardrails can read it.
-pub fn surface(endpoint: Endpoint) -> Option<&'static dyn Surface> {
-    match endpoint {
-        Endpoint::chat_completions => Some(&OpenAiChat),
-        Endpoint::completions => Some(&OpenAiCompletions),
-        Endpoint::embeddings => Some(&OpenAiEmbeddings),
-        Endpoint::messages | Endpoint::count_tokens | Endpoint::responses => None,
-    }
-}
-
-fn role_of(name: &str) -> Option<MessageRole> {
-    Some(match name {
-        "system" => MessageRole::System,
-        "developer" => MessageRole::Developer,
-        "user" => MessageRole::User,
-        "assistant" => MessageRole::Assistant,
-        "tool" | "function" => MessageRole::Tool,
-        _ => return None,
-    })
-}
-
-/// A string, or an array whose strings are texts (`prompt`, `input`).
-fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
-    match value {
-        Some(Value::String(text)) => each(role, text),
-        Some(Value::Array(items)) => {
-            for item in items {
-                if let Value::String(text) = item {
-                    each(role, text);
-                }
-            }
-        }
-        _ => {}
-    }
-}
 
 /// `{"choices": [{"index": n, <field>: …}]}` chunks, as OpenAI streams them.
 fn choice_deltas(
@@ -168,6 +93,10 @@ impl Surface for OpenAiChat {
         choice_deltas(data, |choice| choice.pointer_mut("/delta/content"), each);
     }
 
+    fn scrub(&self, data: &mut Value) -> bool {
+        scrub_choices(data)
+    }
+
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
         chunk_like(
             template,
@@ -175,7 +104,7 @@ impl Surface for OpenAiChat {
         )
     }
 
-    fn is_end(&self, data: &str) -> bool {
+    fn is_end(&self, data: &str, _event: Option<&Value>) -> bool {
         data.trim() == "[DONE]"
     }
 }
@@ -210,6 +139,10 @@ impl Surface for OpenAiCompletions {
         choice_deltas(data, |choice| choice.get_mut("text"), each);
     }
 
+    fn scrub(&self, data: &mut Value) -> bool {
+        scrub_choices(data)
+    }
+
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
         chunk_like(
             template,
@@ -217,32 +150,12 @@ impl Surface for OpenAiCompletions {
         )
     }
 
-    fn is_end(&self, data: &str) -> bool {
+    fn is_end(&self, data: &str, _event: Option<&Value>) -> bool {
         data.trim() == "[DONE]"
     }
 }
 
 /// `/v1/embeddings`: texts in, vectors out.
-pub struct OpenAiEmbeddings;
-
-impl Surface for OpenAiEmbeddings {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
-        strings(body.get_mut("input"), MessageRole::User, each);
-    }
-
-    fn output_fields(&self) -> Option<OutputFields> {
-        None
-    }
-
-    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
-
-    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
-
-    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
-        template.clone()
-    }
-
-    fn is_end(&self, _data: &str) -> bool {
-        false
-    }
-}
+pub const OPENAI_EMBEDDINGS: RequestOnly = RequestOnly(|body, each| {
+    strings(body.get_mut("input"), MessageRole::User, each);
+});

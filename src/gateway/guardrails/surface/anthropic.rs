@@ -1,0 +1,156 @@
+//! Anthropic Messages (`/v1/messages`) and its token counting. Requests: `system` (a string or
+//! text blocks) and `messages` whose content is a string or blocks; `tool_result` blocks are
+//! the tool role. Streams: named events; text arrives in `content_block_delta` events
+//! (`text_delta`) of a content block, which `content_block_stop` ends; a failure is
+//! `event: error`.
+
+use serde_json::Value;
+
+use super::{leaves, role_of, OutputFields, RequestOnly, Surface};
+use crate::crd::MessageRole;
+use crate::gateway::error::ApiError;
+
+/// `POST /v1/messages`.
+pub struct AnthropicMessages;
+
+/// `POST /v1/messages/count_tokens`: the same texts go to the provider to be counted, so the
+/// same request rules apply (a masked request is counted as it will be sent); it has no
+/// answer text and no output cap.
+pub const ANTHROPIC_COUNT_TOKENS: RequestOnly = RequestOnly(request_texts);
+
+fn request_texts(body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    match body.get_mut("system") {
+        Some(Value::String(text)) => each(MessageRole::System, text),
+        Some(Value::Array(blocks)) => blocks
+            .iter_mut()
+            .for_each(|b| block_texts(b, MessageRole::System, each)),
+        _ => {}
+    }
+    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+        return;
+    };
+    for message in messages {
+        let Some(role) = message.get("role").and_then(Value::as_str).and_then(role_of) else {
+            continue;
+        };
+        match message.get_mut("content") {
+            Some(Value::String(text)) => each(role, text),
+            Some(Value::Array(blocks)) => blocks.iter_mut().for_each(|b| block_texts(b, role, each)),
+            _ => {}
+        }
+    }
+}
+
+/// The texts of one content block: text, a tool's result (the tool role), a tool call's input,
+/// a plain-text document.
+fn block_texts(block: &mut Value, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    if block["type"] == "text" {
+        if let Some(Value::String(text)) = block.get_mut("text") {
+            each(role, text);
+        }
+    } else if block["type"] == "tool_result" {
+        match block.get_mut("content") {
+            Some(Value::String(text)) => each(MessageRole::Tool, text),
+            Some(Value::Array(blocks)) => blocks.iter_mut().for_each(|b| block_texts(b, MessageRole::Tool, each)),
+            _ => {}
+        }
+    } else if block["type"] == "tool_use" || block["type"] == "server_tool_use" {
+        if let Some(input) = block.get_mut("input") {
+            leaves(input, role, each);
+        }
+    } else if block["type"] == "document" {
+        let Some(source) = block.get_mut("source") else {
+            return;
+        };
+        if source["type"] == "text" {
+            if let Some(Value::String(text)) = source.get_mut("data") {
+                each(role, text);
+            }
+        } else if let Some(Value::Array(blocks)) = source.get_mut("content") {
+            blocks.iter_mut().for_each(|b| block_texts(b, role, each));
+        } else if let Some(Value::String(text)) = source.get_mut("content") {
+            each(role, text);
+        }
+    }
+}
+
+fn slot(event: &Value) -> u32 {
+    let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+impl Surface for AnthropicMessages {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        request_texts(body, each);
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        Some(OutputFields {
+            read: &["max_tokens"],
+            set: "max_tokens",
+        })
+    }
+
+    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+        content_texts(body.get_mut("content"), each);
+    }
+
+    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
+        let slot = slot(data);
+        if data["type"] == "content_block_delta" {
+            if data["delta"]["type"] == "text_delta" {
+                if let Some(Value::String(text)) = data.pointer_mut("/delta/text") {
+                    each(slot, Some(text), false);
+                }
+            }
+        } else if data["type"] == "content_block_start" {
+            if data["content_block"]["type"] == "text" {
+                if let Some(Value::String(text)) = data.pointer_mut("/content_block/text") {
+                    each(slot, Some(text), false);
+                }
+            }
+        } else if data["type"] == "content_block_stop" {
+            each(slot, None, true);
+        }
+    }
+
+    fn event_whole_texts(&self, data: &mut Value, each: &mut dyn FnMut(&mut String)) {
+        if data["type"] == "message_start" {
+            content_texts(data.pointer_mut("/message/content"), each);
+        }
+    }
+
+    fn text_event(&self, slot: u32, text: String, _template: &Value) -> Value {
+        serde_json::json!({"type": "content_block_delta", "index": slot, "delta": {"type": "text_delta", "text": text}})
+    }
+
+    fn event_name<'v>(&self, event: &'v Value) -> Option<&'v str> {
+        event.get("type").and_then(Value::as_str)
+    }
+
+    fn is_end(&self, _data: &str, event: Option<&Value>) -> bool {
+        event.is_some_and(|e| e["type"] == "message_stop")
+    }
+
+    /// Anthropic's clients raise on `event: error` with the error envelope.
+    fn error_event(&self, error: &ApiError) -> (Option<&'static str>, Value) {
+        (
+            Some("error"),
+            crate::llm::anthropic::error_json(error.status.as_u16(), &error.message),
+        )
+    }
+}
+
+/// The `text` of each text block of a message's `content`.
+fn content_texts(content: Option<&mut Value>, each: &mut dyn FnMut(&mut String)) {
+    let Some(Value::Array(blocks)) = content else {
+        return;
+    };
+    for block in blocks {
+        if block["type"] == "text" {
+            if let Some(Value::String(text)) = block.get_mut("text") {
+                each(text);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Where the text is in each client API: the one thing the guardrails must know per surface.
+//! Each inbound API plugs in with one [`Surface`] impl: OpenAI chat completions, completions
+//! and embeddings ([`openai`]), Anthropic Messages and its token counting ([`anthropic`]), and
+//! the OpenAI Responses API ([`responses`]).
+
+mod anthropic;
+mod openai;
+mod responses;
+
+use serde_json::Value;
+
+pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
+pub use self::openai::{OpenAiChat, OpenAiCompletions, OPENAI_EMBEDDINGS};
+pub use self::responses::Responses;
+use crate::crd::MessageRole;
+use crate::gateway::error::ApiError;
+use crate::gateway::metrics::Endpoint;
+
+/// The output-token fields of a request.
+pub struct OutputFields {
+    /// Fields that cap the output, any of which the client may set.
+    pub read: &'static [&'static str],
+    /// The field set when the client sets none.
+    pub set: &'static str,
+}
+
+/// A client API's texts, as the guardrails see them. Every method works on the parsed JSON the
+/// client sent or will receive, in that API's own shape.
+pub trait Surface: Sync {
+    /// Calls `each` with every text of a request that rules may scan, and its role.
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String));
+
+    /// The request fields that cap its output, when the API has them.
+    fn output_fields(&self) -> Option<OutputFields>;
+
+    /// Calls `each` with every text of a whole (non-streamed) answer.
+    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String));
+
+    /// Calls `each` with the text deltas of one streamed event: the slot (choice, content
+    /// block, content part) it belongs to, its text (`None` when the event has none), and
+    /// whether the event ends the slot.
+    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool));
+
+    /// Calls `each` with the texts of one streamed event that repeat, whole, text already
+    /// streamed as deltas (the Responses API's `*.done` events and final response). They are
+    /// masked or blocked as whole answers are.
+    fn event_whole_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+
+    /// An event carrying `text` for `slot`, shaped after `template` (the slot's first event
+    /// with text): held text released where the stream's own events have no room for it.
+    fn text_event(&self, slot: u32, text: String, template: &Value) -> Value;
+
+    /// Empties what repeats an answer's or event's text token by token beside it (log
+    /// probabilities), through which masked text would show; whether anything was removed.
+    fn scrub(&self, _data: &mut Value) -> bool {
+        false
+    }
+
+    /// The SSE event name of an event this gateway writes (`None`: unnamed).
+    fn event_name<'v>(&self, _event: &'v Value) -> Option<&'v str> {
+        None
+    }
+
+    /// Whether an event marks the stream's clean end (`data` raw, `event` parsed when JSON):
+    /// held text is released before it.
+    fn is_end(&self, data: &str, event: Option<&Value>) -> bool;
+
+    /// The event that ends a stream in error: its name (`None`: unnamed) and data. OpenAI's
+    /// clients raise on a `data:` event holding an `error` object.
+    fn error_event(&self, error: &ApiError) -> (Option<&'static str>, Value) {
+        (None, serde_json::from_str(&error.body()).unwrap_or(Value::Null))
+    }
+
+    /// Whether events carry a `sequence_number` that must stay consecutive when the guard
+    /// adds events (the Responses API).
+    fn sequenced(&self) -> bool {
+        false
+    }
+}
+
+/// The surface of a client API.
+pub fn surface(endpoint: Endpoint) -> &'static dyn Surface {
+    match endpoint {
+        Endpoint::chat_completions => &OpenAiChat,
+        Endpoint::completions => &OpenAiCompletions,
+        Endpoint::embeddings => &OPENAI_EMBEDDINGS,
+        Endpoint::messages => &AnthropicMessages,
+        Endpoint::count_tokens => &ANTHROPIC_COUNT_TOKENS,
+        Endpoint::responses => &Responses,
+    }
+}
+
+/// An API whose requests have texts and whose answers have none (embeddings, token counts):
+/// request rules only, no output cap.
+pub struct RequestOnly(pub RequestTexts);
+
+/// What [`Surface::request_texts`] does, as a function.
+pub type RequestTexts = fn(&mut Value, &mut dyn FnMut(MessageRole, &mut String));
+
+impl Surface for RequestOnly {
+    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+        (self.0)(body, each);
+    }
+
+    fn output_fields(&self) -> Option<OutputFields> {
+        None
+    }
+
+    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+
+    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
+
+    fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
+        template.clone()
+    }
+
+    fn is_end(&self, _data: &str, _event: Option<&Value>) -> bool {
+        false
+    }
+}
+
+fn role_of(name: &str) -> Option<MessageRole> {
+    Some(match name {
+        "system" => MessageRole::System,
+        "developer" => MessageRole::Developer,
+        "user" => MessageRole::User,
+        "assistant" => MessageRole::Assistant,
+        "tool" | "function" => MessageRole::Tool,
+        _ => return None,
+    })
+}
+
+/// A string, or an array whose strings are texts (`prompt`, `input`).
+fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    match value {
+        Some(Value::String(text)) => each(role, text),
+        Some(Value::Array(items)) => {
+            for item in items {
+                if let Value::String(text) = item {
+                    each(role, text);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A string, or an array of parts whose `text_field` is text (when their `type` is one of
+/// `kinds`, or they have none).
+fn string_or_parts(
+    value: Option<&mut Value>,
+    kinds: &[&str],
+    role: MessageRole,
+    each: &mut dyn FnMut(MessageRole, &mut String),
+) {
+    match value {
+        Some(Value::String(text)) => each(role, text),
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                let kind = part.get("type").and_then(Value::as_str);
+                if kind.is_some_and(|k| !kinds.contains(&k)) {
+                    continue;
+                }
+                if let Some(Value::String(text)) = part.get_mut("text") {
+                    each(role, text);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Sets `choices[].logprobs` to null (OpenAI chat and completions).
+fn scrub_choices(data: &mut Value) -> bool {
+    let mut scrubbed = false;
+    if let Some(Value::Array(choices)) = data.get_mut("choices") {
+        for choice in choices {
+            if let Some(logprobs) = choice.get_mut("logprobs").filter(|l| !l.is_null()) {
+                *logprobs = Value::Null;
+                scrubbed = true;
+            }
+        }
+    }
+    scrubbed
+}
+
+/// Every string inside a JSON value (a tool call's arguments as an object).
+fn leaves(value: &mut Value, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    match value {
+        Value::String(text) => each(role, text),
+        Value::Array(items) => items.iter_mut().for_each(|v| leaves(v, role, each)),
+        Value::Object(fields) => fields.values_mut().for_each(|v| leaves(v, role, each)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[path = "../surface_tests.rs"]
+mod tests;
