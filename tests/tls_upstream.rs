@@ -157,6 +157,13 @@ async fn an_https_provider_is_reached_over_verified_tls_and_http2_and_an_untrust
     let (_config, gateway) = gateway_to(addr).await;
     let (status, body) = post(&gateway, "/v1/chat/completions", &chat("chat")).await;
     assert_eq!(status, 502, "{body}");
-    assert_eq!(body["error"]["code"], "upstream_unreachable");
+    assert_eq!(body["error"]["code"], "upstream_tls_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("its TLS certificate failed verification"),
+        "{body}"
+    );
     assert!(seen.lock().expect("lock").is_empty(), "no request reached it");
 }
