@@ -56,6 +56,8 @@ pub struct Counts {
     pub requests: AtomicUsize,
     /// HTTP versions of the requests.
     pub versions: Mutex<Vec<hyper::Version>>,
+    /// The `Authorization` header of each request.
+    pub authorizations: Mutex<Vec<String>>,
 }
 
 impl Counts {
@@ -97,9 +99,19 @@ pub struct TlsUpstream {
 
 impl TlsUpstream {
     pub async fn start(ca: &Ca, options: Options) -> Self {
+        let (certificates, key) = ca.server_certificate();
+        Self::start_with(certificates, key, options).await
+    }
+
+    /// An upstream serving this certificate chain and key.
+    pub async fn start_with(
+        certificates: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        options: Options,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (acceptor, mut current) = watch::channel(acceptor(ca, options));
+        let (acceptor, mut current) = watch::channel(acceptor(certificates, key, options));
         let counts = Arc::new(Counts::default());
         let served = counts.clone();
         tokio::spawn(async move {
@@ -145,12 +157,12 @@ impl TlsUpstream {
 
     /// Serves a certificate signed by `ca` from now on; open connections are closed.
     pub fn rotate(&self, ca: &Ca) {
-        self.acceptor.send_replace(acceptor(ca, self.options));
+        let (certificates, key) = ca.server_certificate();
+        self.acceptor.send_replace(acceptor(certificates, key, self.options));
     }
 }
 
-fn acceptor(ca: &Ca, options: Options) -> TlsAcceptor {
-    let (certificates, key) = ca.server_certificate();
+fn acceptor(certificates: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, options: Options) -> TlsAcceptor {
     let mut config =
         rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
@@ -168,6 +180,9 @@ fn acceptor(ca: &Ca, options: Options) -> TlsAcceptor {
 async fn answer(request: Request<Incoming>, counts: &Counts, options: Options) -> Response<Full<Bytes>> {
     counts.requests.fetch_add(1, Ordering::SeqCst);
     counts.versions.lock().expect("lock").push(request.version());
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let authorization = authorization.unwrap_or_default().to_string();
+    counts.authorizations.lock().expect("lock").push(authorization);
     let body = request
         .into_body()
         .collect()
