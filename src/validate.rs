@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::compiler::{AwsKeys, Credentials, KeyLookup, SecretData, SecretsAndEnv, Severity};
-use crate::crd::ApiKeySource;
+use crate::crd::{ApiKeySource, SecretKeyRef};
 use crate::manifest::{load_paths, Manifests};
 use crate::report::{self, Line};
 
@@ -49,6 +49,23 @@ impl Credentials for FileKeys<'_> {
                 strict.lookup(namespace, source)
             }
             _ => KeyLookup::Unchecked,
+        }
+    }
+
+    fn secret_bytes(&self, namespace: &str, secret_ref: &SecretKeyRef, field: &str) -> KeyLookup<Vec<u8>> {
+        let strict = SecretsAndEnv {
+            secrets: self.secrets,
+            env: None,
+            view: crate::compiler::SecretView::All,
+        };
+        if self.check_keys
+            || self
+                .secrets
+                .contains_key(&(namespace.to_string(), secret_ref.name.clone()))
+        {
+            strict.secret_bytes(namespace, secret_ref, field)
+        } else {
+            KeyLookup::Unchecked
         }
     }
 

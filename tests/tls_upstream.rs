@@ -6,18 +6,11 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::tls::{Options, TlsUpstream};
 use support::*;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// A self-signed certificate for 127.0.0.1, made with the openssl command line.
 fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -49,67 +42,15 @@ fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (cert, key)
 }
 
-/// What the upstream saw: protocol version and Authorization of each request.
-type Seen = Arc<Mutex<Vec<(hyper::Version, String)>>>;
-
-async fn serve_tls(cert: &Path, key: &Path, seen: Seen) -> std::net::SocketAddr {
+/// An HTTPS upstream (HTTP/2 offered by ALPN) serving this self-signed certificate.
+async fn serve_tls(cert: &Path, key: &Path) -> TlsUpstream {
     let certs = vec![CertificateDer::from_pem_file(cert).expect("certificate")];
     let key = PrivateKeyDer::from_pem_file(key).expect("key");
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, seen) = (acceptor.clone(), seen.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let auth = request
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        seen.lock().expect("lock").push((request.version(), auth));
-                        let body = request
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let model = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()["model"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string();
-                        let reply = serde_json::json!({
-                            "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": model,
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("tls served {model}")}, "finish_reason": "stop"}],
-                        });
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(reply.to_string())))
-                                .expect("response"),
-                        )
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    let options = Options {
+        h2: true,
+        close_each: false,
+    };
+    TlsUpstream::start_with(certs, key, options).await
 }
 
 /// A gateway whose alias `chat` routes to `https://ADDR/v1`, with the key `sk-tls-1`.
@@ -133,30 +74,33 @@ async fn an_https_provider_is_reached_over_verified_tls_and_http2_and_an_untrust
     // The gateway trusts the system's roots; here the system trusts only this certificate.
     std::env::set_var("SSL_CERT_FILE", &cert);
     std::env::remove_var("SSL_CERT_DIR");
-    let seen = Seen::default();
-    let addr = serve_tls(&cert, &key, seen.clone()).await;
+    let upstream = serve_tls(&cert, &key).await;
 
-    let (_config, gateway) = gateway_to(addr).await;
+    let (_config, gateway) = gateway_to(upstream.addr).await;
     for _ in 0..3 {
         let (status, body) = post(&gateway, "/v1/chat/completions", &chat("chat")).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["choices"][0]["message"]["content"], "tls served model-t");
     }
-    let served = seen.lock().expect("lock").clone();
-    assert_eq!(served.len(), 3);
-    for (version, auth) in &served {
-        assert_eq!(*version, hyper::Version::HTTP_2, "ALPN chose HTTP/2");
-        assert_eq!(auth, "Bearer sk-tls-1");
-    }
+    let versions = upstream.counts.versions.lock().expect("lock").clone();
+    assert_eq!(versions, [hyper::Version::HTTP_2; 3], "ALPN chose HTTP/2");
+    let authorizations = upstream.counts.authorizations.lock().expect("lock").clone();
+    assert_eq!(authorizations, ["Bearer sk-tls-1"; 3]);
 
     // Another upstream, whose certificate is in no trust store the gateway reads.
     let other = tempfile::tempdir().expect("temp dir");
     let (cert, key) = certificate(other.path());
-    let seen = Seen::default();
-    let addr = serve_tls(&cert, &key, seen.clone()).await;
-    let (_config, gateway) = gateway_to(addr).await;
+    let upstream = serve_tls(&cert, &key).await;
+    let (_config, gateway) = gateway_to(upstream.addr).await;
     let (status, body) = post(&gateway, "/v1/chat/completions", &chat("chat")).await;
     assert_eq!(status, 502, "{body}");
-    assert_eq!(body["error"]["code"], "upstream_unreachable");
-    assert!(seen.lock().expect("lock").is_empty(), "no request reached it");
+    assert_eq!(body["error"]["code"], "upstream_tls_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("its TLS certificate failed verification"),
+        "{body}"
+    );
+    assert_eq!(upstream.counts.requests(), 0, "no request reached it");
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::table::AwsKeys;
-use crate::crd::{ApiKeySource, CREDENTIAL_LABEL};
+use crate::crd::{ApiKeySource, SecretKeyRef, CREDENTIAL_LABEL};
 use crate::secret::SecretString;
 
 /// The outcome of looking up a provider's key (or its AWS credentials).
@@ -25,6 +25,10 @@ pub trait Credentials {
     /// AWS credentials from the Secret `name` (`accessKeyId`, `secretAccessKey`, and
     /// optionally `sessionToken`).
     fn aws_keys(&self, namespace: &str, name: &str) -> KeyLookup<AwsKeys>;
+
+    /// The raw bytes of a Secret key that is not an API key (a CA bundle), with `field` the
+    /// spec field that names it, for the message.
+    fn secret_bytes(&self, namespace: &str, secret_ref: &SecretKeyRef, field: &str) -> KeyLookup<Vec<u8>>;
 }
 
 /// Secret data keyed by `(namespace, name)`.
@@ -105,34 +109,21 @@ impl Credentials for SecretsAndEnv<'_> {
         }
     }
 
+    fn secret_bytes(&self, namespace: &str, secret_ref: &SecretKeyRef, field: &str) -> KeyLookup<Vec<u8>> {
+        match self.secret_key(namespace, secret_ref, field) {
+            Ok(bytes) => KeyLookup::Found(bytes.clone()),
+            Err(why) => KeyLookup::Missing(why),
+        }
+    }
+
     fn lookup(&self, namespace: &str, source: &ApiKeySource) -> KeyLookup {
         if let Some(secret_ref) = &source.secret_ref {
-            let Some(data) = self.secrets.get(&(namespace.to_string(), secret_ref.name.clone())) else {
-                let with = format!("the key '{}'", secret_ref.key);
-                return KeyLookup::Missing(self.view.missing_secret(
-                    namespace,
-                    &secret_ref.name,
-                    &with,
-                    "apiKey.secretRef",
-                ));
+            return match self.secret_key(namespace, secret_ref, "apiKey.secretRef") {
+                Ok(bytes) => usable_key(bytes, || {
+                    format!("key '{}' of Secret {namespace}/{}", secret_ref.key, secret_ref.name)
+                }),
+                Err(why) => KeyLookup::Missing(why),
             };
-            let Some(bytes) = data.get(&secret_ref.key) else {
-                let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
-                keys.sort_unstable();
-                return KeyLookup::Missing(format!(
-                    "Secret {namespace}/{} has no key '{}' (it has: {}); fix apiKey.secretRef.key",
-                    secret_ref.name,
-                    secret_ref.key,
-                    if keys.is_empty() {
-                        "none".to_string()
-                    } else {
-                        keys.join(", ")
-                    }
-                ));
-            };
-            return usable_key(bytes, || {
-                format!("key '{}' of Secret {namespace}/{}", secret_ref.key, secret_ref.name)
-            });
         }
         if let Some(var) = &source.env {
             let Some(read) = self.env else {
@@ -146,6 +137,31 @@ impl Credentials for SecretsAndEnv<'_> {
             };
         }
         KeyLookup::Missing("apiKey needs exactly one of secretRef or env".to_string())
+    }
+}
+
+impl SecretsAndEnv<'_> {
+    /// The bytes of the key `secret_ref` names, or why they are not there (`field` is the spec
+    /// field that names them).
+    fn secret_key(&self, namespace: &str, secret_ref: &SecretKeyRef, field: &str) -> Result<&Vec<u8>, String> {
+        let Some(data) = self.secrets.get(&(namespace.to_string(), secret_ref.name.clone())) else {
+            let with = format!("the key '{}'", secret_ref.key);
+            return Err(self.view.missing_secret(namespace, &secret_ref.name, &with, field));
+        };
+        data.get(&secret_ref.key).ok_or_else(|| {
+            let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            format!(
+                "Secret {namespace}/{} has no key '{}' (it has: {}); fix {field}.key",
+                secret_ref.name,
+                secret_ref.key,
+                if keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            )
+        })
     }
 }
 

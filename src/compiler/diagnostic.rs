@@ -137,6 +137,11 @@ pub enum Reason {
     TargetAliasInvalid,
     /// The API key's Secret, Secret key or environment variable is missing or unusable.
     KeyNotFound,
+    /// The Secret or key of `tls.caSecretRef` is missing.
+    CaNotFound,
+    /// The CA certificate in `tls.caSecretRef` is not usable (not PEM, no certificate, a
+    /// private key) or, as a warning, expired or about to.
+    InvalidCa,
     /// The alias routes through a disabled alias, so it is disabled too.
     DisabledByChain,
     /// The current spec is broken; the last accepted route keeps serving.
@@ -169,6 +174,8 @@ impl Reason {
             Reason::ModelNotServed => "ModelNotServed",
             Reason::TargetAliasInvalid => "TargetAliasInvalid",
             Reason::KeyNotFound => "KeyNotFound",
+            Reason::CaNotFound => "CANotFound",
+            Reason::InvalidCa => "InvalidCA",
             Reason::DisabledByChain => "DisabledByChain",
             Reason::ServingLastGood => "ServingLastGood",
             Reason::UpstreamBlocked => "UpstreamBlocked",
@@ -195,6 +202,8 @@ impl Reason {
             | Reason::ModelNotServed
             | Reason::TargetAliasInvalid
             | Reason::KeyNotFound
+            | Reason::CaNotFound
+            | Reason::InvalidCa
             | Reason::AliasNotFound
             | Reason::AccessGroupNotFound
             | Reason::TeamNotFound => ConditionKind::ResolvedRefs,

@@ -16,6 +16,7 @@ mod routing_rules;
 pub mod rules;
 mod table;
 pub mod tenancy;
+mod tls;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use table::{
     AwsKeys, BedrockAuth, FallbackTier, OutlierPolicy, ProviderEndpoint, ProviderSettings, ResolvedTimeouts,
     RetryPolicy, Route, RouteExtras, RoutePolicy, RouteTarget, RoutingTable,
 };
+pub use tls::TrustedCa;
 
 use crate::crd::{LLMProvider, ModelAlias};
 use aliases::{claim_names, Resolver};
@@ -290,6 +292,8 @@ fn keep_last_good(previous: &RoutingTable, broken: &[ObjectKey], table: &mut Rou
 mod tests;
 #[cfg(test)]
 mod tests_routing;
+#[cfg(test)]
+mod tests_tls;
 
 /// Compiles manifests given as YAML text, for tests: no previous table, keys from the
 /// Secrets in the text only.

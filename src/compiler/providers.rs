@@ -90,6 +90,7 @@ fn compile_provider(
     let models = spec.models.clone().unwrap_or_default();
     let errors_before = out.len();
     check_provider_spec(object, spec, out);
+    super::tls::check_spec(object, spec, out);
     if let Some(first) = out[errors_before..].iter().find(|d| d.is_error()) {
         return ProviderInfo {
             endpoint: Err(format!("its spec is invalid ({}: {})", first.field, first.message)),
@@ -128,6 +129,18 @@ fn compile_provider(
             }
         }
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let trusted_ca = match super::tls::trusted_ca(object, spec, credentials, now, out) {
+        Ok(ca) => ca,
+        Err(why) => {
+            return ProviderInfo {
+                endpoint: Err(why),
+                models,
+            }
+        }
+    };
     let defaults = ResolvedTimeouts::default();
     let timeouts = spec.timeouts.clone().unwrap_or_default();
     let pick = |value: &Option<String>, default| value.as_deref().and_then(parse_duration).unwrap_or(default);
@@ -149,6 +162,7 @@ fn compile_provider(
         },
         settings,
         drop_unsupported_params: spec.drop_unsupported_params.unwrap_or(false),
+        trusted_ca,
     };
     ProviderInfo {
         endpoint: Ok(endpoint),

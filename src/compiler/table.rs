@@ -167,6 +167,9 @@ pub struct ProviderEndpoint {
     pub settings: ProviderSettings,
     /// Drop parameters a translated request cannot carry instead of refusing the request.
     pub drop_unsupported_params: bool,
+    /// The CA the provider's certificate is verified against (`tls.caSecretRef`); `None`
+    /// means the system's roots.
+    pub trusted_ca: Option<super::tls::TrustedCa>,
 }
 
 /// Provider-type settings, defaults applied.

@@ -55,6 +55,8 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new("!has(self.anthropic) || self.type == 'anthropic'").message("anthropic settings apply only to type anthropic"))]
 #[x_kube(validation = Rule::new("!has(self.azure) || self.type == 'azure-openai'").message("azure settings apply only to type azure-openai"))]
 #[x_kube(validation = Rule::new("!has(self.bedrock) || self.type == 'bedrock'").message("bedrock settings apply only to type bedrock"))]
+#[x_kube(validation = Rule::new("!has(self.tls) || self.type != 'mock'").message("a mock provider answers locally: remove tls or choose another type"))]
+#[x_kube(validation = Rule::new("!has(self.tls) || !has(self.baseUrl) || self.baseUrl.startsWith('https://')").message("tls applies only to an https:// baseUrl: use https:// or remove tls"))]
 #[serde(rename_all = "camelCase")]
 pub struct LLMProviderSpec {
     /// API flavour of the upstream: `openai` (the public OpenAI API or any server that
@@ -121,6 +123,11 @@ pub struct LLMProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bedrock: Option<BedrockSettings>,
 
+    /// How the provider's HTTPS certificate is verified. Without it the gateway trusts the
+    /// system's roots (the public CAs), as for every public provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ProviderTls>,
+
     /// When a request translated for this provider uses a parameter the provider cannot
     /// honour (e.g. `logit_bias` for Anthropic), drop it instead of answering 400 naming it.
     /// Default `false`: nothing is dropped silently.
@@ -179,6 +186,19 @@ pub struct AwsCredentials {
     /// A Secret in the provider's namespace holding `accessKeyId`, `secretAccessKey` and
     /// optionally `sessionToken`.
     pub secret_ref: SecretNameRef,
+}
+
+/// TLS settings of a provider reached over HTTPS.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderTls {
+    /// A key of a Secret in the provider's namespace holding the PEM certificate(s) of the CA
+    /// that signed the provider's certificate (an in-cluster vLLM, a corporate TLS proxy).
+    /// The provider is then verified against these certificates only, not the public roots;
+    /// a bundle of several CAs (during a rotation, say) is fine. Host names are still checked.
+    /// In-cluster the Secret needs the label `modelgate.dev/credential: "true"`; a changed
+    /// Secret takes effect without a restart. There is no way to turn verification off.
+    pub ca_secret_ref: SecretKeyRef,
 }
 
 /// A Secret in the same namespace.

@@ -276,6 +276,16 @@ impl ApiError {
         )
     }
 
+    /// A TLS handshake with the provider failed; `what` says how (see `tls::explain`).
+    pub fn upstream_tls(provider: &str, what: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "upstream_tls_failed",
+            format!("The gateway could not connect securely to the provider '{provider}': {what}. This is not a problem with your request; ask the platform team to check the provider's certificate or the LLMProvider's tls settings."),
+        )
+    }
+
     pub fn no_provider(model: &str) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

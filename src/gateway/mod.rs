@@ -21,6 +21,7 @@ pub mod server;
 pub mod standalone;
 pub mod surfaces;
 pub mod tenancy;
+mod tls;
 mod upstream;
 pub(crate) mod usage;
 

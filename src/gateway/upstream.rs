@@ -14,14 +14,15 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
-use super::egress::{find_blocked, Blocked, GuardedConnector, Policy, TlsServerName};
+use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
 use super::h1pool::{H1Pool, PooledBody};
-use crate::compiler::ResolvedTimeouts;
+use super::tls::{self, ClientTlsError};
+use crate::compiler::{ResolvedTimeouts, TrustedCa};
 
 /// A pooled client for provider requests.
 pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
@@ -44,6 +45,9 @@ pub enum SendError {
     Timeout,
     #[error("cannot connect")]
     Connect(#[source] Cause),
+    /// The TLS handshake failed (most often: the certificate did not verify).
+    #[error("TLS failed: {0}")]
+    Tls(#[source] rustls::Error),
     #[error("refused by the egress policy: {0}")]
     Blocked(Box<Blocked>),
     #[error("the request failed")]
@@ -51,10 +55,13 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// A connection failure, or the egress policy's refusal to connect.
+    /// A connection failure, a failed TLS handshake, or the egress policy's refusal to connect.
     fn connect(cause: Cause) -> Self {
-        match find_blocked(cause.as_ref()) {
-            Some(blocked) => SendError::Blocked(Box::new(blocked.clone())),
+        if let Some(blocked) = find_blocked(cause.as_ref()) {
+            return SendError::Blocked(Box::new(blocked.clone()));
+        }
+        match tls::find_tls_error(cause.as_ref()) {
+            Some(error) => SendError::Tls(error.clone()),
             None => SendError::Connect(cause),
         }
     }
@@ -71,11 +78,17 @@ pub enum BodyError {
     Read(#[source] hyper::Error),
 }
 
-/// HTTP clients shared by providers with the same connection settings, so connection pools
-/// survive configuration reloads. Every connection they open is checked by `policy`.
+/// What sets pooled clients apart: the connect timeout and the fingerprint of the trusted CA
+/// (`None`: the system's roots).
+type ClientKey = (Duration, Option<[u8; 32]>);
+
+/// HTTP clients shared by providers with the same connection settings (connect timeout and
+/// trusted CA), so providers with one CA share connections and TLS sessions, and pools survive
+/// configuration reloads; a rotated CA gets a new client. Every connection they open is
+/// checked by `policy`.
 pub struct ClientPool {
     policy: Arc<Policy>,
-    pooled: Mutex<HashMap<Duration, HttpClient>>,
+    pooled: Mutex<HashMap<ClientKey, HttpClient>>,
     h1: Mutex<HashMap<(String, u16, Duration), Arc<H1Pool>>>,
 }
 
@@ -104,25 +117,22 @@ impl ClientPool {
             .clone()
     }
 
-    pub fn client(&self, timeouts: &ResolvedTimeouts) -> Result<HttpClient, std::io::Error> {
+    /// The pooled client for providers with these timeouts that trust `ca` (`None`: the
+    /// system's roots).
+    pub fn client(&self, timeouts: &ResolvedTimeouts, ca: Option<&TrustedCa>) -> Result<HttpClient, ClientTlsError> {
+        let key = (timeouts.connect, ca.map(|ca| ca.fingerprint));
         let mut clients = self.pooled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&timeouts.connect) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
         let http = GuardedConnector::new(self.policy.clone(), timeouts.connect);
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())?
-            .https_or_http()
-            .with_server_name_resolver(TlsServerName)
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = tls::connector(tls::client_config(ca)?, http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .pool_timer(TokioTimer::new())
             .build(https);
-        clients.insert(timeouts.connect, client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
 }

@@ -156,6 +156,7 @@ fn provider_spec(
             region: u.bedrock_region.clone(),
             credentials,
         }),
+        tls: None,
         drop_unsupported_params: u.drop_params.then_some(true),
     }
 }

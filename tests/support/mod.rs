@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod gemini;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -25,6 +25,8 @@ pub fn may_heal(reason: Reason) -> bool {
             | Reason::TargetNotFound
             | Reason::TargetAliasInvalid
             | Reason::KeyNotFound
+            | Reason::CaNotFound
+            | Reason::InvalidCa
     )
 }
 

@@ -250,6 +250,7 @@ impl Provider {
             anthropic: None,
             azure: None,
             bedrock: None,
+            tls: None,
             drop_unsupported_params: None,
         };
         let mut provider = LLMProvider::new(pick(PROVIDERS, self.name), spec);

@@ -122,7 +122,7 @@ impl HttpClassifier {
                 })
             }
             None => Ok(HttpClassifier {
-                client: UpstreamClient::Pooled(Box::new(clients.client(&timeouts).map_err(|e| e.to_string())?)),
+                client: UpstreamClient::Pooled(Box::new(clients.client(&timeouts, None).map_err(|e| e.to_string())?)),
                 uri: parsed,
                 host: None,
                 timeouts,

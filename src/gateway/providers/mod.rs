@@ -210,7 +210,7 @@ pub enum PrepareError {
     Client {
         provider: ObjectKey,
         #[source]
-        source: std::io::Error,
+        source: Box<super::tls::ClientTlsError>,
     },
     #[error("LLMProvider {provider} has a base URL that cannot take an API path: {source}")]
     Url {
@@ -290,12 +290,14 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
             (UpstreamClient::H1(pool), path)
         }
         None => (
-            UpstreamClient::Pooled(Box::new(clients.client(&endpoint.timeouts).map_err(|source| {
-                PrepareError::Client {
-                    provider: endpoint.key.clone(),
-                    source,
-                }
-            })?)),
+            UpstreamClient::Pooled(Box::new(
+                clients
+                    .client(&endpoint.timeouts, endpoint.trusted_ca.as_ref())
+                    .map_err(|source| PrepareError::Client {
+                        provider: endpoint.key.clone(),
+                        source: Box::new(source),
+                    })?,
+            )),
             base,
         ),
     };
@@ -485,6 +487,15 @@ pub(super) async fn send(
                         ApiError::upstream_unreachable(provider).message,
                     );
                     error.code = Some("upstream_unreachable".to_string());
+                    error
+                }
+                SendError::Tls(tls) => {
+                    let mut error = UpstreamError::new(
+                        FailureClass::Unreachable,
+                        502,
+                        ApiError::upstream_tls(provider, &super::tls::explain(&tls)).message,
+                    );
+                    error.code = Some("upstream_tls_failed".to_string());
                     error
                 }
                 SendError::Blocked(blocked) => {
