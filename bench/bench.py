@@ -362,9 +362,11 @@ class _StaleConnection(Exception):
 
 
 class SseClient:
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None):
         self.host, self.port = host, port
         self.sock: socket.socket | None = None
+        # extra request headers (e.g. a client key), sent with every request
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
 
     def close(self):
         if self.sock is not None:
@@ -397,7 +399,7 @@ class SseClient:
         s.settimeout(timeout)
         payload = body.encode()
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n{self.extra}"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode()
         t0 = time.perf_counter()
         buf = b""

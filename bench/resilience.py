@@ -175,7 +175,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="modelgate-resilience-") as t:
         tmp = Path(t)
-        mock_args = argparse.Namespace(chunks=20, chunk_interval_ms=10)
+        mock_args = argparse.Namespace(chunks=20, chunk_interval_ms=10, burst_chunks=200)
         bench.BENCH_TARGET = Path(args.mock_bin).parent.parent
         try:
             _mock, port = bench.start_mock("mock-upstream", tmp, mock_args, 0)
