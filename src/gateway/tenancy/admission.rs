@@ -203,8 +203,8 @@ static RATE_HEADERS: [[HeaderName; 3]; 2] = [
 
 /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The six
 /// values are written into one buffer and each header value is a slice of it: one allocation
-/// per response instead of one per header (callgrind: 12,800 instructions per request for the
-/// six headers with `format!`, 4,700 with a value each, 1,300 like this).
+/// per response instead of one per header (callgrind, the map inserts included: 12,800
+/// instructions per request with `format!`, 4,700 with a value each, 4,000 like this).
 pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, tokens: Option<BucketView>) {
     let views = [requests, tokens];
     let mut text = BytesMut::with_capacity(128);
