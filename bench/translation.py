@@ -206,7 +206,7 @@ def render(res: dict, args, load: str) -> str:
                  f"{t['cpu_us_per_request']['translated']:.1f} | "
                  f"{ratio(t['cpu_us_per_request']['pass-through'], t['cpu_us_per_request']['translated'])} | |")
         L.append(f"| CPU per streamed event, µs ((burst − plain) ÷ 200) | – | {t['cpu_us_per_chunk']['pass-through']:.2f} | "
-                 f"{t['cpu_us_per_chunk']['translated']:.2f} | +{s.get('added_cpu_us_per_chunk', 0):.2f} µs | ≤ 5 µs added |")
+                 f"{t['cpu_us_per_chunk']['translated']:.2f} | {s.get('added_cpu_us_per_chunk', 0):+.2f} µs | ≤ 5 µs added |")
     L.append("")
     return "\n".join(L)
 

@@ -17,6 +17,10 @@ pub struct Probe<'a> {
     pub model_span: (usize, usize),
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// The request's own output cap: `max_completion_tokens`, else `max_tokens`, else the
+    /// Responses API's `max_output_tokens` (a value that is not a whole number counts as unset).
+    /// Read here so the tenant stage's estimate need not parse the body again.
+    pub output_cap: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -25,6 +29,17 @@ struct Fields<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
+}
+
+/// A whole, non-negative number (`50`), else nothing.
+fn whole(raw: Option<&RawValue>) -> Option<u64> {
+    raw.and_then(|raw| raw.get().parse().ok())
 }
 
 /// Validates the JSON and finds `model` without building a tree of the whole body.
@@ -45,6 +60,9 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, ApiError> {
         model,
         model_span: (start, start + text.len()),
         stream: matches!(fields.stream, Some(serde_json::Value::Bool(true))),
+        output_cap: whole(fields.max_completion_tokens)
+            .or(whole(fields.max_tokens))
+            .or(whole(fields.max_output_tokens)),
     })
 }
 
@@ -78,6 +96,24 @@ mod tests {
             &rewritten[..],
             br#"{"messages":[{"role":"user","content":"model"}], "model" : "gpt-4o-mini","stream":true}"#
         );
+    }
+
+    #[test]
+    fn output_caps_are_read_in_order_of_precedence() {
+        let cap = |body: &[u8]| probe(body).expect("probe").output_cap;
+        assert_eq!(cap(br#"{"model":"m","max_tokens":50}"#), Some(50));
+        assert_eq!(
+            cap(br#"{"model":"m","max_tokens":50,"max_completion_tokens":70}"#),
+            Some(70)
+        );
+        assert_eq!(cap(br#"{"model":"m","max_output_tokens":40}"#), Some(40));
+        assert_eq!(
+            cap(br#"{"model":"m","max_tokens":"50","max_output_tokens":40}"#),
+            Some(40)
+        );
+        assert_eq!(cap(br#"{"model":"m","max_tokens":-1}"#), None);
+        assert_eq!(cap(br#"{"model":"m","max_tokens":5.5}"#), None);
+        assert_eq!(cap(br#"{"model":"m"}"#), None);
     }
 
     #[test]

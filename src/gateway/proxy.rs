@@ -62,7 +62,7 @@ async fn serve(
     }
     let admission = shared
         .tenancy
-        .admit(headers, route, &bytes, endpoint)
+        .admit(headers, route, (bytes.len(), probed.output_cap), endpoint)
         .await
         .map_err(reject)?;
     // Guard (in): a masked or clamped body replaces the client's.

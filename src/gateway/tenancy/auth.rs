@@ -32,7 +32,12 @@ impl KeyIndex {
     /// is looked at depends only on the SHA-256 of the key, which tells an attacker nothing
     /// about any stored key.
     pub fn team_of(&self, key: &SecretString) -> Option<usize> {
-        let digest: [u8; 32] = Sha256::digest(key.expose().as_bytes()).into();
+        self.team_of_presented(key.expose())
+    }
+
+    /// [`KeyIndex::team_of`] for a key still in the request's headers (not copied).
+    pub fn team_of_presented(&self, key: &str) -> Option<usize> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let candidates = self.0.get(&prefix(&digest))?;
         let mut found = None;
         for (stored, team) in candidates {
@@ -50,17 +55,24 @@ fn prefix(digest: &[u8; 32]) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// The key a request presents: `Authorization: Bearer <key>` (OpenAI clients) or
-/// `x-api-key: <key>` (Anthropic clients).
+/// [`presented`], as a secret of its own.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn presented_key(headers: &HeaderMap) -> Option<SecretString> {
+    presented(headers).map(SecretString::new)
+}
+
+/// The key a request presents: `Authorization: Bearer <key>` (OpenAI clients) or
+/// `x-api-key: <key>` (Anthropic clients), borrowed from the headers: the request path hashes
+/// it where it is, without a copy.
+pub fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let text = value.to_str().ok()?;
         let (scheme, key) = text.split_once(' ')?;
         let key = key.trim();
-        return (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then(|| SecretString::new(key));
+        return (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key);
     }
     let key = headers.get("x-api-key")?.to_str().ok()?.trim();
-    (!key.is_empty()).then(|| SecretString::new(key))
+    (!key.is_empty()).then_some(key)
 }
 
 #[cfg(test)]

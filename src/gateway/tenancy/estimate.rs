@@ -2,39 +2,23 @@
 //! bytes of request per prompt token, and the request's own output cap (`max_tokens`,
 //! `max_completion_tokens`, the Responses API's `max_output_tokens`) or [`DEFAULT_COMPLETION`] for the completion.
 
-use serde::Deserialize;
-
 use crate::compiler::tenancy::Tokens;
 use crate::gateway::metrics::Endpoint;
 
 /// Completion tokens reserved for a request that sets no cap.
 pub const DEFAULT_COMPLETION: u64 = 256;
 
-#[derive(Deserialize, Default)]
-struct Caps {
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    max_output_tokens: Option<u64>,
-}
-
-pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
+/// `body_len`: the request body's size; `output_cap`: its output cap, read by the body probe
+/// ([`crate::gateway::body::Probe::output_cap`]), so the body is parsed once per request.
+pub fn tokens(body_len: usize, output_cap: Option<u64>, endpoint: Endpoint) -> Tokens {
     if endpoint == Endpoint::count_tokens {
         // Counting generates nothing and is not billed: nothing to reserve or charge.
         return Tokens::default();
     }
-    let prompt = (body.len() as u64).div_ceil(4).max(1);
+    let prompt = (body_len as u64).div_ceil(4).max(1);
     let completion = match endpoint {
         Endpoint::embeddings => 0,
-        _ => {
-            let caps: Caps = serde_json::from_slice(body).unwrap_or_default();
-            caps.max_completion_tokens
-                .or(caps.max_tokens)
-                .or(caps.max_output_tokens)
-                .unwrap_or(DEFAULT_COMPLETION)
-        }
+        _ => output_cap.unwrap_or(DEFAULT_COMPLETION),
     };
     Tokens {
         prompt,
@@ -46,6 +30,11 @@ pub fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens(body: &[u8], endpoint: Endpoint) -> Tokens {
+        let cap = crate::gateway::body::probe(body).ok().and_then(|p| p.output_cap);
+        super::tokens(body.len(), cap, endpoint)
+    }
 
     #[test]
     fn estimates_follow_the_size_and_the_output_cap() {

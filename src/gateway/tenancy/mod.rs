@@ -10,6 +10,7 @@ mod estimate;
 mod limits;
 pub mod live;
 pub mod metrics;
+mod periods;
 pub mod store;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use admission::{Admission, Handoff};
 use limits::{Ask, LimitKind, Verdict};
 use live::{LiveAccess, LiveTeam};
 use metrics::TenancyMetrics;
+use periods::PeriodNames;
 pub use store::{FailureMode, StoreKind, UsageStore};
 
 use super::error::ApiError;
@@ -76,6 +78,7 @@ pub struct Tenancy {
     pub live: ArcSwap<LiveAccess>,
     pub store: Arc<UsageStore>,
     pub metrics: Arc<TenancyMetrics>,
+    periods: PeriodNames,
 }
 
 impl Tenancy {
@@ -86,6 +89,7 @@ impl Tenancy {
             live: ArcSwap::from_pointee(LiveAccess::default()),
             store: Arc::new(UsageStore::memory()),
             metrics,
+            periods: PeriodNames::default(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Tenancy {
             live: ArcSwap::from_pointee(LiveAccess::default()),
             store: Arc::new(store),
             metrics,
+            periods: PeriodNames::default(),
         })
     }
 
@@ -135,11 +140,11 @@ impl Tenancy {
 
     /// The team a request's key belongs to; 401 `invalid_api_key` without a known key.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<LiveTeam>, ApiError> {
-        let key = auth::presented_key(headers).ok_or_else(|| ApiError::invalid_api_key(false))?;
+        let key = auth::presented(headers).ok_or_else(|| ApiError::invalid_api_key(false))?;
         let access = self.live.load();
         let team = access
             .keys
-            .team_of(&key)
+            .team_of_presented(key)
             .ok_or_else(|| ApiError::invalid_api_key(true))?;
         access
             .teams
@@ -148,12 +153,13 @@ impl Tenancy {
             .ok_or_else(|| ApiError::invalid_api_key(true))
     }
 
-    /// Admits a request for `route`, or refuses it with the error the client gets.
+    /// Admits a request for `route`, or refuses it with the error the client gets. `body_len`
+    /// and `output_cap` (the body's size and output cap, from the body probe) make the estimate.
     pub async fn admit(
         &self,
         headers: &HeaderMap,
         route: &LiveRoute,
-        body: &[u8],
+        (body_len, output_cap): (usize, Option<u64>),
         endpoint: Endpoint,
     ) -> Result<Admission, ApiError> {
         if !self.enabled() {
@@ -165,13 +171,15 @@ impl Tenancy {
             return Err(ApiError::model_access_denied(&route.alias, &team.label));
         };
         let estimate = if team.metered() {
-            estimate::tokens(body, endpoint)
+            estimate::tokens(body_len, output_cap, endpoint)
         } else {
             Default::default()
         };
         let estimated_cost = route.price.map_or(0, |p| p.cost(estimate));
         let period = team.period();
-        let period_name = admission::period_name(period);
+        let period_name = self
+            .periods
+            .name(period, crate::compiler::tenancy::period::now_seconds());
         let ask = Ask {
             limits: team.limits.clone(),
             allocated: team.credits.map(|c| c.allocated),

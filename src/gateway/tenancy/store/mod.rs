@@ -52,7 +52,7 @@ pub struct Settlement {
     pub team: Arc<str>,
     pub alias: Arc<str>,
     pub period: Period,
-    pub period_name: String,
+    pub period_name: Arc<str>,
     /// Seconds after which this period's usage may be forgotten (0: never).
     pub usage_ttl: i64,
     pub reserved_cost: i64,
