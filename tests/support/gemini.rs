@@ -122,24 +122,9 @@ async fn serve(State(state): State<FakeState>, uri: Uri, headers: HeaderMap, raw
             }
             response
         }
-        Reply::Sse(writes) => sse(writes, false),
-        Reply::SseBroken(writes) => sse(writes, true),
+        Reply::Sse(writes) => super::scripted::sse(writes, false),
+        Reply::SseBroken(writes) => super::scripted::sse(writes, true),
     }
-}
-
-fn sse(writes: Vec<String>, broken: bool) -> Response {
-    use futures_util::StreamExt;
-    let items = futures_util::stream::iter(writes.into_iter().map(|w| Ok::<_, std::io::Error>(Bytes::from(w))));
-    // The failure comes after a pending poll, so hyper has flushed the events before it.
-    let cut = futures_util::stream::once(async {
-        tokio::task::yield_now().await;
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))
-    })
-    .filter(move |_| std::future::ready(broken));
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(items.chain(cut)))
-        .expect("response")
 }
 
 /// Google's error envelope.

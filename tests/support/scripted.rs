@@ -131,7 +131,9 @@ async fn serve(State(state): State<ScriptState>, uri: axum::http::Uri, headers: 
     }
 }
 
-fn sse(writes: Vec<String>, broken: bool) -> Response {
+/// An event stream of `writes`; `broken` ends it with a connection reset (also the fake Gemini
+/// API's streams).
+pub fn sse(writes: Vec<String>, broken: bool) -> Response {
     use futures_util::StreamExt;
     let items = futures_util::stream::iter(writes.into_iter().map(|w| Ok::<_, std::io::Error>(Bytes::from(w))));
     // A broken stream fails only after a pending poll, which makes hyper flush what came
