@@ -45,6 +45,18 @@ impl EmbeddingsRequest {
     pub fn wants_base64(&self) -> bool {
         self.encoding_format.as_deref() == Some("base64")
     }
+
+    /// The prompt tokens of the input, for a provider that reports none: token ids counted
+    /// exactly, text at about four bytes a token (at least one per input).
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        let text = |t: &String| (t.len() as u64).div_ceil(4).max(1);
+        match &self.input {
+            EmbeddingInput::One(t) => text(t),
+            EmbeddingInput::Many(ts) => ts.iter().map(text).sum(),
+            EmbeddingInput::Tokens(ids) => ids.len() as u64,
+            EmbeddingInput::ManyTokens(lists) => lists.iter().map(|ids| ids.len() as u64).sum(),
+        }
+    }
 }
 
 /// The response, built from vectors in input order.

@@ -82,8 +82,13 @@ impl Wire for GeminiWire {
         self.request(model, "batchEmbedContents", &body)
     }
 
-    fn embeddings_response(&self, body: &[u8], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
-        gemini::from_batch_embed(body, model, base64)
+    fn embeddings_response(
+        &self,
+        request: &EmbeddingsRequest,
+        body: &[u8],
+        model: &str,
+    ) -> Result<Bytes, UpstreamError> {
+        gemini::from_batch_embed(body, model, request)
     }
 
     fn classify(&self, status: u16, body: &[u8]) -> UpstreamError {

@@ -102,9 +102,14 @@ pub trait Wire: Send + Sync + 'static {
         Err(not_offered(options, "embeddings"))
     }
 
-    /// An embeddings answer, as an OpenAI embeddings response body. `base64` says whether the
-    /// client asked for base64-encoded vectors.
-    fn embeddings_response(&self, _body: &[u8], model: &str, _base64: bool) -> Result<Bytes, UpstreamError> {
+    /// An embeddings answer to `request`, as an OpenAI embeddings response body (base64 vectors
+    /// when the client asked for them).
+    fn embeddings_response(
+        &self,
+        _request: &EmbeddingsRequest,
+        _body: &[u8],
+        model: &str,
+    ) -> Result<Bytes, UpstreamError> {
         Err(UpstreamError::bad_response(format!(
             "the provider has no embeddings API for '{model}'"
         )))
@@ -122,9 +127,14 @@ pub trait Wire: Send + Sync + 'static {
     }
 
     /// The answers to [`Wire::embeddings_requests`], in order, as one OpenAI embeddings body.
-    fn embeddings_responses(&self, bodies: &[Bytes], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
+    fn embeddings_responses(
+        &self,
+        request: &EmbeddingsRequest,
+        bodies: &[Bytes],
+        model: &str,
+    ) -> Result<Bytes, UpstreamError> {
         match bodies {
-            [body] => self.embeddings_response(body, model, base64),
+            [body] => self.embeddings_response(request, body, model),
             _ => Err(UpstreamError::bad_response(format!(
                 "the provider answered {} embeddings calls where one was expected",
                 bodies.len()

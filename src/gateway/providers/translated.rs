@@ -168,7 +168,7 @@ async fn embeddings(call: &Call<'_>, http: &HttpUpstream) -> Result<Response<Bod
     }
     let answer = http
         .wire
-        .embeddings_responses(&bodies, model, request.wants_base64())
+        .embeddings_responses(&request, &bodies, model)
         .map_err(|e| upstream_error(call, e))?;
     let usage = crate::gateway::usage::usage_in_json(&answer);
     Ok(known(call, answer, usage, "application/json", upstream_headers))

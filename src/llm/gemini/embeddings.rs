@@ -70,17 +70,22 @@ pub fn to_batch_embed(
     })
 }
 
-/// A `batchEmbedContents` answer as an OpenAI embeddings response body. Gemini reports no
-/// token counts for embeddings (usage is 0) unless the answer carries `usageMetadata`.
-pub fn from_batch_embed(body: &[u8], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
+/// A `batchEmbedContents` answer to `request` as an OpenAI embeddings response body, float or
+/// base64 vectors as the client asked. Gemini's public API reports no token counts for
+/// embeddings: without `usageMetadata` the usage is the request's estimate
+/// ([`EmbeddingsRequest::estimated_prompt_tokens`]), so the call is metered and charged, not free.
+pub fn from_batch_embed(body: &[u8], model: &str, request: &EmbeddingsRequest) -> Result<Bytes, UpstreamError> {
     let answer: BatchEmbedContentsResponse = serde_json::from_slice(body).map_err(|e| {
         UpstreamError::bad_response(format!(
             "Gemini answered with embeddings this gateway cannot read ({e})"
         ))
     })?;
     let vectors: Vec<Vec<f32>> = answer.embeddings.into_iter().map(|e| e.values).collect();
-    let prompt_tokens = answer.usage_metadata.map_or(0, |u| u.prompt_token_count);
-    let body = embeddings_response(model, &vectors, prompt_tokens, base64);
+    let prompt_tokens = match answer.usage_metadata {
+        Some(usage) => usage.prompt_token_count,
+        None => request.estimated_prompt_tokens(),
+    };
+    let body = embeddings_response(model, &vectors, prompt_tokens, request.wants_base64());
     serde_json::to_vec(&body)
         .map(Bytes::from)
         .map_err(|e| UpstreamError::bad_response(format!("cannot write the embeddings response ({e})")))

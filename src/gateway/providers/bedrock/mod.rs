@@ -85,8 +85,13 @@ impl Wire for BedrockWire {
             .collect()
     }
 
-    fn embeddings_responses(&self, bodies: &[Bytes], model: &str, base64: bool) -> Result<Bytes, UpstreamError> {
-        titan::titan_response(bodies, model, base64)
+    fn embeddings_responses(
+        &self,
+        request: &EmbeddingsRequest,
+        bodies: &[Bytes],
+        model: &str,
+    ) -> Result<Bytes, UpstreamError> {
+        titan::titan_response(bodies, model, request.wants_base64())
     }
 
     fn classify(&self, status: u16, body: &[u8]) -> UpstreamError {

@@ -106,14 +106,26 @@ fn embeddings_are_batch_embed_requests_and_come_back_as_floats_or_base64() {
     );
     let answer = br#"{"embeddings": [{"values": [0.5, -1.0, 0.25]}, {"values": [1.0, 0.0, 0.0]}]}"#;
     let floats: serde_json::Value =
-        serde_json::from_slice(&from_batch_embed(answer, "gemini-embedding-001", false).expect("reads")).expect("json");
+        serde_json::from_slice(&from_batch_embed(answer, "gemini-embedding-001", &request).expect("reads"))
+            .expect("json");
     assert_eq!(floats["data"][0]["embedding"], json!([0.5, -1.0, 0.25]));
     assert_eq!(floats["data"][1]["index"], 1);
     assert_eq!(floats["model"], "gemini-embedding-001");
+    // Gemini reports no usage for embeddings: the answer (and the meter) carry the estimate,
+    // one token for each of the two one-byte texts, not zero.
+    assert_eq!(floats["usage"], json!({"prompt_tokens": 2, "total_tokens": 2}));
+    let as_base64 = embeddings(json!({"model": "embedder", "input": ["a", "b"], "encoding_format": "base64"}));
     let base64: serde_json::Value =
-        serde_json::from_slice(&from_batch_embed(answer, "gemini-embedding-001", true).expect("reads")).expect("json");
+        serde_json::from_slice(&from_batch_embed(answer, "gemini-embedding-001", &as_base64).expect("reads"))
+            .expect("json");
     // 1.0f32, 0.0f32, 0.0f32, little-endian.
     assert_eq!(base64["data"][1]["embedding"], "AACAPwAAAAAAAAAA");
+    // When Gemini does report usage, its count is the one used.
+    let counted = br#"{"embeddings": [{"values": [0.5]}], "usageMetadata": {"promptTokenCount": 7}}"#;
+    let counted: serde_json::Value =
+        serde_json::from_slice(&from_batch_embed(counted, "gemini-embedding-001", &request).expect("reads"))
+            .expect("json");
+    assert_eq!(counted["usage"]["prompt_tokens"], 7);
 }
 
 #[test]
