@@ -613,8 +613,12 @@ fn import(from: ImportFrom, file: &std::path::Path, keys: ImportKeys, namespace:
                 eprintln!("{finding}");
             }
             print!("{}", imported.yaml);
+            let groups = match imported.access_groups {
+                0 => String::new(),
+                n => format!(" ({n} AccessGroup(s))"),
+            };
             eprintln!(
-                "imported {} LLMProvider(s) and {} ModelAlias(es) from {}; {} note(s) on what was not carried over",
+                "imported {} LLMProvider(s) and {} ModelAlias(es){groups} from {}; {} note(s) on what was not carried over",
                 imported.providers,
                 imported.aliases,
                 file.display(),

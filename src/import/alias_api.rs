@@ -5,7 +5,7 @@
 use super::litellm::empty_spec;
 use super::litellm_deployment::deployment;
 use super::litellm_router::Globals;
-use super::plan::Plan;
+use super::plan::{kube_name, Plan};
 use super::walk::{parse_json, Node};
 
 /// Fields of an entry that describe the API's own bookkeeping, not the route.
@@ -73,14 +73,38 @@ pub fn read(text: &str, plan: &mut Plan) {
         for (key, node) in entry.entries() {
             match key.as_str() {
                 "alias" | "litellm_model" | "description" | "active" => {}
-                "access_groups" => plan.warn(
-                    &node.at(),
-                    "access groups are not carried over: create AccessGroups listing this alias",
-                ),
+                "access_groups" => access_groups(plan, &name, &node),
                 k if BOOKKEEPING.contains(&k) => {}
                 _ => plan.warn(&node.at(), "not carried over: modelgate has no equivalent"),
             }
         }
         plan.add_alias(&name, &entry.at(), spec);
+    }
+}
+
+/// `access_groups: ["gpt-models", ...]`: the alias joins each group (an AccessGroup per group,
+/// listing its aliases by name). A group name that is no Kubernetes name is normalised, with a
+/// warning naming both.
+fn access_groups(plan: &mut Plan, alias: &str, node: &Node<'_>) {
+    if !node.value.is_array() {
+        return plan.error(&node.at(), "access_groups must be a list of group names");
+    }
+    for item in node.items() {
+        let Some(group) = item.text() else {
+            plan.error(&item.at(), "an access group is named by a string");
+            continue;
+        };
+        let name = kube_name(&group);
+        if name.is_empty() {
+            plan.error(&item.at(), format!("'{group}' cannot be made a Kubernetes name"));
+            continue;
+        }
+        if name != group {
+            plan.warn(
+                &item.at(),
+                format!("access group '{group}' is written as AccessGroup '{name}' (Kubernetes names are lowercase)"),
+            );
+        }
+        plan.grant(&name, alias);
     }
 }

@@ -118,6 +118,7 @@ pub struct Imported {
     pub findings: Vec<Finding>,
     pub providers: usize,
     pub aliases: usize,
+    pub access_groups: usize,
 }
 
 impl Source {

@@ -114,6 +114,9 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     pub providers: Vec<PlannedProvider>,
     pub aliases: Vec<PlannedAlias>,
+    /// Access groups the input names (the alias admin API's `access_groups`): group → the
+    /// client-facing names of its aliases, in input order.
+    pub access_groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Plan {
@@ -123,6 +126,7 @@ impl Plan {
             findings: Vec::new(),
             providers: Vec::new(),
             aliases: Vec::new(),
+            access_groups: BTreeMap::new(),
         }
     }
 
@@ -208,6 +212,14 @@ impl Plan {
             location: location.to_string(),
             spec,
         });
+    }
+
+    /// Puts the alias `alias` (its client-facing name) in the access group `group`.
+    pub fn grant(&mut self, group: &str, alias: &str) {
+        let members = self.access_groups.entry(group.to_string()).or_default();
+        if !members.iter().any(|m| m == alias) {
+            members.push(alias.to_string());
+        }
     }
 
     /// Reports every cycle of aliases naming each other (through targets or fallbacks).

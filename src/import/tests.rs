@@ -382,10 +382,57 @@ fn alias_api_examples_with_comments_and_single_entries_import() {
     let providers = documents(&import(Source::AliasApi, "alias-api-providers.json").yaml);
     assert_eq!(spec_of(&providers, "LLMProvider", "gemini")["type"], "gemini");
     let create = import(Source::AliasApi, "alias-api-create.json");
+    assert!(create.findings.is_empty(), "{:?}", warnings(&create));
+    let created = documents(&create.yaml);
+    assert_eq!(count(&created, "AccessGroup"), 2);
     assert_eq!(
-        warnings(&create),
-        vec!["alias-api-create.json: access_groups: warning: access groups are not carried over: create AccessGroups listing this alias"]
+        spec_of(&created, "AccessGroup", "gpt-models")["aliases"],
+        json!(["gpt-4"])
     );
+    assert_eq!(
+        spec_of(&created, "AccessGroup", "premium-models")["aliases"],
+        json!(["gpt-4"])
+    );
+}
+
+#[test]
+fn alias_api_access_groups_collect_their_aliases_and_bad_ones_are_named() {
+    let text = r#"{"aliases": [
+        {"alias": "fast", "litellm_model": "openai/gpt-4o-mini", "access_groups": ["Starter Models", "all"]},
+        {"alias": "smart", "litellm_model": "openai/gpt-4o", "access_groups": ["all"]}
+    ]}"#;
+    let options = ImportOptions {
+        keys: KeyMode::Secret,
+        namespace: Some("acme".to_string()),
+    };
+    let out = import_text(Source::AliasApi, text, Path::new("groups.json"), &options).expect("imports");
+    let docs = documents(&out.yaml);
+    assert_eq!(
+        spec_of(&docs, "AccessGroup", "all")["aliases"],
+        json!(["fast", "smart"])
+    );
+    assert_eq!(
+        spec_of(&docs, "AccessGroup", "starter-models")["aliases"],
+        json!(["fast"])
+    );
+    assert!(docs
+        .iter()
+        .filter(|d| d["kind"] == "AccessGroup")
+        .all(|d| d["metadata"]["namespace"] == "acme"));
+    assert_eq!(out.access_groups, 2);
+    assert!(out.yaml.contains("2 AccessGroup(s)"), "{}", out.yaml);
+    assert_eq!(
+        warnings(&out),
+        vec!["groups.json: aliases[0].access_groups[0]: warning: access group 'Starter Models' is written as AccessGroup 'starter-models' (Kubernetes names are lowercase)"]
+    );
+    let not_a_list = r#"{"alias": "fast", "litellm_model": "openai/gpt-4o-mini", "access_groups": "all"}"#;
+    match import_text(Source::AliasApi, not_a_list, Path::new("groups.json"), &options) {
+        Err(ImportError::Invalid { findings, .. }) => assert_eq!(
+            findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["groups.json: access_groups: error: access_groups must be a list of group names"]
+        ),
+        _ => panic!("a string where a list belongs is an error"),
+    }
 }
 
 #[test]

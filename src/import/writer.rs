@@ -12,8 +12,8 @@ use super::plan::{kube_name, Plan, PlannedProvider};
 use super::{Finding, ImportError, ImportOptions, Imported, KeyMode, Level, Source};
 use crate::compiler::Severity;
 use crate::crd::{
-    ApiKeySource, AwsCredentials, AzureSettings, BedrockSettings, LLMProvider, LLMProviderSpec, ModelAlias,
-    ProviderType, SecretKeyRef, SecretNameRef, Timeouts,
+    AccessGroup, AccessGroupSpec, ApiKeySource, AwsCredentials, AzureSettings, BedrockSettings, LLMProvider,
+    LLMProviderSpec, ModelAlias, ProviderType, SecretKeyRef, SecretNameRef, Timeouts,
 };
 use crate::manifest::{parse_documents, Manifests};
 
@@ -49,14 +49,24 @@ pub fn write(mut plan: Plan, source: Source, options: &ImportOptions) -> Result<
         object.metadata.namespace = options.namespace.clone();
         documents.push(to_yaml(&object)?);
     }
-    let mut yaml = header(
-        &plan.file,
-        source,
-        options,
-        &secrets,
-        providers.len(),
-        plan.aliases.len(),
-    );
+    for (group, aliases) in &plan.access_groups {
+        let mut object = AccessGroup::new(
+            group,
+            AccessGroupSpec {
+                description: None,
+                aliases: Some(aliases.clone()),
+                alias_selector: None,
+            },
+        );
+        object.metadata.namespace = options.namespace.clone();
+        documents.push(to_yaml(&object)?);
+    }
+    let counts = Counts {
+        providers: providers.len(),
+        aliases: plan.aliases.len(),
+        access_groups: plan.access_groups.len(),
+    };
+    let mut yaml = header(&plan.file, source, options, &secrets, &counts);
     for document in &documents {
         yaml.push_str("---\n");
         yaml.push_str(document);
@@ -65,9 +75,17 @@ pub fn write(mut plan: Plan, source: Source, options: &ImportOptions) -> Result<
     Ok(Imported {
         yaml,
         findings: plan.findings,
-        providers: providers.len(),
-        aliases: plan.aliases.len(),
+        providers: counts.providers,
+        aliases: counts.aliases,
+        access_groups: counts.access_groups,
     })
+}
+
+/// How many objects of each kind an import writes.
+struct Counts {
+    providers: usize,
+    aliases: usize,
+    access_groups: usize,
 }
 
 fn unique(base: String, used: &mut BTreeSet<String>) -> String {
@@ -183,15 +201,20 @@ fn header(
     source: Source,
     options: &ImportOptions,
     secrets: &BTreeMap<String, SecretToCreate>,
-    providers: usize,
-    aliases: usize,
+    counts: &Counts,
 ) -> String {
     let mut out = String::new();
+    let groups = match counts.access_groups {
+        0 => String::new(),
+        n => format!(", {n} AccessGroup(s)"),
+    };
     let _ = writeln!(
         out,
-        "# Imported from {} ({}) by `modelgate import`: {providers} LLMProvider(s), {aliases} ModelAlias(es).",
+        "# Imported from {} ({}) by `modelgate import`: {} LLMProvider(s), {} ModelAlias(es){groups}.",
         file.display(),
-        source.describe()
+        source.describe(),
+        counts.providers,
+        counts.aliases,
     );
     let _ = writeln!(
         out,
