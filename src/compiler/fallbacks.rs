@@ -56,6 +56,8 @@ impl Fallbacks {
         let mut tiers = Vec::new();
         let mut failure: Option<Broken> = None;
         let mut cycle: Vec<usize> = Vec::new();
+        // The message about that cycle: what every alias on it reports, whatever else broke.
+        let mut cycle_why: Option<String> = None;
         let mut report = |resolver: &mut Resolver<'_, '_>, field: &str, reason: Reason, message: String| {
             resolver
                 .out
@@ -131,26 +133,40 @@ impl Fallbacks {
                     .map(|&v| resolver.entries[v].display_name().to_string())
                     .collect();
                 names.push(resolver.entries[j].display_name().to_string());
-                report(
-                    resolver,
-                    &field,
-                    Reason::AliasCycle,
-                    format!(
-                        "aliases fall back to each other in a cycle: {}; remove one of these fallbacks",
-                        names.join(" -> ")
-                    ),
+                let why = format!(
+                    "aliases fall back to each other in a cycle: {}; remove one of these fallbacks",
+                    names.join(" -> ")
                 );
+                report(resolver, &field, Reason::AliasCycle, why.clone());
+                cycle_why = Some(why);
                 continue;
             }
             match self.tiers(resolver, j) {
-                Ok(nested) => tiers.extend(nested.into_iter().map(|t| FallbackTier {
-                    via: format!("{} -> {}", fallback.target, t.via),
-                    ..t
-                })),
+                Ok(nested) => {
+                    // A nested tier whose chain comes back here: this alias's own targets again,
+                    // reached through fallbacks and then targets.
+                    if let Some(names) = nested.iter().find_map(|t| leads_back(&own, &fallback.target, t)) {
+                        report(
+                            resolver,
+                            &field,
+                            Reason::AliasCycle,
+                            format!(
+                                "the fallback leads back to this alias, a cycle: {} (through fallbacks); fall back to another alias or to <provider>/<model>",
+                                names.join(" -> ")
+                            ),
+                        );
+                        continue;
+                    }
+                    tiers.extend(nested.into_iter().map(|t| FallbackTier {
+                        via: format!("{} -> {}", fallback.target, t.via),
+                        ..t
+                    }));
+                }
                 // This alias is on the cycle that broke them: the same error, here too.
                 Err(broken) if broken.cycle.contains(&i) => {
                     cycle.clone_from(&broken.cycle);
-                    report(resolver, &field, Reason::AliasCycle, broken.why);
+                    report(resolver, &field, Reason::AliasCycle, broken.why.clone());
+                    cycle_why = Some(broken.why);
                 }
                 Err(broken) => report(
                     resolver,
@@ -175,8 +191,26 @@ impl Fallbacks {
             );
         }
         match failure {
-            Some(broken) => Err(Broken { cycle, ..broken }),
+            Some(broken) => Err(Broken {
+                why: cycle_why.unwrap_or(broken.why),
+                cycle,
+            }),
             None => Ok(tiers),
         }
     }
+}
+
+/// The cycle `own -> fallback -> (the tier's fallbacks) -> (its chain) -> own`, when a target of
+/// `tier` (one of the fallback alias's own tiers) is reached through `own`.
+fn leads_back(own: &str, fallback: &str, tier: &FallbackTier) -> Option<Vec<String>> {
+    let chain = tier
+        .targets
+        .iter()
+        .map(|t| &t.chain)
+        .find(|c| c.iter().any(|n| n == own))?;
+    let mut names = vec![own.to_string(), fallback.to_string()];
+    names.extend(tier.via.split(" -> ").map(str::to_string));
+    names.extend(chain.iter().skip(1).take_while(|n| *n != own).cloned());
+    names.push(own.to_string());
+    Some(names)
 }

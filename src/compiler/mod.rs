@@ -10,7 +10,7 @@ mod aliases;
 mod credentials;
 mod diagnostic;
 mod egress;
-mod fallbacks;
+pub(crate) mod fallbacks;
 mod providers;
 mod routing_rules;
 pub mod rules;

@@ -105,6 +105,54 @@ fn fallback_cycles_are_errors_naming_the_cycle() {
 }
 
 #[test]
+fn a_cycle_through_nested_fallbacks_and_a_target_is_named() {
+    // b falls back to e, e falls back to c, and c's target is b: b's last tier would be b's
+    // own targets again. Found by the compiler_graph fuzz target.
+    let compiled = compile_yaml(
+        &(alias("b", "{target: openai/gpt-4o, fallbacks: [{target: e}]}")
+            + &alias("e", "{target: openai/gpt-4o-mini, fallbacks: [{target: c}]}")
+            + &alias("c", "{target: b}")),
+    );
+    assert_eq!(
+        said(&compiled),
+        vec![(
+            "ModelAlias team-a/b".to_string(),
+            "spec.fallbacks[0].target".to_string(),
+            "AliasCycle",
+            "the fallback leads back to this alias, a cycle: b -> e -> c -> b (through fallbacks); fall back to another alias or to <provider>/<model>".to_string()
+        )]
+    );
+    assert!(compiled.table.route("b").is_none());
+    assert!(compiled.table.route("e").is_some() && compiled.table.route("c").is_some());
+}
+
+#[test]
+fn every_alias_on_a_fallback_cycle_says_cycle_even_when_something_else_broke_first() {
+    // b's first fallback is broken on its own; its second closes a cycle with a. a reports the
+    // cycle, not b's other error under the cycle's reason.
+    let compiled = compile_yaml(
+        &(alias("a", "{target: openai/gpt-4o, fallbacks: [{target: b}]}")
+            + &alias(
+                "b",
+                "{target: openai/gpt-4o-mini, fallbacks: [{target: nowhere}, {target: a}]}",
+            )),
+    );
+    let cycles: Vec<(String, String)> = said(&compiled)
+        .into_iter()
+        .filter(|(_, _, reason, _)| *reason == "AliasCycle")
+        .map(|(object, _, _, message)| (object, message))
+        .collect();
+    let message = "aliases fall back to each other in a cycle: a -> b -> a; remove one of these fallbacks";
+    assert_eq!(
+        cycles,
+        vec![
+            ("ModelAlias team-a/a".to_string(), message.to_string()),
+            ("ModelAlias team-a/b".to_string(), message.to_string()),
+        ]
+    );
+}
+
+#[test]
 fn a_missing_fallback_provider_breaks_the_alias_with_its_field() {
     let compiled = compile_yaml(&alias(
         "a",

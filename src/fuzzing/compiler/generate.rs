@@ -1,12 +1,14 @@
 //! Provider and alias sets from the fuzzer's bytes, with `arbitrary` over small name spaces
 //! and weighted towards valid specs, so that references, chains, cycles, name conflicts and
-//! listed-model lookups are common.
+//! listed-model lookups are common; [`super::policy`] adds fallbacks, retries, guardrails and
+//! prices.
 
 use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Unstructured};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::policy::Policy;
 use crate::crd::{
     ApiKeySource, LLMProvider, LLMProviderSpec, ModelAlias, ModelAliasSpec, ProviderType, SecretKeyRef, Timeouts,
     WeightedTarget,
@@ -75,6 +77,7 @@ pub(super) struct Alias {
     hidden: Option<bool>,
     created: Option<u8>,
     target: Target,
+    policy: Option<Box<Policy>>,
 }
 
 /// Mostly `team-a`, so that aliases find the providers they name.
@@ -100,7 +103,7 @@ enum Target {
 
 /// Mostly an alias, a provider's model or a listed model.
 #[derive(Debug)]
-enum Ref {
+pub(super) enum Ref {
     Alias(u8),
     ProviderModel(u8, Pick),
     Model(Pick),
@@ -108,10 +111,10 @@ enum Ref {
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
-struct Pick(u8);
+pub(super) struct Pick(u8);
 
 /// Index of a choice, each as likely as its weight.
-fn weighted(u: &mut Unstructured<'_>, weights: &[u32]) -> arbitrary::Result<usize> {
+pub(super) fn weighted(u: &mut Unstructured<'_>, weights: &[u32]) -> arbitrary::Result<usize> {
     let total: u32 = weights.iter().sum();
     let mut roll = u.int_in_range(0..=total - 1)?;
     for (i, &w) in weights.iter().enumerate() {
@@ -173,7 +176,7 @@ impl<'a> Arbitrary<'a> for Ref {
     }
 }
 
-fn pick<const N: usize>(names: [&'static str; N], at: u8) -> &'static str {
+pub(super) fn pick<T: Copy, const N: usize>(names: [T; N], at: u8) -> T {
     names[usize::from(at) % N]
 }
 
@@ -187,7 +190,7 @@ impl Name {
 }
 
 impl Ref {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match self {
             Ref::Alias(at) => pick(ALIASES, *at).to_string(),
             Ref::ProviderModel(p, m) => format!("{}/{}", pick(PROVIDERS, *p), pick(MODELS, m.0)),
@@ -289,7 +292,7 @@ impl Alias {
             Target::Both(r, split) => (Some(r.text()), Some(legs(split))),
             Target::Neither => (None, None),
         };
-        let spec = ModelAliasSpec {
+        let mut spec = ModelAliasSpec {
             alias: self.alias.as_ref().map(Name::text),
             description: None,
             active: self.active,
@@ -304,6 +307,16 @@ impl Alias {
             guardrails: None,
             pricing: None,
         };
+        if let Some(policy) = &self.policy {
+            let built = policy.build();
+            spec.load_balancing = built.load_balancing;
+            spec.fallbacks = built.fallbacks;
+            spec.retry = built.retry;
+            spec.timeouts = built.timeouts;
+            spec.outlier_detection = built.outlier_detection;
+            spec.guardrails = built.guardrails;
+            spec.pricing = built.pricing;
+        }
         let mut alias = ModelAlias::new(&self.name.text(), spec);
         alias.metadata.namespace = Some(self.namespace.0.to_string());
         alias.metadata.creation_timestamp = self

@@ -2,12 +2,16 @@
 
 mod generate;
 mod graph;
+mod policy;
+#[cfg(test)]
+mod worlds;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Unstructured};
 
+use crate::compiler::fallbacks::MAX_TIERS;
 use crate::compiler::{compile, Compiled, Inputs, ObjectKey, RoutingTable, SecretData, SecretsAndEnv};
 use crate::crd::{LLMProvider, ModelAlias};
 use crate::gateway::{prepare, ClientPool};
@@ -21,6 +25,9 @@ use graph::Graph;
 ///   alias of each strongly connected group) and every reported cycle is a real one;
 /// - a served route has targets whose weights add up to 100, on providers in the table;
 ///   a disabled alias that owns its name has a disabled route;
+/// - a cycle named through fallbacks is a closed walk of written targets and fallbacks; a
+///   served route's fallback tiers are at most [`MAX_TIERS`], on providers in the table, and
+///   none of them leads back to the route's own alias;
 /// - the gateway can prepare the table.
 pub fn compiler_graph(data: &[u8]) {
     let Ok(case) = CompilerCase::arbitrary_take_rest(Unstructured::new(data)) else {
@@ -32,6 +39,11 @@ pub fn compiler_graph(data: &[u8]) {
 fn check(case: &CompilerCase) {
     let providers: Vec<LLMProvider> = case.providers.iter().take(MAX_OBJECTS).map(Provider::build).collect();
     let aliases: Vec<ModelAlias> = case.aliases.iter().take(MAX_OBJECTS).map(Alias::build).collect();
+    check_objects(&providers, &aliases);
+}
+
+/// The properties, on objects however they were made.
+fn check_objects(providers: &[LLMProvider], aliases: &[ModelAlias]) {
     let secrets: SecretData = NAMESPACES
         .iter()
         .map(|ns| {
@@ -47,8 +59,8 @@ fn check(case: &CompilerCase) {
     };
     let run = |previous: Option<&RoutingTable>| {
         compile(&Inputs {
-            providers: &providers,
-            aliases: &aliases,
+            providers,
+            aliases,
             credentials: &credentials,
             unreadable: &[],
             previous,
@@ -68,7 +80,7 @@ fn check(case: &CompilerCase) {
         "the previous table changed the answer"
     );
 
-    let graph = Graph::new(&aliases);
+    let graph = Graph::new(aliases);
     graph.check_cycles(&compiled);
     check_routes(&compiled, &graph);
     prepares(&compiled.table);
@@ -105,6 +117,20 @@ fn check_routes(compiled: &Compiled, graph: &Graph<'_>) {
         for target in &route.targets {
             assert!(compiled.table.providers.contains_key(&target.provider), "{target:?}");
             assert_eq!(target.chain.first(), Some(name), "{target:?}");
+        }
+        let tiers = route.extras.as_ref().map_or(&[][..], |e| &e.fallbacks[..]);
+        assert!(tiers.len() <= MAX_TIERS, "'{name}' has {} tiers", tiers.len());
+        for tier in tiers {
+            for target in &tier.targets {
+                assert!(compiled.table.providers.contains_key(&target.provider), "{target:?}");
+                if route.disabled.is_none() {
+                    assert!(
+                        !target.chain.contains(name),
+                        "'{name}' falls back to itself through '{}': {target:?}",
+                        tier.via
+                    );
+                }
+            }
         }
     }
     for (name, &i) in &graph.owners {
