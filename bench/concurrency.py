@@ -343,9 +343,11 @@ def run_probes(ctx, targets: dict[str, int], count: int) -> dict:
     return result
 
 
-async def slow_streams(port: int, n: int, rate: float, chunks: int, on_all_first, timeout: float) -> dict:
-    """Opens `n` streams at `rate` a second; calls `on_all_first()` (in a thread) once every
-    stream has had its first event; returns when all have ended."""
+async def hold_streams(n: int, rate: float, start, on_all_first, what: str) -> dict:
+    """Starts `n` streams at `rate` a second (`start(i, on_first)` returns stream i's
+    coroutine, which calls `on_first()` at its first event); calls `on_all_first()` (in a
+    thread) once every stream has had its first event; returns when all have ended, with their
+    results in order."""
     loop = asyncio.get_running_loop()
     first = 0
     all_first = asyncio.Event()
@@ -359,13 +361,12 @@ async def slow_streams(port: int, n: int, rate: float, chunks: int, on_all_first
     started = time.perf_counter()
     tasks = []
     for i in range(n):
-        due = started + i / rate
-        delay = due - time.perf_counter()
+        delay = started + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one_stream(port, stream_request(port, chunks), timeout, on_first)))
+        tasks.append(asyncio.ensure_future(start(i, on_first)))
     ramp = time.perf_counter() - started
-    log(f"{n} streams opened in {ramp:.1f} s; waiting for every first chunk")
+    log(f"{n} {what} opened in {ramp:.1f} s; waiting for every first chunk")
     waiter = asyncio.ensure_future(all_first.wait())
     await asyncio.wait([waiter, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
     all_first_s = time.perf_counter() - started
@@ -376,13 +377,21 @@ async def slow_streams(port: int, n: int, rate: float, chunks: int, on_all_first
     else:
         waiter.cancel()
     results = await asyncio.gather(*tasks)
+    return {"streams": n, "ramp_s": ramp, "all_first_chunk_s": all_first_s if all_first.is_set() else None,
+            "first_chunks": first, "results": results, "duration_s": time.perf_counter() - started,
+            "during": hold}
+
+
+async def slow_streams(port: int, n: int, rate: float, chunks: int, on_all_first, timeout: float) -> dict:
+    """`n` slow streams, each on its own HTTP/1.1 connection (see `hold_streams`)."""
+    out = await hold_streams(
+        n, rate, lambda _, on_first: one_stream(port, stream_request(port, chunks), timeout, on_first),
+        on_all_first, "streams")
+    results = out.pop("results")
     errors = [r for r in results if isinstance(r, str)]
     short = [r.events for r in results if not isinstance(r, str) and r.events != chunks + 1]
-    return {"streams": n, "ramp_s": ramp, "all_first_chunk_s": all_first_s if all_first.is_set() else None,
-            "first_chunks": first, "completed": len(results) - len(errors) - len(short),
-            "errors": len(errors) + len(short), "error_samples": errors[:5],
-            "wrong_event_counts": short[:5], "events_per_stream": chunks + 1,
-            "duration_s": time.perf_counter() - started, "during": hold}
+    return out | {"completed": len(results) - len(errors) - len(short), "errors": len(errors) + len(short),
+                  "error_samples": errors[:5], "wrong_event_counts": short[:5], "events_per_stream": chunks + 1}
 
 
 # --- HTTP/2 clients --------------------------------------------------------------------------
@@ -557,50 +566,20 @@ def h2_clients(port: int, clients: int, requests: int, rate: float, on_connected
 
 async def h2_slow_streams(port: int, n: int, per_conn: int, rate: float, chunks: int, on_all_first,
                           timeout: float) -> dict:
-    """`n` slow streams multiplexed `per_conn` to an HTTP/2 connection, opened at `rate` a
-    second; the same bookkeeping as `slow_streams`."""
-    loop = asyncio.get_running_loop()
+    """`n` slow streams multiplexed `per_conn` to an HTTP/2 connection (see `hold_streams`)."""
     conns, connect_errors = await h2_connect(port, -(-n // per_conn), 1000)
     if not conns:
         return {"streams": n, "errors": n, "error_samples": connect_errors[:5], "completed": 0, "first_chunks": 0}
-    first = 0
-    all_first = asyncio.Event()
-
-    def on_first():
-        nonlocal first
-        first += 1
-        if first == n:
-            all_first.set()
-
     body = chat_body(True, chunks)
-    started = time.perf_counter()
-    tasks = []
-    for i in range(n):
-        delay = started + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        c = conns[(i // per_conn) % len(conns)]
-        tasks.append(asyncio.ensure_future(c.request(body, True, timeout, on_first, chunks + 1)))
-    ramp = time.perf_counter() - started
-    log(f"{n} HTTP/2 streams on {len(conns)} connections opened in {ramp:.1f} s; waiting for every first chunk")
-    waiter = asyncio.ensure_future(all_first.wait())
-    await asyncio.wait([waiter, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
-    all_first_s = time.perf_counter() - started
-    hold = None
-    if all_first.is_set():
-        log(f"every stream has its first chunk ({all_first_s:.1f} s after the first was opened)")
-        hold = await loop.run_in_executor(None, on_all_first)
-    else:
-        waiter.cancel()
-    results = await asyncio.gather(*tasks)
-    errors = [err for _, err in results if err]
+    out = await hold_streams(
+        n, rate, lambda i, on_first: conns[(i // per_conn) % len(conns)].request(body, True, timeout, on_first,
+                                                                                  chunks + 1),
+        on_all_first, f"HTTP/2 streams on {len(conns)} connections")
+    errors = [err for _, err in out.pop("results") if err]
     for c in conns:
         c.transport.close()
-    return {"streams": n, "connections": len(conns), "ramp_s": ramp,
-            "all_first_chunk_s": all_first_s if all_first.is_set() else None, "first_chunks": first,
-            "completed": len(results) - len(errors), "errors": len(errors) + len(connect_errors),
-            "error_samples": (connect_errors + errors)[:5], "events_per_stream": chunks + 1,
-            "duration_s": time.perf_counter() - started, "during": hold}
+    return out | {"connections": len(conns), "completed": n - len(errors), "errors": len(errors) + len(connect_errors),
+                  "error_samples": (connect_errors + errors)[:5], "events_per_stream": chunks + 1}
 
 
 # --- phases ----------------------------------------------------------------------------------
