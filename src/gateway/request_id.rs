@@ -28,7 +28,11 @@ pub fn ensure(headers: &HeaderMap) -> HeaderValue {
     let mut sent = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(value), None) = (sent.next(), sent.next()) {
         if acceptable(value) {
-            return value.clone();
+            // A copy: a clone would share, and so keep, the connection's whole read buffer
+            // (8 KB) for as long as the answer lasts, a stream's whole life.
+            if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                return copy;
+            }
         }
     }
     generate()

@@ -18,6 +18,9 @@
 //!   `message_delta` and `message_stop`), for the translated-path figures.
 //! * A request for the model `mock-burst` streams `--burst-chunks` events with
 //!   no delay between them (CPU per streamed chunk).
+//! * A stream's length is `--chunks`, or the request's `max_tokens` when it has one (the
+//!   concurrency bench asks for long slow streams with `--chunk-interval-ms 1000` and short
+//!   probes from the same mock).
 //! * `--delay-ms` adds a fixed delay before every completion (0 by default).
 //!
 //! The first line printed on stdout is the bound address (`127.0.0.1:PORT`),
@@ -119,6 +122,16 @@ fn parse_args() -> Config {
 /// True when the body asks for the model `mock-burst`.
 fn wants_burst(body: &[u8]) -> bool {
     body.windows(12).any(|w| w == b"\"mock-burst\"")
+}
+
+/// The number after `"max_tokens":` in the JSON body, when there is one.
+fn max_tokens(body: &[u8]) -> Option<usize> {
+    let key = b"\"max_tokens\"";
+    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = &body[at..];
+    let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace() && *b != b':')?..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 /// True when the JSON body has `"stream"` followed by `: true` (any whitespace).
@@ -295,7 +308,11 @@ async fn handle(req: Request<Incoming>, cfg: &'static Config) -> Result<Response
                 let mut r = Response::new(MockBody::Sse(SseBody {
                     anthropic,
                     next: 0,
-                    total: if burst { cfg.burst_chunks } else { cfg.chunks },
+                    total: match (burst, max_tokens(&body)) {
+                        (true, _) => cfg.burst_chunks,
+                        (false, Some(n)) => n.max(1),
+                        (false, None) => cfg.chunks,
+                    },
                     interval: if burst { Duration::ZERO } else { cfg.interval },
                     start: tokio::time::Instant::now(),
                     sleep: None,
@@ -392,6 +409,13 @@ mod tests {
         assert!(!wants_stream(br#"{"model":"m","stream":false}"#));
         assert!(!wants_stream(br#"{"model":"m"}"#));
         assert!(!wants_stream(br#"{"stream""#));
+    }
+
+    #[test]
+    fn max_tokens_sets_the_stream_length() {
+        assert_eq!(max_tokens(br#"{"model":"m","max_tokens":40,"stream":true}"#), Some(40));
+        assert_eq!(max_tokens(br#"{"max_tokens" : 3}"#), Some(3));
+        assert_eq!(max_tokens(br#"{"model":"m"}"#), None);
     }
 
     #[test]

@@ -5,12 +5,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::connection;
 use super::registry::Registry;
+use super::sniff::Builders;
 use super::Served;
 
 /// First pause after a failed accept; doubled on each failure in a row, up to [`MAX_BACKOFF`].
@@ -18,12 +17,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Accepts until the task is aborted (which closes the listener).
-pub(super) async fn accept<S>(
-    listener: TcpListener,
-    registry: Arc<Registry>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    service: S,
-) where
+pub(super) async fn accept<S>(listener: TcpListener, registry: Arc<Registry>, builders: Arc<Builders>, service: S)
+where
     S: Served,
 {
     // Closing a few percent at a time keeps the scan for the oldest off the per-accept path.
@@ -53,7 +48,7 @@ pub(super) async fn accept<S>(
                     stream,
                     registry.clone(),
                     conn,
-                    builder.clone(),
+                    builders.clone(),
                     service.clone(),
                 ));
             }

@@ -1,5 +1,6 @@
-//! One client connection: hyper-util's HTTP/1.1-or-HTTP/2 connection over a socket that
-//! reports reads and stalled writes to the registry, driven until it ends or is told to close.
+//! One client connection: hyper-util's HTTP/1.1-or-HTTP/2 connection (the protocol told by
+//! `sniff` from a peek at the first bytes) over a socket that reports reads and stalled writes
+//! to the registry, driven until it ends or is told to close.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -7,13 +8,13 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::registry::{Conn, Registry, ABORT, GRACEFUL};
+use super::registry::{Conn, Registry, ABORT, GRACEFUL, RUN};
 use super::service::Guard;
+use super::sniff::{Builders, PREFACE};
 use super::Served;
 
 /// The client socket, telling its connection's state what moves.
@@ -90,7 +91,7 @@ pub(super) async fn serve<S>(
     stream: TcpStream,
     registry: Arc<Registry>,
     conn: Arc<Conn>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     service: S,
 ) where
     S: Served,
@@ -99,6 +100,22 @@ pub(super) async fn serve<S>(
         registry,
         conn: conn.clone(),
     };
+    // The first bytes, left in the socket for hyper to read; until they come the connection
+    // is FRESH, under the header timeout, and any command closes it.
+    let mut first = [0u8; PREFACE.len()];
+    let peeked = poll_fn(|cx| {
+        conn.waker.register(cx.waker());
+        if conn.command() != RUN {
+            return Poll::Ready(None);
+        }
+        let mut buf = ReadBuf::new(&mut first);
+        stream.poll_peek(cx, &mut buf).map(|peeked| Some(peeked.unwrap_or(0)))
+    })
+    .await;
+    let Some(peeked) = peeked else {
+        return;
+    };
+    let builder = builders.for_first_bytes(&first[..peeked]);
     let io = TokioIo::new(Watched {
         stream,
         conn: conn.clone(),

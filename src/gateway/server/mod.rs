@@ -4,7 +4,8 @@
 //! - `accept`: the accept loop; the connection cap; backoff on accept errors.
 //! - `registry`: every open connection's phase and deadline; closing the ones past their
 //!   timeouts, and the longest-waiting ones first at the cap.
-//! - `connection`: one connection, driven until it ends or is told to close.
+//! - `connection`: one connection, driven until it ends or is told to close; `sniff`: which
+//!   protocol it speaks, from a peek at its first bytes.
 //! - `service`: per request: busy until the last byte, JSON errors for oversized headers,
 //!   `Connection: close` while draining, the error event that ends a stream at shutdown.
 //! - `common`: what a listener's connections share (settings, coarse clock, drain state);
@@ -18,6 +19,7 @@ pub mod fd;
 pub mod metrics;
 mod registry;
 mod service;
+mod sniff;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -146,7 +148,7 @@ where
     let accept = tokio::spawn(accept::accept(
         listener,
         registry.clone(),
-        Arc::new(builder(options)),
+        Arc::new(sniff::Builders::new(builder(options))),
         service,
     ));
     let sweeper = tokio::spawn(registry::sweep(registry.clone()));

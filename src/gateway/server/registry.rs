@@ -30,7 +30,7 @@ const BUSY: u8 = 2;
 const IDLE: u8 = 3;
 
 /// What the connection's task is asked to do.
-const RUN: u8 = 0;
+pub(super) const RUN: u8 = 0;
 /// Finish what is in flight, then close (HTTP/1.1: no more keep-alive; HTTP/2: GOAWAY).
 pub(super) const GRACEFUL: u8 = 1;
 /// Close now.
