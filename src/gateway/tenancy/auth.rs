@@ -66,8 +66,8 @@ fn word(bytes: &[u8]) -> u64 {
 
 /// SHA-256 with aws-lc (the library rustls already links): its assembly uses SHA-NI where the
 /// CPU has it and AVX2/AVX/SSSE3 rounds where it does not (many cloud Xeons), where `sha2`
-/// falls back to portable rounds. Under callgrind (which hides SHA-NI, like those CPUs): TODO
-/// instructions per key against sha2's 3,470.
+/// falls back to portable rounds. Under callgrind (which hides SHA-NI, like those CPUs): 2,390
+/// instructions per key (the AVX rounds) against sha2's 3,470.
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut out = [0u8; 32];
