@@ -4,6 +4,10 @@ the Anthropic Messages API out (an `anthropic` provider on the bench's mock upst
 the OpenAI pass-through on the same mock.
 
     python3 bench/translation.py [--modelgate-bin PATH] [--mock-bin PATH] [--requests N] [--rounds N]
+                                 [--skip timing] [--profile-dir DIR]
+
+With `--profile-dir`, the callgrind dumps (one per path and kind, `--dump-instr=yes`) are kept in
+DIR for `callgrind_annotate --inclusive=yes`.
 
 It needs no load generator beyond Python (bench.py's `SseClient`: one keep-alive connection,
 concurrency 1), so it runs wherever the gateway and the mock are built. Figures:
@@ -44,13 +48,13 @@ def model_for(path: str, kind: str) -> str:
     return BURST[path] if kind == "burst" else PATHS[path]
 
 
-def start_gateway(binary: str, cfg: Path, tmp: Path, callgrind: Path | None):
+def start_gateway(binary: str, cfg: Path, tmp: Path, callgrind: Path | None, dump_instr: bool = False):
     port, admin = bench.free_port(), bench.free_port()
     env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="error")
     argv = [binary, "gateway", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
             "--admin-listen", f"127.0.0.1:{admin}"]
     if callgrind is not None:
-        argv = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={callgrind}", *argv]
+        argv = ["valgrind", "--tool=callgrind", f"--dump-instr={'yes' if dump_instr else 'no'}", f"--callgrind-out-file={callgrind}", *argv]
     p = bench.PROCS.start("translation-gateway" + ("-callgrind" if callgrind else ""), argv,
                           bench.PROXY_CPU, tmp, env=env)
     bench.wait_http_ok(f"http://127.0.0.1:{admin}/readyz", 180, p, "modelgate")
@@ -71,10 +75,12 @@ def drive(client: bench.SseClient, model: str, kind: str, n: int) -> list[dict]:
     return out
 
 
-def instructions(binary: str, cfg: Path, tmp: Path, n: int) -> dict:
-    d = tmp / "callgrind"
-    d.mkdir()
-    p, port = start_gateway(binary, cfg, tmp, d / "callgrind.out")
+def instructions(binary: str, cfg: Path, tmp: Path, n: int, profile_dir: str | None = None) -> dict:
+    d = Path(profile_dir) if profile_dir else tmp / "callgrind"
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("callgrind.out*"):
+        old.unlink()
+    p, port = start_gateway(binary, cfg, tmp, d / "callgrind.out", dump_instr=profile_dir is not None)
     out: dict = {path: {} for path in PATHS}
     try:
         client = bench.SseClient("127.0.0.1", port)
@@ -91,6 +97,8 @@ def instructions(binary: str, cfg: Path, tmp: Path, n: int) -> dict:
                 new = sorted(set(d.glob("callgrind.out.*")) - before) or sorted(d.glob("callgrind.out.*"))
                 total = bench.callgrind_summary(new[-1])
                 out[path][kind] = None if total is None else round(total / count)
+                if profile_dir:
+                    new[-1].rename(d / f"{path}-{kind}.callgrind")
                 bench.log(f"translation instructions: {path} {kind} {out[path][kind]} per request")
         client.close()
     finally:
@@ -219,6 +227,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip", default="", help="comma-separated: instructions, timing")
     ap.add_argument("--out", default=str(bench.HERE / "results" / "translation-latest"))
+    ap.add_argument("--profile-dir", default=None, help="keep the callgrind dumps (with --dump-instr=yes) in this "
+                    "directory, named PATH-KIND.callgrind, for callgrind_annotate")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     busy = bench.background_busy(1.0)
@@ -232,7 +242,7 @@ def main() -> int:
             cfg = tmp / "config"
             bench.write_modelgate_config(cfg, port, port)
             if "instructions" not in skip:
-                res["instructions"] = instructions(args.modelgate_bin, cfg, tmp, args.requests)
+                res["instructions"] = instructions(args.modelgate_bin, cfg, tmp, args.requests, args.profile_dir)
             if "timing" not in skip:
                 res["timing"] = timing(args.modelgate_bin, cfg, tmp, port, args.rounds, args.requests)
         finally:

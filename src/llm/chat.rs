@@ -138,8 +138,8 @@ impl Message {
     }
 }
 
-/// Message content: a string, or typed parts.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Message content: a string, or typed parts. (Read by hand: see `openai_json`.)
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),

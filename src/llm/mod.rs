@@ -15,6 +15,7 @@ pub mod embeddings;
 pub mod failure;
 pub mod gemini;
 pub mod openai;
+pub mod openai_json;
 pub mod responses;
 pub mod stream;
 mod unsupported;

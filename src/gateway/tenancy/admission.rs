@@ -235,20 +235,10 @@ pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, token
     }
 }
 
-/// The decimal digits of `n` (64-bit arithmetic: a 128-bit division per digit cost more
-/// than the rest of the six headers).
-fn push_number(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+/// The decimal digits of `n`, with `itoa` (two digits per step from a table; a loop of
+/// 64-bit divisions by ten cost about 150 instructions a number, a 128-bit one more).
+fn push_number(out: &mut BytesMut, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `250ms`, `1.5s`, `6m0s`: the duration format of OpenAI's reset headers, without a float.

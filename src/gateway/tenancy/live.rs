@@ -2,8 +2,9 @@
 //! counters and metric handles. Swapped whole, like the routing table; the counters live in
 //! the store and outlive swaps.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+
+use rustc_hash::FxHashMap;
 
 use super::auth::KeyIndex;
 use super::metrics::{TeamAliasMetrics, TenancyMetrics};
@@ -26,7 +27,10 @@ pub struct LiveTeam {
     pub name: String,
     pub credits: Option<CreditPolicy>,
     pub limits: Limits,
-    pub grants: HashMap<Arc<str>, Grant>,
+    /// By alias name. Fx rather than SipHash (one lookup per request): the keys are alias
+    /// names from configuration, and a client can only look names up, never insert one, so
+    /// there is no hash flooding to defend against.
+    pub grants: FxHashMap<Arc<str>, Grant>,
     pub counters: Arc<TeamCounters>,
 }
 

@@ -61,11 +61,14 @@ pub fn now() -> i64 {
 /// blocks as tool calls (arguments = `input` exactly as Anthropic wrote it), thinking as
 /// `reasoning_content`.
 pub fn from_messages_response(body: &[u8]) -> Result<ChatResponse, UpstreamError> {
-    let message: MessagesResponse = serde_json::from_slice(body).map_err(|e| {
+    let bad = |e: &dyn std::fmt::Display| {
         UpstreamError::bad_response(format!(
             "the provider answered with an Anthropic message this gateway cannot read ({e})"
         ))
-    })?;
+    };
+    // UTF-8 checked once for the whole answer, not string by string.
+    let json = std::str::from_utf8(body).map_err(|e| bad(&e))?;
+    let message: MessagesResponse = serde_json::from_str(json).map_err(|e| bad(&e))?;
     let mut text = String::new();
     let mut saw_text = false;
     let mut reasoning = String::new();
@@ -74,7 +77,12 @@ pub fn from_messages_response(body: &[u8]) -> Result<ChatResponse, UpstreamError
         match block.kind.as_str() {
             "text" => {
                 saw_text = true;
-                text.push_str(block.text.as_deref().unwrap_or_default());
+                match block.text {
+                    // The first text block is moved, not copied.
+                    Some(block_text) if text.is_empty() => text = block_text,
+                    Some(block_text) => text.push_str(&block_text),
+                    None => {}
+                }
             }
             "tool_use" => tool_calls.push(ToolCall {
                 id: block.id.unwrap_or_default(),
