@@ -29,7 +29,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per upstream; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
 
-type Sender = SendRequest<Full<Bytes>>;
+pub type Sender = SendRequest<Full<Bytes>>;
 
 /// Why a request to a plain-HTTP upstream failed before its response headers.
 #[derive(Debug, thiserror::Error)]
@@ -60,49 +60,38 @@ impl Idle {
     }
 }
 
-/// The connections to one upstream `host:port`, each opened through the egress policy.
-pub struct H1Pool {
-    host: String,
-    port: u16,
-    connect_timeout: Duration,
-    policy: Arc<Policy>,
-    /// Oldest first; taken and returned at the back.
+/// The idle HTTP/1.1 connections of one upstream (plain, or HTTPS where ALPN chose
+/// HTTP/1.1): taken and returned at the back under a mutex.
+#[derive(Default)]
+pub struct IdleStack {
+    /// Oldest first.
     idle: Mutex<VecDeque<Idle>>,
 }
 
-impl H1Pool {
-    pub fn new(host: String, port: u16, connect_timeout: Duration, policy: Arc<Policy>) -> Self {
-        H1Pool {
-            host,
-            port,
-            connect_timeout,
-            policy,
-            idle: Mutex::new(VecDeque::new()),
-        }
-    }
-
+impl IdleStack {
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one.
-    /// A request that a closing idle connection could not take is sent again on another.
-    pub async fn send(self: &Arc<Self>, mut request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, H1Error> {
+    /// Sends `request` on an idle connection: `Err` gives the request back when none could
+    /// take it (a closing idle connection that could not take it is skipped).
+    pub async fn send_idle(
+        self: &Arc<Self>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Result<Response<PooledBody>, hyper::Error>, Request<Full<Bytes>>> {
         while let Some(mut sender) = self.take() {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.pooled(response, sender)),
+                Ok(response) => return Ok(Ok(self.pooled(response, sender))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(H1Error::Request(error.into_error())),
+                    None => return Ok(Err(error.into_error())),
                 },
             }
         }
-        let mut sender = self.connect().await?;
-        let response = sender.send_request(request).await.map_err(H1Error::Request)?;
-        Ok(self.pooled(response, sender))
+        Err(request)
     }
 
     /// The most recently used idle connection that is still open and fresh.
@@ -134,24 +123,60 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Sender, H1Error> {
+    /// A response on `sender`, whose body gives the connection back here when read to its end.
+    pub fn pooled(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Response<PooledBody> {
+        let back = Some((self.clone(), sender));
+        response.map(|inner| PooledBody { inner, back })
+    }
+}
+
+/// Runs an HTTP/1.1 client connection over `io` in its own task.
+pub async fn handshake<T>(io: T) -> Result<Sender, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The connections to one upstream `host:port`, each opened through the egress policy.
+pub struct H1Pool {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    policy: Arc<Policy>,
+    idle: Arc<IdleStack>,
+}
+
+impl H1Pool {
+    pub fn new(host: String, port: u16, connect_timeout: Duration, policy: Arc<Policy>) -> Self {
+        H1Pool {
+            host,
+            port,
+            connect_timeout,
+            policy,
+            idle: Arc::default(),
+        }
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one.
+    /// A request that a closing idle connection could not take is sent again on another.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, H1Error> {
+        let request = match self.idle.send_idle(request).await {
+            Ok(sent) => return sent.map_err(H1Error::Request),
+            Err(request) => request,
+        };
         let stream = egress::connect(&self.policy, &self.host, self.port, self.connect_timeout)
             .await
             .map_err(H1Error::Connect)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(H1Error::Handshake)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended");
-            }
-        });
-        Ok(sender)
-    }
-
-    fn pooled(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Response<PooledBody> {
-        let back = Some((self.clone(), sender));
-        response.map(|inner| PooledBody { inner, back })
+        let mut sender = handshake(stream).await.map_err(H1Error::Handshake)?;
+        let response = sender.send_request(request).await.map_err(H1Error::Request)?;
+        Ok(self.idle.pooled(response, sender))
     }
 }
 
@@ -159,7 +184,7 @@ impl H1Pool {
 /// one dropped before its end takes the connection with it.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<H1Pool>, Sender)>,
+    back: Option<(Arc<IdleStack>, Sender)>,
 }
 
 impl PooledBody {

@@ -1,17 +1,17 @@
 //! The HTTP clients that talk to providers, with one timer per request enforcing the
 //! provider's `request` and `idle` timeouts until the last byte: hyper-util's pooled client
-//! over rustls for HTTPS (HTTP/1.1 or HTTP/2 by ALPN), our own HTTP/1.1 pool (`h1pool`) for
-//! plain HTTP.
+//! for guardrail webhooks, our own pools for providers: `tls::TlsPool` for HTTPS (HTTP/2 or
+//! HTTP/1.1 by ALPN), `h1pool` for plain HTTP.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
 use super::h1pool::{H1Pool, PooledBody};
-use super::tls::{self, ClientTlsError};
+use super::tls::{self, ClientTlsError, TlsPool};
 use crate::compiler::{ResolvedTimeouts, TrustedCa};
 
 /// A pooled client for provider requests.
@@ -30,8 +30,10 @@ pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 /// How a provider is reached.
 #[derive(Clone)]
 pub enum UpstreamClient {
-    /// HTTPS (or anything else hyper-util's client handles).
+    /// Anything hyper-util's client handles (guardrail webhooks).
     Pooled(Box<HttpClient>),
+    /// HTTPS to a provider.
+    Tls(Arc<TlsPool>),
     /// Plain HTTP/1.1.
     H1(Arc<H1Pool>),
 }
@@ -82,14 +84,22 @@ pub enum BodyError {
 /// (`None`: the system's roots).
 type ClientKey = (Duration, Option<[u8; 32]>);
 
-/// HTTP clients shared by providers with the same connection settings (connect timeout and
-/// trusted CA), so providers with one CA share connections and TLS sessions, and pools survive
-/// configuration reloads; a rotated CA gets a new client. Every connection they open is
-/// checked by `policy`.
+/// What sets HTTPS pools apart: the upstream's authority, the connect timeout and the trusted
+/// CA's fingerprint.
+type TlsKey = (String, Duration, Option<[u8; 32]>);
+
+/// HTTP clients shared by providers with the same connection settings, so that pools survive
+/// configuration reloads. HTTPS pools are shared by providers with the same authority,
+/// connect timeout and trusted CA, and one TLS config (one session cache) by every pool that
+/// trusts the same CA. These are held by the tables that use them: a pool or config no table
+/// holds any more (a rotated CA, a removed provider) is closed, once the requests still on it
+/// have finished. Every connection they open is checked by `policy`.
 pub struct ClientPool {
     policy: Arc<Policy>,
     pooled: Mutex<HashMap<ClientKey, HttpClient>>,
     h1: Mutex<HashMap<(String, u16, Duration), Arc<H1Pool>>>,
+    tls: Mutex<HashMap<TlsKey, Weak<TlsPool>>>,
+    configs: Mutex<HashMap<Option<[u8; 32]>, Weak<rustls::ClientConfig>>>,
 }
 
 impl ClientPool {
@@ -98,7 +108,58 @@ impl ClientPool {
             policy,
             pooled: Mutex::default(),
             h1: Mutex::default(),
+            tls: Mutex::default(),
+            configs: Mutex::default(),
         }
+    }
+
+    /// The HTTPS pool for the upstream of `uri` (an `https` URL) that trusts `ca` (`None`: the
+    /// system's roots).
+    pub fn tls(
+        &self,
+        uri: &Uri,
+        timeouts: &ResolvedTimeouts,
+        ca: Option<&TrustedCa>,
+    ) -> Result<Arc<TlsPool>, ClientTlsError> {
+        let fingerprint = ca.map(|ca| ca.fingerprint);
+        let authority = uri.authority().map_or("", |a| a.as_str()).to_ascii_lowercase();
+        let key = (authority, timeouts.connect, fingerprint);
+        let mut pools = self.tls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
+            return Ok(pool);
+        }
+        pools.retain(|_, pool| pool.strong_count() > 0);
+        let config = {
+            let mut configs = self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match configs.get(&fingerprint).and_then(Weak::upgrade) {
+                Some(config) => config,
+                None => {
+                    configs.retain(|_, config| config.strong_count() > 0);
+                    let config = Arc::new(tls::pool_config(ca)?);
+                    configs.insert(fingerprint, Arc::downgrade(&config));
+                    config
+                }
+            }
+        };
+        let pool = Arc::new(TlsPool::new(
+            uri,
+            tls::server_name(uri)?,
+            config,
+            timeouts.connect,
+            self.policy.clone(),
+        ));
+        pools.insert(key, Arc::downgrade(&pool));
+        Ok(pool)
+    }
+
+    /// How many HTTPS pools and TLS configs are alive (held by a table or a request).
+    pub fn tls_in_use(&self) -> (usize, usize) {
+        let pools = self.tls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let configs = self.configs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (
+            pools.values().filter(|p| p.strong_count() > 0).count(),
+            configs.values().filter(|c| c.strong_count() > 0).count(),
+        )
     }
 
     /// The plain-HTTP/1.1 pool for `host` (as in a URL) and `port`.
@@ -170,6 +231,11 @@ pub async fn send(
         match client {
             UpstreamClient::Pooled(client) => match client.request(request).await {
                 Ok(response) => Ok(response.map(PooledBody::unpooled)),
+                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
+                Err(e) => Err(SendError::Failed(e.into())),
+            },
+            UpstreamClient::Tls(pool) => match pool.send(request).await {
+                Ok(response) => Ok(response),
                 Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),
             },

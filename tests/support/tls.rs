@@ -54,6 +54,10 @@ pub struct Counts {
     pub resumed: AtomicUsize,
     pub failed: AtomicUsize,
     pub requests: AtomicUsize,
+    /// Connections that ended (closed by either side) after their handshake.
+    pub closed: AtomicUsize,
+    /// Requests for the model `held` wait until this is true.
+    pub release: Release,
     /// HTTP versions of the requests.
     pub versions: Mutex<Vec<hyper::Version>>,
     /// The `Authorization` header of each request.
@@ -76,6 +80,24 @@ impl Counts {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Lets requests for the model `held` answer.
+pub struct Release(watch::Sender<bool>);
+
+impl Default for Release {
+    fn default() -> Self {
+        Release(watch::Sender::new(false))
+    }
+}
+
+impl Release {
+    pub fn release(&self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// How the upstream behaves.
@@ -94,6 +116,7 @@ pub struct TlsUpstream {
     pub addr: SocketAddr,
     pub counts: Arc<Counts>,
     acceptor: watch::Sender<TlsAcceptor>,
+    goaway: watch::Sender<()>,
     options: Options,
 }
 
@@ -114,10 +137,12 @@ impl TlsUpstream {
         let (acceptor, mut current) = watch::channel(acceptor(certificates, key, options));
         let counts = Arc::new(Counts::default());
         let served = counts.clone();
+        let (goaway, going) = watch::channel(());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let tls = current.borrow_and_update().clone();
-                let (counts, mut rotated) = (served.clone(), current.clone());
+                let (counts, mut rotated, mut going) = (served.clone(), current.clone(), going.clone());
+                going.mark_unchanged();
                 tokio::spawn(async move {
                     let Ok(stream) = tls.accept(tcp).await else {
                         counts.failed.fetch_add(1, Ordering::SeqCst);
@@ -134,12 +159,18 @@ impl TlsUpstream {
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
                     // A rotated certificate closes the connections made with the old one, as a
-                    // restarted server would.
+                    // restarted server would; `goaway` closes them gracefully (HTTP/2 GOAWAY).
                     tokio::select! {
-                        _ = connection => {}
+                        _ = connection.as_mut() => {}
                         _ = rotated.changed() => {}
+                        _ = going.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
                     }
+                    counts.closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -147,12 +178,24 @@ impl TlsUpstream {
             addr,
             counts,
             acceptor,
+            goaway,
             options,
         }
     }
 
     pub fn base_url(&self) -> String {
         format!("https://{}/v1", self.addr)
+    }
+
+    /// Closes every open connection gracefully: HTTP/2 `GOAWAY` (requests in flight finish),
+    /// HTTP/1.1 `Connection: close`.
+    pub fn goaway(&self) {
+        self.goaway.send_replace(());
+    }
+
+    /// Closes every open connection at once, as a crashed or restarted server would.
+    pub fn kill_connections(&self) {
+        self.acceptor.send_modify(|_| {});
     }
 
     /// Serves a certificate signed by `ca` from now on; open connections are closed.
@@ -193,6 +236,9 @@ async fn answer(request: Request<Incoming>, counts: &Counts, options: Options) -
         .as_str()
         .unwrap_or_default()
         .to_string();
+    if model == "held" {
+        let _ = counts.release.0.subscribe().wait_for(|released| *released).await;
+    }
     let reply = serde_json::json!({
         "id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("tls served {model}")}, "finish_reason": "stop"}],

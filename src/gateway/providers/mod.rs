@@ -39,6 +39,7 @@ use super::live::LiveTarget;
 use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::tenancy::Admission;
+use super::tls::ClientTlsError;
 use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
 use super::usage::{Metered, UsageScanner, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
@@ -291,11 +292,14 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
     })?;
     // Plain-HTTP upstreams always speak HTTP/1.1 (no h2c) through our own pool, with
     // origin-form URIs and `Host` set once here instead of on every request. Over TLS, ALPN
-    // may choose HTTP/2, which carries the authority itself: hyper-util's client handles both
-    // and adds `Host` only when needed.
-    let plain = parsed.scheme() == Some(&http::uri::Scheme::HTTP);
-    let (client, base) = match parsed.authority().filter(|_| plain) {
-        Some(authority) => {
+    // may choose HTTP/2, which carries the authority itself: the HTTPS pool keeps absolute
+    // URIs and adds `Host` only on HTTP/1.1.
+    let client_error = |source: ClientTlsError| PrepareError::Client {
+        provider: endpoint.key.clone(),
+        source: Box::new(source),
+    };
+    let (client, base) = match (parsed.scheme(), parsed.authority()) {
+        (Some(scheme), Some(authority)) if scheme == &http::uri::Scheme::HTTP => {
             let (host, port) = (authority.host(), authority.port_u16());
             let value = port.map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -305,14 +309,17 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
             let path = parsed.path().trim_end_matches('/').to_string();
             (UpstreamClient::H1(pool), path)
         }
-        None => (
+        (Some(scheme), Some(_)) if scheme == &http::uri::Scheme::HTTPS => {
+            let pool = clients
+                .tls(&parsed, &endpoint.timeouts, endpoint.trusted_ca.as_ref())
+                .map_err(client_error)?;
+            (UpstreamClient::Tls(pool), base)
+        }
+        _ => (
             UpstreamClient::Pooled(Box::new(
                 clients
                     .client(&endpoint.timeouts, endpoint.trusted_ca.as_ref())
-                    .map_err(|source| PrepareError::Client {
-                        provider: endpoint.key.clone(),
-                        source: Box::new(source),
-                    })?,
+                    .map_err(client_error)?,
             )),
             base,
         ),

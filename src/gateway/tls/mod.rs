@@ -12,10 +12,15 @@
 //! client, and ALPN `h2, http/1.1` (set by hyper-rustls), so an HTTP/2 provider gets one
 //! multiplexed connection and an HTTP/1.1 one a pool of keep-alive connections.
 
+mod pool;
+
 use std::sync::Arc;
 
-use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder, ResolveServerName as _};
+use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+
+pub use pool::TlsPool;
 
 use super::egress::{GuardedConnector, TlsServerName};
 use crate::compiler::TrustedCa;
@@ -25,6 +30,8 @@ use crate::compiler::TrustedCa;
 pub enum ClientTlsError {
     #[error("cannot load the system's trusted roots: {0}")]
     Platform(#[source] rustls::Error),
+    #[error("the host in the base URL cannot be checked against a TLS certificate: {0}")]
+    ServerName(String),
     #[error("the CA from {source_name} cannot be used: {error}")]
     Ca {
         source_name: String,
@@ -56,6 +63,20 @@ pub fn client_config(ca: Option<&TrustedCa>) -> Result<ClientConfig, ClientTlsEr
         }
     };
     Ok(config)
+}
+
+/// The client config of the HTTPS pools ([`TlsPool`]) that trust `ca`: ALPN `h2, http/1.1`.
+pub fn pool_config(ca: Option<&TrustedCa>) -> Result<ClientConfig, ClientTlsError> {
+    let mut config = client_config(ca)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The name a provider's certificate must be valid for.
+pub fn server_name(uri: &http::Uri) -> Result<ServerName<'static>, ClientTlsError> {
+    TlsServerName
+        .resolve(uri)
+        .map_err(|error| ClientTlsError::ServerName(error.to_string()))
 }
 
 /// The connector of a provider client: TLS with `config` over a connection the egress policy
