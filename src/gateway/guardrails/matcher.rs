@@ -1,17 +1,13 @@
-//! The content rules of one direction, compiled once per routing table. Built-in detectors run
-//! only on the regions the [`prefilter`](super::prefilter) finds (one cheap pass for the bytes
-//! every candidate needs); patterns in one `RegexSet` (one linear pass says which can match),
-//! keywords in one Aho-Corasick automaton (case-insensitive), then positions only for what
-//! matched.
+//! The content rules of one direction, compiled once per routing table: every pattern and
+//! built-in detector in one `RegexSet` (one linear pass says which can match), keywords in
+//! one Aho-Corasick automaton (case-insensitive), then positions only for what matched.
 
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
-use regex_automata::{meta, Input};
 
 use super::detectors::detector;
-use super::prefilter::{self, Hit, Prefilter, Triggers};
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -47,23 +43,8 @@ enum Source {
     Pattern,
 }
 
-/// How an entry's matches are searched.
-enum Engine {
-    /// A built-in: only in the regions around its triggers.
-    Regions {
-        regex: meta::Regex,
-        triggers: Triggers,
-        /// Its longest match (`usize::MAX`: unbounded).
-        max_len: usize,
-    },
-    /// A pattern: in the whole text, when the set says it matches (its index in the set).
-    Whole { regex: Regex, set: usize },
-}
-
 struct Entry {
-    /// The pattern (built-ins used by several rules are compiled once).
-    pattern: String,
-    engine: Engine,
+    regex: Regex,
     source: Source,
     /// The rules using this detector or pattern, in rule order.
     rules: Vec<u16>,
@@ -82,9 +63,7 @@ pub struct Finding {
 
 pub struct Matcher {
     pub rules: Vec<RuleInfo>,
-    /// The patterns' set (`None`: no pattern).
-    set: Option<RegexSet>,
-    prefilter: Prefilter,
+    set: RegexSet,
     entries: Vec<Entry>,
     keywords: Option<AhoCorasick>,
     /// The rule of each keyword.
@@ -102,8 +81,6 @@ impl Matcher {
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules = Vec::new();
         let mut longest = 0usize;
-        let mut needed: Triggers = 0;
-        let mut patterns = Vec::new();
         let response = direction == Direction::Response;
         for rule in rules {
             let on = rule.directions().map_or(&[Direction::Request][..], Vec::as_slice);
@@ -127,26 +104,14 @@ impl Matcher {
                 let found = detector(*builtin, response);
                 if let Some(entry) = entries
                     .iter_mut()
-                    .find(|e| e.pattern == found.pattern && matches!(e.source, Source::Builtin { .. }))
+                    .find(|e| e.regex.as_str() == found.pattern && matches!(e.source, Source::Builtin { .. }))
                 {
                     entry.rules.push(index);
                     continue;
                 }
                 longest = longest.max(max_len(&found.pattern));
-                let triggers = prefilter::triggers(*builtin);
-                needed |= triggers;
                 entries.push(Entry {
-                    engine: Engine::Regions {
-                        regex: meta::Regex::builder()
-                            .configure(meta::Config::new().nfa_size_limit(Some(PATTERN_SIZE)))
-                            .build(&found.pattern)
-                            .map_err(|source| GuardError::Builtin {
-                                source: Box::new(source),
-                            })?,
-                        triggers,
-                        max_len: maximum_len(&found.pattern).unwrap_or(usize::MAX),
-                    },
-                    pattern: found.pattern,
+                    regex: build(&found.pattern, &rule.name)?,
                     source: Source::Builtin {
                         placeholder: found.placeholder,
                         check: found.check,
@@ -157,15 +122,10 @@ impl Matcher {
             for pattern in rule.patterns.iter().flatten() {
                 longest = longest.max(max_len(pattern));
                 entries.push(Entry {
-                    pattern: pattern.clone(),
-                    engine: Engine::Whole {
-                        regex: build(pattern, &rule.name)?,
-                        set: patterns.len(),
-                    },
+                    regex: build(pattern, &rule.name)?,
                     source: Source::Pattern,
                     rules: vec![index],
                 });
-                patterns.push(pattern.as_str());
             }
             for keyword in rule.keywords.iter().flatten() {
                 longest = longest.max(keyword.len());
@@ -176,16 +136,10 @@ impl Matcher {
         if infos.is_empty() {
             return Ok(None);
         }
-        let set = match patterns.is_empty() {
-            true => None,
-            false => Some(
-                RegexSetBuilder::new(&patterns)
-                    .size_limit(PATTERN_SIZE * patterns.len())
-                    .build()
-                    .map_err(|source| GuardError::Patterns { source })?,
-            ),
-        };
-        let prefilter = Prefilter::new(needed);
+        let set = RegexSetBuilder::new(entries.iter().map(|e| e.regex.as_str()))
+            .size_limit(PATTERN_SIZE * entries.len().max(1))
+            .build()
+            .map_err(|source| GuardError::Patterns { source })?;
         let keywords = match keywords.is_empty() {
             true => None,
             false => Some(
@@ -199,7 +153,6 @@ impl Matcher {
         Ok(Some(Matcher {
             rules: infos,
             set,
-            prefilter,
             entries,
             keywords,
             keyword_rules,
@@ -211,19 +164,6 @@ impl Matcher {
     /// context), for text of `role` (`None`: a response, where every rule applies). The
     /// findings come sorted and without overlaps; a blocking rule's finding wins its overlap.
     pub fn find(&self, text: &str, from: usize, role: Option<MessageRole>, out: &mut Vec<Finding>) {
-        self.find_in(text, from, role, true, out);
-    }
-
-    /// [`Matcher::find`]; `prefiltered: false` runs every built-in on the whole text (the
-    /// oracle the prefilter is tested against).
-    pub(super) fn find_in(
-        &self,
-        text: &str,
-        from: usize,
-        role: Option<MessageRole>,
-        prefiltered: bool,
-        out: &mut Vec<Finding>,
-    ) {
         let start = out.len();
         let applies = |rule: u16| {
             role.is_none_or(|role| {
@@ -241,34 +181,38 @@ impl Matcher {
                     .unwrap_or(first),
             )
         };
-        let mut hits: Vec<Hit> = Vec::new();
-        if prefiltered {
-            self.prefilter.hits(text, from, &mut hits);
-        }
-        let set = self.set.as_ref().map(|set| set.matches_at(text, from));
-        let mut spans = Vec::new();
-        for entry in &self.entries {
-            let Some(rule) = decide(&entry.rules) else { continue };
-            match &entry.engine {
-                Engine::Regions {
-                    regex,
-                    triggers,
-                    max_len,
-                } => {
-                    match prefiltered {
-                        true => prefilter::regions(&hits, *triggers, *max_len, text, from, &mut spans),
-                        false => spans = vec![(from, text.len())],
+        if !self.entries.is_empty() {
+            for index in self.set.matches_at(text, from).iter() {
+                let entry = &self.entries[index];
+                let Some(rule) = decide(&entry.rules) else { continue };
+                let mut at = from;
+                while let Some(m) = entry.regex.find_at(text, at) {
+                    at = if m.end() > m.start() {
+                        m.end()
+                    } else {
+                        next_boundary(text, m.end())
+                    };
+                    if m.start() == m.end() {
+                        if at > text.len() {
+                            break;
+                        }
+                        continue;
                     }
-                    for &(at, end) in &spans {
-                        let search = |at: usize| regex.search(&Input::new(text).span(at..end)).map(|m| m.range());
-                        collect(entry, rule, text, at, end, search, out);
-                    }
-                }
-                Engine::Whole { regex, set: index } => {
-                    if set.as_ref().is_some_and(|s| s.matched(*index)) {
-                        let search = |at: usize| regex.find_at(text, at).map(|m| m.range());
-                        collect(entry, rule, text, from, text.len(), search, out);
-                    }
+                    let placeholder = match &entry.source {
+                        Source::Builtin { placeholder, check } => {
+                            if !check(text, m.start(), m.end()) {
+                                continue;
+                            }
+                            Some(*placeholder)
+                        }
+                        Source::Pattern => None,
+                    };
+                    out.push(Finding {
+                        start: m.start(),
+                        end: m.end(),
+                        rule,
+                        placeholder,
+                    });
                 }
             }
         }
@@ -346,42 +290,6 @@ impl Matcher {
     }
 }
 
-/// The matches of one entry from `at` up to `end` (`search(at)`: the next match from `at`),
-/// its built-in's check applied.
-fn collect(
-    entry: &Entry,
-    rule: u16,
-    text: &str,
-    mut at: usize,
-    end: usize,
-    search: impl Fn(usize) -> Option<std::ops::Range<usize>>,
-    out: &mut Vec<Finding>,
-) {
-    while at <= end {
-        let Some(m) = search(at) else { break };
-        if m.start == m.end {
-            at = next_boundary(text, m.end);
-            continue;
-        }
-        at = m.end;
-        let placeholder = match &entry.source {
-            Source::Builtin { placeholder, check } => {
-                if !check(text, m.start, m.end) {
-                    continue;
-                }
-                Some(*placeholder)
-            }
-            Source::Pattern => None,
-        };
-        out.push(Finding {
-            start: m.start,
-            end: m.end,
-            rule,
-            placeholder,
-        });
-    }
-}
-
 /// Sorts findings by position and drops overlaps (the earliest, then the longest, stays), in
 /// O(n log n) however many there are; a blocking finding replaces a masking one it overlaps,
 /// so a block is never hidden.
@@ -434,15 +342,11 @@ fn build(pattern: &str, rule: &str) -> Result<Regex, GuardError> {
 
 /// The longest match a pattern can make, in bytes; unbounded ones count as the cap.
 fn max_len(pattern: &str) -> usize {
-    maximum_len(pattern).unwrap_or(WINDOW_CAP)
-}
-
-/// The longest match a pattern can make, in bytes (`None`: unbounded).
-fn maximum_len(pattern: &str) -> Option<usize> {
     regex_syntax::Parser::new()
         .parse(pattern)
         .ok()
         .and_then(|hir| hir.properties().maximum_len())
+        .unwrap_or(WINDOW_CAP)
 }
 
 #[cfg(test)]

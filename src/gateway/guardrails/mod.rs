@@ -13,7 +13,6 @@
 mod detectors;
 mod matcher;
 pub mod metrics;
-mod prefilter;
 mod request;
 mod response;
 mod surface;
@@ -47,11 +46,6 @@ pub enum GuardError {
     Patterns {
         #[source]
         source: regex::Error,
-    },
-    #[error("a built-in detector does not compile: {source}")]
-    Builtin {
-        #[source]
-        source: Box<regex_automata::meta::BuildError>,
     },
     #[error("the content rules' keywords do not compile: {source}")]
     Keywords {
