@@ -2,12 +2,14 @@
 # Instructions per KB of each guardrail scan of benches/guardrails.rs, counted by callgrind:
 # the figure a shared, loaded machine cannot blur. Each case runs once and RUNS+1 times; the
 # difference over RUNS is one run, without set-up (compiling the rules, building the inputs).
-# Needs valgrind. Usage: bench/guardrails-callgrind.sh [RUNS] (default 20).
+# Needs valgrind. Usage: bench/guardrails-callgrind.sh [RUNS] (default 20). GUARDRAILS_BENCH_BIN
+# counts an already built bench binary instead (a copy of an earlier commit's, for before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 export CARGO_PROFILE_BENCH_LTO=${CARGO_PROFILE_BENCH_LTO:-false}
-bin=$(cargo bench --bench guardrails --no-run --message-format=json 2>/dev/null | python3 -c '
+bin=${GUARDRAILS_BENCH_BIN:-}
+[ -n "$bin" ] || bin=$(cargo bench --bench guardrails --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -196,16 +196,15 @@ impl Scanned {
         self.surface.event_texts(&mut value, &mut |slot, text, ends| {
             deltas.push((slot, text.map(std::mem::take), ends));
         });
-        let mut changed = !deltas.is_empty();
         let mut released = Vec::with_capacity(deltas.len());
         let mut before = Vec::new();
         let surface = self.surface;
-        for (id, text, ends) in deltas {
-            let slot = self.slot(id);
+        for (id, text, ends) in &deltas {
+            let slot = self.slot(*id);
             if text.is_some() && slot.template.is_null() {
                 slot.template = value.clone();
             }
-            let result = slot.window.push(matcher, text.as_deref().unwrap_or_default(), ends);
+            let result = slot.window.push(matcher, text.as_deref().unwrap_or_default(), *ends);
             let masked = slot.window.masked;
             self.count_masks(matcher, masked);
             match result {
@@ -215,17 +214,11 @@ impl Scanned {
                 }
                 Released::Text(t) if text.is_some() => released.push(t),
                 Released::Text(t) if !t.is_empty() => {
-                    before.push(surface.text_event(id, t, &self.slot(id).template));
+                    before.push(surface.text_event(*id, t, &self.slot(*id).template));
                 }
                 Released::Text(_) => {}
             }
         }
-        let mut released = released.into_iter();
-        self.surface.event_texts(&mut value, &mut |_, text, _| {
-            if let (Some(text), Some(r)) = (text, released.next()) {
-                *text = r;
-            }
-        });
         // Texts the event repeats whole: masked, or the stream ends.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
         self.surface.event_whole_texts(&mut value, &mut |text| {
@@ -237,17 +230,33 @@ impl Scanned {
             self.block(matcher, rule, out);
             return Err(());
         }
-        if !masked.is_empty() {
-            changed = true;
+        let mut rewritten = !masked.is_empty();
+        if rewritten {
             let bits = masked.iter().filter(|r| **r < 64).fold(0, |bits, r| bits | 1 << r);
             self.count_masks(matcher, bits);
         }
         // Token log probabilities would show held or masked text before it is checked.
-        changed |= self.surface.scrub(&mut value);
+        rewritten |= self.surface.scrub(&mut value);
         for extra in before {
             self.write_value(out, extra);
         }
-        changed |= self.renumber(&mut value);
+        rewritten |= self.renumber(&mut value);
+        // One delta and nothing else changed: its released text goes into the raw event.
+        if let ([(_, Some(original), _)], [text], Some(key), false) =
+            (&deltas[..], &released[..], surface.delta_key(), rewritten)
+        {
+            if let Some(spliced) = splice(data, key, original, text) {
+                write_event(out, name, &spliced);
+                return Ok(());
+            }
+        }
+        let changed = rewritten || !deltas.is_empty();
+        let mut released = released.into_iter();
+        self.surface.event_texts(&mut value, &mut |_, text, _| {
+            if let (Some(text), Some(r)) = (text, released.next()) {
+                *text = r;
+            }
+        });
         match changed {
             true => write_event(out, name, &value.to_string()),
             false => write_event(out, name, data),
@@ -332,6 +341,26 @@ impl Scanned {
         write_sse(out, event, &data.to_string());
         self.done = true;
     }
+}
+
+/// `data` with the JSON string `"<key>":<original>` replaced by `released`, when it appears
+/// exactly once as written by `serde_json` (else `None`: the event is written again). Text a
+/// model writes cannot fake it: inside a JSON string every quote is escaped, so an unescaped
+/// `"<key>":` is the provider's own key.
+pub(super) fn splice(data: &str, key: &str, original: &str, released: &str) -> Option<String> {
+    let value = serde_json::to_string(original).ok()?;
+    let needle = format!("\"{key}\":{value}");
+    let mut found = memchr::memmem::find_iter(data.as_bytes(), needle.as_bytes());
+    let at = found.next()?;
+    if found.next().is_some() || data[..at].ends_with('\\') {
+        return None;
+    }
+    let value_at = at + needle.len() - value.len();
+    let mut out = String::with_capacity(data.len() + released.len());
+    out.push_str(&data[..value_at]);
+    out.push_str(&serde_json::to_string(released).ok()?);
+    out.push_str(&data[at + needle.len()..]);
+    Some(out)
 }
 
 /// Writes one server-sent event, with its name unless it is the default `message`.

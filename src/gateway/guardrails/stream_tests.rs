@@ -238,3 +238,26 @@ async fn token_log_probabilities_never_show_what_the_guard_holds_or_masks() {
     assert_eq!(text, "mail [EMAIL]");
     assert!(!format!("{events:?}").contains("jane"), "{events:?}");
 }
+
+#[test]
+fn released_text_is_spliced_into_the_raw_event_only_when_unambiguous() {
+    use super::response::splice;
+    let chunk = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"mail jane@"},"finish_reason":null}]}"#;
+    assert_eq!(
+        splice(chunk, "content", "mail jane@", "").as_deref(),
+        Some(r#"{"id":"c","choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}"#)
+    );
+    // Quotes and escapes in the released text are written as JSON.
+    let quoted = splice(chunk, "content", "mail jane@", "say \"hi\"\n").expect("spliced");
+    let value: Value = serde_json::from_str(&quoted).expect("json");
+    assert_eq!(value["choices"][0]["delta"]["content"], "say \"hi\"\n");
+    // Written otherwise by the provider (escaped non-ASCII, spaces), twice, or faked inside
+    // a key: the event is written again from its parsed form instead.
+    assert_eq!(splice(r#"{"content":"caf\u00e9"}"#, "content", "café", "x"), None);
+    assert_eq!(splice(r#"{"content": "a"}"#, "content", "a", "x"), None);
+    assert_eq!(
+        splice(r#"{"a":{"content":"a"},"b":{"content":"a"}}"#, "content", "a", "x"),
+        None
+    );
+    assert_eq!(splice(r#"{"x\"content":"a"}"#, "content", "a", "x"), None);
+}

@@ -9,8 +9,16 @@
 //! it is acted on and released; one that starts later waits for more text. Each scan resumes
 //! where the last one released, with one character before it as context (for `\b` and
 //! whole-word keywords).
+//!
+//! Text is scanned in batches: only once [`BATCH`] bytes beyond the window have arrived (or
+//! the text ends), so each byte is scanned about `(window + BATCH) / BATCH` times rather than
+//! once per delta. A stream therefore holds back at most `window + BATCH` bytes (plus the
+//! last delta, when one delta is larger than that): O(window), whatever the answer's length.
 
 use super::matcher::{Finding, Matcher};
+
+/// Bytes of new text, beyond the window, that make a scan worth running.
+pub const BATCH: usize = 256;
 
 /// The held-back text of one stream of text (one choice of a chat stream).
 #[derive(Default, Debug)]
@@ -36,7 +44,8 @@ impl Window {
     /// Adds `text`; `last`: no more text follows (everything held is released).
     pub fn push(&mut self, matcher: &Matcher, text: &str, last: bool) -> Released {
         self.held.push_str(text);
-        if self.held.len() == self.context {
+        let unreleased = self.held.len() - self.context;
+        if unreleased == 0 || (!last && unreleased < matcher.window + BATCH) {
             return Released::Text(String::new());
         }
         self.findings.clear();

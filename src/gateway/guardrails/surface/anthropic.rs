@@ -128,6 +128,10 @@ impl Surface for AnthropicMessages {
         event.get("type").and_then(Value::as_str)
     }
 
+    fn delta_key(&self) -> Option<&'static str> {
+        Some("text")
+    }
+
     fn is_end(&self, _data: &str, event: Option<&Value>) -> bool {
         event.is_some_and(|e| e["type"] == "message_stop")
     }

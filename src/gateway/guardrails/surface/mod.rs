@@ -71,6 +71,13 @@ pub trait Surface: Sync {
         (None, serde_json::from_str(&error.body()).unwrap_or(Value::Null))
     }
 
+    /// The JSON key of a streamed event's text delta (`"content"` for chat): released text is
+    /// spliced into the event's raw bytes after `"<key>":` when the delta's text appears there
+    /// exactly once, instead of the event being written again from its parsed form.
+    fn delta_key(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether events carry a `sequence_number` that must stay consecutive when the guard
     /// adds events (the Responses API).
     fn sequenced(&self) -> bool {

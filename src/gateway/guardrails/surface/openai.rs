@@ -104,6 +104,10 @@ impl Surface for OpenAiChat {
         )
     }
 
+    fn delta_key(&self) -> Option<&'static str> {
+        Some("content")
+    }
+
     fn is_end(&self, data: &str, _event: Option<&Value>) -> bool {
         data.trim() == "[DONE]"
     }
@@ -148,6 +152,10 @@ impl Surface for OpenAiCompletions {
             template,
             serde_json::json!({"index": slot, "text": text, "finish_reason": null}),
         )
+    }
+
+    fn delta_key(&self) -> Option<&'static str> {
+        Some("text")
     }
 
     fn is_end(&self, data: &str, _event: Option<&Value>) -> bool {

@@ -191,6 +191,10 @@ impl Surface for Responses {
         event.get("type").and_then(Value::as_str)
     }
 
+    fn delta_key(&self) -> Option<&'static str> {
+        Some("delta")
+    }
+
     fn is_end(&self, _data: &str, event: Option<&Value>) -> bool {
         let kind = event.and_then(|e| e.get("type")).and_then(Value::as_str);
         matches!(
