@@ -97,15 +97,7 @@ impl Fallbacks {
                 let mut names = vec![own.clone()];
                 names.extend(chain.iter().take_while(|n| **n != own).cloned());
                 names.push(own.clone());
-                report(
-                    resolver,
-                    &field,
-                    Reason::AliasCycle,
-                    format!(
-                        "the fallback leads back to this alias, a cycle: {} (through fallbacks); fall back to another alias or to <provider>/<model>",
-                        names.join(" -> ")
-                    ),
-                );
+                report(resolver, &field, Reason::AliasCycle, leads_back_message(&names));
                 continue;
             }
             if let Some(via) = &flat.disabled_via {
@@ -146,15 +138,7 @@ impl Fallbacks {
                     // A nested tier whose chain comes back here: this alias's own targets again,
                     // reached through fallbacks and then targets.
                     if let Some(names) = nested.iter().find_map(|t| leads_back(&own, &fallback.target, t)) {
-                        report(
-                            resolver,
-                            &field,
-                            Reason::AliasCycle,
-                            format!(
-                                "the fallback leads back to this alias, a cycle: {} (through fallbacks); fall back to another alias or to <provider>/<model>",
-                                names.join(" -> ")
-                            ),
-                        );
+                        report(resolver, &field, Reason::AliasCycle, leads_back_message(&names));
                         continue;
                     }
                     tiers.extend(nested.into_iter().map(|t| FallbackTier {
@@ -213,4 +197,11 @@ fn leads_back(own: &str, fallback: &str, tier: &FallbackTier) -> Option<Vec<Stri
     names.extend(chain.iter().skip(1).take_while(|n| *n != own).cloned());
     names.push(own.to_string());
     Some(names)
+}
+
+fn leads_back_message(names: &[String]) -> String {
+    format!(
+        "the fallback leads back to this alias, a cycle: {} (through fallbacks); fall back to another alias or to <provider>/<model>",
+        names.join(" -> ")
+    )
 }

@@ -113,6 +113,22 @@ pub enum BuiltinDetector {
     GithubToken,
 }
 
+impl BuiltinDetector {
+    /// Every built-in detector.
+    pub const ALL: [BuiltinDetector; 10] = [
+        BuiltinDetector::Email,
+        BuiltinDetector::CreditCard,
+        BuiltinDetector::UsSsn,
+        BuiltinDetector::Phone,
+        BuiltinDetector::IpAddress,
+        BuiltinDetector::Iban,
+        BuiltinDetector::AwsAccessKey,
+        BuiltinDetector::PrivateKey,
+        BuiltinDetector::OpenaiKey,
+        BuiltinDetector::GithubToken,
+    ];
+}
+
 #[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub enum Direction {

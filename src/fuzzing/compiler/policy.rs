@@ -27,18 +27,6 @@ const BALANCING: [LoadBalancing; 3] = [
     LoadBalancing::RoundRobin,
     LoadBalancing::LeastConnections,
 ];
-const BUILTINS: [BuiltinDetector; 10] = [
-    BuiltinDetector::Email,
-    BuiltinDetector::CreditCard,
-    BuiltinDetector::UsSsn,
-    BuiltinDetector::Phone,
-    BuiltinDetector::IpAddress,
-    BuiltinDetector::Iban,
-    BuiltinDetector::AwsAccessKey,
-    BuiltinDetector::PrivateKey,
-    BuiltinDetector::OpenaiKey,
-    BuiltinDetector::GithubToken,
-];
 const DIRECTIONS: [Direction; 3] = [Direction::Request, Direction::Response, Direction::Both];
 const ROLES: [MessageRole; 5] = [
     MessageRole::System,
@@ -250,7 +238,7 @@ impl Rule {
         ContentRule {
             name: self.name.text(),
             builtin: some(&self.builtin, |b| {
-                b.iter().take(10).map(|&d| pick(BUILTINS, d)).collect()
+                b.iter().take(10).map(|&d| pick(BuiltinDetector::ALL, d)).collect()
             }),
             patterns: some(&self.patterns, |p| p.iter().take(4).map(Text::text).collect()),
             keywords: some(&self.keywords, |k| k.iter().take(4).map(Text::text).collect()),

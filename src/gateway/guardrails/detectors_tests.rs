@@ -147,18 +147,7 @@ fn secret_formats() {
 
 #[test]
 fn every_detector_is_bounded_so_streams_can_hold_it_back() {
-    for builtin in [
-        BuiltinDetector::Email,
-        BuiltinDetector::CreditCard,
-        BuiltinDetector::UsSsn,
-        BuiltinDetector::Phone,
-        BuiltinDetector::IpAddress,
-        BuiltinDetector::Iban,
-        BuiltinDetector::AwsAccessKey,
-        BuiltinDetector::PrivateKey,
-        BuiltinDetector::OpenaiKey,
-        BuiltinDetector::GithubToken,
-    ] {
+    for builtin in BuiltinDetector::ALL {
         let pattern = detector(builtin, true).pattern;
         let hir = regex_syntax::Parser::new().parse(&pattern).expect("parse");
         let longest = hir.properties().maximum_len().expect("bounded");
