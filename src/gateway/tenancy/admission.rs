@@ -70,6 +70,8 @@ pub(super) struct Metering {
     pub price: Option<Price>,
     pub period: Period,
     pub period_name: Arc<str>,
+    /// Seconds since the Unix epoch at admission.
+    pub admitted_at: i64,
     pub reserved_cost: i64,
     pub estimate: Tokens,
     /// Whether the shared store admitted it (its reservation lives there).
@@ -104,7 +106,7 @@ impl Admission {
     /// Adds the `x-ratelimit-*` headers of the team's limits.
     pub fn decorate(&self, headers: &mut HeaderMap) {
         if let Held::Metered(m) = &self.0 {
-            rate_headers(headers, m.requests, m.tokens);
+            rate_headers(headers, m.requests, m.tokens, &m.team.limit_values);
         }
     }
 
@@ -165,6 +167,7 @@ fn finish(m: Metering, answered: bool, tokens: Tokens, cost: i64) {
         period: m.period,
         usage_ttl: usage_ttl(m.period),
         period_name: m.period_name,
+        admitted_at: m.admitted_at,
         reserved_cost: m.reserved_cost,
         estimated_tokens: m.estimate.prompt + m.estimate.completion,
         tokens_per_minute: m.team.limits.tokens_per_minute,
@@ -201,18 +204,47 @@ static RATE_HEADERS: [[HeaderName; 3]; 2] = [
     ],
 ];
 
-/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The six
-/// values are written into one buffer and each header value is a slice of it: one allocation
-/// per response instead of one per header (callgrind, the map inserts included: 12,800
-/// instructions per request with `format!`, 4,700 with a value each, 4,000 like this).
-pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, tokens: Option<BucketView>) {
+/// The `x-ratelimit-limit-*` values of a team's configured limits (requests, tokens), made
+/// when its table is installed: a limit does not change between requests, so the request
+/// path clones a value instead of formatting, slicing and validating it.
+#[derive(Clone, Debug, Default)]
+pub struct LimitValues([Option<(u64, HeaderValue)>; 2]);
+
+impl LimitValues {
+    pub fn new(requests_per_minute: Option<u64>, tokens_per_minute: Option<u64>) -> Self {
+        LimitValues([requests_per_minute, tokens_per_minute].map(|n| n.map(|n| (n, HeaderValue::from(n)))))
+    }
+
+    fn get(&self, which: usize, limit: u64) -> Option<&HeaderValue> {
+        match &self.0[which] {
+            Some((n, value)) if *n == limit => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The limits
+/// come from `known` when they are the team's (always, but for a store that answers with
+/// another limit); the remaining values are written into one buffer and each header value is
+/// a slice of it: one allocation per response instead of one per header (callgrind, the map
+/// inserts included: 12,800 instructions per request with `format!`, 4,700 with a value
+/// each, 4,000 with all six in the buffer).
+pub fn rate_headers(
+    headers: &mut HeaderMap,
+    requests: Option<BucketView>,
+    tokens: Option<BucketView>,
+    known: &LimitValues,
+) {
     let views = [requests, tokens];
-    let mut text = BytesMut::with_capacity(128);
+    let mut text = BytesMut::with_capacity(64);
+    // Each value's end in `text`; the limit's is 0 when `known` has it.
     let mut ends = [[0usize; 3]; 2];
-    for (view, ends) in views.iter().zip(&mut ends) {
+    for (which, (view, ends)) in views.iter().zip(&mut ends).enumerate() {
         let Some(view) = view else { continue };
-        push_number(&mut text, view.limit);
-        ends[0] = text.len();
+        if known.get(which, view.limit).is_none() {
+            push_number(&mut text, view.limit);
+            ends[0] = text.len();
+        }
         push_number(&mut text, view.remaining);
         ends[1] = text.len();
         push_duration(&mut text, view.reset);
@@ -221,11 +253,15 @@ pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, token
     let text = text.freeze();
     headers.reserve(6);
     let mut start = 0;
-    for ((names, view), ends) in RATE_HEADERS.iter().zip(views).zip(ends) {
-        if view.is_none() {
-            continue;
-        }
-        for (name, end) in names.iter().zip(ends) {
+    for (which, ((names, view), ends)) in RATE_HEADERS.iter().zip(views).zip(ends).enumerate() {
+        let Some(view) = view else { continue };
+        for (slot, (name, end)) in names.iter().zip(ends).enumerate() {
+            if slot == 0 {
+                if let Some(value) = known.get(which, view.limit) {
+                    headers.insert(name.clone(), value.clone());
+                    continue;
+                }
+            }
             // Digits, letters and a dot: always a valid header value.
             if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
                 headers.insert(name.clone(), value);
@@ -302,21 +338,38 @@ mod tests {
             remaining,
             reset: Duration::from_millis(ms),
         };
-        let mut headers = HeaderMap::new();
-        rate_headers(
-            &mut headers,
-            Some(view(600, 599, 100)),
-            Some(view(200_000, 199_000, 61_250)),
-        );
         let get = |h: &HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        assert_eq!(get(&headers, "x-ratelimit-limit-requests").as_deref(), Some("600"));
-        assert_eq!(get(&headers, "x-ratelimit-remaining-requests").as_deref(), Some("599"));
-        assert_eq!(get(&headers, "x-ratelimit-reset-requests").as_deref(), Some("100ms"));
-        assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
-        assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
-        assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        // The team's limits known in advance (the request path), not known, and known but
+        // not what the store answered: the same six values.
+        for known in [
+            LimitValues::new(Some(600), Some(200_000)),
+            LimitValues::default(),
+            LimitValues::new(Some(601), Some(7)),
+            LimitValues::new(None, Some(200_000)),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("9"));
+            rate_headers(
+                &mut headers,
+                Some(view(600, 599, 100)),
+                Some(view(200_000, 199_000, 61_250)),
+                &known,
+            );
+            assert_eq!(headers.len(), 6, "{known:?}");
+            assert_eq!(get(&headers, "x-ratelimit-limit-requests").as_deref(), Some("600"));
+            assert_eq!(get(&headers, "x-ratelimit-remaining-requests").as_deref(), Some("599"));
+            assert_eq!(get(&headers, "x-ratelimit-reset-requests").as_deref(), Some("100ms"));
+            assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
+            assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
+            assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        }
         let mut only_tokens = HeaderMap::new();
-        rate_headers(&mut only_tokens, None, Some(view(10, 0, 6_000)));
+        rate_headers(
+            &mut only_tokens,
+            None,
+            Some(view(10, 0, 6_000)),
+            &LimitValues::new(None, Some(10)),
+        );
         assert_eq!(only_tokens.len(), 3);
         assert_eq!(get(&only_tokens, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
         assert_eq!(get(&only_tokens, "x-ratelimit-reset-tokens").as_deref(), Some("6s"));
