@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::limits::BucketView;
@@ -236,7 +236,7 @@ pub fn rate_headers(
     known: &LimitValues,
 ) {
     let views = [requests, tokens];
-    let mut text = BytesMut::with_capacity(64);
+    let mut text = Text::default();
     // Each value's end in `text`; the limit's is 0 when `known` has it.
     let mut ends = [[0usize; 3]; 2];
     for (which, (view, ends)) in views.iter().zip(&mut ends).enumerate() {
@@ -250,7 +250,9 @@ pub fn rate_headers(
         push_duration(&mut text, view.reset);
         ends[2] = text.len();
     }
-    let text = text.freeze();
+    // One allocation holding the text (a `BytesMut` made two: its buffer, then the shared
+    // header its first slice needs).
+    let text = Bytes::from_owner(text);
     headers.reserve(6);
     let mut start = 0;
     for (which, ((names, view), ends)) in RATE_HEADERS.iter().zip(views).zip(ends).enumerate() {
@@ -271,46 +273,83 @@ pub fn rate_headers(
     }
 }
 
+/// The six values' text, on the stack until it becomes the values' one shared buffer: two
+/// buckets of a limit and a remaining count (20 digits each at most) and a reset (23 bytes at
+/// most, `307445734561825m51.615s`) fit.
+struct Text {
+    bytes: [u8; 128],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            bytes: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+impl Text {
+    fn push(&mut self, bytes: &[u8]) {
+        // Never more than fits (see above); were it, the value would be cut, not a panic.
+        if let Some(to) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            to.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The decimal digits of `n`, with `itoa` (two digits per step from a table; a loop of
 /// 64-bit divisions by ten cost about 150 instructions a number, a 128-bit one more).
-fn push_number(out: &mut BytesMut, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+fn push_number(out: &mut Text, n: u64) {
+    out.push(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `250ms`, `1.5s`, `6m0s`: the duration format of OpenAI's reset headers, without a float.
-fn push_duration(out: &mut BytesMut, duration: Duration) {
+fn push_duration(out: &mut Text, duration: Duration) {
     // Saturates at 584 million years.
     let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     if ms < 1000 {
         push_number(out, ms);
-        out.extend_from_slice(b"ms");
+        out.push(b"ms");
         return;
     }
     let (minutes, rest) = (ms / 60_000, ms % 60_000);
     let (seconds, millis) = (rest / 1000, rest % 1000);
     if minutes > 0 {
         push_number(out, minutes);
-        out.extend_from_slice(b"m");
+        out.push(b"m");
     }
     push_number(out, seconds);
     if millis > 0 {
         // 1.5s, 1.25s, 1.005s: three decimals, trailing zeros dropped.
         let decimals = [(millis / 100) as u8, (millis / 10 % 10) as u8, (millis % 10) as u8];
         let last = decimals.iter().rposition(|d| *d != 0).unwrap_or(0);
-        out.extend_from_slice(b".");
+        out.push(b".");
         for digit in &decimals[..=last] {
-            out.extend_from_slice(&[b'0' + digit]);
+            out.push(&[b'0' + digit]);
         }
     }
-    out.extend_from_slice(b"s");
+    out.push(b"s");
 }
 
 /// [`push_duration`] as text.
 #[cfg(test)]
 fn duration_text(duration: Duration) -> String {
-    let mut text = BytesMut::new();
+    let mut text = Text::default();
     push_duration(&mut text, duration);
-    String::from_utf8_lossy(&text).into_owned()
+    String::from_utf8_lossy(text.as_ref()).into_owned()
 }
 
 #[cfg(test)]
@@ -362,6 +401,21 @@ mod tests {
             assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
             assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
             assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        }
+        // The longest values of both buckets fit the stack buffer whole.
+        let most = BucketView {
+            limit: u64::MAX,
+            remaining: u64::MAX,
+            reset: Duration::MAX,
+        };
+        let mut longest = HeaderMap::new();
+        rate_headers(&mut longest, Some(most), Some(most), &LimitValues::default());
+        for bucket in ["requests", "tokens"] {
+            let max = u64::MAX.to_string();
+            assert_eq!(get(&longest, &format!("x-ratelimit-limit-{bucket}")), Some(max.clone()));
+            assert_eq!(get(&longest, &format!("x-ratelimit-remaining-{bucket}")), Some(max));
+            let reset = get(&longest, &format!("x-ratelimit-reset-{bucket}"));
+            assert_eq!(reset.as_deref(), Some("307445734561825m51.615s"));
         }
         let mut only_tokens = HeaderMap::new();
         rate_headers(
