@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::limits::BucketView;
@@ -70,6 +70,8 @@ pub(super) struct Metering {
     pub price: Option<Price>,
     pub period: Period,
     pub period_name: Arc<str>,
+    /// Seconds since the Unix epoch at admission.
+    pub admitted_at: i64,
     pub reserved_cost: i64,
     pub estimate: Tokens,
     /// Whether the shared store admitted it (its reservation lives there).
@@ -104,7 +106,7 @@ impl Admission {
     /// Adds the `x-ratelimit-*` headers of the team's limits.
     pub fn decorate(&self, headers: &mut HeaderMap) {
         if let Held::Metered(m) = &self.0 {
-            rate_headers(headers, m.requests, m.tokens);
+            rate_headers(headers, m.requests, m.tokens, &m.team.limit_values);
         }
     }
 
@@ -165,6 +167,7 @@ fn finish(m: Metering, answered: bool, tokens: Tokens, cost: i64) {
         period: m.period,
         usage_ttl: usage_ttl(m.period),
         period_name: m.period_name,
+        admitted_at: m.admitted_at,
         reserved_cost: m.reserved_cost,
         estimated_tokens: m.estimate.prompt + m.estimate.completion,
         tokens_per_minute: m.team.limits.tokens_per_minute,
@@ -201,31 +204,66 @@ static RATE_HEADERS: [[HeaderName; 3]; 2] = [
     ],
 ];
 
-/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The six
-/// values are written into one buffer and each header value is a slice of it: one allocation
-/// per response instead of one per header (callgrind, the map inserts included: 12,800
-/// instructions per request with `format!`, 4,700 with a value each, 4,000 like this).
-pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, tokens: Option<BucketView>) {
+/// The `x-ratelimit-limit-*` values of a team's configured limits (requests, tokens), made
+/// when its table is installed: a limit does not change between requests, so the request
+/// path clones a value instead of formatting, slicing and validating it.
+#[derive(Clone, Debug, Default)]
+pub struct LimitValues([Option<(u64, HeaderValue)>; 2]);
+
+impl LimitValues {
+    pub fn new(requests_per_minute: Option<u64>, tokens_per_minute: Option<u64>) -> Self {
+        LimitValues([requests_per_minute, tokens_per_minute].map(|n| n.map(|n| (n, HeaderValue::from(n)))))
+    }
+
+    fn get(&self, which: usize, limit: u64) -> Option<&HeaderValue> {
+        match &self.0[which] {
+            Some((n, value)) if *n == limit => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI sends them. The limits
+/// come from `known` when they are the team's (always, but for a store that answers with
+/// another limit); the remaining values are written into one buffer and each header value is
+/// a slice of it: one allocation per response instead of one per header (callgrind, the map
+/// inserts included: 12,800 instructions per request with `format!`, 4,700 with a value
+/// each, 4,000 with all six in the buffer).
+pub fn rate_headers(
+    headers: &mut HeaderMap,
+    requests: Option<BucketView>,
+    tokens: Option<BucketView>,
+    known: &LimitValues,
+) {
     let views = [requests, tokens];
-    let mut text = BytesMut::with_capacity(128);
+    let mut text = Text::default();
+    // Each value's end in `text`; the limit's is 0 when `known` has it.
     let mut ends = [[0usize; 3]; 2];
-    for (view, ends) in views.iter().zip(&mut ends) {
+    for (which, (view, ends)) in views.iter().zip(&mut ends).enumerate() {
         let Some(view) = view else { continue };
-        push_number(&mut text, view.limit);
-        ends[0] = text.len();
+        if known.get(which, view.limit).is_none() {
+            push_number(&mut text, view.limit);
+            ends[0] = text.len();
+        }
         push_number(&mut text, view.remaining);
         ends[1] = text.len();
         push_duration(&mut text, view.reset);
         ends[2] = text.len();
     }
-    let text = text.freeze();
+    // One allocation holding the text (a `BytesMut` made two: its buffer, then the shared
+    // header its first slice needs).
+    let text = Bytes::from_owner(text);
     headers.reserve(6);
     let mut start = 0;
-    for ((names, view), ends) in RATE_HEADERS.iter().zip(views).zip(ends) {
-        if view.is_none() {
-            continue;
-        }
-        for (name, end) in names.iter().zip(ends) {
+    for (which, ((names, view), ends)) in RATE_HEADERS.iter().zip(views).zip(ends).enumerate() {
+        let Some(view) = view else { continue };
+        for (slot, (name, end)) in names.iter().zip(ends).enumerate() {
+            if slot == 0 {
+                if let Some(value) = known.get(which, view.limit) {
+                    headers.insert(name.clone(), value.clone());
+                    continue;
+                }
+            }
             // Digits, letters and a dot: always a valid header value.
             if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
                 headers.insert(name.clone(), value);
@@ -235,46 +273,83 @@ pub fn rate_headers(headers: &mut HeaderMap, requests: Option<BucketView>, token
     }
 }
 
+/// The six values' text, on the stack until it becomes the values' one shared buffer: two
+/// buckets of a limit and a remaining count (20 digits each at most) and a reset (23 bytes at
+/// most, `307445734561825m51.615s`) fit.
+struct Text {
+    bytes: [u8; 128],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            bytes: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+impl Text {
+    fn push(&mut self, bytes: &[u8]) {
+        // Never more than fits (see above); were it, the value would be cut, not a panic.
+        if let Some(to) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            to.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The decimal digits of `n`, with `itoa` (two digits per step from a table; a loop of
 /// 64-bit divisions by ten cost about 150 instructions a number, a 128-bit one more).
-fn push_number(out: &mut BytesMut, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+fn push_number(out: &mut Text, n: u64) {
+    out.push(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `250ms`, `1.5s`, `6m0s`: the duration format of OpenAI's reset headers, without a float.
-fn push_duration(out: &mut BytesMut, duration: Duration) {
+fn push_duration(out: &mut Text, duration: Duration) {
     // Saturates at 584 million years.
     let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     if ms < 1000 {
         push_number(out, ms);
-        out.extend_from_slice(b"ms");
+        out.push(b"ms");
         return;
     }
     let (minutes, rest) = (ms / 60_000, ms % 60_000);
     let (seconds, millis) = (rest / 1000, rest % 1000);
     if minutes > 0 {
         push_number(out, minutes);
-        out.extend_from_slice(b"m");
+        out.push(b"m");
     }
     push_number(out, seconds);
     if millis > 0 {
         // 1.5s, 1.25s, 1.005s: three decimals, trailing zeros dropped.
         let decimals = [(millis / 100) as u8, (millis / 10 % 10) as u8, (millis % 10) as u8];
         let last = decimals.iter().rposition(|d| *d != 0).unwrap_or(0);
-        out.extend_from_slice(b".");
+        out.push(b".");
         for digit in &decimals[..=last] {
-            out.extend_from_slice(&[b'0' + digit]);
+            out.push(&[b'0' + digit]);
         }
     }
-    out.extend_from_slice(b"s");
+    out.push(b"s");
 }
 
 /// [`push_duration`] as text.
 #[cfg(test)]
 fn duration_text(duration: Duration) -> String {
-    let mut text = BytesMut::new();
+    let mut text = Text::default();
     push_duration(&mut text, duration);
-    String::from_utf8_lossy(&text).into_owned()
+    String::from_utf8_lossy(text.as_ref()).into_owned()
 }
 
 #[cfg(test)]
@@ -302,21 +377,53 @@ mod tests {
             remaining,
             reset: Duration::from_millis(ms),
         };
-        let mut headers = HeaderMap::new();
-        rate_headers(
-            &mut headers,
-            Some(view(600, 599, 100)),
-            Some(view(200_000, 199_000, 61_250)),
-        );
         let get = |h: &HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        assert_eq!(get(&headers, "x-ratelimit-limit-requests").as_deref(), Some("600"));
-        assert_eq!(get(&headers, "x-ratelimit-remaining-requests").as_deref(), Some("599"));
-        assert_eq!(get(&headers, "x-ratelimit-reset-requests").as_deref(), Some("100ms"));
-        assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
-        assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
-        assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        // The team's limits known in advance (the request path), not known, and known but
+        // not what the store answered: the same six values.
+        for known in [
+            LimitValues::new(Some(600), Some(200_000)),
+            LimitValues::default(),
+            LimitValues::new(Some(601), Some(7)),
+            LimitValues::new(None, Some(200_000)),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("9"));
+            rate_headers(
+                &mut headers,
+                Some(view(600, 599, 100)),
+                Some(view(200_000, 199_000, 61_250)),
+                &known,
+            );
+            assert_eq!(headers.len(), 6, "{known:?}");
+            assert_eq!(get(&headers, "x-ratelimit-limit-requests").as_deref(), Some("600"));
+            assert_eq!(get(&headers, "x-ratelimit-remaining-requests").as_deref(), Some("599"));
+            assert_eq!(get(&headers, "x-ratelimit-reset-requests").as_deref(), Some("100ms"));
+            assert_eq!(get(&headers, "x-ratelimit-limit-tokens").as_deref(), Some("200000"));
+            assert_eq!(get(&headers, "x-ratelimit-remaining-tokens").as_deref(), Some("199000"));
+            assert_eq!(get(&headers, "x-ratelimit-reset-tokens").as_deref(), Some("1m1.25s"));
+        }
+        // The longest values of both buckets fit the stack buffer whole.
+        let most = BucketView {
+            limit: u64::MAX,
+            remaining: u64::MAX,
+            reset: Duration::MAX,
+        };
+        let mut longest = HeaderMap::new();
+        rate_headers(&mut longest, Some(most), Some(most), &LimitValues::default());
+        for bucket in ["requests", "tokens"] {
+            let max = u64::MAX.to_string();
+            assert_eq!(get(&longest, &format!("x-ratelimit-limit-{bucket}")), Some(max.clone()));
+            assert_eq!(get(&longest, &format!("x-ratelimit-remaining-{bucket}")), Some(max));
+            let reset = get(&longest, &format!("x-ratelimit-reset-{bucket}"));
+            assert_eq!(reset.as_deref(), Some("307445734561825m51.615s"));
+        }
         let mut only_tokens = HeaderMap::new();
-        rate_headers(&mut only_tokens, None, Some(view(10, 0, 6_000)));
+        rate_headers(
+            &mut only_tokens,
+            None,
+            Some(view(10, 0, 6_000)),
+            &LimitValues::new(None, Some(10)),
+        );
         assert_eq!(only_tokens.len(), 3);
         assert_eq!(get(&only_tokens, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
         assert_eq!(get(&only_tokens, "x-ratelimit-reset-tokens").as_deref(), Some("6s"));

@@ -90,14 +90,23 @@ pub fn presented_key(headers: &HeaderMap) -> Option<SecretString> {
 /// it where it is, without a copy.
 pub fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-        let text = value.to_str().ok()?;
-        let (scheme, key) = text.split_once(' ')?;
-        let key = key.trim();
-        return (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key);
+        // On bytes: `to_str`, `split_once` and `trim` cost about 350 instructions a request
+        // under callgrind (a visible-ASCII check a byte at a time, a char searcher, Unicode
+        // whitespace); a header value holds no `\r`, `\n` or NUL, only ASCII whitespace.
+        let text = value.as_bytes();
+        let space = text.iter().position(|b| *b == b' ')?;
+        let (scheme, key) = text.split_at(space);
+        let key = std::str::from_utf8(key.trim_ascii()).ok()?;
+        return (scheme.eq_ignore_ascii_case(b"bearer") && !key.is_empty()).then_some(key);
     }
-    let key = headers.get("x-api-key")?.to_str().ok()?.trim();
+    let key = std::str::from_utf8(headers.get(X_API_KEY)?.as_bytes())
+        .ok()?
+        .trim_ascii();
     (!key.is_empty()).then_some(key)
 }
+
+/// Anthropic's key header: a constant name (a `&str` name is parsed on every lookup).
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 #[cfg(test)]
 mod tests {
@@ -135,6 +144,26 @@ mod tests {
         for key in ["", "mg-x", &"k".repeat(55), &"k".repeat(56), &"mg-long-key-".repeat(40)] {
             assert_eq!(Some(sha256(key.as_bytes())), parse_key_hash(&key_hash(key)), "{key}");
         }
+        // The scheme in any case, spaces around the key, and what is not a bearer key.
+        for (value, key) in [
+            ("bearer mg-secret-1", Some("mg-secret-1")),
+            ("BEARER   mg-secret-1  ", Some("mg-secret-1")),
+            ("Bearer\tmg-secret-1", None),
+            ("Bearer ", None),
+            ("Bearer    ", None),
+            ("Bearermg-secret-1", None),
+            ("Bearers mg-secret-1", None),
+            ("mg-secret-1", None),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", value.parse().expect("header"));
+            assert_eq!(presented(&headers), key, "{value:?}");
+        }
+        let mut anthropic = HeaderMap::new();
+        anthropic.insert("x-api-key", "  mg-secret-1 ".parse().expect("header"));
+        assert_eq!(presented(&anthropic), Some("mg-secret-1"));
+        anthropic.insert("x-api-key", " ".parse().expect("header"));
+        assert_eq!(presented(&anthropic), None);
         let mut basic = HeaderMap::new();
         basic.insert("authorization", "Basic bWc=".parse().expect("header"));
         assert!(presented_key(&basic).is_none());

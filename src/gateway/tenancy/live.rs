@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
 
+use super::admission::LimitValues;
 use super::auth::KeyIndex;
 use super::metrics::{TeamAliasMetrics, TenancyMetrics};
 use super::store::memory::{AliasCounters, TeamCounters};
@@ -32,6 +33,8 @@ pub struct LiveTeam {
     /// there is no hash flooding to defend against.
     pub grants: FxHashMap<Arc<str>, Grant>,
     pub counters: Arc<TeamCounters>,
+    /// The `x-ratelimit-limit-*` values of `limits`, made once.
+    pub limit_values: LimitValues,
 }
 
 impl LiveTeam {
@@ -74,6 +77,10 @@ pub fn prepare(table: AccessTable, store: &UsageStore, metrics: &TenancyMetrics)
                 label,
                 name: team.key.name.clone(),
                 credits: team.credits,
+                limit_values: LimitValues::new(
+                    team.limits.requests_per_minute.map(u64::from),
+                    team.limits.tokens_per_minute,
+                ),
                 limits: team.limits.clone(),
                 grants: team
                     .aliases

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use http::HeaderMap;
 
 use admission::Metering;
-pub use admission::{Admission, Handoff};
+pub use admission::{Admission, Handoff, LimitValues};
 use limits::{Ask, LimitKind, Verdict};
 use live::{LiveAccess, LiveTeam};
 use metrics::TenancyMetrics;
@@ -177,14 +177,14 @@ impl Tenancy {
         };
         let estimated_cost = route.price.map_or(0, |p| p.cost(estimate));
         let period = team.period();
-        let period_name = self
-            .periods
-            .name(period, crate::compiler::tenancy::period::now_seconds());
+        let now = crate::compiler::tenancy::period::now_seconds();
+        let period_name = self.periods.name(period, now);
         let ask = Ask {
             limits: team.limits.clone(),
             allocated: team.credits.map(|c| c.allocated),
             estimated_tokens: estimate.prompt + estimate.completion,
             estimated_cost,
+            now,
         };
         let (verdict, remote) = if team.metered() {
             self.store
@@ -212,6 +212,7 @@ impl Tenancy {
                 price: route.price,
                 period,
                 period_name,
+                admitted_at: now,
                 reserved_cost: estimated_cost,
                 estimate,
                 remote,
@@ -240,7 +241,7 @@ impl Tenancy {
                     }
                 };
                 let mut headers = HeaderMap::new();
-                admission::rate_headers(&mut headers, requests, tokens);
+                admission::rate_headers(&mut headers, requests, tokens, &team.limit_values);
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 if let Ok(value) = seconds.to_string().parse() {
                     headers.insert(http::header::RETRY_AFTER, value);

@@ -141,7 +141,7 @@ impl MemoryStore {
     pub fn admit(&self, team: &TeamCounters, period: Period, ask: &Ask) -> Verdict {
         let now = self.seconds();
         let mut state = team.lock();
-        state.roll(period, now_seconds());
+        state.roll(period, ask.now);
         if let Some(allocated) = ask.allocated {
             if allocated - state.spent - state.reserved <= 0 {
                 return Verdict::NoCredits {
@@ -198,7 +198,9 @@ impl MemoryStore {
     pub fn settle(&self, team: &TeamCounters, alias: &AliasCounters, s: &Settlement, admitted: bool) {
         let now = self.seconds();
         let mut state = team.lock();
-        state.roll(s.period, now_seconds());
+        // The admission's clock reading, not a new one (one fewer per request): a call is
+        // charged to the period it was admitted in, as the shared store charges it.
+        state.roll(s.period, s.admitted_at);
         if admitted {
             state.in_flight = state.in_flight.saturating_sub(1);
             state.reserved -= s.reserved_cost;

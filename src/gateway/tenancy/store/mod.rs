@@ -53,6 +53,9 @@ pub struct Settlement {
     pub alias: Arc<str>,
     pub period: Period,
     pub period_name: Arc<str>,
+    /// When the call was admitted (seconds since the Unix epoch): the period it is charged
+    /// to, in this process's counters as in the shared store's (`period_name`).
+    pub admitted_at: i64,
     /// Seconds after which this period's usage may be forgotten (0: never).
     pub usage_ttl: i64,
     pub reserved_cost: i64,
