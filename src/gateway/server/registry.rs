@@ -255,16 +255,18 @@ impl Registry {
         shed
     }
 
-    /// Closes connections past their deadline; returns the clock it used.
-    pub fn sweep(&self) -> u64 {
+    /// Closes connections past their deadline; returns the requests in flight.
+    pub fn sweep(&self) -> usize {
         let now = self.common.tick();
         let settings = &self.common.settings;
         let elapsed = |since: u64| Duration::from_millis(now.saturating_sub(since));
         let slots = self.slots();
+        let mut in_flight = 0;
         for conn in slots.conns.iter().flatten() {
             if conn.command() == ABORT {
                 continue;
             }
+            in_flight += conn.in_flight.load(Relaxed) as usize;
             let since = conn.since.load(Relaxed);
             let stalled = conn.stalled.load(Relaxed);
             let reason = match conn.phase.load(Relaxed) {
@@ -282,7 +284,7 @@ impl Registry {
                 None => false,
             };
         }
-        now
+        in_flight
     }
 
     /// Starts a drain while still accepting: HTTP/2 connections get a GOAWAY (which names the
@@ -349,10 +351,18 @@ pub(super) fn tick_for(settings: &Settings) -> Duration {
     (settings.header_timeout.min(settings.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
-/// Closes connections past their deadlines, every tick while any is open.
+/// Closes connections past their deadlines, every tick while any is open; after a fall in
+/// open connections and requests in flight (an HTTP/2 connection carries many streams), hands
+/// the memory they held back to the system.
 pub(super) async fn sweep(registry: Arc<Registry>) {
     let tick = tick_for(&registry.common.settings);
+    let mut after_drop = crate::memory::AfterDrop::default();
+    let mut in_flight = 0;
     loop {
+        if after_drop.observe(registry.open() + in_flight, std::time::Instant::now()) {
+            // Off the async threads: a trim walks the allocator's free lists.
+            drop(tokio::task::spawn_blocking(crate::memory::trim));
+        }
         if registry.open() == 0 {
             let admitted = registry.admitted.notified();
             if registry.open() == 0 {
@@ -360,6 +370,6 @@ pub(super) async fn sweep(registry: Arc<Registry>) {
             }
         }
         tokio::time::sleep(tick).await;
-        registry.sweep();
+        in_flight = registry.sweep();
     }
 }
