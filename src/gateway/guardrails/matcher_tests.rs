@@ -143,3 +143,50 @@ fn a_flood_of_matches_stays_linear() {
     let out = masked(&m, &text, Some(MessageRole::User));
     assert_eq!(out.matches("[REDACTED:k]").count(), 200_000);
 }
+
+#[test]
+fn keywords_are_found_as_an_overlapping_search_finds_them() {
+    let words: Vec<String> = ["foo", "foo bar", "bar", "o b", "oof", "r"].map(String::from).to_vec();
+    let keywords = super::Keywords::new(&words).expect("keywords");
+    let naive = aho_corasick::AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(&words)
+        .expect("naive");
+    let mut rng = fastrand::Rng::with_seed(17);
+    let alphabet = ['f', 'o', 'O', ' ', 'b', 'a', 'r', 'x'];
+    for _ in 0..4000 {
+        let text: String = (0..rng.usize(0..40))
+            .map(|_| alphabet[rng.usize(0..alphabet.len())])
+            .collect();
+        let from = rng.usize(0..=text.len());
+        let mut found = Vec::new();
+        keywords.find(&text, from, &mut |start, end, k| found.push((start, end, k)));
+        let input = aho_corasick::Input::new(&text).span(from..text.len());
+        let mut expected: Vec<_> = naive
+            .find_overlapping_iter(input)
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect();
+        found.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(found, expected, "{text:?} from {from}");
+    }
+}
+
+#[test]
+fn a_blocking_keyword_inside_a_masking_one_still_blocks() {
+    let m = matcher(
+        "[{name: m, keywords: [\"project falcon\"], action: mask}, {name: b, keywords: [falcon], action: block}]",
+        Direction::Request,
+    );
+    let mut found = Vec::new();
+    m.find("the project falcon plan", 0, Some(MessageRole::User), &mut found);
+    assert_eq!(m.blocking(&found).map(|f| f.rule), Some(1));
+    // The longest keyword is not a whole word here; a shorter one at the same place is.
+    let m = matcher(
+        "[{name: k, keywords: [foo, \"foo bar\"], action: mask}]",
+        Direction::Request,
+    );
+    let mut text = "a foo barn".to_string();
+    m.apply(&mut text, Some(MessageRole::User), &mut Vec::new(), &mut Vec::new());
+    assert_eq!(text, "a [REDACTED:k] barn");
+}
