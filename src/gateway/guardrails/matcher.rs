@@ -65,7 +65,7 @@ pub struct Matcher {
     pub rules: Vec<RuleInfo>,
     set: RegexSet,
     entries: Vec<Entry>,
-    keywords: Option<Keywords>,
+    keywords: Option<AhoCorasick>,
     /// The rule of each keyword.
     keyword_rules: Vec<u16>,
     /// Bytes of text a streamed response holds back (longest match plus context).
@@ -142,7 +142,13 @@ impl Matcher {
             .map_err(|source| GuardError::Patterns { source })?;
         let keywords = match keywords.is_empty() {
             true => None,
-            false => Some(Keywords::new(&keywords)?),
+            false => Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&keywords)
+                    .map_err(|source| GuardError::Keywords { source })?,
+            ),
         };
         Ok(Some(Matcher {
             rules: infos,
@@ -211,17 +217,19 @@ impl Matcher {
             }
         }
         if let Some(keywords) = &self.keywords {
-            keywords.find(text, from, &mut |start, end, keyword| {
-                let rule = self.keyword_rules[keyword];
-                if applies(rule) && whole_word(text, start, end) {
-                    out.push(Finding {
-                        start,
-                        end,
-                        rule,
-                        placeholder: None,
-                    });
+            let input = aho_corasick::Input::new(text).span(from..text.len());
+            for m in keywords.find_overlapping_iter(input) {
+                let rule = self.keyword_rules[m.pattern().as_usize()];
+                if !applies(rule) || !whole_word(text, m.start(), m.end()) {
+                    continue;
                 }
-            });
+                out.push(Finding {
+                    start: m.start(),
+                    end: m.end(),
+                    rule,
+                    placeholder: None,
+                });
+            }
         }
         let found: Vec<Finding> = out.drain(start..).collect();
         out.extend(resolve(found, &self.rules));
@@ -304,52 +312,6 @@ impl Matcher {
     /// Whether any rule scans text of `role`.
     pub fn scans(&self, role: MessageRole) -> bool {
         self.rules.iter().any(|r| r.roles & role_bit(role) != 0)
-    }
-}
-
-/// The keywords (ASCII case-insensitive), searched in two steps: a non-overlapping
-/// leftmost-longest search, which runs a vectorised prefilter over text with no keyword, says
-/// where keywords start; around each hit an overlapping search finds every keyword starting
-/// inside it (a shorter one that is a whole word where the longest is not, or a blocking one
-/// inside a masking one). Every keyword occurrence starts inside some hit: the leftmost search
-/// from the end of one hit finds the next one starting at or before any later occurrence.
-struct Keywords {
-    leftmost: AhoCorasick,
-    overlapping: AhoCorasick,
-    /// Longest keyword, in bytes.
-    longest: usize,
-}
-
-impl Keywords {
-    fn new(keywords: &[String]) -> Result<Keywords, GuardError> {
-        let build = |kind| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(kind)
-                .build(keywords)
-                .map_err(|source| GuardError::Keywords { source })
-        };
-        Ok(Keywords {
-            leftmost: build(MatchKind::LeftmostLongest)?,
-            overlapping: build(MatchKind::Standard)?,
-            longest: keywords.iter().map(String::len).max().unwrap_or(0),
-        })
-    }
-
-    /// Calls `each` with (start, end, keyword) of every occurrence starting at or after `from`.
-    fn find(&self, text: &str, from: usize, each: &mut dyn FnMut(usize, usize, usize)) {
-        let input = aho_corasick::Input::new(text).span(from..text.len());
-        for hit in self.leftmost.find_iter(input) {
-            let end = (hit.end() + self.longest)
-                .saturating_sub(1)
-                .clamp(hit.end(), text.len());
-            let around = aho_corasick::Input::new(text).span(hit.start()..end);
-            for m in self.overlapping.find_overlapping_iter(around) {
-                if m.start() < hit.end() {
-                    each(m.start(), m.end(), m.pattern().as_usize());
-                }
-            }
-        }
     }
 }
 
