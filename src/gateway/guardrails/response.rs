@@ -317,23 +317,9 @@ impl Scanned {
         out: &mut BytesMut,
     ) -> Result<(), ()> {
         for at in 0..self.slots.len() {
-            let slot = &mut self.slots[at];
-            if slot.id == ended || group_of(slot.id) != group_of(ended) || !slot.window.holds() {
-                continue;
-            }
-            let result = slot.window.push(matcher, "", true);
-            let masked = slot.window.masked;
-            self.count_masks(matcher, masked);
-            match result {
-                Released::Blocked(rule) => {
-                    self.block(matcher, rule, out);
-                    return Err(());
-                }
-                Released::Text(text) if !text.is_empty() => {
-                    let slot = &self.slots[at];
-                    before.push(self.surface.text_event(slot.id, text, &slot.template));
-                }
-                Released::Text(_) => {}
+            let id = self.slots[at].id;
+            if id != ended && group_of(id) == group_of(ended) {
+                before.extend(self.release(matcher, at, out)?);
             }
         }
         Ok(())
@@ -345,26 +331,35 @@ impl Scanned {
         let Some(matcher) = guard.response.as_ref() else {
             return Ok(());
         };
-        let mut slots = std::mem::take(&mut self.slots);
-        for slot in &mut slots {
-            if !slot.window.holds() {
-                continue;
-            }
-            let result = slot.window.push(matcher, "", true);
-            self.count_masks(matcher, slot.window.masked);
-            match result {
-                Released::Blocked(rule) => {
-                    self.block(matcher, rule, out);
-                    return Err(());
-                }
-                Released::Text(text) if !text.is_empty() => {
-                    let event = self.surface.text_event(slot.id, text, &slot.template);
-                    self.write_value(out, event);
-                }
-                Released::Text(_) => {}
+        for at in 0..self.slots.len() {
+            if let Some(event) = self.release(matcher, at, out)? {
+                self.write_value(out, event);
             }
         }
         Ok(())
+    }
+
+    /// Ends the slot at `at`: the event carrying its held text, if any (`Err`: the stream
+    /// ended in an error event).
+    fn release(&mut self, matcher: &Matcher, at: usize, out: &mut BytesMut) -> Result<Option<Value>, ()> {
+        let slot = &mut self.slots[at];
+        if !slot.window.holds() {
+            return Ok(None);
+        }
+        let result = slot.window.push(matcher, "", true);
+        let masked = slot.window.masked;
+        self.count_masks(matcher, masked);
+        match result {
+            Released::Blocked(rule) => {
+                self.block(matcher, rule, out);
+                Err(())
+            }
+            Released::Text(text) if !text.is_empty() => {
+                let slot = &self.slots[at];
+                Ok(Some(self.surface.text_event(slot.id, text, &slot.template)))
+            }
+            Released::Text(_) => Ok(None),
+        }
     }
 
     fn block(&mut self, matcher: &Matcher, rule: u16, out: &mut BytesMut) {
