@@ -245,10 +245,26 @@ impl Matcher {
         findings: &mut Vec<Finding>,
         masked: &mut Vec<u16>,
     ) -> Option<u16> {
+        self.apply_in(text, role, false, findings, masked)
+    }
+
+    /// [`Matcher::apply`], for JSON source text when `json` (a tool call's arguments): a match
+    /// that masking would break the JSON of (see [`Matcher::breaks_json`]) blocks.
+    pub fn apply_in(
+        &self,
+        text: &mut String,
+        role: Option<MessageRole>,
+        json: bool,
+        findings: &mut Vec<Finding>,
+        masked: &mut Vec<u16>,
+    ) -> Option<u16> {
         findings.clear();
         self.find(text, 0, role, findings);
         if let Some(block) = self.blocking(findings) {
             return Some(block.rule);
+        }
+        if let Some(f) = findings.iter().find(|f| json && self.breaks_json(text, f)) {
+            return Some(f.rule);
         }
         if !findings.is_empty() {
             *text = self.mask(text, findings);
@@ -275,6 +291,15 @@ impl Matcher {
             Some(typed) => typed,
             None => &self.rules[usize::from(finding.rule)].redacted,
         }
+    }
+
+    /// Whether masking `finding` in JSON source text could leave it invalid: the match holds a
+    /// quote or a backslash (it spans a string's end or an escape), or the placeholder does.
+    /// Otherwise the placeholder replaces characters inside one string value, or a run of
+    /// bare characters that held no quote, and the JSON stays valid as it was.
+    pub fn breaks_json(&self, text: &str, finding: &Finding) -> bool {
+        let unsafe_char = |s: &str| s.bytes().any(|b| b == b'"' || b == b'\\');
+        text.get(finding.start..finding.end).is_none_or(unsafe_char) || unsafe_char(self.placeholder(finding))
     }
 
     /// The first blocking finding, if any.

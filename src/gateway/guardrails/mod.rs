@@ -160,3 +160,7 @@ mod tests;
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod stream_tests;
+
+#[cfg(test)]
+#[path = "tool_stream_tests.rs"]
+mod tool_stream_tests;

@@ -17,7 +17,7 @@ use sse_parse::SseParser;
 
 use super::matcher::Matcher;
 use super::metrics::{Action, Side};
-use super::surface::{surface, Surface};
+use super::surface::{group_of, kind_of, surface, Surface, ARGUMENTS};
 use super::window::{Released, Window};
 use super::{violation, Guard, GuardMetrics};
 use crate::crd::Direction;
@@ -86,9 +86,9 @@ fn scan_whole(
     let mut blocked = None;
     let mut masked = Vec::new();
     let mut findings = Vec::new();
-    surface.answer_texts(&mut value, &mut |text| {
+    surface.answer_texts(&mut value, &mut |text, json| {
         if blocked.is_none() {
-            blocked = matcher.apply(text, None, &mut findings, &mut masked);
+            blocked = matcher.apply_in(text, None, json, &mut findings, &mut masked);
         }
     });
     if let Some(rule) = blocked {
@@ -159,9 +159,11 @@ impl Scanned {
         let at = match self.slots.iter().position(|s| s.id == id) {
             Some(at) => at,
             None => {
+                let mut window = Window::default();
+                window.json = kind_of(id) == ARGUMENTS;
                 self.slots.push(Slot {
                     id,
-                    window: Window::default(),
+                    window,
                     template: Value::Null,
                 });
                 self.slots.len() - 1
@@ -218,12 +220,15 @@ impl Scanned {
                 }
                 Released::Text(_) => {}
             }
+            if *ends {
+                self.end_group(matcher, *id, &mut before, out)?;
+            }
         }
         // Texts the event repeats whole: masked, or the stream ends.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
-        self.surface.event_whole_texts(&mut value, &mut |text| {
+        self.surface.event_whole_texts(&mut value, &mut |text, json| {
             if blocked.is_none() {
-                blocked = matcher.apply(text, None, &mut findings, &mut masked);
+                blocked = matcher.apply_in(text, None, json, &mut findings, &mut masked);
             }
         });
         if let Some(rule) = blocked {
@@ -242,10 +247,9 @@ impl Scanned {
         }
         rewritten |= self.renumber(&mut value);
         // One delta and nothing else changed: its released text goes into the raw event.
-        if let ([(_, Some(original), _)], [text], Some(key), false) =
-            (&deltas[..], &released[..], surface.delta_key(), rewritten)
-        {
-            if let Some(spliced) = splice(data, key, original, text) {
+        if let ([(id, Some(original), _)], [text], false) = (&deltas[..], &released[..], rewritten) {
+            let key = surface.delta_key(kind_of(*id)).unwrap_or_default();
+            if let Some(spliced) = splice(data, key, original, text).filter(|_| !key.is_empty()) {
                 write_event(out, name, &spliced);
                 return Ok(());
             }
@@ -303,32 +307,59 @@ impl Scanned {
         }
     }
 
+    /// Releases the held text of the other slots of `ended`'s group (a choice's tool calls and
+    /// reasoning when it finishes), as events written before the one that ends it.
+    fn end_group(
+        &mut self,
+        matcher: &Matcher,
+        ended: u32,
+        before: &mut Vec<Value>,
+        out: &mut BytesMut,
+    ) -> Result<(), ()> {
+        for at in 0..self.slots.len() {
+            let id = self.slots[at].id;
+            if id != ended && group_of(id) == group_of(ended) {
+                before.extend(self.release(matcher, at, out)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Releases every slot's held text (the stream is ending).
     fn flush(&mut self, out: &mut BytesMut) -> Result<(), ()> {
         let guard = self.guard.clone();
         let Some(matcher) = guard.response.as_ref() else {
             return Ok(());
         };
-        let mut slots = std::mem::take(&mut self.slots);
-        for slot in &mut slots {
-            if !slot.window.holds() {
-                continue;
-            }
-            let result = slot.window.push(matcher, "", true);
-            self.count_masks(matcher, slot.window.masked);
-            match result {
-                Released::Blocked(rule) => {
-                    self.block(matcher, rule, out);
-                    return Err(());
-                }
-                Released::Text(text) if !text.is_empty() => {
-                    let event = self.surface.text_event(slot.id, text, &slot.template);
-                    self.write_value(out, event);
-                }
-                Released::Text(_) => {}
+        for at in 0..self.slots.len() {
+            if let Some(event) = self.release(matcher, at, out)? {
+                self.write_value(out, event);
             }
         }
         Ok(())
+    }
+
+    /// Ends the slot at `at`: the event carrying its held text, if any (`Err`: the stream
+    /// ended in an error event).
+    fn release(&mut self, matcher: &Matcher, at: usize, out: &mut BytesMut) -> Result<Option<Value>, ()> {
+        let slot = &mut self.slots[at];
+        if !slot.window.holds() {
+            return Ok(None);
+        }
+        let result = slot.window.push(matcher, "", true);
+        let masked = slot.window.masked;
+        self.count_masks(matcher, masked);
+        match result {
+            Released::Blocked(rule) => {
+                self.block(matcher, rule, out);
+                Err(())
+            }
+            Released::Text(text) if !text.is_empty() => {
+                let slot = &self.slots[at];
+                Ok(Some(self.surface.text_event(slot.id, text, &slot.template)))
+            }
+            Released::Text(_) => Ok(None),
+        }
     }
 
     fn block(&mut self, matcher: &Matcher, rule: u16, out: &mut BytesMut) {

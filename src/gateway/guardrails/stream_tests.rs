@@ -14,7 +14,7 @@ use super::*;
 
 const RULES: &str = "{content: [{name: pii, builtin: [email, usSSN], \"on\": [response], action: mask}, {name: code, keywords: [falcon], \"on\": [response]}]}";
 
-fn sse(events: &[Value]) -> String {
+pub(super) fn sse(events: &[Value]) -> String {
     let mut text = String::new();
     for event in events {
         let name = event["type"].as_str().expect("type");
@@ -69,7 +69,7 @@ fn responses(pieces: &[&str]) -> String {
 
 /// `body` through the response guard of `endpoint`, read by the guard in `reads` pieces; the
 /// events the client gets, as (name, data).
-async fn through(g: &Arc<Guard>, endpoint: Endpoint, body: &str, reads: &[usize]) -> Vec<(String, Value)> {
+pub(super) async fn through(g: &Arc<Guard>, endpoint: Endpoint, body: &str, reads: &[usize]) -> Vec<(String, Value)> {
     let bytes = body.as_bytes();
     let mut chunks = Vec::new();
     let mut at = 0;
@@ -101,7 +101,7 @@ async fn through(g: &Arc<Guard>, endpoint: Endpoint, body: &str, reads: &[usize]
 }
 
 /// `text` cut into deltas at random character boundaries.
-fn cut(rng: &mut fastrand::Rng, text: &str) -> Vec<String> {
+pub(super) fn cut(rng: &mut fastrand::Rng, text: &str) -> Vec<String> {
     let mut cuts: Vec<usize> = (0..rng.usize(1..10)).map(|_| rng.usize(0..=text.len())).collect();
     cuts.iter_mut().for_each(|c| {
         while !text.is_char_boundary(*c) {

@@ -15,9 +15,12 @@ fn texts_of(surface: &dyn Surface, body: &mut Value) -> Vec<(MessageRole, String
     seen
 }
 
+/// Every answer text; JSON source (tool calls' arguments) as `json:<text>`.
 fn answers_of(surface: &dyn Surface, body: &mut Value) -> Vec<String> {
     let mut seen = Vec::new();
-    surface.answer_texts(body, &mut |text| seen.push(text.clone()));
+    surface.answer_texts(body, &mut |text, json| {
+        seen.push(if json { format!("json:{text}") } else { text.clone() })
+    });
     seen
 }
 
@@ -103,18 +106,27 @@ fn responses_requests_give_instructions_input_and_tool_outputs_their_roles() {
 }
 
 #[test]
-fn answers_are_text_blocks_and_output_text_parts() {
+fn answers_are_text_reasoning_and_tool_call_arguments() {
     let mut message = json!({"type": "message", "role": "assistant", "content": [
         {"type": "thinking", "thinking": "hidden"},
         {"type": "text", "text": "one"},
         {"type": "tool_use", "id": "t", "name": "f", "input": {"a": "b"}},
         {"type": "text", "text": "two"}]});
-    assert_eq!(answers_of(&AnthropicMessages, &mut message), ["one", "two"]);
+    assert_eq!(
+        answers_of(&AnthropicMessages, &mut message),
+        ["hidden", "one", "b", "two"]
+    );
     let mut response = json!({"object": "response", "output": [
-        {"type": "reasoning", "summary": []},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]},
         {"type": "message", "content": [{"type": "output_text", "text": "said", "annotations": []}, {"type": "refusal", "refusal": "no"}]},
         {"type": "function_call", "arguments": "{}"}]});
-    assert_eq!(answers_of(&Responses, &mut response), ["said", "no"]);
+    assert_eq!(
+        answers_of(&Responses, &mut response),
+        ["thought", "said", "no", "json:{}"]
+    );
+    let mut chat = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+        "reasoning_content": "why", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]});
+    assert_eq!(answers_of(&OpenAiChat, &mut chat), ["why", "json:{\"a\":1}"]);
 }
 
 /// (slot, text, ends) of each event.
@@ -130,25 +142,30 @@ fn deltas_of(surface: &dyn Surface, mut event: Value) -> Vec<(u32, Option<String
 fn stream_events_name_their_slots() {
     let a = &AnthropicMessages;
     let delta = json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "hi"}});
-    assert_eq!(deltas_of(a, delta), [(2, Some("hi".to_string()), false)]);
+    let two = slot_id(2, TEXT, 0);
+    assert_eq!(deltas_of(a, delta), [(two, Some("hi".to_string()), false)]);
     let json_delta =
         json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{"}});
-    assert_eq!(deltas_of(a, json_delta), []);
+    assert_eq!(
+        deltas_of(a, json_delta),
+        [(slot_id(1, ARGUMENTS, 0), Some("{".to_string()), false)]
+    );
     assert_eq!(
         deltas_of(a, json!({"type": "content_block_stop", "index": 2})),
-        [(2, None, true)]
+        [(two, None, true)]
     );
     assert!(a.is_end("", Some(&json!({"type": "message_stop"}))));
-    let made = a.text_event(2, "x".into(), &Value::Null);
+    let made = a.text_event(two, "x".into(), &Value::Null);
     assert_eq!(a.event_name(&made), Some("content_block_delta"));
     assert_eq!(made["delta"], json!({"type": "text_delta", "text": "x"}));
 
     let r = &Responses;
     let delta = json!({"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "item_id": "msg", "delta": "hi", "sequence_number": 7, "logprobs": []});
-    assert_eq!(deltas_of(r, delta.clone()), [(256, Some("hi".to_string()), false)]);
+    let one = slot_id(1, TEXT, 0);
+    assert_eq!(deltas_of(r, delta.clone()), [(one, Some("hi".to_string()), false)]);
     let done = json!({"type": "response.output_text.done", "output_index": 1, "content_index": 0, "text": "hi"});
-    assert_eq!(deltas_of(r, done), [(256, None, true)]);
-    let made = r.text_event(256, "more".into(), &delta);
+    assert_eq!(deltas_of(r, done), [(one, None, true)]);
+    let made = r.text_event(one, "more".into(), &delta);
     assert_eq!(
         (made["delta"].as_str(), made["item_id"].as_str()),
         (Some("more"), Some("msg"))

@@ -29,6 +29,9 @@ pub struct Window {
     findings: Vec<Finding>,
     /// Rules that masked text in this window, as bits (rule index < 64).
     pub masked: u64,
+    /// The text is JSON source (a tool call's arguments): a match masking would break the
+    /// JSON of blocks instead ([`Matcher::breaks_json`]).
+    pub json: bool,
 }
 
 /// What a piece of text released.
@@ -59,7 +62,8 @@ impl Window {
             if f.start >= cut {
                 break;
             }
-            if matcher.blocking(std::slice::from_ref(f)).is_some() {
+            if matcher.blocking(std::slice::from_ref(f)).is_some() || (self.json && matcher.breaks_json(&self.held, f))
+            {
                 return Released::Blocked(f.rule);
             }
             cut = cut.max(f.end);

@@ -6,7 +6,10 @@
 
 use serde_json::Value;
 
-use super::{leaves, role_of, OutputFields, RequestOnly, Surface};
+use super::{
+    group_of, kind_of, leaves, role_of, slot_id, Deltas, OutputFields, RequestOnly, Surface, WholeTexts, ARGUMENTS,
+    REASONING, TEXT,
+};
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
 
@@ -74,10 +77,17 @@ fn block_texts(block: &mut Value, role: MessageRole, each: &mut dyn FnMut(Messag
     }
 }
 
-fn slot(event: &Value) -> u32 {
-    let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
-    u32::try_from(index).unwrap_or(u32::MAX)
+/// The slot of a content block's event: its index, and the kind of text the block carries.
+fn slot(event: &Value, kind: u32) -> u32 {
+    slot_id(event.get("index").and_then(Value::as_u64).unwrap_or(0), kind, 0)
 }
+
+/// The kind and field of each streamed delta type with text.
+const DELTAS: [(&str, u32, &str); 3] = [
+    ("text_delta", TEXT, "text"),
+    ("thinking_delta", REASONING, "thinking"),
+    ("input_json_delta", ARGUMENTS, "partial_json"),
+];
 
 impl Surface for AnthropicMessages {
     fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
@@ -91,45 +101,57 @@ impl Surface for AnthropicMessages {
         })
     }
 
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+    fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts) {
         content_texts(body.get_mut("content"), each);
     }
 
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
-        let slot = slot(data);
+    /// Text, thinking and tool input (`input_json_delta`: JSON source) deltas of a content
+    /// block; a block's start with text; its stop ends it.
+    fn event_texts(&self, data: &mut Value, each: &mut Deltas) {
         if data["type"] == "content_block_delta" {
-            if data["delta"]["type"] == "text_delta" {
-                if let Some(Value::String(text)) = data.pointer_mut("/delta/text") {
-                    each(slot, Some(text), false);
-                }
+            let Some(&(_, kind, field)) = DELTAS.iter().find(|(name, ..)| data["delta"]["type"] == *name) else {
+                return;
+            };
+            let slot = slot(data, kind);
+            if let Some(Value::String(text)) = data["delta"].get_mut(field) {
+                each(slot, Some(text), false);
             }
         } else if data["type"] == "content_block_start" {
-            if data["content_block"]["type"] == "text" {
-                if let Some(Value::String(text)) = data.pointer_mut("/content_block/text") {
-                    each(slot, Some(text), false);
-                }
+            let (kind, field) = match data["content_block"]["type"].as_str() {
+                Some("text") => (TEXT, "text"),
+                Some("thinking") => (REASONING, "thinking"),
+                _ => return,
+            };
+            let slot = slot(data, kind);
+            if let Some(Value::String(text)) = data["content_block"].get_mut(field) {
+                each(slot, Some(text), false);
             }
         } else if data["type"] == "content_block_stop" {
-            each(slot, None, true);
+            each(slot(data, TEXT), None, true);
         }
     }
 
-    fn event_whole_texts(&self, data: &mut Value, each: &mut dyn FnMut(&mut String)) {
+    fn event_whole_texts(&self, data: &mut Value, each: &mut WholeTexts) {
         if data["type"] == "message_start" {
             content_texts(data.pointer_mut("/message/content"), each);
         }
     }
 
     fn text_event(&self, slot: u32, text: String, _template: &Value) -> Value {
-        serde_json::json!({"type": "content_block_delta", "index": slot, "delta": {"type": "text_delta", "text": text}})
+        let delta = match kind_of(slot) {
+            REASONING => serde_json::json!({"type": "thinking_delta", "thinking": text}),
+            ARGUMENTS => serde_json::json!({"type": "input_json_delta", "partial_json": text}),
+            _ => serde_json::json!({"type": "text_delta", "text": text}),
+        };
+        serde_json::json!({"type": "content_block_delta", "index": group_of(slot), "delta": delta})
     }
 
     fn event_name<'v>(&self, event: &'v Value) -> Option<&'v str> {
         event.get("type").and_then(Value::as_str)
     }
 
-    fn delta_key(&self) -> Option<&'static str> {
-        Some("text")
+    fn delta_key(&self, kind: u32) -> Option<&'static str> {
+        DELTAS.iter().find(|(_, k, _)| *k == kind).map(|(_, _, field)| *field)
     }
 
     fn is_end(&self, _data: &str, event: Option<&Value>) -> bool {
@@ -145,16 +167,28 @@ impl Surface for AnthropicMessages {
     }
 }
 
-/// The `text` of each text block of a message's `content`.
-fn content_texts(content: Option<&mut Value>, each: &mut dyn FnMut(&mut String)) {
+/// The texts of a message's `content`: text blocks, thinking, and every string of a tool
+/// call's input (decoded strings, not JSON source). Masked thinking no longer matches its
+/// signature: Anthropic refuses it when a client sends it back (a block does not have that
+/// cost).
+fn content_texts(content: Option<&mut Value>, each: &mut WholeTexts) {
     let Some(Value::Array(blocks)) = content else {
         return;
     };
     for block in blocks {
-        if block["type"] == "text" {
-            if let Some(Value::String(text)) = block.get_mut("text") {
-                each(text);
+        let field = match block["type"].as_str() {
+            Some("text") => "text",
+            Some("thinking") => "thinking",
+            Some("tool_use" | "server_tool_use") => {
+                if let Some(input) = block.get_mut("input") {
+                    leaves(input, MessageRole::Assistant, &mut |_, text| each(text, false));
+                }
+                continue;
             }
+            _ => continue,
+        };
+        if let Some(Value::String(text)) = block.get_mut(field) {
+            each(text, false);
         }
     }
 }

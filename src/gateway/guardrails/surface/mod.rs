@@ -33,18 +33,19 @@ pub trait Surface: Sync {
     /// The request fields that cap its output, when the API has them.
     fn output_fields(&self) -> Option<OutputFields>;
 
-    /// Calls `each` with every text of a whole (non-streamed) answer.
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String));
+    /// Calls `each` with every text of a whole (non-streamed) answer: its text, reasoning and
+    /// tool-call arguments, and whether the text is JSON source (arguments as a string).
+    fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts);
 
-    /// Calls `each` with the text deltas of one streamed event: the slot (choice, content
-    /// block, content part) it belongs to, its text (`None` when the event has none), and
-    /// whether the event ends the slot.
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool));
+    /// Calls `each` with the deltas of one streamed event: the slot (see [`slot_id`]) it
+    /// belongs to, its text (`None` when the event has none), and whether the event ends the
+    /// slot's group (a choice, content block or output item: every slot of it ends).
+    fn event_texts(&self, data: &mut Value, each: &mut Deltas);
 
     /// Calls `each` with the texts of one streamed event that repeat, whole, text already
     /// streamed as deltas (the Responses API's `*.done` events and final response). They are
     /// masked or blocked as whole answers are.
-    fn event_whole_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+    fn event_whole_texts(&self, _data: &mut Value, _each: &mut WholeTexts) {}
 
     /// An event carrying `text` for `slot`, shaped after `template` (the slot's first event
     /// with text): held text released where the stream's own events have no room for it.
@@ -71,10 +72,11 @@ pub trait Surface: Sync {
         (None, serde_json::from_str(&error.body()).unwrap_or(Value::Null))
     }
 
-    /// The JSON key of a streamed event's text delta (`"content"` for chat): released text is
-    /// spliced into the event's raw bytes after `"<key>":` when the delta's text appears there
-    /// exactly once, instead of the event being written again from its parsed form.
-    fn delta_key(&self) -> Option<&'static str> {
+    /// The JSON key of a streamed event's delta of `kind` ([`TEXT`], [`REASONING`],
+    /// [`ARGUMENTS`]; `"content"` for chat text): released text is spliced into the event's raw
+    /// bytes after `"<key>":` when the delta's text appears there exactly once, instead of the
+    /// event being written again from its parsed form.
+    fn delta_key(&self, _kind: u32) -> Option<&'static str> {
         None
     }
 
@@ -83,6 +85,44 @@ pub trait Surface: Sync {
     fn sequenced(&self) -> bool {
         false
     }
+}
+
+/// What [`Surface::event_texts`] calls: a slot, its delta's text, whether its group ends.
+pub type Deltas<'a> = dyn FnMut(u32, Option<&mut String>, bool) + 'a;
+
+/// What [`Surface::answer_texts`] calls: a text, and whether it is JSON source.
+pub type WholeTexts<'a> = dyn FnMut(&mut String, bool) + 'a;
+
+/// The kind of a slot: answer text (and refusals).
+pub const TEXT: u32 = 0;
+/// The kind of a slot: reasoning (chat `reasoning_content`, Anthropic thinking, Responses
+/// reasoning summaries and text).
+pub const REASONING: u32 = 1;
+/// The kind of a slot: a tool call's arguments, streamed as pieces of JSON source text.
+pub const ARGUMENTS: u32 = 2;
+
+/// A slot of a streamed answer: one stream of text with its own window. `group` is the
+/// choice, content block or output item (an end ends all its slots), `lane` the tool call,
+/// content part or summary part inside it (capped at 255).
+pub fn slot_id(group: u64, kind: u32, lane: u64) -> u32 {
+    let group = u32::try_from(group.min(0x3F_FFFF)).unwrap_or(0);
+    let lane = u32::try_from(lane.min(0xFF)).unwrap_or(0);
+    group << 10 | (kind & 3) << 8 | lane
+}
+
+/// The kind of a slot ([`TEXT`], [`REASONING`], [`ARGUMENTS`]).
+pub fn kind_of(slot: u32) -> u32 {
+    slot >> 8 & 3
+}
+
+/// The group of a slot.
+pub fn group_of(slot: u32) -> u32 {
+    slot >> 10
+}
+
+/// The lane of a slot.
+pub fn lane_of(slot: u32) -> u32 {
+    slot & 0xFF
 }
 
 /// The surface of a client API.
@@ -113,9 +153,9 @@ impl Surface for RequestOnly {
         None
     }
 
-    fn answer_texts(&self, _body: &mut Value, _each: &mut dyn FnMut(&mut String)) {}
+    fn answer_texts(&self, _body: &mut Value, _each: &mut WholeTexts) {}
 
-    fn event_texts(&self, _data: &mut Value, _each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {}
+    fn event_texts(&self, _data: &mut Value, _each: &mut Deltas) {}
 
     fn text_event(&self, _slot: u32, _text: String, template: &Value) -> Value {
         template.clone()

@@ -3,26 +3,58 @@
 
 use serde_json::Value;
 
-use super::{role_of, scrub_choices, strings, OutputFields, RequestOnly, Surface};
+use super::{
+    group_of, kind_of, lane_of, role_of, scrub_choices, slot_id, strings, Deltas, OutputFields, RequestOnly, Surface,
+    WholeTexts, ARGUMENTS, REASONING, TEXT,
+};
 use crate::crd::MessageRole;
 
-/// `{"choices": [{"index": n, <field>: …}]}` chunks, as OpenAI streams them.
-fn choice_deltas(
-    data: &mut Value,
-    text_of: fn(&mut Value) -> Option<&mut Value>,
-    each: &mut dyn FnMut(u32, Option<&mut String>, bool),
-) {
+/// `{"choices": [{"index": n, …}]}` chunks, as OpenAI streams them: `deltas` names each
+/// choice's deltas, and a `finish_reason` ends the choice's slots.
+fn choice_deltas(data: &mut Value, deltas: fn(u32, &mut Value, &mut Deltas), each: &mut Deltas) {
     let Some(Value::Array(choices)) = data.get_mut("choices") else {
         return;
     };
     for choice in choices {
-        let slot = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let group = u32::try_from(index.min(0x3F_FFFF)).unwrap_or(0);
         let ends = choice.get("finish_reason").is_some_and(|r| !r.is_null());
-        match text_of(choice) {
-            Some(Value::String(text)) => each(slot, Some(text), ends),
-            _ => each(slot, None, ends),
+        let mut any = false;
+        deltas(group, choice, &mut |slot, text, _| {
+            any = true;
+            each(slot, text, false);
+        });
+        if ends || !any {
+            each(slot_id(u64::from(group), TEXT, 0), None, ends);
         }
+    }
+}
+
+/// A chat choice's deltas: `content`, `reasoning_content` and each tool call's arguments.
+fn chat_deltas(group: u32, choice: &mut Value, each: &mut Deltas) {
+    let group = u64::from(group);
+    let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (key, kind) in [("content", TEXT), ("reasoning_content", REASONING)] {
+        if let Some(Value::String(text)) = delta.get_mut(key) {
+            each(slot_id(group, kind, 0), Some(text), false);
+        }
+    }
+    if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+        for (at, call) in calls.iter_mut().enumerate() {
+            let lane = call.get("index").and_then(Value::as_u64).unwrap_or(at as u64);
+            if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                each(slot_id(group, ARGUMENTS, lane), Some(arguments), false);
+            }
+        }
+    }
+}
+
+/// A completion choice's delta: its `text`.
+fn completion_deltas(group: u32, choice: &mut Value, each: &mut Deltas) {
+    if let Some(Value::String(text)) = choice.get_mut("text") {
+        each(slot_id(u64::from(group), TEXT, 0), Some(text), false);
     }
 }
 
@@ -77,20 +109,35 @@ impl Surface for OpenAiChat {
         })
     }
 
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
-        if let Some(Value::Array(choices)) = body.get_mut("choices") {
-            for choice in choices {
-                for field in ["/message/content", "/message/refusal"] {
-                    if let Some(Value::String(text)) = choice.pointer_mut(field) {
-                        each(text);
+    /// Each choice's content, refusal, reasoning, and tool calls' arguments (JSON source).
+    fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts) {
+        let Some(Value::Array(choices)) = body.get_mut("choices") else {
+            return;
+        };
+        for choice in choices {
+            let Some(message) = choice.get_mut("message") else {
+                continue;
+            };
+            for field in ["content", "refusal", "reasoning_content"] {
+                if let Some(Value::String(text)) = message.get_mut(field) {
+                    each(text, false);
+                }
+            }
+            if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                        each(arguments, true);
                     }
                 }
+            }
+            if let Some(Value::String(arguments)) = message.pointer_mut("/function_call/arguments") {
+                each(arguments, true);
             }
         }
     }
 
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
-        choice_deltas(data, |choice| choice.pointer_mut("/delta/content"), each);
+    fn event_texts(&self, data: &mut Value, each: &mut Deltas) {
+        choice_deltas(data, chat_deltas, each);
     }
 
     fn scrub(&self, data: &mut Value) -> bool {
@@ -98,14 +145,23 @@ impl Surface for OpenAiChat {
     }
 
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
+        let delta = match kind_of(slot) {
+            REASONING => serde_json::json!({"reasoning_content": text}),
+            ARGUMENTS => serde_json::json!({"tool_calls": [{"index": lane_of(slot), "function": {"arguments": text}}]}),
+            _ => serde_json::json!({"content": text}),
+        };
         chunk_like(
             template,
-            serde_json::json!({"index": slot, "delta": {"content": text}, "finish_reason": null}),
+            serde_json::json!({"index": group_of(slot), "delta": delta, "finish_reason": null}),
         )
     }
 
-    fn delta_key(&self) -> Option<&'static str> {
-        Some("content")
+    fn delta_key(&self, kind: u32) -> Option<&'static str> {
+        Some(match kind {
+            REASONING => "reasoning_content",
+            ARGUMENTS => "arguments",
+            _ => "content",
+        })
     }
 
     fn is_end(&self, data: &str, _event: Option<&Value>) -> bool {
@@ -129,18 +185,18 @@ impl Surface for OpenAiCompletions {
         })
     }
 
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+    fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts) {
         if let Some(Value::Array(choices)) = body.get_mut("choices") {
             for choice in choices {
                 if let Some(Value::String(text)) = choice.get_mut("text") {
-                    each(text);
+                    each(text, false);
                 }
             }
         }
     }
 
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
-        choice_deltas(data, |choice| choice.get_mut("text"), each);
+    fn event_texts(&self, data: &mut Value, each: &mut Deltas) {
+        choice_deltas(data, completion_deltas, each);
     }
 
     fn scrub(&self, data: &mut Value) -> bool {
@@ -150,11 +206,11 @@ impl Surface for OpenAiCompletions {
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value {
         chunk_like(
             template,
-            serde_json::json!({"index": slot, "text": text, "finish_reason": null}),
+            serde_json::json!({"index": group_of(slot), "text": text, "finish_reason": null}),
         )
     }
 
-    fn delta_key(&self) -> Option<&'static str> {
+    fn delta_key(&self, _kind: u32) -> Option<&'static str> {
         Some("text")
     }
 

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{role_of, string_or_parts, OutputFields, Surface};
+use super::{role_of, slot_id, string_or_parts, Deltas, OutputFields, Surface, WholeTexts, ARGUMENTS, REASONING, TEXT};
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
 
@@ -37,39 +37,81 @@ fn input_item(item: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) 
     }
 }
 
-/// The texts of output items: `output_text` and `refusal` parts of messages.
-fn output_texts(output: Option<&mut Value>, each: &mut dyn FnMut(&mut String)) {
+/// The texts of output items.
+fn output_texts(output: Option<&mut Value>, each: &mut WholeTexts) {
     let Some(Value::Array(items)) = output else {
         return;
     };
     items.iter_mut().for_each(|item| item_texts(item, each));
 }
 
-fn item_texts(item: &mut Value, each: &mut dyn FnMut(&mut String)) {
-    if item["type"] == "message" {
-        if let Some(Value::Array(parts)) = item.get_mut("content") {
-            parts.iter_mut().for_each(|p| part_text(p, each));
+/// An output item's texts: `output_text` and `refusal` parts of messages, reasoning summaries
+/// and text, a function call's arguments (JSON source), a custom tool call's input.
+fn item_texts(item: &mut Value, each: &mut WholeTexts) {
+    match item["type"].as_str() {
+        Some("message") => {
+            if let Some(Value::Array(parts)) = item.get_mut("content") {
+                parts.iter_mut().for_each(|p| part_text(p, each));
+            }
         }
+        Some("reasoning") => {
+            for field in ["summary", "content"] {
+                if let Some(Value::Array(parts)) = item.get_mut(field) {
+                    parts.iter_mut().for_each(|p| part_text(p, each));
+                }
+            }
+        }
+        Some("function_call") => {
+            if let Some(Value::String(arguments)) = item.get_mut("arguments") {
+                each(arguments, true);
+            }
+        }
+        Some("custom_tool_call") => {
+            if let Some(Value::String(input)) = item.get_mut("input") {
+                each(input, false);
+            }
+        }
+        _ => {}
     }
 }
 
-fn part_text(part: &mut Value, each: &mut dyn FnMut(&mut String)) {
+fn part_text(part: &mut Value, each: &mut WholeTexts) {
     let field = match part.get("type").and_then(Value::as_str) {
-        Some("output_text") => "text",
+        Some("output_text" | "summary_text" | "reasoning_text") => "text",
         Some("refusal") => "refusal",
         _ => return,
     };
     if let Some(Value::String(text)) = part.get_mut(field) {
-        each(text);
+        each(text, false);
     }
 }
 
-/// One slot per content part of an output item.
-fn slot(event: &Value) -> u32 {
-    let index = |field| event.get(field).and_then(Value::as_u64).unwrap_or(0);
-    let item = u32::try_from(index("output_index").min(0xFF_FFFF)).unwrap_or(0);
-    let part = u32::try_from(index("content_index").min(0xFF)).unwrap_or(0);
-    item << 8 | part
+/// Streamed delta events: their kind, the index naming their lane inside the output item, and
+/// the first lane (reasoning text parts after summary parts).
+const DELTAS: [(&str, u32, &str, u64); 6] = [
+    ("response.output_text", TEXT, "content_index", 0),
+    ("response.refusal", TEXT, "content_index", 0),
+    ("response.custom_tool_call_input", TEXT, "", 0),
+    ("response.function_call_arguments", ARGUMENTS, "", 0),
+    ("response.reasoning_summary_text", REASONING, "summary_index", 0),
+    ("response.reasoning_text", REASONING, "content_index", 128),
+];
+
+/// `*.done` events repeating a delta stream whole: the field with the text, whether JSON.
+const DONE_TEXTS: [(&str, &str, bool); 6] = [
+    ("response.output_text.done", "text", false),
+    ("response.refusal.done", "refusal", false),
+    ("response.custom_tool_call_input.done", "input", false),
+    ("response.function_call_arguments.done", "arguments", true),
+    ("response.reasoning_summary_text.done", "text", false),
+    ("response.reasoning_text.done", "text", false),
+];
+
+/// One slot per output item and lane (content part, summary part).
+fn slot(event: &Value, kind: u32, lane: &str, first: u64) -> u32 {
+    let index = |field: &str| event.get(field).and_then(Value::as_u64).unwrap_or(0);
+    let lane = if lane.is_empty() { 0 } else { index(lane).min(127) };
+    slot_id(index("output_index"), kind, first + lane)
 }
 
 impl Surface for Responses {
@@ -91,38 +133,44 @@ impl Surface for Responses {
         })
     }
 
-    fn answer_texts(&self, body: &mut Value, each: &mut dyn FnMut(&mut String)) {
+    fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts) {
         output_texts(body.get_mut("output"), each);
     }
 
-    fn event_texts(&self, data: &mut Value, each: &mut dyn FnMut(u32, Option<&mut String>, bool)) {
-        let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
-        let delta = kind == "response.output_text.delta" || kind == "response.refusal.delta";
-        let done = kind == "response.output_text.done" || kind == "response.refusal.done";
-        if !delta && !done {
+    /// `<stream>.delta` events of text, refusals, reasoning and tool calls' arguments (JSON
+    /// source); their `<stream>.done` ends the output item's slots.
+    fn event_texts(&self, data: &mut Value, each: &mut Deltas) {
+        let name = data.get("type").and_then(Value::as_str).unwrap_or_default();
+        let Some((stream, delta)) = name
+            .strip_suffix(".delta")
+            .map(|s| (s, true))
+            .or_else(|| name.strip_suffix(".done").map(|s| (s, false)))
+        else {
             return;
-        }
-        let slot = slot(data);
+        };
+        let Some(&(_, kind, lane, first)) = DELTAS.iter().find(|(s, ..)| *s == stream) else {
+            return;
+        };
+        let slot = slot(data, kind, lane, first);
         match data.get_mut("delta") {
             Some(Value::String(text)) if delta => each(slot, Some(text), false),
-            _ => each(slot, None, done),
+            _ => each(slot, None, !delta),
         }
     }
 
-    fn event_whole_texts(&self, data: &mut Value, each: &mut dyn FnMut(&mut String)) {
+    fn event_whole_texts(&self, data: &mut Value, each: &mut WholeTexts) {
         let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
-        match kind {
-            "response.output_text.done" | "response.refusal.done" => {
-                let field = if kind == "response.output_text.done" {
-                    "text"
-                } else {
-                    "refusal"
-                };
-                if let Some(Value::String(text)) = data.get_mut(field) {
-                    each(text);
-                }
+        if let Some(&(_, field, json)) = DONE_TEXTS.iter().find(|(name, ..)| *name == kind) {
+            if let Some(Value::String(text)) = data.get_mut(field) {
+                each(text, json);
             }
-            "response.content_part.added" | "response.content_part.done" => {
+            return;
+        }
+        match kind {
+            "response.content_part.added"
+            | "response.content_part.done"
+            | "response.reasoning_summary_part.added"
+            | "response.reasoning_summary_part.done" => {
                 if let Some(part) = data.get_mut("part") {
                     part_text(part, each);
                 }
@@ -191,7 +239,7 @@ impl Surface for Responses {
         event.get("type").and_then(Value::as_str)
     }
 
-    fn delta_key(&self) -> Option<&'static str> {
+    fn delta_key(&self, _kind: u32) -> Option<&'static str> {
         Some("delta")
     }
 
