@@ -96,13 +96,20 @@ pub fn presented(headers: &HeaderMap) -> Option<&str> {
         let text = value.as_bytes();
         let space = text.iter().position(|b| *b == b' ')?;
         let (scheme, key) = text.split_at(space);
-        let key = std::str::from_utf8(key.trim_ascii()).ok()?;
-        return (scheme.eq_ignore_ascii_case(b"bearer") && !key.is_empty()).then_some(key);
+        return ascii_key(key).filter(|_| scheme.eq_ignore_ascii_case(b"bearer"));
     }
-    let key = std::str::from_utf8(headers.get(X_API_KEY)?.as_bytes())
-        .ok()?
-        .trim_ascii();
-    (!key.is_empty()).then_some(key)
+    ascii_key(headers.get(X_API_KEY)?.as_bytes())
+}
+
+/// A key is ASCII (what `modelgate keys create` makes, and RFC 6750's token characters): a
+/// header value with other bytes presents no key, as `HeaderValue::to_str` would say, checked
+/// a word at a time by `is_ascii`.
+fn ascii_key(value: &[u8]) -> Option<&str> {
+    let key = value.trim_ascii();
+    if key.is_empty() || !key.is_ascii() {
+        return None;
+    }
+    std::str::from_utf8(key).ok()
 }
 
 /// Anthropic's key header: a constant name (a `&str` name is parsed on every lookup).
@@ -131,6 +138,19 @@ mod tests {
         anthropic.insert("x-api-key", "mg-secret-1".parse().expect("header"));
         assert_eq!(index.team_of(&presented_key(&anthropic).expect("key")), Some(3));
         assert_eq!(index.team_of(&SecretString::new("mg-secret-2")), None);
+        // A value with bytes beyond ASCII presents no key (found by the api_key fuzz target).
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "authorization",
+            http::HeaderValue::from_bytes(b"Bearer mg-\xc9\x9e").expect("header"),
+        );
+        assert!(presented_key(&odd).is_none());
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            "x-api-key",
+            http::HeaderValue::from_bytes(b"mg-\xc2\xa0").expect("header"),
+        );
+        assert!(presented_key(&odd).is_none());
         // Keys whose digests differ only past the bucket's prefix, or only in the last word.
         let mut near = digest;
         near[31] ^= 1;
