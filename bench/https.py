@@ -115,8 +115,15 @@ def start_front(tmp: Path, mock_port: int, crt: Path, key: Path) -> tuple[subpro
     return p, port
 
 
-def nginx_proxy_conf(d: Path, port: int, front: int, ca: Path, master: bool) -> Path:
+def nginx_proxy_conf(d: Path, port: int, front: int, ca: Path | None, master: bool) -> Path:
+    """nginx proxying to the upstream: HTTPS verified against `ca`, or plain HTTP when `ca` is None."""
     conf = d / "nginx.conf"
+    tls = "" if ca is None else f"""
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;"""
     conf.write_text(nginx_common(d) + f"""master_process {"on" if master else "off"};
 http {{
 {http_common(d)}    access_log off;
@@ -124,15 +131,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            proxy_pass https://front;
+            proxy_pass {"http" if ca is None else "https"}://front;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
+            proxy_buffering off;{tls}
         }}
     }}
 }}
@@ -140,8 +142,25 @@ http {{
     return conf
 
 
-def modelgate_conf(d: Path, front: int, ca: Path) -> Path:
+def modelgate_conf(d: Path, front: int, ca: Path | None) -> Path:
+    """modelgate's config: an HTTPS provider trusting `ca` (a Secret in the files), or plain HTTP when `ca` is None."""
     d.mkdir(parents=True, exist_ok=True)
+    if ca is None:
+        (d / "bench.yaml").write_text(f"""apiVersion: modelgate.dev/v1alpha1
+kind: LLMProvider
+metadata: {{name: tls-upstream, namespace: default}}
+spec:
+  type: openai-compatible
+  baseUrl: http://127.0.0.1:{front}/v1
+  apiKey: {{env: BENCH_UPSTREAM_KEY}}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {{name: {MODEL}, namespace: default}}
+spec:
+  target: tls-upstream/mock-model
+""")
+        return d
     pem = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
     (d / "bench.yaml").write_text(f"""apiVersion: modelgate.dev/v1alpha1
 kind: LLMProvider
@@ -225,8 +244,8 @@ def sequential(port: int, n: int) -> int:
 def instructions(args, tmp: Path, front: int, ca: Path) -> dict:
     out: dict = {}
     for name in ("nginx", "modelgate"):
-        d = tmp / f"callgrind-{name}"
-        d.mkdir()
+        d = Path(args.profile_dir) / name if args.profile_dir else tmp / f"callgrind-{name}"
+        d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o755)
         port = free_port()
         env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
@@ -238,7 +257,7 @@ def instructions(args, tmp: Path, front: int, ca: Path) -> dict:
             admin = free_port()
             argv = modelgate_argv(args, modelgate_conf(d / "config", front, ca), port, admin)
             ready = f"http://127.0.0.1:{admin}/readyz"
-        p = PROCS.start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", "--dump-instr=no",
+        p = PROCS.start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", f"--dump-instr={'yes' if args.profile_dir else 'no'}",
                                               f"--callgrind-out-file={d}/callgrind.out", *argv], PROXY_CPU, tmp, env=env)
         try:
             bench.wait_http_ok(ready, 180, p, f"{name} under callgrind")
@@ -283,8 +302,12 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=2000, help="requests counted by callgrind")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--skip", default="", help="comma list: latency,throughput,instructions")
-    ap.add_argument("--out", default=str(bench.HERE / "results" / "https-latest"))
+    ap.add_argument("--plain", action="store_true",
+                    help="the same figures with a plain-HTTP upstream (the mock itself, no TLS front)")
+    ap.add_argument("--out")
+    ap.add_argument("--profile-dir", help="keep each proxy's callgrind dump here (for callgrind_annotate)")
     args = ap.parse_args(argv)
+    args.out = args.out or str(bench.HERE / "results" / ("plain-latest" if args.plain else "https-latest"))
     skip = set(filter(None, args.skip.split(",")))
     for tool in ("nginx", "wrk", "openssl", "taskset") + (() if "instructions" in skip else ("valgrind",)):
         if not (shutil.which(tool) or (tool == "nginx" and bench.nginx_bin())):
@@ -304,8 +327,11 @@ def main(argv=None) -> int:
     try:
         ca, crt, key = pki(tmp)
         mock_args = argparse.Namespace(chunks=20, chunk_interval_ms=10, burst_chunks=200)
-        _, mock_port = bench.start_mock("mock", tmp, mock_args, 0)
-        front_proc, front = start_front(tmp, mock_port, crt, key)
+        mock_proc, mock_port = bench.start_mock("mock", tmp, mock_args, 0)
+        if args.plain:
+            front_proc, front, ca = mock_proc, mock_port, None
+        else:
+            front_proc, front = start_front(tmp, mock_port, crt, key)
         bench.wait_http_ok(f"http://127.0.0.1:{mock_port}/healthz", 10, front_proc, "mock")
         # nginx proxy
         nd = tmp / "nginx"
@@ -322,10 +348,10 @@ def main(argv=None) -> int:
                               PROXY_CPU, tmp, env=env)
         bench.wait_http_ok(f"http://127.0.0.1:{madmin}/readyz", 60, mg_proc, "modelgate")
         time.sleep(0.2)
-        check("direct (TLS front)", front, https=True)
+        check("direct", front, https=not args.plain)
         check("nginx", nport)
         check("modelgate", mport)
-        targets = {"direct": (f"https://127.0.0.1:{front}/v1/chat/completions", None),
+        targets = {"direct": (f"{'http' if args.plain else 'https'}://127.0.0.1:{front}/v1/chat/completions", None),
                    "nginx": (f"http://127.0.0.1:{nport}/v1/chat/completions", nginx_proc),
                    "modelgate": (f"http://127.0.0.1:{mport}/v1/chat/completions", mg_proc)}
         hz = os.sysconf("SC_CLK_TCK")
@@ -363,11 +389,13 @@ def main(argv=None) -> int:
                 p, d = fig[name][f"{q}_ms"], fig["direct"][f"{q}_ms"]
                 fig[name][f"added_{q}_ms"] = None if p is None or d is None else p - d
         result["figures"] = fig
-        result["handshakes_at_front"] = handshakes(tmp / "front")
+        if not args.plain:
+            result["handshakes_at_front"] = handshakes(tmp / "front")
         PROCS.stop(mg_proc)
         PROCS.stop(nginx_proc)
         if "instructions" not in skip:
             result["instructions"] = instructions(args, tmp, front, ca)
+        result["upstream"] = "plain HTTP" if args.plain else "HTTPS"
     finally:
         PROCS.stop_all()
     write(result, Path(args.out))
@@ -393,15 +421,18 @@ def write(result: dict, out: Path) -> None:
         ("user-space instructions per request (callgrind, sequential keep-alive)", ins.get("nginx", {}).get("per_request"),
          ins.get("modelgate", {}).get("per_request"), "(deterministic)", 0),
     ]
-    lines = [f"# HTTPS upstream: modelgate vs nginx ({result['started']})", "",
-             "Both proxies take plain HTTP/1.1 from the load generator and reach the same HTTPS upstream "
-             "(TLS 1.3, HTTP/1.1, a private CA both verify against), with keep-alive and session reuse. "
-             f"`bench/https.py`; other work on the machine when it started: {result.get('background_busy_pct')} % of both cores "
+    plain = result.get("upstream") == "plain HTTP"
+    upstream = ("the same plain-HTTP upstream (the mock itself), with keep-alive. " if plain else
+                "the same HTTPS upstream (TLS 1.3, HTTP/1.1, a private CA both verify against), with keep-alive and session reuse. ")
+    lines = [f"# {'Plain-HTTP' if plain else 'HTTPS'} upstream: modelgate vs nginx ({result['started']})", "",
+             "Both proxies take plain HTTP/1.1 from the load generator and reach " + upstream +
+             f"`bench/https.py{' --plain' if plain else ''}`; other work on the machine when it started: {result.get('background_busy_pct')} % of both cores "
              "(wall-clock figures on a shared machine are noisy; instructions are not).", "",
              "| figure | direct | nginx | modelgate | modelgate ÷ nginx | goal |", "| --- | --- | --- | --- | --- | --- |"]
     d = f.get("direct", {})
     direct = {0: d.get("p50_ms"), 1: d.get("p99_ms"), 2: d.get("rps_c32")}
     for i, (label, nv, mv, goal, digits) in enumerate(rows):
+        goal = goal if not plain or i == 2 or goal.startswith("(") else "– (the issue's goal is for HTTPS)"
         lines.append(f"| {label} | {fmt(direct.get(i), digits)} | {fmt(nv, digits)} | {fmt(mv, digits)} | {fmt(ratio(mv, nv))}× | {goal} |")
     hs = result.get("handshakes_at_front")
     if hs:

@@ -665,8 +665,20 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("'{text}' is not a network: write a CIDR such as 10.0.0.0/8 or fd00::/8, or one address"))
 }
 
+/// The async runtime: one thread when the process may use one CPU (its affinity or its cgroup's
+/// quota, as `available_parallelism` reads them), which saves the work-stealing scheduler's
+/// cross-thread bookkeeping on every wake-up; otherwise a worker per CPU.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    tracing::info!(
+        cpus,
+        "async runtime: {}",
+        if cpus == 1 { "one thread" } else { "a worker per CPU" }
+    );
+    match cpus {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -243,3 +243,56 @@ async fn a_second_signal_exits_at_once() {
         gateway.log()
     );
 }
+
+#[tokio::test]
+async fn confined_to_one_cpu_the_gateway_runs_one_thread_serves_beside_an_open_stream_and_drains() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(patient_provider("alpha", &upstream)
+            + &alias("endless", "{target: alpha/m}")
+            + &mock_provider()
+            + &alias("fast", "{target: mock/m}")),
+    );
+    let mut gateway = ChildGateway::start_with(&config, &["--shutdown-grace", "1s"], None, |command| {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .await;
+    assert!(gateway.log().contains("async runtime: one thread"), "{}", gateway.log());
+    let mut stream = open_stream(&gateway).await;
+    // The one thread is not held by the open stream: other requests are answered meanwhile.
+    for _ in 0..20 {
+        let answer = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", gateway.api))
+            .json(&serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("answered beside the stream");
+        assert_eq!(answer.status(), 200);
+    }
+    gateway.signal(libc::SIGTERM);
+    let mut rest = String::new();
+    let read = async {
+        while let Some(chunk) = stream.chunk().await.expect("the stream ends cleanly") {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the stream ended");
+    let status = gateway.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status:?}:\n{}", gateway.log());
+    assert!(rest.contains("gateway_shutting_down"), "{rest}");
+    assert!(!rest.contains("[DONE]"), "{rest}");
+}
