@@ -145,38 +145,19 @@ http {{
 def modelgate_conf(d: Path, front: int, ca: Path | None) -> Path:
     """modelgate's config: an HTTPS provider trusting `ca` (a Secret in the files), or plain HTTP when `ca` is None."""
     d.mkdir(parents=True, exist_ok=True)
-    if ca is None:
-        (d / "bench.yaml").write_text(f"""apiVersion: modelgate.dev/v1alpha1
-kind: LLMProvider
-metadata: {{name: tls-upstream, namespace: default}}
-spec:
-  type: openai-compatible
-  baseUrl: http://127.0.0.1:{front}/v1
-  apiKey: {{env: BENCH_UPSTREAM_KEY}}
----
-apiVersion: modelgate.dev/v1alpha1
-kind: ModelAlias
-metadata: {{name: {MODEL}, namespace: default}}
-spec:
-  target: tls-upstream/mock-model
-""")
-        return d
-    pem = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
+    scheme, tls, secret = "http", "", ""
+    if ca is not None:
+        pem = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
+        scheme, tls = "https", "  tls: {caSecretRef: {name: bench-ca, key: ca.crt}}\n"
+        secret = f"---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bench-ca, namespace: default}}\nstringData:\n  ca.crt: |\n{pem}"
     (d / "bench.yaml").write_text(f"""apiVersion: modelgate.dev/v1alpha1
 kind: LLMProvider
 metadata: {{name: tls-upstream, namespace: default}}
 spec:
   type: openai-compatible
-  baseUrl: https://127.0.0.1:{front}/v1
+  baseUrl: {scheme}://127.0.0.1:{front}/v1
   apiKey: {{env: BENCH_UPSTREAM_KEY}}
-  tls: {{caSecretRef: {{name: bench-ca, key: ca.crt}}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: bench-ca, namespace: default}}
-stringData:
-  ca.crt: |
-{pem}---
+{tls}{secret}---
 apiVersion: modelgate.dev/v1alpha1
 kind: ModelAlias
 metadata: {{name: {MODEL}, namespace: default}}

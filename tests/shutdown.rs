@@ -44,6 +44,20 @@ async fn open_stream(gateway: &ChildGateway) -> reqwest::Response {
     response
 }
 
+/// The rest of a stream, once it ends (within 10 s).
+async fn rest_of(stream: &mut reqwest::Response) -> String {
+    let mut rest = String::new();
+    let read = async {
+        while let Some(chunk) = stream.chunk().await.expect("the stream ends cleanly") {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the stream ended");
+    rest
+}
+
 async fn readyz(gateway: &ChildGateway) -> Option<u16> {
     let response = reqwest::Client::new()
         .get(format!("http://{}/readyz", gateway.admin))
@@ -68,15 +82,7 @@ async fn sigterm_ends_a_never_ending_stream_with_an_error_event_and_exits_0() {
     let mut stream = open_stream(&gateway).await;
     let signalled = Instant::now();
     gateway.signal(libc::SIGTERM);
-    let mut rest = String::new();
-    let read = async {
-        while let Some(chunk) = stream.chunk().await.expect("the stream ends cleanly") {
-            rest.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the stream ended");
+    let rest = rest_of(&mut stream).await;
     let ended = signalled.elapsed();
     let status = gateway.exited(Duration::from_secs(10)).await;
     let exited = signalled.elapsed();
@@ -282,15 +288,7 @@ async fn confined_to_one_cpu_the_gateway_runs_one_thread_serves_beside_an_open_s
         assert_eq!(answer.status(), 200);
     }
     gateway.signal(libc::SIGTERM);
-    let mut rest = String::new();
-    let read = async {
-        while let Some(chunk) = stream.chunk().await.expect("the stream ends cleanly") {
-            rest.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the stream ended");
+    let rest = rest_of(&mut stream).await;
     let status = gateway.exited(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}:\n{}", gateway.log());
     assert!(rest.contains("gateway_shutting_down"), "{rest}");
