@@ -11,6 +11,7 @@
 //! What the text of each client API is lives in [`surface`]; the rest works on plain text.
 
 mod detectors;
+mod json_text;
 mod matcher;
 pub mod metrics;
 mod request;
@@ -164,3 +165,7 @@ mod stream_tests;
 #[cfg(test)]
 #[path = "tool_stream_tests.rs"]
 mod tool_stream_tests;
+
+#[cfg(test)]
+#[path = "escape_tests.rs"]
+mod escape_tests;
