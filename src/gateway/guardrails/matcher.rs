@@ -1,14 +1,15 @@
 //! The content rules of one direction, compiled once per routing table: every pattern and
 //! built-in detector in one `RegexSet` (one linear pass says which can match), keywords in
-//! one Aho-Corasick automaton (case-insensitive), then positions only for what matched.
+//! one Aho-Corasick automaton (case-insensitive) behind a vectorised prefilter
+//! ([`Keywords`]), then positions only for what matched.
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::detectors::detector;
 use super::json_text::{safe_in_string, JsonText};
+use super::keywords::Keywords;
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -82,7 +83,7 @@ pub struct Matcher {
     pub rules: Vec<RuleInfo>,
     set: RegexSet,
     entries: Vec<Entry>,
-    keywords: Option<AhoCorasick>,
+    keywords: Option<Keywords>,
     /// The rule of each keyword.
     keyword_rules: Vec<u16>,
     /// Bytes of text a streamed response holds back (longest match plus context).
@@ -159,13 +160,7 @@ impl Matcher {
             .map_err(|source| GuardError::Patterns { source })?;
         let keywords = match keywords.is_empty() {
             true => None,
-            false => Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&keywords)
-                    .map_err(|source| GuardError::Keywords { source })?,
-            ),
+            false => Some(Keywords::new(&keywords)?),
         };
         Ok(Some(Matcher {
             rules: infos,
@@ -234,19 +229,17 @@ impl Matcher {
             }
         }
         if let Some(keywords) = &self.keywords {
-            let input = aho_corasick::Input::new(text).span(from..text.len());
-            for m in keywords.find_overlapping_iter(input) {
-                let rule = self.keyword_rules[m.pattern().as_usize()];
-                if !applies(rule) || !whole_word(text, m.start(), m.end()) {
-                    continue;
+            keywords.each(text, from, &mut |start, end, keyword| {
+                let rule = self.keyword_rules[keyword];
+                if applies(rule) && whole_word(text, start, end) {
+                    out.push(Finding {
+                        start,
+                        end,
+                        rule,
+                        placeholder: None,
+                    });
                 }
-                out.push(Finding {
-                    start: m.start(),
-                    end: m.end(),
-                    rule,
-                    placeholder: None,
-                });
-            }
+            });
         }
         let found: Vec<Finding> = out.drain(start..).collect();
         out.extend(resolve(found, &self.rules));

@@ -12,6 +12,7 @@
 
 mod detectors;
 mod json_text;
+mod keywords;
 mod matcher;
 pub mod metrics;
 mod request;
