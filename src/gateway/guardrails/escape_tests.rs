@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::stream_tests::{cut, through};
 use super::tests::guard;
-use super::tool_stream_tests::{answer, anthropic, chat, random_reads, responses, MASK};
+use super::tool_stream_tests::{answer, anthropic, chat, chat_text, random_reads, responses, MASK};
 use super::*;
 
 /// Arguments whose secret and email are written with escapes, beside escapes to keep.
@@ -71,17 +71,7 @@ async fn escaped_text_in_a_streamed_event_is_found_and_the_event_written_again()
     let g = Arc::new(guard(MASK));
     // The event's own JSON escapes the secret; the scanner reads the decoded text.
     let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"key \u0041KIAIOSFODNN7EXAMPLE, mail jane\u0040example.com"},"finish_reason":null}]}"#;
-    let events = through(
-        &g,
-        Endpoint::chat_completions,
-        &format!("data: {chunk}\n\ndata: [DONE]\n\n"),
-        &[],
-    )
-    .await;
-    let content: String = events
-        .iter()
-        .filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let (content, events) = chat_text(&g, chunk).await;
     assert_eq!(content, "key [AWS_ACCESS_KEY], mail [EMAIL]");
     no_secret(&events);
 }

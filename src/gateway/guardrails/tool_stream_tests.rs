@@ -115,18 +115,20 @@ async fn a_match_across_a_quote_of_the_arguments_blocks_instead_of_breaking_the_
     assert!(!format!("{events:?}").contains("falcon"));
     // The same match in text is masked.
     let text = chat_chunk(json!({"content": "the code: falcon"}), Value::Null);
-    let events = through(
-        &g,
-        Endpoint::chat_completions,
-        &format!("data: {text}\n\ndata: [DONE]\n\n"),
-        &[],
-    )
-    .await;
-    let content: String = events
+    let (content, _) = chat_text(&g, &text.to_string()).await;
+    assert_eq!(content, "the [REDACTED:leak]");
+}
+
+/// A chat stream of one chunk (its raw data) through the guard: the content the client
+/// reads, and every event.
+pub(super) async fn chat_text(g: &Arc<Guard>, chunk: &str) -> (String, Vec<(String, Value)>) {
+    let body = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    let events = through(g, Endpoint::chat_completions, &body, &[]).await;
+    let content = events
         .iter()
         .filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str())
         .collect();
-    assert_eq!(content, "the [REDACTED:leak]");
+    (content, events)
 }
 
 /// An Anthropic stream: a thinking block, then a tool_use block whose input comes in `pieces`.
