@@ -60,12 +60,23 @@ fn measure(what: &str, bytes: usize, run: &mut dyn FnMut()) {
     );
 }
 
-/// `text` cut into 24-byte deltas (on character boundaries).
+/// Bytes of text per streamed delta: `GUARDRAILS_BENCH_DELTA`, default 24 (about 6 tokens;
+/// 4 is one token a delta, as many providers stream).
+fn delta_size() -> usize {
+    std::env::var("GUARDRAILS_BENCH_DELTA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(24)
+}
+
+/// `text` cut into deltas of [`delta_size`] bytes (on character boundaries).
 fn deltas(text: &str) -> Vec<&str> {
+    let size = delta_size();
     let mut pieces = Vec::new();
     let mut at = 0;
     while at < text.len() {
-        let mut end = (at + 24).min(text.len());
+        let mut end = (at + size).min(text.len());
         while !text.is_char_boundary(end) {
             end += 1;
         }
@@ -140,7 +151,7 @@ fn responses_stream(text: &str) -> String {
     named(events)
 }
 
-type Case<'a> = (&'static str, usize, Box<dyn FnMut() + 'a>);
+type Case<'a> = (String, usize, Box<dyn FnMut() + 'a>);
 
 fn main() {
     let spec: Guardrails = serde_yaml_ng::from_str(SPEC).expect("spec");
@@ -191,25 +202,30 @@ fn main() {
     };
     let clean_body = request(&clean);
     let masked_body = request(&text);
+    let size = delta_size();
     let mut cases: Vec<Case<'_>> = vec![
-        ("request, clean", clean_body.len(), Box::new(check(clean_body.clone()))),
         (
-            "request, 16 emails masked",
+            "request, clean".into(),
+            clean_body.len(),
+            Box::new(check(clean_body.clone())),
+        ),
+        (
+            "request, 16 emails masked".into(),
             masked_body.len(),
             Box::new(check(masked_body.clone())),
         ),
         (
-            "streamed chat answer, 24-byte deltas (per KB of text)",
+            format!("streamed chat answer, {size}-byte deltas (per KB of text)"),
             text.len(),
             Box::new(stream(Endpoint::chat_completions, chat_stream(&text))),
         ),
         (
-            "streamed Anthropic answer, 24-byte deltas (per KB of text)",
+            format!("streamed Anthropic answer, {size}-byte deltas (per KB of text)"),
             text.len(),
             Box::new(stream(Endpoint::messages, anthropic_stream(&text))),
         ),
         (
-            "streamed Responses answer, 24-byte deltas (per KB of text)",
+            format!("streamed Responses answer, {size}-byte deltas (per KB of text)"),
             text.len(),
             Box::new(stream(Endpoint::responses, responses_stream(&text))),
         ),

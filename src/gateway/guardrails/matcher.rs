@@ -1,13 +1,15 @@
 //! The content rules of one direction, compiled once per routing table: every pattern and
 //! built-in detector in one `RegexSet` (one linear pass says which can match), keywords in
-//! one Aho-Corasick automaton (case-insensitive), then positions only for what matched.
+//! one Aho-Corasick automaton (case-insensitive) behind a vectorised prefilter
+//! ([`Keywords`]), then positions only for what matched.
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::detectors::detector;
+use super::json_text::{safe_in_string, JsonText};
+use super::keywords::Keywords;
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -50,6 +52,22 @@ struct Entry {
     rules: Vec<u16>,
 }
 
+/// What a scanned text is, which decides what a masking match does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Form {
+    /// Plain text: masked.
+    #[default]
+    Plain,
+    /// JSON source (a tool call's arguments as a string): scanned with its strings' escapes
+    /// decoded, masked in the source over the escapes; a match that is not inside one string
+    /// (it spans a quote, or is a bare number) blocks, as masking would break the JSON.
+    Json,
+    /// Text a provider signed (Anthropic `thinking`, whose `signature` the client sends back):
+    /// a changed text no longer matches its signature and the provider refuses it on the next
+    /// turn, so a masking match blocks.
+    Signed,
+}
+
 /// One match to act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -65,7 +83,7 @@ pub struct Matcher {
     pub rules: Vec<RuleInfo>,
     set: RegexSet,
     entries: Vec<Entry>,
-    keywords: Option<AhoCorasick>,
+    keywords: Option<Keywords>,
     /// The rule of each keyword.
     keyword_rules: Vec<u16>,
     /// Bytes of text a streamed response holds back (longest match plus context).
@@ -142,13 +160,7 @@ impl Matcher {
             .map_err(|source| GuardError::Patterns { source })?;
         let keywords = match keywords.is_empty() {
             true => None,
-            false => Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&keywords)
-                    .map_err(|source| GuardError::Keywords { source })?,
-            ),
+            false => Some(Keywords::new(&keywords)?),
         };
         Ok(Some(Matcher {
             rules: infos,
@@ -217,19 +229,17 @@ impl Matcher {
             }
         }
         if let Some(keywords) = &self.keywords {
-            let input = aho_corasick::Input::new(text).span(from..text.len());
-            for m in keywords.find_overlapping_iter(input) {
-                let rule = self.keyword_rules[m.pattern().as_usize()];
-                if !applies(rule) || !whole_word(text, m.start(), m.end()) {
-                    continue;
+            keywords.each(text, from, &mut |start, end, keyword| {
+                let rule = self.keyword_rules[keyword];
+                if applies(rule) && whole_word(text, start, end) {
+                    out.push(Finding {
+                        start,
+                        end,
+                        rule,
+                        placeholder: None,
+                    });
                 }
-                out.push(Finding {
-                    start: m.start(),
-                    end: m.end(),
-                    rule,
-                    placeholder: None,
-                });
-            }
+            });
         }
         let found: Vec<Finding> = out.drain(start..).collect();
         out.extend(resolve(found, &self.rules));
@@ -237,33 +247,32 @@ impl Matcher {
 
     /// Scans a whole text of `role` and masks it in place; the blocking rule, if one matched
     /// (the text is then left as it was). Masking rules are added to `masked`; `findings` is
-    /// scratch space.
+    /// scratch space. `form` says what the text is: JSON source is scanned decoded and a mask
+    /// that could not be written back inside one string blocks; in a signed text any match
+    /// blocks (see [`Form`]).
     pub fn apply(
         &self,
         text: &mut String,
         role: Option<MessageRole>,
-        findings: &mut Vec<Finding>,
-        masked: &mut Vec<u16>,
-    ) -> Option<u16> {
-        self.apply_in(text, role, false, findings, masked)
-    }
-
-    /// [`Matcher::apply`], for JSON source text when `json` (a tool call's arguments): a match
-    /// that masking would break the JSON of (see [`Matcher::breaks_json`]) blocks.
-    pub fn apply_in(
-        &self,
-        text: &mut String,
-        role: Option<MessageRole>,
-        json: bool,
+        form: Form,
         findings: &mut Vec<Finding>,
         masked: &mut Vec<u16>,
     ) -> Option<u16> {
         findings.clear();
-        self.find(text, 0, role, findings);
+        let decoded = (form == Form::Json).then(|| JsonText::decode(text, false, true));
+        self.find(decoded.as_ref().map_or(text.as_str(), |d| &d.text), 0, role, findings);
         if let Some(block) = self.blocking(findings) {
             return Some(block.rule);
         }
-        if let Some(f) = findings.iter().find(|f| json && self.breaks_json(text, f)) {
+        if let Some(decoded) = &decoded {
+            if let Some(f) = findings.iter().find(|f| !self.fits_json(decoded, f)) {
+                return Some(f.rule);
+            }
+            for f in findings.iter_mut() {
+                (f.start, f.end) = (decoded.to_source(f.start), decoded.to_source(f.end));
+            }
+        }
+        if let (Form::Signed, Some(f)) = (form, findings.first()) {
             return Some(f.rule);
         }
         if !findings.is_empty() {
@@ -293,13 +302,10 @@ impl Matcher {
         }
     }
 
-    /// Whether masking `finding` in JSON source text could leave it invalid: the match holds a
-    /// quote or a backslash (it spans a string's end or an escape), or the placeholder does.
-    /// Otherwise the placeholder replaces characters inside one string value, or a run of
-    /// bare characters that held no quote, and the JSON stays valid as it was.
-    pub fn breaks_json(&self, text: &str, finding: &Finding) -> bool {
-        let unsafe_char = |s: &str| s.bytes().any(|b| b == b'"' || b == b'\\');
-        text.get(finding.start..finding.end).is_none_or(unsafe_char) || unsafe_char(self.placeholder(finding))
+    /// Whether `finding` (in decoded JSON source) can be masked in the source and leave it as
+    /// valid as it was: it lies inside one string and its placeholder needs no escaping.
+    pub fn fits_json(&self, decoded: &JsonText, finding: &Finding) -> bool {
+        decoded.in_one_string(finding.start, finding.end) && safe_in_string(self.placeholder(finding))
     }
 
     /// The first blocking finding, if any.

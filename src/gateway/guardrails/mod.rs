@@ -11,6 +11,8 @@
 //! What the text of each client API is lives in [`surface`]; the rest works on plain text.
 
 mod detectors;
+mod json_text;
+mod keywords;
 mod matcher;
 pub mod metrics;
 mod request;
@@ -164,3 +166,7 @@ mod stream_tests;
 #[cfg(test)]
 #[path = "tool_stream_tests.rs"]
 mod tool_stream_tests;
+
+#[cfg(test)]
+#[path = "escape_tests.rs"]
+mod escape_tests;

@@ -39,9 +39,9 @@ pub async fn check(
         let mut blocked: Option<u16> = None;
         let mut masked: Vec<u16> = Vec::new();
         let mut findings = Vec::new();
-        surface.request_texts(&mut value, &mut |role, text| {
+        surface.request_texts(&mut value, &mut |role, text, form| {
             if blocked.is_none() && matcher.scans(role) {
-                blocked = matcher.apply(text, Some(role), &mut findings, &mut masked);
+                blocked = matcher.apply(text, Some(role), form, &mut findings, &mut masked);
             }
         });
         if let Some(rule) = blocked {
@@ -58,7 +58,7 @@ pub async fn check(
     }
     if let Some(webhook) = &guard.webhook {
         let mut text = String::new();
-        surface.request_texts(&mut value, &mut |role, part| {
+        surface.request_texts(&mut value, &mut |role, part, _| {
             if matches!(role, MessageRole::User | MessageRole::Tool) {
                 if !text.is_empty() {
                     text.push('\n');

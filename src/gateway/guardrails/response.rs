@@ -17,7 +17,7 @@ use sse_parse::SseParser;
 
 use super::matcher::Matcher;
 use super::metrics::{Action, Side};
-use super::surface::{group_of, kind_of, surface, Surface, ARGUMENTS};
+use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
 use super::{violation, Guard, GuardMetrics};
 use crate::crd::Direction;
@@ -86,9 +86,9 @@ fn scan_whole(
     let mut blocked = None;
     let mut masked = Vec::new();
     let mut findings = Vec::new();
-    surface.answer_texts(&mut value, &mut |text, json| {
+    surface.answer_texts(&mut value, &mut |text, form| {
         if blocked.is_none() {
-            blocked = matcher.apply_in(text, None, json, &mut findings, &mut masked);
+            blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
         }
     });
     if let Some(rule) = blocked {
@@ -160,7 +160,7 @@ impl Scanned {
             Some(at) => at,
             None => {
                 let mut window = Window::default();
-                window.json = kind_of(id) == ARGUMENTS;
+                window.form = self.surface.delta_form(kind_of(id));
                 self.slots.push(Slot {
                     id,
                     window,
@@ -226,9 +226,9 @@ impl Scanned {
         }
         // Texts the event repeats whole: masked, or the stream ends.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
-        self.surface.event_whole_texts(&mut value, &mut |text, json| {
+        self.surface.event_whole_texts(&mut value, &mut |text, form| {
             if blocked.is_none() {
-                blocked = matcher.apply_in(text, None, json, &mut findings, &mut masked);
+                blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
             }
         });
         if let Some(rule) = blocked {

@@ -121,7 +121,13 @@ pub(super) fn cut(rng: &mut fastrand::Rng, text: &str) -> Vec<String> {
 fn whole(g: &Guard, text: &str) -> String {
     let mut text = text.to_string();
     let matcher = g.response.as_ref().expect("response rules");
-    let blocked = matcher.apply(&mut text, None, &mut Vec::new(), &mut Vec::new());
+    let blocked = matcher.apply(
+        &mut text,
+        None,
+        super::matcher::Form::Plain,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
     assert_eq!(blocked, None);
     text
 }

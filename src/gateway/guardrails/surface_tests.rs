@@ -4,22 +4,34 @@ use serde_json::{json, Value};
 
 use super::*;
 
-/// Every request text as (role, text), after `each` upper-cased it (to show it is the text
-/// itself that is handed out, in place).
+/// Every request text as (role, text), JSON source as `json:<text>`, after `each` upper-cased
+/// it (to show it is the text itself that is handed out, in place).
 fn texts_of(surface: &dyn Surface, body: &mut Value) -> Vec<(MessageRole, String)> {
     let mut seen = Vec::new();
-    surface.request_texts(body, &mut |role, text| {
-        seen.push((role, text.clone()));
+    surface.request_texts(body, &mut |role, text, form| {
+        seen.push((
+            role,
+            if form == Form::Json {
+                format!("json:{text}")
+            } else {
+                text.clone()
+            },
+        ));
         *text = text.to_uppercase();
     });
     seen
 }
 
-/// Every answer text; JSON source (tool calls' arguments) as `json:<text>`.
+/// Every answer text; JSON source (tool calls' arguments) as `json:<text>`, signed text
+/// (Anthropic thinking) as `signed:<text>`.
 fn answers_of(surface: &dyn Surface, body: &mut Value) -> Vec<String> {
     let mut seen = Vec::new();
-    surface.answer_texts(body, &mut |text, json| {
-        seen.push(if json { format!("json:{text}") } else { text.clone() })
+    surface.answer_texts(body, &mut |text, form| {
+        seen.push(match form {
+            Form::Json => format!("json:{text}"),
+            Form::Signed => format!("signed:{text}"),
+            Form::Plain => text.clone(),
+        })
     });
     seen
 }
@@ -91,7 +103,7 @@ fn responses_requests_give_instructions_input_and_tool_outputs_their_roles() {
         (Developer, "dev"),
         (User, "part"),
         (Assistant, "earlier"),
-        (Assistant, "{\"q\":1}"),
+        (Assistant, "json:{\"q\":1}"),
         (Tool, "tool said"),
         (Tool, "tool parts"),
     ]
@@ -114,7 +126,7 @@ fn answers_are_text_reasoning_and_tool_call_arguments() {
         {"type": "text", "text": "two"}]});
     assert_eq!(
         answers_of(&AnthropicMessages, &mut message),
-        ["hidden", "one", "b", "two"]
+        ["signed:hidden", "one", "b", "two"]
     );
     let mut response = json!({"object": "response", "output": [
         {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]},

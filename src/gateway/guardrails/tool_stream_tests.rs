@@ -12,10 +12,10 @@ use super::stream_tests::{cut, sse, through};
 use super::tests::guard;
 use super::*;
 
-const MASK: &str = "{content: [{name: secrets, builtin: [awsAccessKey], \"on\": [response], action: mask}, {name: pii, builtin: [email], \"on\": [response], action: mask}]}";
-const BLOCK: &str = "{content: [{name: secrets, builtin: [awsAccessKey], \"on\": [response], action: block}, {name: pii, builtin: [email], \"on\": [response], action: mask}]}";
+pub(super) const MASK: &str = "{content: [{name: secrets, builtin: [awsAccessKey], \"on\": [response], action: mask}, {name: pii, builtin: [email], \"on\": [response], action: mask}]}";
+pub(super) const BLOCK: &str = "{content: [{name: secrets, builtin: [awsAccessKey], \"on\": [response], action: block}, {name: pii, builtin: [email], \"on\": [response], action: mask}]}";
 /// A masking pattern whose match, in JSON source, spans a quote.
-const ACROSS_QUOTES: &str =
+pub(super) const ACROSS_QUOTES: &str =
     "{content: [{name: leak, patterns: [\"code.{1,4}falcon\"], \"on\": [response], action: mask}]}";
 
 const ARGUMENTS: &str =
@@ -30,7 +30,7 @@ fn chat_chunk(delta: Value, finish: Value) -> Value {
 }
 
 /// A chat stream: reasoning, then one tool call whose arguments come in `pieces`.
-fn chat(reasoning: &[String], pieces: &[String]) -> String {
+pub(super) fn chat(reasoning: &[String], pieces: &[String]) -> String {
     let mut chunks = vec![chat_chunk(json!({"role": "assistant", "content": null}), Value::Null)];
     for piece in reasoning {
         chunks.push(chat_chunk(json!({"reasoning_content": piece}), Value::Null));
@@ -51,7 +51,7 @@ fn chat(reasoning: &[String], pieces: &[String]) -> String {
     text
 }
 
-fn random_reads(rng: &mut fastrand::Rng, body: &str) -> Vec<usize> {
+pub(super) fn random_reads(rng: &mut fastrand::Rng, body: &str) -> Vec<usize> {
     (0..rng.usize(0..6)).map(|_| rng.usize(0..body.len())).collect()
 }
 
@@ -115,22 +115,24 @@ async fn a_match_across_a_quote_of_the_arguments_blocks_instead_of_breaking_the_
     assert!(!format!("{events:?}").contains("falcon"));
     // The same match in text is masked.
     let text = chat_chunk(json!({"content": "the code: falcon"}), Value::Null);
-    let events = through(
-        &g,
-        Endpoint::chat_completions,
-        &format!("data: {text}\n\ndata: [DONE]\n\n"),
-        &[],
-    )
-    .await;
-    let content: String = events
-        .iter()
-        .filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let (content, _) = chat_text(&g, &text.to_string()).await;
     assert_eq!(content, "the [REDACTED:leak]");
 }
 
+/// A chat stream of one chunk (its raw data) through the guard: the content the client
+/// reads, and every event.
+pub(super) async fn chat_text(g: &Arc<Guard>, chunk: &str) -> (String, Vec<(String, Value)>) {
+    let body = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+    let events = through(g, Endpoint::chat_completions, &body, &[]).await;
+    let content = events
+        .iter()
+        .filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    (content, events)
+}
+
 /// An Anthropic stream: a thinking block, then a tool_use block whose input comes in `pieces`.
-fn anthropic(thinking: &[String], pieces: &[String]) -> String {
+pub(super) fn anthropic(thinking: &[String], pieces: &[String]) -> String {
     let mut events = vec![
         json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [], "stop_reason": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
@@ -154,12 +156,15 @@ fn anthropic(thinking: &[String], pieces: &[String]) -> String {
     sse(&events)
 }
 
+/// Thinking with nothing to mask (masking signed thinking would void its signature).
+const CLEAN_THOUGHT: &str = "The user wants a deploy to eu-west-1; the key is in the arguments.";
+
 #[tokio::test]
-async fn anthropic_tool_input_and_thinking_are_masked_inside_their_blocks() {
+async fn anthropic_tool_input_is_masked_inside_its_block_beside_clean_thinking() {
     let g = Arc::new(guard(MASK));
     let mut rng = fastrand::Rng::with_seed(9);
     for _ in 0..60 {
-        let (thinking, pieces) = (cut(&mut rng, THOUGHT), cut(&mut rng, ARGUMENTS));
+        let (thinking, pieces) = (cut(&mut rng, CLEAN_THOUGHT), cut(&mut rng, ARGUMENTS));
         let body = anthropic(&thinking, &pieces);
         let reads = random_reads(&mut rng, &body);
         let events = through(&g, Endpoint::messages, &body, &reads).await;
@@ -170,7 +175,8 @@ async fn anthropic_tool_input_and_thinking_are_masked_inside_their_blocks() {
                 .filter_map(|(_, e)| e["delta"][field].as_str())
                 .collect()
         };
-        assert_eq!(of(0, "thinking"), THOUGHT_MASKED, "{thinking:?}");
+        assert_eq!(of(0, "thinking"), CLEAN_THOUGHT, "{thinking:?}");
+        assert_eq!(of(0, "signature"), "sig");
         assert_eq!(of(1, "partial_json"), MASKED, "{pieces:?} read at {reads:?}");
         serde_json::from_str::<Value>(&of(1, "partial_json")).expect("the joined input is JSON");
         // Each block's deltas stay between its start and its stop.
@@ -189,9 +195,38 @@ async fn anthropic_tool_input_and_thinking_are_masked_inside_their_blocks() {
     }
 }
 
+#[tokio::test]
+async fn a_masking_match_in_signed_thinking_ends_the_stream_instead_of_voiding_the_signature() {
+    let g = Arc::new(guard(MASK));
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..20 {
+        let thinking = cut(&mut rng, THOUGHT);
+        let events = through(&g, Endpoint::messages, &anthropic(&thinking, &[]), &[]).await;
+        let (name, last) = events.last().expect("events");
+        assert_eq!(name, "error", "{thinking:?}");
+        assert_eq!(last["error"]["type"], "invalid_request_error");
+        assert!(
+            last["error"]["message"].as_str().expect("m").contains("'pii'"),
+            "{last}"
+        );
+        let all = format!("{events:?}");
+        assert!(!all.contains("jane") && !all.contains("[EMAIL]"), "{all}");
+    }
+    // The same text in a text block is masked.
+    let text = sse(&[
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": THOUGHT}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_stop"}),
+    ]);
+    let events = through(&g, Endpoint::messages, &text, &[]).await;
+    let said: String = events.iter().filter_map(|(_, e)| e["delta"]["text"].as_str()).collect();
+    assert_eq!(said, THOUGHT_MASKED);
+}
+
 /// A Responses stream: one function call whose arguments come in `pieces`, repeated whole by
 /// the `*.done` events and the final response.
-fn responses(pieces: &[String]) -> String {
+pub(super) fn responses(pieces: &[String]) -> String {
     let whole = pieces.concat();
     let item = |arguments: &str, status: &str| json!({"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "deploy", "arguments": arguments, "status": status});
     let mut events = vec![
@@ -245,7 +280,7 @@ async fn responses_function_call_arguments_are_masked_streamed_and_whole() {
 }
 
 /// A whole answer through the response guard: its status and body.
-async fn answer(g: &Arc<Guard>, endpoint: Endpoint, body: &Value) -> (u16, Value) {
+pub(super) async fn answer(g: &Arc<Guard>, endpoint: Endpoint, body: &Value) -> (u16, Value) {
     let mut response = http::Response::new(Body::from(Bytes::from(body.to_string())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -274,8 +309,18 @@ async fn whole_answers_have_their_arguments_and_reasoning_masked_or_blocked() {
         {"type": "thinking", "thinking": THOUGHT, "signature": "sig"},
         {"type": "tool_use", "id": "toolu_1", "name": "deploy", "input": serde_json::from_str::<Value>(ARGUMENTS).expect("json")}]});
     let (status, body) = answer(&g, Endpoint::messages, &message).await;
+    assert_eq!(status, 400, "a mask would void the thinking's signature: {body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"].as_str().expect("m").contains("'pii'"));
+    assert!(!body.to_string().contains("jane"));
+    let mut message = message;
+    message["content"][0]["thinking"] = json!(CLEAN_THOUGHT);
+    let (status, body) = answer(&g, Endpoint::messages, &message).await;
     assert_eq!(status, 200);
-    assert_eq!(body["content"][0]["thinking"], THOUGHT_MASKED);
+    assert_eq!(
+        body["content"][0],
+        json!({"type": "thinking", "thinking": CLEAN_THOUGHT, "signature": "sig"})
+    );
     assert_eq!(body["content"][1]["input"]["key"], "[AWS_ACCESS_KEY]");
 
     let quoted = json!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [

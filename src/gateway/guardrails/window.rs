@@ -15,7 +15,8 @@
 //! once per delta. A stream therefore holds back at most `window + BATCH` bytes (plus the
 //! last delta, when one delta is larger than that): O(window), whatever the answer's length.
 
-use super::matcher::{Finding, Matcher};
+use super::json_text::{ends_in_string, JsonText};
+use super::matcher::{Finding, Form, Matcher};
 
 /// Bytes of new text, beyond the window, that make a scan worth running.
 pub const BATCH: usize = 256;
@@ -29,9 +30,11 @@ pub struct Window {
     findings: Vec<Finding>,
     /// Rules that masked text in this window, as bits (rule index < 64).
     pub masked: u64,
-    /// The text is JSON source (a tool call's arguments): a match masking would break the
-    /// JSON of blocks instead ([`Matcher::breaks_json`]).
-    pub json: bool,
+    /// What the text is ([`Form`]): JSON source is scanned decoded and a match masking would
+    /// break its JSON blocks; in signed text every match blocks.
+    pub form: Form,
+    /// JSON source: `held` starts inside a string.
+    in_string: bool,
 }
 
 /// What a piece of text released.
@@ -51,6 +54,9 @@ impl Window {
         if unreleased == 0 || (!last && unreleased < matcher.window + BATCH) {
             return Released::Text(String::new());
         }
+        if self.form == Form::Json {
+            return self.push_json(matcher, last);
+        }
         self.findings.clear();
         matcher.find(&self.held, self.context, None, &mut self.findings);
         let len = self.held.len();
@@ -62,19 +68,59 @@ impl Window {
             if f.start >= cut {
                 break;
             }
-            if matcher.blocking(std::slice::from_ref(f)).is_some() || (self.json && matcher.breaks_json(&self.held, f))
-            {
+            if matcher.blocking(std::slice::from_ref(f)).is_some() || self.form == Form::Signed {
                 return Released::Blocked(f.rule);
             }
             cut = cut.max(f.end);
         }
+        let acted = self.acted(cut, |at| at);
+        let released = matcher.mask(&self.held[self.context..cut], &acted);
+        self.keep_from(char_before(&self.held, cut), cut);
+        Released::Text(released)
+    }
+
+    /// [`Window::push`] for JSON source: the held text is decoded (from the string state it
+    /// starts in), scanned, and the findings acted on map back to the source.
+    fn push_json(&mut self, matcher: &Matcher, last: bool) -> Released {
+        let decoded = JsonText::decode(&self.held, self.in_string, last);
+        let from = decoded.to_decoded(self.context);
+        self.findings.clear();
+        matcher.find(&decoded.text, from, None, &mut self.findings);
+        let len = decoded.text.len();
+        let mut cut = match last {
+            true => len,
+            false => floor_boundary(&decoded.text, len.saturating_sub(matcher.window)).max(from),
+        };
+        for f in &self.findings {
+            if f.start >= cut {
+                break;
+            }
+            if matcher.blocking(std::slice::from_ref(f)).is_some() || !matcher.fits_json(&decoded, f) {
+                return Released::Blocked(f.rule);
+            }
+            cut = cut.max(f.end);
+        }
+        let acted = self.acted(cut, |at| decoded.to_source(at));
+        let (cut_at, keep) = (
+            decoded.to_source(cut),
+            decoded.to_source(char_before(&decoded.text, cut)),
+        );
+        let released = matcher.mask(&self.held[self.context..cut_at], &acted);
+        self.in_string = ends_in_string(&self.held[..keep], self.in_string);
+        self.keep_from(keep, cut_at);
+        Released::Text(released)
+    }
+
+    /// The findings before `cut`, at their source offsets (`source` maps an offset of the
+    /// scanned text) relative to the first unreleased byte; counted as masks.
+    fn acted(&mut self, cut: usize, source: impl Fn(usize) -> usize) -> Vec<Finding> {
         let acted: Vec<Finding> = self
             .findings
             .iter()
             .filter(|f| f.start < cut)
             .map(|f| Finding {
-                start: f.start - self.context,
-                end: f.end - self.context,
+                start: source(f.start) - self.context,
+                end: source(f.end) - self.context,
                 ..*f
             })
             .collect();
@@ -83,21 +129,25 @@ impl Window {
                 self.masked |= 1 << f.rule;
             }
         }
-        let released = matcher.mask(&self.held[self.context..cut], &acted);
-        // Keep one character before the cut as context for the next scan.
-        let keep = match self.held[..cut].chars().next_back() {
-            Some(c) => cut - c.len_utf8(),
-            None => 0,
-        };
+        acted
+    }
+
+    /// Drops the held text before `keep` (the character before the cut, context for the next
+    /// scan); the text up to `cut` is released.
+    fn keep_from(&mut self, keep: usize, cut: usize) {
         self.held.drain(..keep);
         self.context = cut - keep;
-        Released::Text(released)
     }
 
     /// Whether text is held back.
     pub fn holds(&self) -> bool {
         self.held.len() > self.context
     }
+}
+
+/// The start of the character before `at` (0 at the start).
+fn char_before(text: &str, at: usize) -> usize {
+    text[..at].chars().next_back().map_or(0, |c| at - c.len_utf8())
 }
 
 fn floor_boundary(text: &str, mut at: usize) -> usize {

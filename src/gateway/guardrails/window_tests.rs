@@ -148,3 +148,54 @@ fn a_clean_stream_is_held_back_at_most_the_window_and_a_batch() {
     assert!(released >= text.len() - m.window - BATCH, "released {released}");
     assert!(most <= m.window + BATCH, "held {most} > window {} + {BATCH}", m.window);
 }
+
+/// Long JSON source with escapes everywhere (an email and a card written with escapes, an
+/// escaped quote and backslash before and after matches, surrogate pairs), cut anywhere, is
+/// masked exactly as the whole arguments are, and stays valid JSON.
+#[test]
+fn json_source_cut_anywhere_is_masked_as_the_whole_of_it() {
+    let m = matcher(RULES, Direction::Response);
+    let field = |i: usize| {
+        format!(
+            r#""f\u00{i:02}": "say \"hi\" \\ to user{i}\u0040example.com, card 4111\u00201111 1111 1111 \ud83d\ude00 é {}""#,
+            "filler ".repeat(i % 7)
+        )
+    };
+    let text = format!(
+        "{{{}, \"n\": [1, 2.5, null]}}",
+        (10..40).map(field).collect::<Vec<_>>().join(", ")
+    );
+    let mut expected = text.clone();
+    let (mut findings, mut masked) = (Vec::new(), Vec::new());
+    assert_eq!(
+        m.apply(&mut expected, None, Form::Json, &mut findings, &mut masked),
+        None
+    );
+    assert!(
+        !expected.contains("example.com") && !expected.contains("1111"),
+        "{expected}"
+    );
+    assert_eq!(expected.matches("[EMAIL]").count(), 30);
+    assert_eq!(expected.matches("[CREDIT_CARD]").count(), 30);
+    serde_json::from_str::<serde_json::Value>(&expected).expect("masked JSON parses");
+    let mut rng = fastrand::Rng::with_seed(31);
+    for round in 0..200 {
+        let cuts: Vec<usize> = match round {
+            0 => (1..text.len()).collect(),
+            _ => (0..rng.usize(1..60)).map(|_| rng.usize(0..=text.len())).collect(),
+        };
+        let pieces = split_at(&text, &cuts);
+        let mut window = Window {
+            form: Form::Json,
+            ..Window::default()
+        };
+        let mut out = String::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            match window.push(&m, piece, i + 1 == pieces.len()) {
+                Released::Text(t) => out.push_str(&t),
+                Released::Blocked(rule) => panic!("blocked by {rule}: {pieces:?}"),
+            }
+        }
+        assert_eq!(out, expected, "{pieces:?}");
+    }
+}

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use super::{
-    group_of, kind_of, leaves, role_of, slot_id, Deltas, OutputFields, RequestOnly, Surface, WholeTexts, ARGUMENTS,
-    REASONING, TEXT,
+    group_of, kind_of, leaves, role_of, slot_id, Deltas, Form, OutputFields, RequestOnly, RequestTexts, Surface,
+    WholeTexts, ARGUMENTS, REASONING, TEXT,
 };
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
@@ -21,9 +21,9 @@ pub struct AnthropicMessages;
 /// answer text and no output cap.
 pub const ANTHROPIC_COUNT_TOKENS: RequestOnly = RequestOnly(request_texts);
 
-fn request_texts(body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+fn request_texts(body: &mut Value, each: &mut RequestTexts) {
     match body.get_mut("system") {
-        Some(Value::String(text)) => each(MessageRole::System, text),
+        Some(Value::String(text)) => each(MessageRole::System, text, Form::Plain),
         Some(Value::Array(blocks)) => blocks
             .iter_mut()
             .for_each(|b| block_texts(b, MessageRole::System, each)),
@@ -37,7 +37,7 @@ fn request_texts(body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String
             continue;
         };
         match message.get_mut("content") {
-            Some(Value::String(text)) => each(role, text),
+            Some(Value::String(text)) => each(role, text, Form::Plain),
             Some(Value::Array(blocks)) => blocks.iter_mut().for_each(|b| block_texts(b, role, each)),
             _ => {}
         }
@@ -46,14 +46,14 @@ fn request_texts(body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String
 
 /// The texts of one content block: text, a tool's result (the tool role), a tool call's input,
 /// a plain-text document.
-fn block_texts(block: &mut Value, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+fn block_texts(block: &mut Value, role: MessageRole, each: &mut RequestTexts) {
     if block["type"] == "text" {
         if let Some(Value::String(text)) = block.get_mut("text") {
-            each(role, text);
+            each(role, text, Form::Plain);
         }
     } else if block["type"] == "tool_result" {
         match block.get_mut("content") {
-            Some(Value::String(text)) => each(MessageRole::Tool, text),
+            Some(Value::String(text)) => each(MessageRole::Tool, text, Form::Plain),
             Some(Value::Array(blocks)) => blocks.iter_mut().for_each(|b| block_texts(b, MessageRole::Tool, each)),
             _ => {}
         }
@@ -67,12 +67,12 @@ fn block_texts(block: &mut Value, role: MessageRole, each: &mut dyn FnMut(Messag
         };
         if source["type"] == "text" {
             if let Some(Value::String(text)) = source.get_mut("data") {
-                each(role, text);
+                each(role, text, Form::Plain);
             }
         } else if let Some(Value::Array(blocks)) = source.get_mut("content") {
             blocks.iter_mut().for_each(|b| block_texts(b, role, each));
         } else if let Some(Value::String(text)) = source.get_mut("content") {
-            each(role, text);
+            each(role, text, Form::Plain);
         }
     }
 }
@@ -90,7 +90,7 @@ const DELTAS: [(&str, u32, &str); 3] = [
 ];
 
 impl Surface for AnthropicMessages {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         request_texts(body, each);
     }
 
@@ -150,6 +150,15 @@ impl Surface for AnthropicMessages {
         event.get("type").and_then(Value::as_str)
     }
 
+    /// Thinking is signed (a `signature_delta` ends its block): see [`content_texts`].
+    fn delta_form(&self, kind: u32) -> Form {
+        match kind {
+            REASONING => Form::Signed,
+            ARGUMENTS => Form::Json,
+            _ => Form::Plain,
+        }
+    }
+
     fn delta_key(&self, kind: u32) -> Option<&'static str> {
         DELTAS.iter().find(|(_, k, _)| *k == kind).map(|(_, _, field)| *field)
     }
@@ -168,27 +177,27 @@ impl Surface for AnthropicMessages {
 }
 
 /// The texts of a message's `content`: text blocks, thinking, and every string of a tool
-/// call's input (decoded strings, not JSON source). Masked thinking no longer matches its
-/// signature: Anthropic refuses it when a client sends it back (a block does not have that
-/// cost).
+/// call's input (decoded strings, not JSON source). Thinking is signed ([`Form::Signed`]):
+/// masked, it would no longer match its `signature` and Anthropic would refuse it when the
+/// client sends it back (it must, with tool use), so a masking match in it blocks.
 fn content_texts(content: Option<&mut Value>, each: &mut WholeTexts) {
     let Some(Value::Array(blocks)) = content else {
         return;
     };
     for block in blocks {
-        let field = match block["type"].as_str() {
-            Some("text") => "text",
-            Some("thinking") => "thinking",
+        let (field, form) = match block["type"].as_str() {
+            Some("text") => ("text", Form::Plain),
+            Some("thinking") => ("thinking", Form::Signed),
             Some("tool_use" | "server_tool_use") => {
                 if let Some(input) = block.get_mut("input") {
-                    leaves(input, MessageRole::Assistant, &mut |_, text| each(text, false));
+                    leaves(input, MessageRole::Assistant, &mut |_, text, _| each(text, Form::Plain));
                 }
                 continue;
             }
             _ => continue,
         };
         if let Some(Value::String(text)) = block.get_mut(field) {
-            each(text, false);
+            each(text, form);
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
 pub use self::openai::{OpenAiChat, OpenAiCompletions, OPENAI_EMBEDDINGS};
 pub use self::responses::Responses;
+pub use super::matcher::Form;
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
 use crate::gateway::metrics::Endpoint;
@@ -27,14 +28,16 @@ pub struct OutputFields {
 /// A client API's texts, as the guardrails see them. Every method works on the parsed JSON the
 /// client sent or will receive, in that API's own shape.
 pub trait Surface: Sync {
-    /// Calls `each` with every text of a request that rules may scan, and its role.
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String));
+    /// Calls `each` with every text of a request that rules may scan, its role, and what it is
+    /// ([`Form::Json`] for tool calls' arguments sent back as JSON source).
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts);
 
     /// The request fields that cap its output, when the API has them.
     fn output_fields(&self) -> Option<OutputFields>;
 
     /// Calls `each` with every text of a whole (non-streamed) answer: its text, reasoning and
-    /// tool-call arguments, and whether the text is JSON source (arguments as a string).
+    /// tool-call arguments, and what the text is ([`Form`]: JSON source for arguments as a
+    /// string, signed for Anthropic thinking).
     fn answer_texts(&self, body: &mut Value, each: &mut WholeTexts);
 
     /// Calls `each` with the deltas of one streamed event: the slot (see [`slot_id`]) it
@@ -80,6 +83,15 @@ pub trait Surface: Sync {
         None
     }
 
+    /// What the streamed text of slots of `kind` is: JSON source for tool calls' arguments
+    /// ([`ARGUMENTS`]), else plain; a surface whose reasoning is signed says so.
+    fn delta_form(&self, kind: u32) -> Form {
+        match kind {
+            ARGUMENTS => Form::Json,
+            _ => Form::Plain,
+        }
+    }
+
     /// Whether events carry a `sequence_number` that must stay consecutive when the guard
     /// adds events (the Responses API).
     fn sequenced(&self) -> bool {
@@ -90,8 +102,11 @@ pub trait Surface: Sync {
 /// What [`Surface::event_texts`] calls: a slot, its delta's text, whether its group ends.
 pub type Deltas<'a> = dyn FnMut(u32, Option<&mut String>, bool) + 'a;
 
-/// What [`Surface::answer_texts`] calls: a text, and whether it is JSON source.
-pub type WholeTexts<'a> = dyn FnMut(&mut String, bool) + 'a;
+/// What [`Surface::answer_texts`] calls: a text, and what it is.
+pub type WholeTexts<'a> = dyn FnMut(&mut String, Form) + 'a;
+
+/// What [`Surface::request_texts`] calls: a role, a text, and what it is.
+pub type RequestTexts<'a> = dyn FnMut(MessageRole, &mut String, Form) + 'a;
 
 /// The kind of a slot: answer text (and refusals).
 pub const TEXT: u32 = 0;
@@ -139,13 +154,10 @@ pub fn surface(endpoint: Endpoint) -> &'static dyn Surface {
 
 /// An API whose requests have texts and whose answers have none (embeddings, token counts):
 /// request rules only, no output cap.
-pub struct RequestOnly(pub RequestTexts);
-
-/// What [`Surface::request_texts`] does, as a function.
-pub type RequestTexts = fn(&mut Value, &mut dyn FnMut(MessageRole, &mut String));
+pub struct RequestOnly(pub fn(&mut Value, &mut RequestTexts));
 
 impl Surface for RequestOnly {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         (self.0)(body, each);
     }
 
@@ -178,13 +190,13 @@ fn role_of(name: &str) -> Option<MessageRole> {
 }
 
 /// A string, or an array whose strings are texts (`prompt`, `input`).
-fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut RequestTexts) {
     match value {
-        Some(Value::String(text)) => each(role, text),
+        Some(Value::String(text)) => each(role, text, Form::Plain),
         Some(Value::Array(items)) => {
             for item in items {
                 if let Value::String(text) = item {
-                    each(role, text);
+                    each(role, text, Form::Plain);
                 }
             }
         }
@@ -194,14 +206,9 @@ fn strings(value: Option<&mut Value>, role: MessageRole, each: &mut dyn FnMut(Me
 
 /// A string, or an array of parts whose `text_field` is text (when their `type` is one of
 /// `kinds`, or they have none).
-fn string_or_parts(
-    value: Option<&mut Value>,
-    kinds: &[&str],
-    role: MessageRole,
-    each: &mut dyn FnMut(MessageRole, &mut String),
-) {
+fn string_or_parts(value: Option<&mut Value>, kinds: &[&str], role: MessageRole, each: &mut RequestTexts) {
     match value {
-        Some(Value::String(text)) => each(role, text),
+        Some(Value::String(text)) => each(role, text, Form::Plain),
         Some(Value::Array(parts)) => {
             for part in parts {
                 let kind = part.get("type").and_then(Value::as_str);
@@ -209,7 +216,7 @@ fn string_or_parts(
                     continue;
                 }
                 if let Some(Value::String(text)) = part.get_mut("text") {
-                    each(role, text);
+                    each(role, text, Form::Plain);
                 }
             }
         }
@@ -232,9 +239,9 @@ fn scrub_choices(data: &mut Value) -> bool {
 }
 
 /// Every string inside a JSON value (a tool call's arguments as an object).
-fn leaves(value: &mut Value, role: MessageRole, each: &mut dyn FnMut(MessageRole, &mut String)) {
+fn leaves(value: &mut Value, role: MessageRole, each: &mut RequestTexts) {
     match value {
-        Value::String(text) => each(role, text),
+        Value::String(text) => each(role, text, Form::Plain),
         Value::Array(items) => items.iter_mut().for_each(|v| leaves(v, role, each)),
         Value::Object(fields) => fields.values_mut().for_each(|v| leaves(v, role, each)),
         _ => {}

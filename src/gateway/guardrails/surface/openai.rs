@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::{
-    group_of, kind_of, lane_of, role_of, scrub_choices, slot_id, strings, Deltas, OutputFields, RequestOnly, Surface,
-    WholeTexts, ARGUMENTS, REASONING, TEXT,
+    group_of, kind_of, lane_of, role_of, scrub_choices, slot_id, strings, Deltas, Form, OutputFields, RequestOnly,
+    RequestTexts, Surface, WholeTexts, ARGUMENTS, REASONING, TEXT,
 };
 use crate::crd::MessageRole;
 
@@ -73,7 +73,7 @@ fn chunk_like(template: &Value, choice: Value) -> Value {
 pub struct OpenAiChat;
 
 impl Surface for OpenAiChat {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         let Some(Value::Array(messages)) = body.get_mut("messages") else {
             return;
         };
@@ -82,11 +82,11 @@ impl Surface for OpenAiChat {
                 continue;
             };
             match message.get_mut("content") {
-                Some(Value::String(text)) => each(role, text),
+                Some(Value::String(text)) => each(role, text, Form::Plain),
                 Some(Value::Array(parts)) => {
                     for part in parts {
                         if let Some(Value::String(text)) = part.get_mut("text") {
-                            each(role, text);
+                            each(role, text, Form::Plain);
                         }
                     }
                 }
@@ -95,7 +95,7 @@ impl Surface for OpenAiChat {
             if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
                 for call in calls {
                     if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
-                        each(role, arguments);
+                        each(role, arguments, Form::Json);
                     }
                 }
             }
@@ -120,18 +120,18 @@ impl Surface for OpenAiChat {
             };
             for field in ["content", "refusal", "reasoning_content"] {
                 if let Some(Value::String(text)) = message.get_mut(field) {
-                    each(text, false);
+                    each(text, Form::Plain);
                 }
             }
             if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
                 for call in calls {
                     if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
-                        each(arguments, true);
+                        each(arguments, Form::Json);
                     }
                 }
             }
             if let Some(Value::String(arguments)) = message.pointer_mut("/function_call/arguments") {
-                each(arguments, true);
+                each(arguments, Form::Json);
             }
         }
     }
@@ -173,7 +173,7 @@ impl Surface for OpenAiChat {
 pub struct OpenAiCompletions;
 
 impl Surface for OpenAiCompletions {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         strings(body.get_mut("prompt"), MessageRole::User, each);
         strings(body.get_mut("suffix"), MessageRole::User, each);
     }
@@ -189,7 +189,7 @@ impl Surface for OpenAiCompletions {
         if let Some(Value::Array(choices)) = body.get_mut("choices") {
             for choice in choices {
                 if let Some(Value::String(text)) = choice.get_mut("text") {
-                    each(text, false);
+                    each(text, Form::Plain);
                 }
             }
         }

@@ -7,7 +7,10 @@
 
 use serde_json::Value;
 
-use super::{role_of, slot_id, string_or_parts, Deltas, OutputFields, Surface, WholeTexts, ARGUMENTS, REASONING, TEXT};
+use super::{
+    role_of, slot_id, string_or_parts, Deltas, Form, OutputFields, RequestTexts, Surface, WholeTexts, ARGUMENTS,
+    REASONING, TEXT,
+};
 use crate::crd::MessageRole;
 use crate::gateway::error::ApiError;
 
@@ -17,7 +20,7 @@ pub struct Responses;
 /// Content part types whose `text` is text, in input messages.
 const INPUT_PARTS: [&str; 3] = ["input_text", "output_text", "text"];
 
-fn input_item(item: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+fn input_item(item: &mut Value, each: &mut RequestTexts) {
     let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
     if kind == "message" {
         let Some(role) = item.get("role").and_then(Value::as_str).and_then(role_of) else {
@@ -28,11 +31,11 @@ fn input_item(item: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) 
         string_or_parts(item.get_mut("output"), &INPUT_PARTS, MessageRole::Tool, each);
     } else if kind == "function_call" {
         if let Some(Value::String(arguments)) = item.get_mut("arguments") {
-            each(MessageRole::Assistant, arguments);
+            each(MessageRole::Assistant, arguments, Form::Json);
         }
     } else if kind == "custom_tool_call" {
         if let Some(Value::String(input)) = item.get_mut("input") {
-            each(MessageRole::Assistant, input);
+            each(MessageRole::Assistant, input, Form::Plain);
         }
     }
 }
@@ -63,12 +66,12 @@ fn item_texts(item: &mut Value, each: &mut WholeTexts) {
         }
         Some("function_call") => {
             if let Some(Value::String(arguments)) = item.get_mut("arguments") {
-                each(arguments, true);
+                each(arguments, Form::Json);
             }
         }
         Some("custom_tool_call") => {
             if let Some(Value::String(input)) = item.get_mut("input") {
-                each(input, false);
+                each(input, Form::Plain);
             }
         }
         _ => {}
@@ -82,7 +85,7 @@ fn part_text(part: &mut Value, each: &mut WholeTexts) {
         _ => return,
     };
     if let Some(Value::String(text)) = part.get_mut(field) {
-        each(text, false);
+        each(text, Form::Plain);
     }
 }
 
@@ -98,13 +101,13 @@ const DELTAS: [(&str, u32, &str, u64); 6] = [
 ];
 
 /// `*.done` events repeating a delta stream whole: the field with the text, whether JSON.
-const DONE_TEXTS: [(&str, &str, bool); 6] = [
-    ("response.output_text.done", "text", false),
-    ("response.refusal.done", "refusal", false),
-    ("response.custom_tool_call_input.done", "input", false),
-    ("response.function_call_arguments.done", "arguments", true),
-    ("response.reasoning_summary_text.done", "text", false),
-    ("response.reasoning_text.done", "text", false),
+const DONE_TEXTS: [(&str, &str, Form); 6] = [
+    ("response.output_text.done", "text", Form::Plain),
+    ("response.refusal.done", "refusal", Form::Plain),
+    ("response.custom_tool_call_input.done", "input", Form::Plain),
+    ("response.function_call_arguments.done", "arguments", Form::Json),
+    ("response.reasoning_summary_text.done", "text", Form::Plain),
+    ("response.reasoning_text.done", "text", Form::Plain),
 ];
 
 /// One slot per output item and lane (content part, summary part).
@@ -115,12 +118,12 @@ fn slot(event: &Value, kind: u32, lane: &str, first: u64) -> u32 {
 }
 
 impl Surface for Responses {
-    fn request_texts(&self, body: &mut Value, each: &mut dyn FnMut(MessageRole, &mut String)) {
+    fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         if let Some(Value::String(text)) = body.get_mut("instructions") {
-            each(MessageRole::System, text);
+            each(MessageRole::System, text, Form::Plain);
         }
         match body.get_mut("input") {
-            Some(Value::String(text)) => each(MessageRole::User, text),
+            Some(Value::String(text)) => each(MessageRole::User, text, Form::Plain),
             Some(Value::Array(items)) => items.iter_mut().for_each(|item| input_item(item, each)),
             _ => {}
         }
@@ -160,9 +163,9 @@ impl Surface for Responses {
 
     fn event_whole_texts(&self, data: &mut Value, each: &mut WholeTexts) {
         let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
-        if let Some(&(_, field, json)) = DONE_TEXTS.iter().find(|(name, ..)| *name == kind) {
+        if let Some(&(_, field, form)) = DONE_TEXTS.iter().find(|(name, ..)| *name == kind) {
             if let Some(Value::String(text)) = data.get_mut(field) {
-                each(text, json);
+                each(text, form);
             }
             return;
         }
