@@ -17,7 +17,8 @@ use crate::secret::SecretString;
 /// Properties: never panics; a key is read only from `Authorization: Bearer <key>` when that
 /// header is present, else from `x-api-key`, never empty nor padded, and exactly as sent; a
 /// key is found by its hash and another key is not; a hash written for a key reads back as the
-/// key's SHA-256; an amount that reads is not negative and reads back from how it is shown.
+/// key's SHA-256; a key found once is found again (by its remembered tag) and another key
+/// still is not; an amount that reads is not negative and reads back from how it is shown.
 pub fn api_key(data: &[u8]) {
     let Some((&settings, rest)) = data.split_first() else {
         return;
@@ -61,6 +62,7 @@ pub fn api_key(data: &[u8]) {
             secret: ObjectKey::new("fuzz", "key"),
         }]);
         assert_eq!(index.team_of(key), Some(7), "a key is found by its hash");
+        assert_eq!(index.team_of(key), Some(7), "and again, remembered by its tag");
         assert_eq!(
             index.team_of(&SecretString::new(format!("{text}x"))),
             None,

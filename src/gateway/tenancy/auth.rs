@@ -6,40 +6,63 @@ use http::HeaderMap;
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
+use super::seen::SeenKeys;
 use crate::compiler::tenancy::KeyDigest;
 use crate::secret::SecretString;
 
 /// Key digests by their first eight bytes (a digest is uniformly random, so buckets hold one
 /// entry), each with the index of its team. Fx rather than SipHash: the map's keys are the
 /// digests of the configured keys (a client can only look up, never insert), and a looked-up
-/// prefix is itself a SHA-256 output, so there is no flooding to defend against.
+/// prefix is itself a SHA-256 output, so there is no flooding to defend against. Keys matched
+/// once are remembered by a keyed tag ([`SeenKeys`]), which spares their later requests
+/// SHA-256.
 #[derive(Default)]
-pub struct KeyIndex(FxHashMap<u64, Vec<([u8; 32], usize)>>);
+pub struct KeyIndex {
+    digests: FxHashMap<u64, Vec<([u8; 32], usize)>>,
+    seen: SeenKeys,
+}
 
 impl KeyIndex {
     pub fn new(keys: &[KeyDigest]) -> Self {
-        let mut index: FxHashMap<u64, Vec<([u8; 32], usize)>> = FxHashMap::default();
-        index.reserve(keys.len());
+        let mut digests: FxHashMap<u64, Vec<([u8; 32], usize)>> = FxHashMap::default();
+        digests.reserve(keys.len());
         for key in keys {
-            index
+            digests
                 .entry(prefix(&key.digest))
                 .or_default()
                 .push((key.digest, key.team));
         }
-        KeyIndex(index)
+        KeyIndex {
+            digests,
+            seen: SeenKeys::new(keys.len()),
+        }
     }
 
     /// The team of a presented key. The digests are compared in constant time; which bucket
     /// is looked at depends only on the SHA-256 of the key, which tells an attacker nothing
     /// about any stored key.
     pub fn team_of(&self, key: &SecretString) -> Option<usize> {
-        self.team_of_presented(key.expose())
+        self.team_of_presented(key.expose().as_bytes())
     }
 
-    /// [`KeyIndex::team_of`] for a key still in the request's headers (not copied).
-    pub fn team_of_presented(&self, key: &str) -> Option<usize> {
-        let digest = sha256(key.as_bytes());
-        let candidates = self.0.get(&prefix(&digest))?;
+    /// [`KeyIndex::team_of`] for a key still in the request's headers (not copied): by its
+    /// tag if this table has matched it before, else by its SHA-256 (and remembered if
+    /// that matches).
+    pub fn team_of_presented(&self, key: &[u8]) -> Option<usize> {
+        let tag = self.seen.tag(key);
+        if let Some(team) = tag.as_ref().and_then(|tag| self.seen.team_of(tag)) {
+            return Some(team);
+        }
+        let team = self.team_by_digest(key)?;
+        if let Some(tag) = tag {
+            self.seen.remember(tag, team);
+        }
+        Some(team)
+    }
+
+    fn team_by_digest(&self, key: &[u8]) -> Option<usize> {
+        let digest = sha256(key);
+        let candidates = self.digests.get(&prefix(&digest))?;
         let mut found = None;
         for (stored, team) in candidates {
             if bool::from(digests_equal(stored, &digest)) {
@@ -86,9 +109,16 @@ pub fn presented_key(headers: &HeaderMap) -> Option<SecretString> {
 }
 
 /// The key a request presents: `Authorization: Bearer <key>` (OpenAI clients) or
-/// `x-api-key: <key>` (Anthropic clients), borrowed from the headers: the request path hashes
-/// it where it is, without a copy.
+/// `x-api-key: <key>` (Anthropic clients), borrowed from the headers.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn presented(headers: &HeaderMap) -> Option<&str> {
+    presented_bytes(headers).and_then(|key| std::str::from_utf8(key).ok())
+}
+
+/// The key a request presents (see [`presented`]) as its bytes (ASCII), borrowed from the
+/// headers: the request path hashes it where it is, without a copy or the UTF-8 check a
+/// `&str` needs.
+pub fn presented_bytes(headers: &HeaderMap) -> Option<&[u8]> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         // On bytes: `to_str`, `split_once` and `trim` cost about 350 instructions a request
         // under callgrind (a visible-ASCII check a byte at a time, a char searcher, Unicode
@@ -104,12 +134,9 @@ pub fn presented(headers: &HeaderMap) -> Option<&str> {
 /// A key is ASCII (what `modelgate keys create` makes, and RFC 6750's token characters): a
 /// header value with other bytes presents no key, as `HeaderValue::to_str` would say, checked
 /// a word at a time by `is_ascii`.
-fn ascii_key(value: &[u8]) -> Option<&str> {
+fn ascii_key(value: &[u8]) -> Option<&[u8]> {
     let key = value.trim_ascii();
-    if key.is_empty() || !key.is_ascii() {
-        return None;
-    }
-    std::str::from_utf8(key).ok()
+    (!key.is_empty() && key.is_ascii()).then_some(key)
 }
 
 /// Anthropic's key header: a constant name (a `&str` name is parsed on every lookup).
@@ -159,6 +186,26 @@ mod tests {
         near[9] ^= 0x80;
         assert!(!bool::from(digests_equal(&digest, &near)));
         assert!(bool::from(digests_equal(&digest, &digest)));
+        // A key matched once is remembered (by its tag, not in plain text) and found again by
+        // it; an unknown key is not remembered; a new table starts with nothing remembered.
+        assert_eq!(index.seen.len(), 1);
+        assert_eq!(index.team_of_presented(b"mg-secret-1"), Some(3));
+        assert_eq!(index.team_of_presented(b"mg-secret-2"), None);
+        assert_eq!(index.seen.len(), 1);
+        let tag = index.seen.tag(b"mg-secret-1").expect("tag");
+        assert_eq!(index.seen.team_of(&tag), Some(3));
+        let other = KeyIndex::new(&[KeyDigest {
+            digest,
+            team: 5,
+            secret: ObjectKey::new("ns", "k"),
+        }]);
+        assert_eq!(other.seen.len(), 0);
+        assert_eq!(other.seen.team_of(&tag), None);
+        assert_eq!(other.team_of_presented(b"mg-secret-1"), Some(5));
+        // A table without the key does not know it, however often it was seen before.
+        let emptied = KeyIndex::new(&[]);
+        assert_eq!(emptied.team_of_presented(b"mg-secret-1"), None);
+        assert_eq!(emptied.seen.len(), 0);
         // The request path's SHA-256 (aws-lc) is the one the key Secrets hold (sha2), for keys
         // of one block, of several, and empty.
         for key in ["", "mg-x", &"k".repeat(55), &"k".repeat(56), &"mg-long-key-".repeat(40)] {

@@ -11,6 +11,7 @@ mod limits;
 pub mod live;
 pub mod metrics;
 mod periods;
+mod seen;
 pub mod store;
 
 use std::sync::Arc;
@@ -140,7 +141,7 @@ impl Tenancy {
 
     /// The team a request's key belongs to; 401 `invalid_api_key` without a known key.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<LiveTeam>, ApiError> {
-        let key = auth::presented(headers).ok_or_else(|| ApiError::invalid_api_key(false))?;
+        let key = auth::presented_bytes(headers).ok_or_else(|| ApiError::invalid_api_key(false))?;
         let access = self.live.load();
         let team = access
             .keys
