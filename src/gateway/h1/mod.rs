@@ -133,7 +133,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Serializes `request` in origin form; `host` is the `Host` it gets when it has none
-    /// (else the URI's authority). A body with no length of its own gets `Content-Length`.
+    /// (else the URI's authority). The body's length is always its `Content-Length`.
     pub fn new(request: &Request<Full<Bytes>>, host: Option<&HeaderValue>) -> Self {
         let mut full = request.body().clone();
         let mut cx = Context::from_waker(Waker::noop());
@@ -155,13 +155,16 @@ impl Prepared {
                 line(&mut head, b"host", host);
             }
         }
+        // The body is sent whole, so its framing is ours: a `Content-Length` or
+        // `Transfer-Encoding` among the headers is not passed on.
         for (name, value) in headers {
-            line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+            if name != CONTENT_LENGTH && name != TRANSFER_ENCODING {
+                line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+            }
         }
         let method = request.method();
-        let framed = headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING);
         let expects_body = !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
-        if !framed && (!body.is_empty() || expects_body) {
+        if !body.is_empty() || expects_body {
             line(&mut head, b"content-length", body.len().to_string().as_bytes());
         }
         head.extend_from_slice(b"\r\n");

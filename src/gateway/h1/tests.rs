@@ -354,6 +354,8 @@ async fn the_request_goes_out_in_origin_form_with_host_and_length() {
     });
     let request = Request::post("https://api.example:8443/v1/x?q=1")
         .header("authorization", "Bearer k")
+        .header("transfer-encoding", "chunked")
+        .header("content-length", "99")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
     let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("api.example:8443")));
