@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use http::Method;
 
-use crate::gateway::h1::wire::{parse_head, Decoded, Decoder, WireError};
+use crate::gateway::h1::wire::{decode_all as body, parse_head, Decoder, WireError};
 
 /// Input: one byte of settings, then bytes. Bit 0 picks the mode: the bytes as a whole
 /// response to read (0), or as a body to encode chunked and decode again (1). The other bits
@@ -50,13 +50,9 @@ pub fn h1_response(data: &[u8]) {
     ] {
         let (body, after, error) = body(Decoder::chunked(), &pieces);
         assert_eq!(error, None);
-        assert_eq!(body, rest_of(data), "decoded bytes differ from the encoded ones");
+        assert_eq!(body, rest, "decoded bytes differ from the encoded ones");
         assert_eq!(after, b"NEXT", "the decoder took bytes past the body");
     }
-}
-
-fn rest_of(data: &[u8]) -> &[u8] {
-    &data[1..]
 }
 
 /// What reading a response gave: its status and body, the bytes left after it, or an error.
@@ -91,36 +87,4 @@ fn read(pieces: &[&[u8]]) -> Read {
         }
     }
     Read::Body(head.status.as_u16(), body, rest, error)
-}
-
-/// Decodes a body from `pieces`, then the connection closing: the body, the bytes left after
-/// it (none after an error), and the error that stopped it.
-fn body(mut decoder: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Vec<u8>, Option<WireError>) {
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut ended = false;
-    for piece in pieces.iter().map(Some).chain([None]) {
-        match piece {
-            Some(piece) => buf.extend_from_slice(piece),
-            None if ended => {}
-            None => match decoder.eof() {
-                Ok(()) => ended = true,
-                Err(error) => return (out, Vec::new(), Some(error)),
-            },
-        }
-        while !ended {
-            match decoder.decode(&mut buf) {
-                Ok(Decoded::Data(data)) => {
-                    assert!(!data.is_empty(), "an empty data frame");
-                    out.extend_from_slice(&data);
-                }
-                Ok(Decoded::More) => break,
-                Ok(Decoded::End) => ended = true,
-                // Where a malformed body is noticed depends on the cuts; the bytes left then
-                // do too.
-                Err(error) => return (out, Vec::new(), Some(error)),
-            }
-        }
-    }
-    (out, buf.to_vec(), None)
 }

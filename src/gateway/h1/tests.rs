@@ -6,29 +6,16 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::wire::{parse_head, Decoded, Decoder, WireError};
+use super::wire::{parse_head, Decoder, WireError};
 use super::*;
 
-/// Decodes `pieces` as they would arrive, then the connection closing.
-fn decode(mut decoder: Decoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, BytesMut), WireError> {
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut ended = false;
-    for piece in pieces.iter().map(Some).chain([None]) {
-        match piece {
-            Some(piece) => buf.extend_from_slice(piece),
-            None if ended || decoder.is_done() => {}
-            None => decoder.eof()?,
-        }
-        while !ended {
-            match decoder.decode(&mut buf)? {
-                Decoded::Data(data) => out.extend_from_slice(&data),
-                Decoded::More => break,
-                Decoded::End => ended = true,
-            }
-        }
+/// Decodes `pieces` as they would arrive, then the connection closing: the body and the
+/// bytes after it.
+fn decode(decoder: Decoder, pieces: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+    match wire::decode_all(decoder, pieces) {
+        (body, rest, None) => Ok((body, rest)),
+        (_, _, Some(error)) => Err(error),
     }
-    Ok((out, buf))
 }
 
 fn singles(bytes: &[u8]) -> Vec<&[u8]> {

@@ -377,3 +377,36 @@ fn chunked(mut state: Chunk, buf: &mut BytesMut) -> Result<(Option<Chunk>, Decod
     let _ = buf.split_to(used);
     Ok((Some(state), result))
 }
+
+/// Decodes a body from `pieces`, then the connection closing: the body, the bytes left after
+/// it (none after an error), and the error that stopped it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_all(mut decoder: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Vec<u8>, Option<WireError>) {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut ended = false;
+    for piece in pieces.iter().map(Some).chain([None]) {
+        match piece {
+            Some(piece) => buf.extend_from_slice(piece),
+            None if ended => {}
+            None => match decoder.eof() {
+                Ok(()) => ended = true,
+                Err(error) => return (out, Vec::new(), Some(error)),
+            },
+        }
+        while !ended {
+            match decoder.decode(&mut buf) {
+                Ok(Decoded::Data(data)) => {
+                    assert!(!data.is_empty(), "an empty data frame");
+                    out.extend_from_slice(&data);
+                }
+                Ok(Decoded::More) => break,
+                Ok(Decoded::End) => ended = true,
+                // Where a malformed body is noticed depends on the cuts; the bytes left then
+                // do too.
+                Err(error) => return (out, Vec::new(), Some(error)),
+            }
+        }
+    }
+    (out, buf.to_vec(), None)
+}
