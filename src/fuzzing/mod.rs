@@ -7,6 +7,7 @@
 //! functions report, so they assert freely.
 
 mod compiler;
+mod h1;
 mod keys;
 mod manifest;
 mod request;
@@ -16,6 +17,7 @@ mod usage;
 mod wire;
 
 pub use compiler::compiler_graph;
+pub use h1::h1_response;
 pub use keys::api_key;
 pub use manifest::manifest_yaml;
 pub use request::request_body;
@@ -51,6 +53,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sse_frames", sse_frames),
     ("surface_request", surface_request),
     ("api_key", api_key),
+    ("h1_response", h1_response),
 ];
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod egress;
 pub mod error;
 pub mod guardrails;
+pub(crate) mod h1;
 mod h1pool;
 mod headers;
 mod live;

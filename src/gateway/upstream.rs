@@ -1,7 +1,7 @@
 //! The HTTP clients that talk to providers, with one timer per request enforcing the
 //! provider's `request` and `idle` timeouts until the last byte: hyper-util's pooled client
-//! for guardrail webhooks, our own pools for providers: `tls::TlsPool` for HTTPS (HTTP/2 or
-//! HTTP/1.1 by ALPN), `h1pool` for plain HTTP.
+//! for guardrail webhooks, our own pools for providers: `tls::TlsPool` for HTTPS (HTTP/2 on
+//! hyper, or HTTP/1.1 on our own connection, by ALPN), `h1pool` for plain HTTP (`h1`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
-use super::h1pool::{H1Pool, PooledBody};
+use super::h1pool::{H1Pool, PooledBody, ReadError};
 use super::tls::{self, ClientTlsError, TlsPool};
 use crate::compiler::{ResolvedTimeouts, TrustedCa};
 
@@ -77,7 +77,7 @@ pub enum BodyError {
     #[error("the response took longer than the provider's request timeout")]
     Deadline,
     #[error("reading the response failed: {0}")]
-    Read(#[source] hyper::Error),
+    Read(#[source] ReadError),
 }
 
 /// What sets pooled clients apart: the connect timeout and the fingerprint of the trusted CA
@@ -264,7 +264,7 @@ pub struct Timed<B> {
 
 impl<B> Body for Timed<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes, Error = ReadError> + Unpin,
 {
     type Data = Bytes;
     type Error = BodyError;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::gateway::egress::{self, ConnectError, Policy};
-use crate::gateway::h1pool::{self, IdleStack, PooledBody};
+use crate::gateway::h1::{self, Conn, ExchangeError, IdleStack, Io, Prepared};
+use crate::gateway::h1pool::{self, PooledBody};
 
 /// An HTTP/2 connection unused for this long is closed (when the next request comes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -46,6 +47,8 @@ pub enum TlsPoolError {
     Shared(Arc<TlsPoolError>),
     #[error("the exchange failed")]
     Request(#[source] hyper::Error),
+    #[error("the exchange failed")]
+    H1(#[source] ExchangeError),
 }
 
 impl TlsPoolError {
@@ -53,7 +56,7 @@ impl TlsPoolError {
     pub fn is_connect(&self) -> bool {
         match self {
             TlsPoolError::Shared(inner) => inner.is_connect(),
-            TlsPoolError::Request(_) => false,
+            TlsPoolError::Request(_) | TlsPoolError::H1(_) => false,
             _ => true,
         }
     }
@@ -175,22 +178,19 @@ impl TlsPool {
                     }
                 }
                 Step::Connect(notify, protocol) => {
-                    if protocol != Protocol::H2 {
-                        let absolute = request.uri().clone();
-                        origin_form(&mut request, self.host_header.as_ref());
-                        request = match self.idle.send_idle(request).await {
-                            Ok(sent) => return sent.map_err(TlsPoolError::Request),
-                            Err(mut request) => {
-                                *request.uri_mut() = absolute;
-                                request
-                            }
-                        };
+                    let mut prepared = None;
+                    if protocol == Protocol::H1 {
+                        let h1 = Prepared::new(&request, self.host_header.as_ref());
+                        if let Some(sent) = self.idle.send_idle(&h1).await {
+                            return sent.map(h1pool::light).map_err(TlsPoolError::H1);
+                        }
+                        prepared = Some(h1);
                     }
                     let guard = Connecting { pool: self, notify };
                     // Boxed: the TLS and HTTP/2 handshakes' state is large, and kept inline it
                     // would be copied with every request's future (callgrind: +22,000
                     // instructions a request in `memcpy`, plain HTTP too).
-                    return Box::pin(self.connect_and_send(guard, request)).await;
+                    return Box::pin(self.connect_and_send(guard, request, prepared)).await;
                 }
             }
         }
@@ -226,7 +226,8 @@ impl TlsPool {
     async fn connect_and_send(
         &self,
         guard: Connecting<'_>,
-        mut request: Request<Full<Bytes>>,
+        request: Request<Full<Bytes>>,
+        prepared: Option<Prepared>,
     ) -> Result<Response<PooledBody>, TlsPoolError> {
         let stream = match self.connect().await {
             Ok(stream) => stream,
@@ -260,15 +261,14 @@ impl TlsPool {
                 .map(|response| response.map(PooledBody::unpooled))
                 .map_err(TlsPoolError::Request);
         }
-        let mut sender = match h1pool::handshake(stream).await {
-            Ok(sender) => sender,
-            Err(error) => return Err(guard.fail(TlsPoolError::Handshake(error))),
-        };
         self.state().protocol = Protocol::H1;
         guard.done();
-        origin_form(&mut request, self.host_header.as_ref());
-        let response = sender.send_request(request).await.map_err(TlsPoolError::Request)?;
-        Ok(self.idle.pooled(response, sender))
+        let prepared = prepared.unwrap_or_else(|| Prepared::new(&request, self.host_header.as_ref()));
+        drop(request);
+        h1::exchange(Conn::new(Io::Tls(Box::new(stream))), &prepared, &self.idle)
+            .await
+            .map(h1pool::light)
+            .map_err(TlsPoolError::H1)
     }
 
     async fn connect(&self) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, TlsPoolError> {
@@ -279,19 +279,6 @@ impl TlsPool {
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(TlsPoolError::Tls)
-    }
-}
-
-/// An HTTP/1.1 request names only its path; the authority goes in `Host`.
-fn origin_form(request: &mut Request<Full<Bytes>>, host: Option<&HeaderValue>) {
-    if let Some(path) = request.uri().path_and_query().cloned() {
-        *request.uri_mut() = Uri::from(path);
-    }
-    if let Some(host) = host {
-        request
-            .headers_mut()
-            .entry(header::HOST)
-            .or_insert_with(|| host.clone());
     }
 }
 

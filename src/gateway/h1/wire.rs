@@ -1,0 +1,412 @@
+//! HTTP/1.1 responses on the wire, without IO: the response head (parsed by `httparse`) and
+//! the body's framing (`Content-Length`, chunked, or until the connection closes).
+//!
+//! Strict where a guess could splice two responses together: a malformed chunk size, a
+//! chunk without its CRLF, conflicting lengths and an oversized head are errors, and a
+//! connection whose framing was anything but a clean length or chunked body is not reused.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// A response head larger than this is refused.
+pub const MAX_HEAD: usize = 64 << 10;
+/// Response headers allowed, as hyper's client.
+const MAX_HEADERS: usize = 100;
+/// A chunk-size line (with its extensions) or a trailer section longer than this is refused.
+const MAX_LINE: usize = 4 << 10;
+const MAX_TRAILERS: usize = 16 << 10;
+
+/// Why a response could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("the provider's response head is over {} KB", MAX_HEAD >> 10)]
+    HeadTooLarge,
+    #[error("the provider's response head is malformed: {0}")]
+    Head(String),
+    #[error("the provider answered 101 Switching Protocols to a request that asked for no upgrade")]
+    Upgrade,
+    #[error("the provider's Content-Length is invalid or conflicting")]
+    ContentLength,
+    #[error("the provider's chunked body is malformed: {0}")]
+    Chunk(&'static str),
+    #[error("the provider closed the connection before the end of the body")]
+    Truncated,
+}
+
+/// A parsed response head: how the body that follows is framed, and whether the connection
+/// may carry another request after it.
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub decoder: Decoder,
+    /// Keep-alive: HTTP/1.1 without `Connection: close`, and a body whose end is known.
+    pub reusable: bool,
+}
+
+/// Parses one response head from the front of `buf` (consuming it), skipping interim `1xx`
+/// answers. `Ok(None)`: the head is incomplete, read more (the buffer is at most `MAX_HEAD`).
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        // Only the first `MAX_HEAD` bytes are looked at, so that a head reads the same
+        // however it arrives.
+        let len = match response.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(WireError::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(error) => return Err(WireError::Head(error.to_string())),
+        };
+        if len > MAX_HEAD {
+            return Err(WireError::HeadTooLarge);
+        }
+        let code = response.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(format!("status {code}")))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(WireError::Upgrade);
+        }
+        if status.is_informational() {
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = match response.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        // Where each name and value is in the head; the values stay slices of it (no copy).
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = response.headers.len();
+        for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+            let name = header.name.as_ptr() as usize - base;
+            let value = header.value.as_ptr() as usize - base;
+            *span = (name, name + header.name.len(), value, value + header.value.len());
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(name_start, name_end, start, end) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name_start..name_end])
+                .map_err(|_| WireError::Head("an invalid header name".to_string()))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| WireError::Head(format!("the value of {name}")))?;
+            headers.append(name, value);
+        }
+        let (decoder, clean) = framing(status, &headers, method)?;
+        let close = headers.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        });
+        let keep_alive_10 = headers.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
+        });
+        let reusable = clean && !close && (version == Version::HTTP_11 || keep_alive_10);
+        return Ok(Some(Head {
+            status,
+            version,
+            headers,
+            decoder,
+            reusable,
+        }));
+    }
+}
+
+/// How the body is framed (RFC 9112 section 6.3), and whether its end is known exactly.
+fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<(Decoder, bool), WireError> {
+    if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Decoder::length(0), true));
+    }
+    let encodings = headers.get_all(TRANSFER_ENCODING);
+    if encodings.iter().next().is_some() {
+        let last = encodings
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|t| !t.is_empty());
+        let chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        // With a Content-Length beside it, the length is ignored and the connection closed
+        // after (a sign of a proxy in between that may disagree about where the body ends).
+        let clean = chunked && !headers.contains_key(CONTENT_LENGTH);
+        return Ok(match chunked {
+            true => (Decoder::chunked(), clean),
+            false => (Decoder::close(), false),
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+                return Err(WireError::ContentLength);
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(WireError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(WireError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Decoder::length(n), true),
+        None => (Decoder::close(), false),
+    })
+}
+
+/// What the decoder found in the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// Read more.
+    More,
+    /// The body ended (the bytes after it, if any, are left in the buffer).
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading the hex size: its value so far and how many digits.
+    Size(u64, u8),
+    /// After the size, before the line's LF: `ext` after a `;` or whitespace; `len` so far.
+    SizeRest {
+        size: u64,
+        cr: bool,
+        len: usize,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// The trailer section: bytes read so far, and whether the current line is empty so far.
+    Trailers {
+        len: usize,
+        line_start: bool,
+        cr: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+    Done,
+}
+
+/// Decodes a body from a buffer the connection fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoder {
+    kind: Kind,
+}
+
+impl Decoder {
+    pub fn length(n: u64) -> Self {
+        Decoder {
+            kind: if n == 0 { Kind::Done } else { Kind::Length(n) },
+        }
+    }
+
+    pub fn chunked() -> Self {
+        Decoder {
+            kind: Kind::Chunked(Chunk::Size(0, 0)),
+        }
+    }
+
+    pub fn close() -> Self {
+        Decoder { kind: Kind::Close }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.kind == Kind::Done
+    }
+
+    /// The body's remaining length when it is known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length(n) => Some(n),
+            Kind::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The connection closed: the end of a close-delimited body, an error for any other.
+    pub fn eof(&mut self) -> Result<(), WireError> {
+        match self.kind {
+            Kind::Close | Kind::Done => {
+                self.kind = Kind::Done;
+                Ok(())
+            }
+            _ => Err(WireError::Truncated),
+        }
+    }
+
+    /// Takes the next piece of the body from the front of `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+        match &mut self.kind {
+            Kind::Done => Ok(Decoded::End),
+            Kind::Close if buf.is_empty() => Ok(Decoded::More),
+            Kind::Close => Ok(Decoded::Data(take(buf, buf.len()))),
+            Kind::Length(_) if buf.is_empty() => Ok(Decoded::More),
+            Kind::Length(left) => {
+                let n = (*left).min(buf.len() as u64) as usize;
+                *left -= n as u64;
+                if *left == 0 {
+                    self.kind = Kind::Done;
+                }
+                Ok(Decoded::Data(take(buf, n)))
+            }
+            Kind::Chunked(state) => {
+                let (next, decoded) = chunked(*state, buf)?;
+                self.kind = match next {
+                    Some(state) => Kind::Chunked(state),
+                    None => Kind::Done,
+                };
+                Ok(decoded)
+            }
+        }
+    }
+}
+
+/// The first `n` bytes of `buf`, without a copy.
+fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n == buf.len() {
+        std::mem::take(buf).freeze()
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+/// Runs the chunked state machine over `buf` until it has data to give, needs more, or ends
+/// (`None`: the body ended).
+fn chunked(mut state: Chunk, buf: &mut BytesMut) -> Result<(Option<Chunk>, Decoded), WireError> {
+    let mut used = 0;
+    let result = loop {
+        if let Chunk::Data(left) = state {
+            let _ = buf.split_to(used);
+            used = 0;
+            if buf.is_empty() {
+                break Decoded::More;
+            }
+            let n = left.min(buf.len() as u64) as usize;
+            state = if left == n as u64 {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left - n as u64)
+            };
+            let data = take(buf, n);
+            return Ok((Some(state), Decoded::Data(data)));
+        }
+        let Some(&byte) = buf.get(used) else {
+            break Decoded::More;
+        };
+        used += 1;
+        state = match state {
+            Chunk::Size(size, digits) => match (byte as char).to_digit(16) {
+                Some(d) if digits < 16 => Chunk::Size(size << 4 | u64::from(d), digits + 1),
+                Some(_) => return Err(WireError::Chunk("the chunk size is too large")),
+                None if digits == 0 => return Err(WireError::Chunk("a chunk size must start with a hex digit")),
+                None => match byte {
+                    b'\r' => Chunk::SizeRest { size, cr: true, len: 0 },
+                    b';' | b' ' | b'\t' => Chunk::SizeRest {
+                        size,
+                        cr: false,
+                        len: 1,
+                    },
+                    _ => return Err(WireError::Chunk("invalid byte after the chunk size")),
+                },
+            },
+            Chunk::SizeRest { size, cr: true, .. } => match byte {
+                b'\n' if size == 0 => Chunk::Trailers {
+                    len: 0,
+                    line_start: true,
+                    cr: false,
+                },
+                b'\n' => Chunk::Data(size),
+                _ => return Err(WireError::Chunk("a chunk size line must end with CRLF")),
+            },
+            Chunk::SizeRest { size, cr: false, len } => match byte {
+                _ if len >= MAX_LINE => return Err(WireError::Chunk("a chunk extension is too long")),
+                b'\r' => Chunk::SizeRest { size, cr: true, len },
+                b'\n' => return Err(WireError::Chunk("a chunk size line must end with CRLF")),
+                _ => Chunk::SizeRest {
+                    size,
+                    cr: false,
+                    len: len + 1,
+                },
+            },
+            // Handled above, before a byte is taken.
+            Chunk::Data(left) => {
+                used -= 1;
+                Chunk::Data(left)
+            }
+            Chunk::DataCr if byte == b'\r' => Chunk::DataLf,
+            Chunk::DataLf if byte == b'\n' => Chunk::Size(0, 0),
+            Chunk::DataCr | Chunk::DataLf => return Err(WireError::Chunk("a chunk's data must end with CRLF")),
+            Chunk::Trailers { len, .. } if len >= MAX_TRAILERS => {
+                return Err(WireError::Chunk("the trailer section is too long"))
+            }
+            Chunk::Trailers { line_start, cr, len } => match byte {
+                b'\r' if !cr => Chunk::Trailers {
+                    len: len + 1,
+                    line_start,
+                    cr: true,
+                },
+                b'\n' if cr && line_start => {
+                    let _ = buf.split_to(used);
+                    return Ok((None, Decoded::End));
+                }
+                b'\n' if cr => Chunk::Trailers {
+                    len: len + 1,
+                    line_start: true,
+                    cr: false,
+                },
+                b'\r' | b'\n' => return Err(WireError::Chunk("a trailer line must end with CRLF")),
+                _ => Chunk::Trailers {
+                    len: len + 1,
+                    line_start: false,
+                    cr: false,
+                },
+            },
+        };
+    };
+    let _ = buf.split_to(used);
+    Ok((Some(state), result))
+}
+
+/// Decodes a body from `pieces`, then the connection closing: the body, the bytes left after
+/// it (none after an error), and the error that stopped it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_all(mut decoder: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Vec<u8>, Option<WireError>) {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut ended = false;
+    for piece in pieces.iter().map(Some).chain([None]) {
+        match piece {
+            Some(piece) => buf.extend_from_slice(piece),
+            None if ended => {}
+            None => match decoder.eof() {
+                Ok(()) => ended = true,
+                Err(error) => return (out, Vec::new(), Some(error)),
+            },
+        }
+        while !ended {
+            match decoder.decode(&mut buf) {
+                Ok(Decoded::Data(data)) => {
+                    assert!(!data.is_empty(), "an empty data frame");
+                    out.extend_from_slice(&data);
+                }
+                Ok(Decoded::More) => break,
+                Ok(Decoded::End) => ended = true,
+                // Where a malformed body is noticed depends on the cuts; the bytes left then
+                // do too.
+                Err(error) => return (out, Vec::new(), Some(error)),
+            }
+        }
+    }
+    (out, buf.to_vec(), None)
+}
