@@ -26,6 +26,9 @@ use crate::gateway::metrics::Endpoint;
 use crate::gateway::surfaces::{error_response, Envelope};
 use crate::llm::stream::write_sse;
 
+#[path = "one_delta.rs"]
+mod one_delta;
+
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
 
@@ -132,6 +135,9 @@ struct Scanned {
     /// The `sequence_number` of the next event written, when the surface numbers events.
     sequence: Option<u64>,
     done: bool,
+    /// Whether events with one text delta take the typed fast path ([`one_delta`]): always,
+    /// but in the tests that compare it with the general path.
+    typed: bool,
 }
 
 struct Slot {
@@ -152,6 +158,7 @@ impl Scanned {
             counted: 0,
             sequence: None,
             done: false,
+            typed: true,
         }
     }
 
@@ -182,6 +189,9 @@ impl Scanned {
     }
 
     fn event(&mut self, name: &str, data: &str, out: &mut BytesMut) -> Result<(), ()> {
+        if let Some(done) = self.one_delta(name, data, out) {
+            return done;
+        }
         let parsed = match data.trim_start().starts_with('{') {
             true => serde_json::from_str::<Value>(data).ok(),
             false => None,

@@ -4,7 +4,11 @@
 //! (`text_delta`) of a content block, which `content_block_stop` ends; a failure is
 //! `event: error`.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use super::typed::{only, OneDelta};
 
 use super::{
     group_of, kind_of, leaves, role_of, slot_id, Deltas, Form, OutputFields, RequestOnly, RequestTexts, Surface,
@@ -89,6 +93,28 @@ const DELTAS: [(&str, u32, &str); 3] = [
     ("input_json_delta", ARGUMENTS, "partial_json"),
 ];
 
+/// A `content_block_delta` event, as [`Surface::event_texts`] reads it.
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: DeltaFields<'a>,
+}
+
+#[derive(Deserialize)]
+struct DeltaFields<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow)]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow)]
+    partial_json: Option<&'a RawValue>,
+}
+
 impl Surface for AnthropicMessages {
     fn request_texts(&self, body: &mut Value, each: &mut RequestTexts) {
         request_texts(body, each);
@@ -161,6 +187,30 @@ impl Surface for AnthropicMessages {
 
     fn delta_key(&self, kind: u32) -> Option<&'static str> {
         DELTAS.iter().find(|(_, k, _)| *k == kind).map(|(_, _, field)| *field)
+    }
+
+    /// A `content_block_delta` whose delta has its type's text field.
+    fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        let event = serde_json::from_str::<BlockDelta<'a>>(data).ok()?;
+        if event.kind != "content_block_delta" {
+            return None;
+        }
+        let &(_, kind, field) = DELTAS.iter().find(|(name, ..)| *name == event.delta.kind)?;
+        let fields = [
+            ("text", event.delta.text),
+            ("thinking", event.delta.thinking),
+            ("partial_json", event.delta.partial_json),
+        ];
+        let text = fields
+            .iter()
+            .find(|(name, _)| *name == field)
+            .and_then(|(_, text)| *text);
+        let (_, text) = only(&[text])?;
+        Some(OneDelta {
+            slot: slot_id(event.index.unwrap_or(0), kind, 0),
+            text,
+            sequence: None,
+        })
     }
 
     fn is_end(&self, _data: &str, event: Option<&Value>) -> bool {

@@ -6,8 +6,11 @@
 mod anthropic;
 mod openai;
 mod responses;
+pub mod typed;
 
 use serde_json::Value;
+
+use self::typed::OneDelta;
 
 pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
 pub use self::openai::{OpenAiChat, OpenAiCompletions, OPENAI_EMBEDDINGS};
@@ -96,6 +99,15 @@ pub trait Surface: Sync {
     /// adds events (the Responses API).
     fn sequenced(&self) -> bool {
         false
+    }
+
+    /// The one text delta of a streamed event, read by a typed, borrowed view of only the
+    /// fields [`Surface::event_texts`], [`Surface::event_whole_texts`], [`Surface::scrub`] and
+    /// [`Surface::is_end`] read, when the event has exactly one text delta, does not end its
+    /// slot or the stream, repeats no whole text and has nothing to scrub. `None`: the event
+    /// takes the general path (a parsed [`Value`]). Both must find the same delta.
+    fn one_delta<'a>(&self, _data: &'a str) -> Option<OneDelta<'a>> {
+        None
     }
 }
 

@@ -1,7 +1,12 @@
 //! The OpenAI APIs: chat completions, completions and embeddings. Streams are `data:`
 //! chunks with `choices`, ended by `[DONE]`.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use super::typed::{only, OneDelta};
 
 use super::{
     group_of, kind_of, lane_of, role_of, scrub_choices, slot_id, strings, Deltas, Form, OutputFields, RequestOnly,
@@ -56,6 +61,31 @@ fn completion_deltas(group: u32, choice: &mut Value, each: &mut Deltas) {
     if let Some(Value::String(text)) = choice.get_mut("text") {
         each(slot_id(u64::from(group), TEXT, 0), Some(text), false);
     }
+}
+
+/// A chat chunk with one choice, as [`choice_deltas`] and [`scrub_choices`] read it.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    choices: [Choice<'a>; 1],
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: Option<ChatDelta<'a>>,
+    finish_reason: Option<IgnoredAny>,
+    logprobs: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChatDelta<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reasoning_content: Option<&'a RawValue>,
+    tool_calls: Option<IgnoredAny>,
 }
 
 fn chunk_like(template: &Value, choice: Value) -> Value {
@@ -154,6 +184,23 @@ impl Surface for OpenAiChat {
             template,
             serde_json::json!({"index": group_of(slot), "delta": delta, "finish_reason": null}),
         )
+    }
+
+    /// A chunk of one choice whose delta is `content` or `reasoning_content` alone, which
+    /// neither finishes nor has log probabilities.
+    fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        let [choice] = serde_json::from_str::<Chunk<'a>>(data).ok()?.choices;
+        let delta = choice.delta?;
+        if choice.finish_reason.is_some() || choice.logprobs.is_some() || delta.tool_calls.is_some() {
+            return None;
+        }
+        let (at, text) = only(&[delta.content, delta.reasoning_content])?;
+        let kind = [TEXT, REASONING][at];
+        Some(OneDelta {
+            slot: slot_id(choice.index.unwrap_or(0).min(0x3F_FFFF), kind, 0),
+            text,
+            sequence: None,
+        })
     }
 
     fn delta_key(&self, kind: u32) -> Option<&'static str> {

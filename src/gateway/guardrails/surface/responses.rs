@@ -5,7 +5,12 @@
 //! one output item, and the `*.done` events and the final response repeat it whole. A failure
 //! is a `type: error` event.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use super::typed::{only, present, OneDelta};
 
 use super::{
     role_of, slot_id, string_or_parts, Deltas, Form, OutputFields, RequestTexts, Surface, WholeTexts, ARGUMENTS,
@@ -115,6 +120,27 @@ fn slot(event: &Value, kind: u32, lane: &str, first: u64) -> u32 {
     let index = |field: &str| event.get(field).and_then(Value::as_u64).unwrap_or(0);
     let lane = if lane.is_empty() { 0 } else { index(lane).min(127) };
     slot_id(index("output_index"), kind, first + lane)
+}
+
+/// A `<stream>.delta` event, as [`Surface::event_texts`], [`Surface::event_whole_texts`],
+/// [`Surface::scrub`] and the renumbering read it.
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    delta: Option<&'a RawValue>,
+    output_index: Option<u64>,
+    content_index: Option<u64>,
+    summary_index: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    sequence_number: Option<Option<u64>>,
+    #[serde(borrow)]
+    logprobs: Option<&'a RawValue>,
+    part: Option<IgnoredAny>,
+    item: Option<IgnoredAny>,
+    output: Option<IgnoredAny>,
+    response: Option<IgnoredAny>,
 }
 
 impl Surface for Responses {
@@ -240,6 +266,37 @@ impl Surface for Responses {
 
     fn event_name<'v>(&self, event: &'v Value) -> Option<&'v str> {
         event.get("type").and_then(Value::as_str)
+    }
+
+    /// A `<stream>.delta` event with its text, without log probabilities, a part, an item or
+    /// a response, whose `sequence_number` (if any) is a number.
+    fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        let event = serde_json::from_str::<DeltaEvent<'a>>(data).ok()?;
+        let stream = event.kind.strip_suffix(".delta")?;
+        let &(_, kind, lane, first) = DELTAS.iter().find(|(s, ..)| *s == stream)?;
+        let scrubbed = event.logprobs.is_some_and(|l| {
+            let inner = l.get().strip_prefix('[').and_then(|l| l.strip_suffix(']'));
+            !inner.is_some_and(|inner| inner.trim().is_empty())
+        });
+        let whole = event.part.is_some() || event.item.is_some() || event.output.is_some();
+        if scrubbed || whole || event.response.is_some() {
+            return None;
+        }
+        let (_, text) = only(&[event.delta])?;
+        let lane = match lane {
+            "content_index" => event.content_index.unwrap_or(0).min(127),
+            "summary_index" => event.summary_index.unwrap_or(0).min(127),
+            _ => 0,
+        };
+        let sequence = match event.sequence_number {
+            Some(number) => Some(number?),
+            None => None,
+        };
+        Some(OneDelta {
+            slot: slot_id(event.output_index.unwrap_or(0), kind, first + lane),
+            text,
+            sequence,
+        })
     }
 
     fn delta_key(&self, _kind: u32) -> Option<&'static str> {
