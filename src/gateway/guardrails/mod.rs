@@ -155,6 +155,20 @@ fn violation(alias: &str, rule: &str, direction: Direction) -> ApiError {
     }
 }
 
+/// An answer (or a streamed event of one) the response rules cannot read: JSON that does not
+/// parse (a lone surrogate escape, a cut or garbled body). Passed on, it would reach the client
+/// unchecked, so it is withheld: 502, the provider's fault, with nothing of the answer.
+fn unreadable(alias: &str, what: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_GATEWAY,
+        kind: "upstream_error",
+        code: Some("upstream_unreadable_answer"),
+        param: None,
+        message: format!("The answer was withheld: the provider sent {what} that is not valid JSON, so the content rules of the model '{alias}' could not check it. Retry the request; if it keeps failing, ask the platform team about the provider."),
+        headers: None,
+    }
+}
+
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

@@ -19,7 +19,7 @@ use super::matcher::Matcher;
 use super::metrics::{Action, Side};
 use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
-use super::{violation, Guard, GuardMetrics};
+use super::{unreadable, violation, Guard, GuardMetrics};
 use crate::crd::Direction;
 use crate::gateway::error::ApiError;
 use crate::gateway::metrics::Endpoint;
@@ -28,6 +28,9 @@ use crate::llm::stream::write_sse;
 
 #[path = "one_delta.rs"]
 mod one_delta;
+#[path = "whole.rs"]
+mod whole;
+use whole::scan_whole;
 
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
@@ -70,53 +73,6 @@ pub async fn wrap(
         Ok(Some(rewritten)) => Response::from_parts(parts, Body::from(rewritten)),
         Ok(None) => Response::from_parts(parts, Body::from(bytes)),
         Err(error) => error_response(Envelope::of(endpoint), &error),
-    }
-}
-
-/// A whole answer: `Ok(None)` when it passes unchanged.
-fn scan_whole(
-    guard: &Guard,
-    surface: &dyn Surface,
-    bytes: &Bytes,
-    metrics: &GuardMetrics,
-) -> Result<Option<Bytes>, ApiError> {
-    let Some(matcher) = &guard.response else {
-        return Ok(None);
-    };
-    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else {
-        return Ok(None);
-    };
-    let mut blocked = None;
-    let mut masked = Vec::new();
-    let mut findings = Vec::new();
-    surface.answer_texts(&mut value, &mut |text, form| {
-        if blocked.is_none() {
-            blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
-        }
-    });
-    if let Some(rule) = blocked {
-        let name = &matcher.rules[usize::from(rule)].name;
-        metrics.count(&guard.alias, name, Action::block, Side::response);
-        return Err(violation(&guard.alias, name, Direction::Response));
-    }
-    if masked.is_empty() {
-        return Ok(None);
-    }
-    surface.scrub(&mut value);
-    count_masks(guard, matcher, &mut masked, metrics);
-    Ok(serde_json::to_vec(&value).ok().map(Bytes::from))
-}
-
-fn count_masks(guard: &Guard, matcher: &Matcher, rules: &mut Vec<u16>, metrics: &GuardMetrics) {
-    rules.sort_unstable();
-    rules.dedup();
-    for rule in rules.iter() {
-        metrics.count(
-            &guard.alias,
-            &matcher.rules[usize::from(*rule)].name,
-            Action::mask,
-            Side::response,
-        );
     }
 }
 
@@ -193,7 +149,14 @@ impl Scanned {
             return done;
         }
         let parsed = match data.trim_start().starts_with('{') {
-            true => serde_json::from_str::<Value>(data).ok(),
+            true => match serde_json::from_str::<Value>(data) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::warn!(alias = %self.guard.alias, %error, "a streamed event the guardrails cannot read ended the stream");
+                    self.fail(&unreadable(&self.guard.alias, "a streamed event"), out);
+                    return Err(());
+                }
+            },
             false => None,
         };
         if self.surface.is_end(data, parsed.as_ref()) {
@@ -376,8 +339,12 @@ impl Scanned {
         let name = &matcher.rules[usize::from(rule)].name;
         self.metrics
             .count(&self.guard.alias, name, Action::block, Side::response);
-        let error = violation(&self.guard.alias, name, Direction::Response);
-        let (event, mut data) = self.surface.error_event(&error);
+        self.fail(&violation(&self.guard.alias, name, Direction::Response), out);
+    }
+
+    /// Ends the stream with `error` as its last event.
+    fn fail(&mut self, error: &ApiError, out: &mut BytesMut) {
+        let (event, mut data) = self.surface.error_event(error);
         self.renumber(&mut data);
         write_sse(out, event, &data.to_string());
         self.done = true;

@@ -324,3 +324,52 @@ async fn whole_answers_are_masked_or_refused() {
     let text = out.into_body().collect().await.expect("body").to_bytes();
     assert!(!String::from_utf8_lossy(&text).contains("Falcon!"));
 }
+
+#[tokio::test]
+async fn answers_the_rules_cannot_read_are_withheld_not_passed_on_unchecked() {
+    let rules = "{content: [{name: pii, builtin: [email], \"on\": [response], action: mask}]}";
+    // A lone surrogate escape: JSON serde_json refuses, with an email the rules never saw.
+    let event = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"bob@example.com \ud800"},"finish_reason":null}]}"#;
+    let body = format!(
+        "data: {}\n\ndata: {event}\n\ndata: [DONE]\n\n",
+        delta("Hello, write to ", None)
+    );
+    for pieces in [1, 5] {
+        let (content, raw) = scan_stream(guard(rules), &body, pieces).await;
+        assert!(!raw.contains("bob@example.com"), "{raw}");
+        assert!(raw.contains("upstream_unreadable_answer"), "{raw}");
+        assert!(!raw.contains("[DONE]"), "a withheld stream has no clean end: {raw}");
+        assert!(!content.contains("bob"), "{content}");
+    }
+    let metrics = Arc::new(GuardMetrics::unregistered());
+    let g = Arc::new(guard(rules));
+    for body in [
+        r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com \ud800"}}]}"#,
+        r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com"#,
+    ] {
+        let out = guard_response(
+            Some(&g),
+            Endpoint::chat_completions,
+            Response::new(Body::from(body)),
+            &metrics,
+        )
+        .await;
+        assert_eq!(out.status(), StatusCode::BAD_GATEWAY);
+        let text = out.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        assert!(!text.contains("bob@"), "{text}");
+        assert!(
+            text.contains("upstream_unreadable_answer") && text.contains("not valid JSON"),
+            "{text}"
+        );
+    }
+    // An empty answer has nothing to check.
+    let out = guard_response(
+        Some(&g),
+        Endpoint::chat_completions,
+        Response::new(Body::empty()),
+        &metrics,
+    )
+    .await;
+    assert_eq!(out.status(), StatusCode::OK);
+}
