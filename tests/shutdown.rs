@@ -294,3 +294,66 @@ async fn confined_to_one_cpu_the_gateway_runs_one_thread_serves_beside_an_open_s
     assert!(rest.contains("gateway_shutting_down"), "{rest}");
     assert!(!rest.contains("[DONE]"), "{rest}");
 }
+
+#[tokio::test]
+async fn a_keep_alive_connection_whose_stream_ends_during_the_drain_takes_one_more_request() {
+    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(patient_provider("alpha", &upstream)
+            + &alias("endless", "{target: alpha/m}")
+            + &mock_provider()
+            + &alias("fast", "{target: mock/m}")),
+    );
+    let args = ["--shutdown-delay", "3s", "--shutdown-grace", "10s"];
+    let mut gateway = ChildGateway::start(&config, &args, None).await;
+    // A stream whose head went out before the signal, on a keep-alive connection.
+    let mut conn = TcpStream::connect(gateway.api).await.expect("connect");
+    let body = serde_json::json!({"model": "endless", "stream": true, "messages": []}).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut read = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&read).contains("first") {
+        let n = conn.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&buf[..n]);
+    }
+    gateway.signal(libc::SIGTERM);
+    draining(&gateway).await;
+    // The stream ends during the shutdown delay; its connection is kept (the client may be
+    // sending its next request on it already) ...
+    upstream.release.notify_one();
+    while !String::from_utf8_lossy(&read).ends_with("0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("the rest of the stream")
+            .expect("read");
+        assert!(n > 0, "closed mid-stream: {}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&read).contains("[DONE]"));
+    // ... and the next request on it is answered, with `Connection: close`.
+    let body = serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .expect("write the next request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+        .await
+        .expect("the answer, then the close")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    let status = gateway.exited(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status:?}:\n{}", gateway.log());
+}

@@ -288,15 +288,15 @@ impl Registry {
     }
 
     /// Starts a drain while still accepting: HTTP/2 connections get a GOAWAY (which names the
-    /// last stream served, so a client knows what to retry), HTTP/1.1 connections with a
-    /// request in flight close after its response. An HTTP/1.1 connection between requests
-    /// stays open: closing it races with a client that is sending its next request at that
-    /// moment (a failed request a client cannot tell from a crash); its next response says
-    /// `Connection: close` instead, and those still idle when accepting stops close then.
+    /// last stream served, so a client knows what to retry). HTTP/1.1 connections stay open:
+    /// closing one between requests, or right after a response whose head went out before the
+    /// drain (a stream), races with a client that sends its next request on it at that moment
+    /// (a failed request a client cannot tell from a crash). Their next response says
+    /// `Connection: close` instead, and those still open when accepting stops close then.
     pub fn close_served(&self) {
         let slots = self.slots();
         for conn in slots.conns.iter().flatten() {
-            if conn.h2.load(Relaxed) || conn.phase.load(Relaxed) == BUSY {
+            if conn.h2.load(Relaxed) {
                 self.close(conn, GRACEFUL, None);
             }
         }
