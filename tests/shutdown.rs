@@ -17,6 +17,29 @@ fn patient_provider(name: &str, upstream: &FakeUpstream) -> String {
     )
 }
 
+/// A config with `endless` (a held stream) and `fast` (the mock provider).
+async fn endless_and_fast() -> (FakeUpstream, ConfigDir) {
+    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
+    let config = ConfigDir::new();
+    config.write(
+        "c.yaml",
+        &(patient_provider("alpha", &upstream)
+            + &alias("endless", "{target: alpha/m}")
+            + &mock_provider()
+            + &alias("fast", "{target: mock/m}")),
+    );
+    (upstream, config)
+}
+
+/// An HTTP/1.1 chat completion request for `body`, as a client writes it.
+fn post(body: &serde_json::Value) -> String {
+    let body = body.to_string();
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// A gateway in front of a stream that never ends.
 async fn endless(args: &[&str]) -> (FakeUpstream, ConfigDir, ChildGateway) {
     let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
@@ -252,15 +275,7 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test]
 async fn confined_to_one_cpu_the_gateway_runs_one_thread_serves_beside_an_open_stream_and_drains() {
-    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
-    let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &(patient_provider("alpha", &upstream)
-            + &alias("endless", "{target: alpha/m}")
-            + &mock_provider()
-            + &alias("fast", "{target: mock/m}")),
-    );
+    let (_upstream, config) = endless_and_fast().await;
     let mut gateway = ChildGateway::start_with(&config, &["--shutdown-grace", "1s"], None, |command| {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -297,24 +312,12 @@ async fn confined_to_one_cpu_the_gateway_runs_one_thread_serves_beside_an_open_s
 
 #[tokio::test]
 async fn a_keep_alive_connection_whose_stream_ends_during_the_drain_takes_one_more_request() {
-    let upstream = FakeUpstream::start("alpha", Behaviour::HeldStream).await;
-    let config = ConfigDir::new();
-    config.write(
-        "c.yaml",
-        &(patient_provider("alpha", &upstream)
-            + &alias("endless", "{target: alpha/m}")
-            + &mock_provider()
-            + &alias("fast", "{target: mock/m}")),
-    );
+    let (upstream, config) = endless_and_fast().await;
     let args = ["--shutdown-delay", "3s", "--shutdown-grace", "10s"];
     let mut gateway = ChildGateway::start(&config, &args, None).await;
     // A stream whose head went out before the signal, on a keep-alive connection.
     let mut conn = TcpStream::connect(gateway.api).await.expect("connect");
-    let body = serde_json::json!({"model": "endless", "stream": true, "messages": []}).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = post(&serde_json::json!({"model": "endless", "stream": true, "messages": []}));
     conn.write_all(request.as_bytes()).await.expect("write");
     let mut read = Vec::new();
     let mut buf = [0u8; 4096];
@@ -338,11 +341,7 @@ async fn a_keep_alive_connection_whose_stream_ends_during_the_drain_takes_one_mo
     }
     assert!(String::from_utf8_lossy(&read).contains("[DONE]"));
     // ... and the next request on it is answered, with `Connection: close`.
-    let body = serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = post(&serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}));
     conn.write_all(request.as_bytes())
         .await
         .expect("write the next request");
