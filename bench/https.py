@@ -21,7 +21,10 @@ Figures (interleaved rounds, medians):
   3. CPU per request of the proxy process over figure 2's runs (utime + stime / requests);
   4. user-space instructions per request (callgrind; sequential keep-alive requests from a
      Python client after a warm-up): deterministic, unaffected by other work on the machine;
-  5. TLS handshakes the front saw (its access log's $ssl_session_reused), per proxy.
+  5. TLS handshakes the front saw (its access log's $ssl_session_reused), per proxy;
+  6. open-loop max rate (bench/run.sh's method: oha sends at a fixed rate over 32 connections,
+     latency counted from when each request was due; the highest rate whose p99 stays under 5 ms
+     with no errors, searched for both proxies in lockstep).
 Writes bench/results/https-latest.{md,json}.
 """
 
@@ -270,6 +273,27 @@ def handshakes(front_dir: Path) -> dict:
     return {"connections": len(seen), "resumed": sum(1 for v in seen.values() if v == "r")}
 
 
+class RateTarget:
+    """What bench.fig_maxrate needs of a proxy: its URL, the request body and its process."""
+
+    def __init__(self, name: str, url: str, proc):
+        self.name, self._url, self.proc = name, url, proc
+
+    def url(self, slow: bool = False) -> str:
+        return self._url
+
+    def body(self, slow: bool = False, stream: bool = False) -> str:
+        return BODY
+
+
+def maxrate(args, targets: dict) -> dict:
+    """The open-loop max rate of nginx and modelgate (bench/run.sh's figure, same parameters)."""
+    rate_args = argparse.Namespace(step_seconds=args.step_seconds, cooldown=1.0, start_rate=500, min_rate=10,
+                                   max_rate=64000, max_steps=14, rate_precision=0.05, rate_connections=32,
+                                   retry_failed_steps=True)
+    return bench.fig_maxrate([RateTarget(n, *targets[n]) for n in ("nginx", "modelgate")], rate_args, {})
+
+
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
@@ -282,7 +306,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=2000, help="requests counted by callgrind")
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--skip", default="", help="comma list: latency,throughput,instructions")
+    ap.add_argument("--skip", default="", help="comma list: latency,throughput,maxrate,instructions")
+    ap.add_argument("--step-seconds", type=float, default=5.0, help="length of each open-loop rate step")
     ap.add_argument("--plain", action="store_true",
                     help="the same figures with a plain-HTTP upstream (the mock itself, no TLS front)")
     ap.add_argument("--out")
@@ -293,6 +318,9 @@ def main(argv=None) -> int:
     for tool in ("nginx", "wrk", "openssl", "taskset") + (() if "instructions" in skip else ("valgrind",)):
         if not (shutil.which(tool) or (tool == "nginx" and bench.nginx_bin())):
             raise BenchError(f"{tool} is not installed (apt-get install -y nginx wrk valgrind openssl)")
+    if "maxrate" not in skip and not (Path(bench.oha_bin()).exists() or shutil.which("oha")):
+        raise BenchError("oha is not installed (bash bench/run.sh installs it, or: cargo install oha --locked "
+                         f"--version {bench.OHA_VERSION} --root {bench.TOOLS}); or --skip maxrate")
     mock_bin = Path(args.mock_bin) if args.mock_bin else bench.BENCH_TARGET / "release" / "mock-upstream"
     if args.mock_bin:
         bench.BENCH_TARGET = mock_bin.parent.parent
@@ -370,6 +398,8 @@ def main(argv=None) -> int:
                 p, d = fig[name][f"{q}_ms"], fig["direct"][f"{q}_ms"]
                 fig[name][f"added_{q}_ms"] = None if p is None or d is None else p - d
         result["figures"] = fig
+        if "maxrate" not in skip:
+            result["maxrate"] = maxrate(args, targets)
         if not args.plain:
             result["handshakes_at_front"] = handshakes(tmp / "front")
         PROCS.stop(mg_proc)
@@ -392,6 +422,7 @@ def write(result: dict, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     f = result.get("figures", {})
     ins = result.get("instructions", {})
+    mr = result.get("maxrate", {})
     n, m = f.get("nginx", {}), f.get("modelgate", {})
     rows = [
         ("added latency p50, ms (c=1)", n.get("added_p50_ms"), m.get("added_p50_ms"), "≤ 1.1×", 3),
@@ -401,6 +432,8 @@ def write(result: dict, out: Path) -> None:
          m.get("cpu_us_per_request"), "≤ 1.1×", 1),
         ("user-space instructions per request (callgrind, sequential keep-alive)", ins.get("nginx", {}).get("per_request"),
          ins.get("modelgate", {}).get("per_request"), "(deterministic)", 0),
+        ("max rate with p99 < 5 ms, req/s (open loop, oha, 32 connections, one core)", mr.get("nginx", {}).get("max_rate"),
+         mr.get("modelgate", {}).get("max_rate"), "≥ 0.9×", 0),
     ]
     plain = result.get("upstream") == "plain HTTP"
     upstream = ("the same plain-HTTP upstream (the mock itself), with keep-alive. " if plain else
@@ -413,7 +446,7 @@ def write(result: dict, out: Path) -> None:
     d = f.get("direct", {})
     direct = {0: d.get("p50_ms"), 1: d.get("p99_ms"), 2: d.get("rps_c32")}
     for i, (label, nv, mv, goal, digits) in enumerate(rows):
-        goal = goal if not plain or i == 2 or goal.startswith("(") else "– (the issue's goal is for HTTPS)"
+        goal = goal if not plain or i in (2, 5) or goal.startswith("(") else "– (the issue's goal is for HTTPS)"
         lines.append(f"| {label} | {fmt(direct.get(i), digits)} | {fmt(nv, digits)} | {fmt(mv, digits)} | {fmt(ratio(mv, nv))}× | {goal} |")
     hs = result.get("handshakes_at_front")
     if hs:
