@@ -199,17 +199,6 @@ pub struct HttpUpstream {
 }
 
 impl HttpUpstream {
-    /// A request's headers: the provider's own (see `headers`), with room for `more`. Built
-    /// entry by entry because a clone has no spare room: the headers each request adds grew
-    /// the clone twice (its entries, then its index), which cost more than these inserts.
-    pub fn request_headers(&self, more: usize) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(self.headers.len() + more);
-        for (name, value) in &self.headers {
-            headers.append(name, value.clone());
-        }
-        headers
-    }
-
     /// The URI of a path under the base URL.
     pub fn uri(&self, path: &str) -> Result<Uri, http::uri::InvalidUri> {
         // Joined by hand: `format!` cost twice the parse (callgrind, per translated request).

@@ -37,8 +37,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let outgoing_headers = request.headers_mut();
-    // The forwarded headers, Anthropic's and the request id.
-    *outgoing_headers = http.request_headers(FORWARDED_REQUEST_HEADERS.len() + ANTHROPIC_REQUEST_HEADERS.len() + 1);
+    *outgoing_headers = http.headers.clone();
     copy_forwarded(call.headers, outgoing_headers, &FORWARDED_REQUEST_HEADERS);
     if matches!(call.endpoint, Endpoint::messages | Endpoint::count_tokens) {
         copy_forwarded(call.headers, outgoing_headers, &ANTHROPIC_REQUEST_HEADERS);

@@ -112,7 +112,7 @@ async fn send(
     let mut request = http::Request::new(Full::new(wire.body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
-    *request.headers_mut() = http.request_headers(FORWARDED.len() + 1);
+    *request.headers_mut() = http.headers.clone();
     for name in FORWARDED {
         if let Some(value) = call.headers.get(&name) {
             request.headers_mut().insert(name, value.clone());
