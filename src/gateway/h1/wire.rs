@@ -119,16 +119,16 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
             headers.append(name, value);
         }
         let (decoder, clean) = framing(status, &headers, method)?;
-        let close = headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        });
-        let keep_alive_10 = headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
-        });
+        let (mut close, mut keep_alive_10) = (false, false);
+        for token in headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
         let reusable = clean && !close && (version == Version::HTTP_11 || keep_alive_10);
         return Ok(Some(Head {
             status,
