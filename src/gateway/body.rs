@@ -54,7 +54,12 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, ApiError> {
     let fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
     let raw = fields.model.ok_or_else(ApiError::missing_model)?;
     let text = raw.get();
-    let model: Cow<'_, str> = serde_json::from_str(text).map_err(|_| ApiError::model_not_a_string())?;
+    // Borrowed when the literal has no escapes (serde's `Cow` is always owned): no copy of
+    // the name per request.
+    let model: Cow<'_, str> = match serde_json::from_str::<&str>(text) {
+        Ok(model) => Cow::Borrowed(model),
+        Err(_) => Cow::Owned(serde_json::from_str::<String>(text).map_err(|_| ApiError::model_not_a_string())?),
+    };
     let start = text.as_ptr() as usize - body.as_ptr() as usize;
     Ok(Probe {
         model,
@@ -120,6 +125,9 @@ mod tests {
     fn escaped_model_names_are_unescaped() {
         let body = br#"{"model":"fast\u002dmodel"}"#;
         assert_eq!(probe(body).expect("probe").model, "fast-model");
+        // A name without escapes is read in place.
+        let plain = probe(br#"{"model":"fast-model"}"#).expect("probe");
+        assert!(matches!(plain.model, Cow::Borrowed("fast-model")));
     }
 
     #[test]

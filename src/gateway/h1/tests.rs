@@ -41,6 +41,34 @@ fn a_head_split_anywhere_parses_the_same() {
 }
 
 #[test]
+fn a_head_with_many_headers_keeps_every_one_up_to_the_limit() {
+    // Past the few kept on the stack while the head is read, up to hyper's limit of 100.
+    for count in [23, 24, 25, 60, 100, 101] {
+        let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
+        for i in 1..count {
+            head.extend_from_slice(format!("x-h{}: v{i}\r\n", i % 7).as_bytes());
+        }
+        head.extend_from_slice(b"\r\nok");
+        let parsed = parse_head(&mut BytesMut::from(&head[..]), &Method::POST);
+        if count > 100 {
+            assert!(matches!(parsed, Err(WireError::Head(_))), "{count} headers");
+            continue;
+        }
+        let head = parsed.unwrap().unwrap();
+        assert_eq!(head.headers.len(), count, "{count} headers");
+        assert_eq!(head.headers["content-length"], "2");
+        let sixes: Vec<_> = head
+            .headers
+            .get_all("x-h6")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        let expected: Vec<String> = (1..count).filter(|i| i % 7 == 6).map(|i| format!("v{i}")).collect();
+        assert_eq!(sixes, expected, "a name's values in order");
+    }
+}
+
+#[test]
 fn interim_answers_are_skipped_and_101_is_refused() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"[..],

@@ -5,6 +5,8 @@
 //! chunk without its CRLF, conflicting lengths and an oversized head are errors, and a
 //! connection whose framing was anything but a clean length or chunked body is not reused.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -13,6 +15,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub const MAX_HEAD: usize = 64 << 10;
 /// Response headers allowed, as hyper's client.
 const MAX_HEADERS: usize = 100;
+/// Room left in a head's map for the headers the gateway adds to the answer (its request id,
+/// the provider's, the target, limits): growing the map on the way back cost more.
+const ADDED_LATER: usize = 4;
+/// Header spans kept on the stack while a head is read; more take a vector.
+const INLINE_SPANS: usize = 24;
 /// A chunk-size line (with its extensions) or a trailer section longer than this is refused.
 const MAX_LINE: usize = 4 << 10;
 const MAX_TRAILERS: usize = 16 << 10;
@@ -49,11 +56,17 @@ pub struct Head {
 /// answers. `Ok(None)`: the head is incomplete, read more (the buffer is at most `MAX_HEAD`).
 pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
+        // Left uninitialised: zeroing 100 slots cost more than parsing a typical head.
+        let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
         // Only the first `MAX_HEAD` bytes are looked at, so that a head reads the same
         // however it arrives.
-        let len = match response.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            &buf[..buf.len().min(MAX_HEAD)],
+            &mut slots,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(WireError::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -76,34 +89,46 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
             _ => Version::HTTP_11,
         };
         // Where each name and value is in the head; the values stay slices of it (no copy).
+        // A typical head fits the small array kept on the stack; a longer one takes a vector.
         let base = buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
         let count = response.headers.len();
+        let mut inline = [Span::default(); INLINE_SPANS];
+        let mut heap = Vec::new();
+        let spans = match count <= INLINE_SPANS {
+            true => &mut inline[..count],
+            false => {
+                heap.resize(count, Span::default());
+                &mut heap[..]
+            }
+        };
         for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
             let name = header.name.as_ptr() as usize - base;
             let value = header.value.as_ptr() as usize - base;
-            *span = (name, name + header.name.len(), value, value + header.value.len());
+            *span = Span {
+                name: (name, name + header.name.len()),
+                value: (value, value + header.value.len()),
+            };
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
-        for &(name_start, name_end, start, end) in &spans[..count] {
-            let name = HeaderName::from_bytes(&head[name_start..name_end])
+        let mut headers = HeaderMap::with_capacity(count + ADDED_LATER);
+        for span in spans.iter() {
+            let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
                 .map_err(|_| WireError::Head("an invalid header name".to_string()))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
                 .map_err(|_| WireError::Head(format!("the value of {name}")))?;
             headers.append(name, value);
         }
         let (decoder, clean) = framing(status, &headers, method)?;
-        let close = headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        });
-        let keep_alive_10 = headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
-        });
+        let (mut close, mut keep_alive_10) = (false, false);
+        for token in headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
         let reusable = clean && !close && (version == Version::HTTP_11 || keep_alive_10);
         return Ok(Some(Head {
             status,
@@ -113,6 +138,13 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
             reusable,
         }));
     }
+}
+
+/// Where a header's name and value are in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
 }
 
 /// How the body is framed (RFC 9112 section 6.3), and whether its end is known exactly.
