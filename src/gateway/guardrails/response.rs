@@ -94,6 +94,9 @@ struct Scanned {
     /// Whether events with one text delta take the typed fast path ([`one_delta`]): always,
     /// but in the tests that compare it with the general path.
     typed: bool,
+    /// Whether the fast path first locates the delta in the event's bytes
+    /// ([`Surface::locate`]): always, but in the tests that compare it with the typed view.
+    located: bool,
 }
 
 struct Slot {
@@ -115,6 +118,7 @@ impl Scanned {
             sequence: None,
             done: false,
             typed: true,
+            located: true,
         }
     }
 
