@@ -20,6 +20,8 @@ impl Scanned {
         let guard = self.guard.clone();
         let matcher = guard.response.as_ref()?;
         let located = if self.located { self.surface.locate(data) } else { None };
+        // A located event is one line: the compact reader allows no raw line break.
+        let one_line = located.is_some();
         let delta = located.or_else(|| self.surface.one_delta(data))?;
         if self.surface.sequenced() {
             let number = delta.sequence?;
@@ -54,15 +56,16 @@ impl Scanned {
             write_event(out, name, data);
             return Some(Ok(()));
         }
-        write_spliced(out, name, [before, after], &released);
+        write_spliced(out, name, [before, after], &released, one_line);
         Some(Ok(()))
     }
 }
 
 /// Writes the event `before` + `released` as a JSON string + `after`; straight into `out`
 /// when the event is one line (as providers write them), without building it first.
-fn write_spliced(out: &mut BytesMut, name: &str, [before, after]: [&str; 2], released: &str) {
-    if memchr::memchr(b'\n', before.as_bytes()).is_some() || memchr::memchr(b'\n', after.as_bytes()).is_some() {
+fn write_spliced(out: &mut BytesMut, name: &str, [before, after]: [&str; 2], released: &str, one_line: bool) {
+    let line_break = |part: &str| memchr::memchr(b'\n', part.as_bytes()).is_some();
+    if !one_line && (line_break(before) || line_break(after)) {
         let encoded = serde_json::to_string(released).unwrap_or_else(|_| String::from("\"\""));
         write_event(out, name, &[before, &encoded, after].concat());
         return;

@@ -17,8 +17,8 @@ pub type Each<'e> = dyn FnMut(&str, &str) -> Result<(), ()> + 'e;
 pub struct Splitter {
     /// The start of a block not complete yet.
     pending: Vec<u8>,
-    /// Bytes of `pending` already scanned (no blank line, no carriage return in them).
-    scanned: usize,
+    /// How far `pending` was scanned (no blank line, no carriage return in it).
+    progress: Progress,
     parser: SseParser,
     /// Whether the stream's first block was read (a byte order mark can only open it).
     started: bool,
@@ -27,10 +27,34 @@ pub struct Splitter {
     parsed: bool,
 }
 
+/// How far a block was scanned, from its start: bytes, its first line break (`usize::MAX`
+/// before one) and how many line breaks.
+#[derive(Clone, Copy)]
+struct Progress {
+    scanned: usize,
+    first: usize,
+    lines: usize,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            scanned: 0,
+            first: usize::MAX,
+            lines: 0,
+        }
+    }
+}
+
 /// Where the next block ends.
 enum Scan {
-    /// At this index: the `\n` of its blank line.
-    Block(usize),
+    /// At this index (the `\n` of its blank line), after its first line break and with this
+    /// many line breaks.
+    Block {
+        end: usize,
+        first: usize,
+        lines: usize,
+    },
     CarriageReturn,
     More,
 }
@@ -76,21 +100,18 @@ impl Splitter {
                 self.parse(&input[at..], each)?;
                 return Ok(input.len());
             }
-            let end = match next_block(input, at, at + std::mem::take(&mut self.scanned)) {
-                Scan::Block(end) => end,
+            let (end, first, lines) = match next_block(input, at, &mut self.progress) {
+                Scan::Block { end, first, lines } => (end, first, lines),
                 Scan::CarriageReturn => {
                     self.parsed = true;
                     self.parse(&input[at..], each)?;
                     return Ok(input.len());
                 }
-                Scan::More => {
-                    self.scanned = input.len() - at;
-                    return Ok(at);
-                }
+                Scan::More => return Ok(at),
             };
             let block = &input[at..=end];
             self.started = true;
-            match simple(block) {
+            match simple(block, first, lines) {
                 Some((name, data)) => each(name, data)?,
                 None => self.parse(block, each)?,
             }
@@ -119,32 +140,49 @@ impl Splitter {
     }
 }
 
-/// The end of the block starting at `from` in `input` (scanning from `scan`).
-fn next_block(input: &[u8], from: usize, scan: usize) -> Scan {
-    let mut at = scan;
+/// The end of the block starting at `from` in `input`, resuming where `progress` (reset
+/// when the block is complete) left its scan; its first line break is relative to `from`.
+fn next_block(input: &[u8], from: usize, progress: &mut Progress) -> Scan {
+    let Progress {
+        scanned,
+        mut first,
+        mut lines,
+    } = std::mem::take(progress);
+    let mut at = from + scanned;
     while let Some(found) = memchr::memchr2(b'\n', b'\r', &input[at..]) {
         let end = at + found;
         if input[end] == b'\r' {
             return Scan::CarriageReturn;
         }
+        first = first.min(end - from);
+        lines += 1;
         if end == from || input[end - 1] == b'\n' {
-            return Scan::Block(end);
+            return Scan::Block { end, first, lines };
         }
         at = end + 1;
     }
+    *progress = Progress {
+        scanned: input.len() - from,
+        first,
+        lines,
+    };
     Scan::More
 }
 
 /// The name and data of a block that is `data:` alone, or `event:` then `data:` (each with
 /// one optional space after the colon), ended by a blank line; `None` for anything else.
-fn simple(block: &[u8]) -> Option<(&str, &str)> {
-    let lines = block.strip_suffix(b"\n\n")?;
-    let (name, data) = match memchr::memchr(b'\n', lines) {
-        None => ("message", lines),
-        Some(at) => {
-            let name = std::str::from_utf8(value(&lines[..at], b"event:")?).ok()?;
-            (if name.is_empty() { "message" } else { name }, &lines[at + 1..])
+/// `first` is the index of its first line break, `lines` how many it has.
+fn simple(block: &[u8], first: usize, lines: usize) -> Option<(&str, &str)> {
+    let (name, data) = match lines {
+        2 => ("message", block.get(..first)?),
+        3 => {
+            let name = std::str::from_utf8(value(block.get(..first)?, b"event:")?).ok()?;
+            (
+                if name.is_empty() { "message" } else { name },
+                block.get(first + 1..block.len() - 2)?,
+            )
         }
+        _ => return None,
     };
     Some((name, std::str::from_utf8(value(data, b"data:")?).ok()?))
 }
@@ -152,9 +190,6 @@ fn simple(block: &[u8]) -> Option<(&str, &str)> {
 /// The value of a one-line field `line` named by `field` (with its colon).
 fn value<'a>(line: &'a [u8], field: &[u8]) -> Option<&'a [u8]> {
     let value = line.strip_prefix(field)?;
-    if memchr::memchr(b'\n', value).is_some() {
-        return None;
-    }
     Some(value.strip_prefix(b" ").unwrap_or(value))
 }
 

@@ -109,3 +109,19 @@ fn a_stopped_stream_hands_on_no_more_events() {
     });
     assert_eq!((result, seen), (Err(()), 1));
 }
+
+#[test]
+fn common_events_never_reach_the_parser_however_they_are_cut() {
+    let stream = b"data: {\"a\":1}\n\nevent: delta\ndata: {\"b\":2}\n\nevent:\ndata:x\n\n";
+    for at in 0..=stream.len() {
+        let mut splitter = Splitter::default();
+        let mut events = 0;
+        let mut each = |_: &str, _: &str| {
+            events += 1;
+            Ok(())
+        };
+        splitter.feed(&stream[..at], &mut each).expect("fed");
+        splitter.feed(&stream[at..], &mut each).expect("fed");
+        assert_eq!((events, splitter.parser_fed), (3, false), "cut at {at}");
+    }
+}

@@ -52,15 +52,44 @@ impl<'a> Compact<'a> {
 
     /// A string literal, quotes included, its escapes checked.
     pub fn string(&mut self) -> Option<&'a str> {
+        self.literal().map(|(literal, _)| literal)
+    }
+
+    /// A string literal's text when it has no escape (keys and `type` values).
+    pub fn plain(&mut self) -> Option<&'a str> {
+        match self.literal()? {
+            (literal, false) => literal.get(1..literal.len() - 1),
+            (_, true) => None,
+        }
+    }
+
+    /// A string literal, quotes included, its escapes checked; whether it has any.
+    #[inline]
+    fn literal(&mut self) -> Option<(&'a str, bool)> {
         let start = self.at;
         self.eat(b'"')?;
         let bytes = self.text.as_bytes();
+        // Most literals have no escape: one run of plain bytes, then the closing quote.
+        let end = plain_run(bytes, self.at);
+        if bytes.get(end) == Some(&b'"') {
+            self.at = end + 1;
+            return Some((self.text.get(start..self.at)?, false));
+        }
+        self.escaped(start)
+    }
+
+    /// The rest of a literal with escapes (or invalid) from `start`.
+    fn escaped(&mut self, start: usize) -> Option<(&'a str, bool)> {
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
         loop {
+            self.at = plain_run(bytes, self.at);
             let byte = *bytes.get(self.at)?;
             self.at += 1;
             match byte {
-                b'"' => return self.text.get(start..self.at),
+                b'"' => return Some((self.text.get(start..self.at)?, escaped)),
                 b'\\' => {
+                    escaped = true;
                     let escape = *bytes.get(self.at)?;
                     self.at += 1;
                     match escape {
@@ -76,17 +105,9 @@ impl<'a> Compact<'a> {
                         _ => return None,
                     }
                 }
-                0..=0x1F => return None,
-                _ => {}
+                _ => return None,
             }
         }
-    }
-
-    /// A string literal's text when it has no escape (keys and `type` values).
-    pub fn plain(&mut self) -> Option<&'a str> {
-        let literal = self.string()?;
-        let inner = &literal[1..literal.len() - 1];
-        (!inner.contains('\\')).then_some(inner)
     }
 
     /// An unsigned integer that fits a `u64`, or `null` (`None` inside).
@@ -172,6 +193,33 @@ impl<'a> Compact<'a> {
         self.depth -= 1;
         Some(())
     }
+}
+
+/// Where the run of bytes from `at` that need no look inside a string ends: at a quote, a
+/// backslash, a control character or the end. Eight bytes at a time (bit tricks on a `u64`:
+/// a byte's top bit is set where it is a quote, a backslash or below 0x20; the lowest such
+/// byte is exact).
+#[inline]
+fn plain_run(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const TOPS: u64 = ONES << 7;
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & TOPS;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let special = zero(word ^ (ONES * u64::from(b'"')))
+            | zero(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & TOPS);
+        if special != 0 {
+            return at + (special.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes.get(at).is_some_and(|b| *b != b'"' && *b != b'\\' && *b >= 0x20) {
+        at += 1;
+    }
+    at
 }
 
 /// A field read at most once: `Err` on the second time (the typed view fails on a duplicate
