@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 use super::super::window::Released;
 use super::{write_event, Scanned};
@@ -19,7 +19,10 @@ impl Scanned {
         }
         let guard = self.guard.clone();
         let matcher = guard.response.as_ref()?;
-        let delta = self.surface.one_delta(data)?;
+        let located = if self.located { self.surface.locate(data) } else { None };
+        // A located event is one line: the compact reader allows no raw line break.
+        let one_line = located.is_some();
+        let delta = located.or_else(|| self.surface.one_delta(data))?;
         if self.surface.sequenced() {
             let number = delta.sequence?;
             if number != self.sequence.unwrap_or(number) {
@@ -30,7 +33,7 @@ impl Scanned {
             .slots
             .iter()
             .position(|s| s.id == delta.slot && !s.template.is_null())?;
-        let literal = delta.text.get();
+        let literal = delta.text;
         let text = decoded(literal)?;
         // The literal is a sub-slice of `data`: its offset is where the released text goes.
         let start = (literal.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
@@ -53,14 +56,34 @@ impl Scanned {
             write_event(out, name, data);
             return Some(Ok(()));
         }
-        let encoded = serde_json::to_string(&released).unwrap_or_else(|_| String::from("\"\""));
-        let mut spliced = String::with_capacity(data.len() + encoded.len());
-        spliced.push_str(before);
-        spliced.push_str(&encoded);
-        spliced.push_str(after);
-        write_event(out, name, &spliced);
+        write_spliced(out, name, [before, after], &released, one_line);
         Some(Ok(()))
     }
+}
+
+/// Writes the event `before` + `released` as a JSON string + `after`; straight into `out`
+/// when the event is one line (as providers write them), without building it first.
+fn write_spliced(out: &mut BytesMut, name: &str, [before, after]: [&str; 2], released: &str, one_line: bool) {
+    let line_break = |part: &str| memchr::memchr(b'\n', part.as_bytes()).is_some();
+    if !one_line && (line_break(before) || line_break(after)) {
+        let encoded = serde_json::to_string(released).unwrap_or_else(|_| String::from("\"\""));
+        write_event(out, name, &[before, &encoded, after].concat());
+        return;
+    }
+    if name != "message" {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(before.as_bytes());
+    match released.is_empty() {
+        true => out.extend_from_slice(b"\"\""),
+        // Writing a `str` to memory cannot fail.
+        false => drop(serde_json::to_writer((&mut *out).writer(), released)),
+    }
+    out.extend_from_slice(after.as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 /// The text of a JSON string literal, when the literal is written as `serde_json` writes it

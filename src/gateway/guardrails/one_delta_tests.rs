@@ -172,11 +172,17 @@ fn responses(rng: &mut fastrand::Rng) -> String {
 
 /// `body` through the stream guard of `endpoint`, with or without the typed fast path.
 fn scanned(endpoint: Endpoint, body: &str, typed: bool) -> String {
+    scanned_with(endpoint, body, typed, true)
+}
+
+/// `body` through the stream guard, its fast path with or without the byte-level locate.
+fn scanned_with(endpoint: Endpoint, body: &str, typed: bool, located: bool) -> String {
     let g = Arc::new(guard(RULES));
     let surface: &'static dyn Surface = surface(endpoint);
     let metrics = Arc::new(GuardMetrics::unregistered());
     let mut scanned = Scanned::new(g, surface, Body::from(body.to_string()), metrics);
     scanned.typed = typed;
+    scanned.located = located;
     let out = scanned
         .collect()
         .now_or_never()
@@ -199,6 +205,11 @@ fn the_fast_path_writes_what_the_general_path_writes() {
             let body = generate(&mut rng);
             let general = scanned(endpoint, &body, false);
             assert_eq!(scanned(endpoint, &body, true), general, "{endpoint:?}: {body}");
+            let typed = scanned_with(endpoint, &body, true, false);
+            assert_eq!(typed, general, "{endpoint:?}, typed view alone: {body}");
+            for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                located_as_typed(endpoint, data);
+            }
         }
     }
 }
@@ -241,4 +252,108 @@ fn an_event_with_one_text_delta_takes_the_fast_path() {
             "{endpoint:?}: renumbered"
         );
     }
+}
+
+/// Where the byte-level locate finds a delta, the typed view finds the same one.
+fn located_as_typed(endpoint: Endpoint, data: &str) -> bool {
+    let surface = surface(endpoint);
+    let Some(located) = surface.locate(data) else {
+        return false;
+    };
+    let typed = surface.one_delta(data);
+    let typed = typed.map(|d| (d.slot, d.text, d.sequence));
+    assert_eq!(
+        Some((located.slot, located.text, located.sequence)),
+        typed,
+        "{endpoint:?}: {data}"
+    );
+    true
+}
+
+#[test]
+fn the_locate_finds_what_the_typed_view_finds_or_leaves_it() {
+    let chat = Endpoint::chat_completions;
+    let found = [
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#,
+        r#"{"choices":[{"finish_reason":null,"delta":{"content":"hi","role":"assistant"},"index":2}],"id":"c"}"#,
+        r#"{"id":"\"content\":\"x\"","choices":[{"delta":{"content":"a \"content\":\"b\" \\"},"index":0,"logprobs":null}]}"#,
+        r#"{"x":{"choices":[{"delta":{"content":"no"}}]},"choices":[{"delta":{"reasoning_content":"yes","content":null}}],"y":[{"a":[1,2.5,-3]},true,null]}"#,
+        r#"{"choices":[{"delta":{"content":"caf\u00e9 \n"},"index":null}],"usage":null}"#,
+    ];
+    for data in found {
+        assert!(located_as_typed(chat, data), "{data}");
+    }
+    let left = [
+        r#"{"choices": [{"delta":{"content":"hi"}}]}"#,
+        r#" {"choices":[{"delta":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}]}{}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}},{"delta":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}],"choices":[{"delta":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi","content":"ho"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi","reasoning_content":"ho"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi"},"logprobs":{"content":[]}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi","tool_calls":[]}}]}"#,
+        r#"{"choices":[{"delta":{"content":7}}]}"#,
+        r#"{"choices":[{"delta":{"c\u006fntent":"hi"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"\ud83d\ude00"}}]}"#,
+        r#"{"choices":[{"index":1.0,"delta":{"content":"hi"}}]}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}],"n":1e400}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}],"s":"\ud800"}"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}]"#,
+        r#"{"choices":[{"delta":{"content":"hi"}}],}"#,
+    ];
+    for data in left {
+        assert!(!located_as_typed(chat, data), "{data}");
+    }
+    let messages_api = Endpoint::messages;
+    assert!(located_as_typed(
+        messages_api,
+        r#"{"delta":{"text":"hi","type":"text_delta","thinking":null},"index":1,"type":"content_block_delta"}"#
+    ));
+    for data in [
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"},"type":"x"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","text":"hi"}}"#,
+        r#"{"type":"content_block_start","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}"#,
+    ] {
+        assert!(!located_as_typed(messages_api, data), "{data}");
+    }
+    let responses_api = Endpoint::responses;
+    assert!(located_as_typed(
+        responses_api,
+        r#"{"sequence_number":4,"logprobs":[],"delta":"hi","content_index":1,"output_index":2,"item_id":"m","type":"response.output_text.delta","obfuscation":"ab"}"#
+    ));
+    for data in [
+        r#"{"type":"response.output_text.delta","delta":"hi","logprobs":[{"token":"hi"}]}"#,
+        r#"{"type":"response.output_text.delta","delta":"hi","sequence_number":null}"#,
+        r#"{"type":"response.output_text.delta","delta":"hi","part":{}}"#,
+        r#"{"type":"response.output_text.done","text":"hi"}"#,
+        r#"{"type":"response.output_text.delta","delta":"hi","response":null,"response":null}"#,
+    ] {
+        assert!(!located_as_typed(responses_api, data), "{data}");
+    }
+}
+
+#[test]
+fn events_that_try_to_fool_the_locate_are_written_as_the_typed_view_writes_them() {
+    let first = r#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+    let events = [
+        r#"{"id":"\"content\":\"bob@example.com\"","choices":[{"delta":{"content":"mail bob@example.com \"content\":\"x\""},"index":0}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"123-45-6789 then \\\" and more text to release"}}],"x":{"content":"123-45-6789"}}"#,
+        r#"{"choices":[{"delta":{"content":" a.b@c.io"}}],"choices":[{"delta":{"content":"other"}}]}"#,
+        r#"{"choices":[ {"delta":{"content":" spaced bob@example.com"}}]}"#,
+    ];
+    let mut body = format!("{first}\n\n");
+    for event in events {
+        body.push_str(&format!("data: {event}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    let chat = Endpoint::chat_completions;
+    let typed = scanned_with(chat, &body, true, false);
+    assert_eq!(scanned_with(chat, &body, true, true), typed);
+    assert!(
+        !typed.contains("bob@example.com ") && !typed.contains("123-45-6789 "),
+        "{typed}"
+    );
 }

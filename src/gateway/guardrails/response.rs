@@ -13,7 +13,6 @@ use http::{header, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use sse_parse::SseParser;
 
 use super::matcher::Matcher;
 use super::metrics::{Action, Side};
@@ -28,8 +27,11 @@ use crate::llm::stream::write_sse;
 
 #[path = "one_delta.rs"]
 mod one_delta;
+#[path = "sse_split.rs"]
+mod sse_split;
 #[path = "whole.rs"]
 mod whole;
+use sse_split::Splitter;
 use whole::scan_whole;
 
 /// Largest whole answer read for scanning.
@@ -79,7 +81,7 @@ pub async fn wrap(
 /// A streamed answer under the response rules.
 struct Scanned {
     inner: Body,
-    parser: SseParser,
+    splitter: Splitter,
     /// Each slot's window, and its first event with text (the model for events carrying
     /// released text).
     slots: Vec<Slot>,
@@ -94,6 +96,9 @@ struct Scanned {
     /// Whether events with one text delta take the typed fast path ([`one_delta`]): always,
     /// but in the tests that compare it with the general path.
     typed: bool,
+    /// Whether the fast path first locates the delta in the event's bytes
+    /// ([`Surface::locate`]): always, but in the tests that compare it with the typed view.
+    located: bool,
 }
 
 struct Slot {
@@ -106,7 +111,7 @@ impl Scanned {
     fn new(guard: Arc<Guard>, surface: &'static dyn Surface, body: Body, metrics: Arc<GuardMetrics>) -> Self {
         Scanned {
             inner: body,
-            parser: SseParser::new(),
+            splitter: Splitter::default(),
             slots: Vec::new(),
             guard,
             surface,
@@ -115,6 +120,7 @@ impl Scanned {
             sequence: None,
             done: false,
             typed: true,
+            located: true,
         }
     }
 
@@ -137,11 +143,10 @@ impl Scanned {
 
     /// Scans the events completed by `bytes`; `Err` ends the stream with an error event.
     fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ()> {
-        self.parser.feed(bytes);
-        while let Some(event) = self.parser.next_event() {
-            self.event(&event.event, &event.data, out)?;
-        }
-        Ok(())
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let result = splitter.feed(bytes, &mut |name, data| self.event(name, data, out));
+        self.splitter = splitter;
+        result
     }
 
     fn event(&mut self, name: &str, data: &str, out: &mut BytesMut) -> Result<(), ()> {
@@ -398,13 +403,9 @@ impl http_body::Body for Scanned {
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => {
-                    this.parser.finish();
                     let mut out = BytesMut::new();
-                    while let Some(event) = this.parser.next_event() {
-                        if this.event(&event.event, &event.data, &mut out).is_err() {
-                            break;
-                        }
-                    }
+                    let mut splitter = std::mem::take(&mut this.splitter);
+                    let _ = splitter.finish(&mut |name, data| this.event(name, data, &mut out));
                     if !this.done {
                         let _ = this.flush(&mut out);
                     }

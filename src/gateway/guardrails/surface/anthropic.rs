@@ -87,7 +87,7 @@ fn slot(event: &Value, kind: u32) -> u32 {
 }
 
 /// The kind and field of each streamed delta type with text.
-const DELTAS: [(&str, u32, &str); 3] = [
+pub(super) const DELTAS: [(&str, u32, &str); 3] = [
     ("text_delta", TEXT, "text"),
     ("thinking_delta", REASONING, "thinking"),
     ("input_json_delta", ARGUMENTS, "partial_json"),
@@ -190,6 +190,10 @@ impl Surface for AnthropicMessages {
     }
 
     /// A `content_block_delta` whose delta has its type's text field.
+    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        super::locate::anthropic(data)
+    }
+
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
         let event = serde_json::from_str::<BlockDelta<'a>>(data).ok()?;
         if event.kind != "content_block_delta" {
@@ -208,7 +212,7 @@ impl Surface for AnthropicMessages {
         let (_, text) = only(&[text])?;
         Some(OneDelta {
             slot: slot_id(event.index.unwrap_or(0), kind, 0),
-            text,
+            text: text.get(),
             sequence: None,
         })
     }

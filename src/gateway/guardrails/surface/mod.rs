@@ -4,6 +4,8 @@
 //! the OpenAI Responses API ([`responses`]).
 
 mod anthropic;
+mod compact;
+mod locate;
 mod openai;
 mod responses;
 pub mod typed;
@@ -107,6 +109,13 @@ pub trait Surface: Sync {
     /// slot or the stream, repeats no whole text and has nothing to scrub. `None`: the event
     /// takes the general path (a parsed [`Value`]). Both must find the same delta.
     fn one_delta<'a>(&self, _data: &'a str) -> Option<OneDelta<'a>> {
+        None
+    }
+
+    /// What [`Surface::one_delta`] finds, located in the event's bytes without a parser when
+    /// the event is compact JSON of the usual shape ([`locate`]); `None` when not certain
+    /// (then [`Surface::one_delta`] decides).
+    fn locate<'a>(&self, _data: &'a str) -> Option<OneDelta<'a>> {
         None
     }
 }

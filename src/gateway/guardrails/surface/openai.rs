@@ -188,6 +188,10 @@ impl Surface for OpenAiChat {
 
     /// A chunk of one choice whose delta is `content` or `reasoning_content` alone, which
     /// neither finishes nor has log probabilities.
+    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        super::locate::chat(data)
+    }
+
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
         let [choice] = serde_json::from_str::<Chunk<'a>>(data).ok()?.choices;
         let delta = choice.delta?;
@@ -198,7 +202,7 @@ impl Surface for OpenAiChat {
         let kind = [TEXT, REASONING][at];
         Some(OneDelta {
             slot: slot_id(choice.index.unwrap_or(0).min(0x3F_FFFF), kind, 0),
-            text,
+            text: text.get(),
             sequence: None,
         })
     }

@@ -96,7 +96,7 @@ fn part_text(part: &mut Value, each: &mut WholeTexts) {
 
 /// Streamed delta events: their kind, the index naming their lane inside the output item, and
 /// the first lane (reasoning text parts after summary parts).
-const DELTAS: [(&str, u32, &str, u64); 6] = [
+pub(super) const DELTAS: [(&str, u32, &str, u64); 6] = [
     ("response.output_text", TEXT, "content_index", 0),
     ("response.refusal", TEXT, "content_index", 0),
     ("response.custom_tool_call_input", TEXT, "", 0),
@@ -270,6 +270,10 @@ impl Surface for Responses {
 
     /// A `<stream>.delta` event with its text, without log probabilities, a part, an item or
     /// a response, whose `sequence_number` (if any) is a number.
+    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        super::locate::responses(data)
+    }
+
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
         let event = serde_json::from_str::<DeltaEvent<'a>>(data).ok()?;
         let stream = event.kind.strip_suffix(".delta")?;
@@ -294,7 +298,7 @@ impl Surface for Responses {
         };
         Some(OneDelta {
             slot: slot_id(event.output_index.unwrap_or(0), kind, first + lane),
-            text,
+            text: text.get(),
             sequence,
         })
     }

@@ -13,7 +13,7 @@ pub struct OneDelta<'a> {
     /// Its slot (see [`slot_id`](super::slot_id)).
     pub slot: u32,
     /// The JSON string literal of its text, borrowed from the event.
-    pub text: &'a RawValue,
+    pub text: &'a str,
     /// The event's `sequence_number`, when the surface numbers events and the event has one.
     pub sequence: Option<u64>,
 }
