@@ -15,6 +15,9 @@ pub struct Detector {
     /// Replaces a masked match.
     pub placeholder: &'static str,
     pub check: Check,
+    /// Its own search skips to a literal (a prefix, or an address's `@`): it is searched
+    /// alone, not in the matcher's group of patterns without one.
+    pub literal: bool,
 }
 
 /// ASCII word boundaries (`(?-u:\b)`) keep the lazy DFA on every input.
@@ -23,6 +26,8 @@ const B: &str = r"(?-u:\b)";
 /// The detector of a builtin. `response`: the form used on streamed responses, where a match
 /// must fit the hold-back window (a private key's header, not its whole block).
 pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
+    use BuiltinDetector::{AwsAccessKey, Email, GithubToken, OpenaiKey, PrivateKey};
+    let literal = matches!(builtin, Email | AwsAccessKey | PrivateKey | OpenaiKey | GithubToken);
     let (pattern, placeholder, check): (String, _, Check) = match builtin {
         BuiltinDetector::Email => (
             format!(r"{B}[A-Za-z0-9._%+-]{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9.-]{{0,62}}[A-Za-z0-9])?\.[A-Za-z]{{2,18}}{B}"),
@@ -85,6 +90,7 @@ pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
         pattern: format!("(?-u){pattern}"),
         placeholder,
         check,
+        literal,
     }
 }
 
