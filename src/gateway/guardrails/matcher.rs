@@ -6,13 +6,11 @@
 use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
-use regex_automata::util::prefilter::Prefilter;
-use regex_automata::MatchKind;
 
 use super::detectors::detector;
 use super::json_text::{safe_in_string, JsonText};
 use super::keywords::Keywords;
-use super::scan::Group;
+use super::scan::{alone, each_match, Group};
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -374,33 +372,7 @@ fn whole_word(text: &str, start: usize, end: usize) -> bool {
     edge_ok(first, text[..start].chars().next_back()) && edge_ok(last, text[end..].chars().next())
 }
 
-/// Calls `each` with every non-empty match of `regex`'s own search from `from` on, then from
-/// each match's end.
-fn each_match(regex: &Regex, text: &str, from: usize, each: &mut dyn FnMut(usize, usize)) {
-    let mut at = from;
-    while let Some(m) = regex.find_at(text, at) {
-        if m.end() > m.start() {
-            at = m.end();
-            each(m.start(), m.end());
-            continue;
-        }
-        at = next_boundary(text, m.end());
-        if at > text.len() {
-            break;
-        }
-    }
-}
-
-/// Whether a pattern is searched alone: its own search skips to a literal prefix, or it can
-/// match the empty string (which the group does not take).
-fn alone(pattern: &str) -> bool {
-    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
-        return true;
-    };
-    !Group::fits(&hir) || Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir).is_some_and(|p| p.is_fast())
-}
-
-fn next_boundary(text: &str, at: usize) -> usize {
+pub(super) fn next_boundary(text: &str, at: usize) -> usize {
     let mut next = at + 1;
     while next < text.len() && !text.is_char_boundary(next) {
         next += 1;

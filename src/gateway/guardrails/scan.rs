@@ -12,10 +12,15 @@
 //! search would resume. Spans are few and short on ordinary text (`d::c` in
 //! `std::collections` is one), so the pass is nearly all of the cost.
 
+use regex::Regex as OneRegex;
 use regex_automata::meta::{self, Regex};
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::MatchKind;
 use regex_automata::{Anchored, Input, PatternID};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Hir;
+
+use super::matcher::next_boundary;
 
 /// The bytes a match can start with, as a 256-bit set.
 #[derive(Clone, Copy)]
@@ -53,7 +58,9 @@ impl Bytes {
 /// Several patterns (none of which matches the empty string) scanned together.
 pub struct Group {
     regex: Regex,
+    /// The first bytes of each pattern, and of any.
     first: Vec<Bytes>,
+    any: Bytes,
 }
 
 impl Group {
@@ -70,8 +77,14 @@ impl Group {
                     .parse(p)
                     .map_or(Bytes::ALL, |hir| Bytes::first(&hir))
             })
-            .collect();
-        Ok(Group { regex, first })
+            .collect::<Vec<Bytes>>();
+        let mut any = Bytes([0; 4]);
+        for set in &first {
+            for (word, bits) in any.0.iter_mut().zip(set.0) {
+                *word |= bits;
+            }
+        }
+        Ok(Group { regex, first, any })
     }
 
     /// Whether `hir` fits in a group: it never matches the empty string.
@@ -80,8 +93,8 @@ impl Group {
     }
 
     /// Appends `(pattern, start, end)` for every match each pattern's own leftmost-first
-    /// search makes from `from` on, then from each match's end: pattern by pattern in
-    /// order of start (patterns interleaved).
+    /// search makes from `from` on, then from each match's end; each pattern's in order of
+    /// start (the patterns' interleaved).
     pub fn each(&self, text: &str, from: usize, found: &mut Vec<(usize, usize, usize)>) {
         let hay = text.as_bytes();
         // Where each pattern's own search resumes: no start before it is still to report.
@@ -97,25 +110,56 @@ impl Group {
                 found.push((leading, start, end));
                 resume[leading] = end;
             }
-            for (pattern, first) in self.first.iter().enumerate() {
-                let mut a = resume[pattern].max(start);
-                while a < end {
-                    if first.contains(hay[a]) && text.is_char_boundary(a) {
-                        let input = Input::new(hay)
-                            .range(a..)
-                            .anchored(Anchored::Pattern(PatternID::new_unchecked(pattern)));
-                        if let Some(m) = self.regex.search(&input) {
-                            found.push((pattern, a, m.end()));
-                            a = m.end();
-                            continue;
-                        }
-                    }
-                    a += 1;
+            // Positions in order: a pattern that matched resumes at its match's end.
+            for a in start..end {
+                let b = hay[a];
+                if !self.any.contains(b) || !text.is_char_boundary(a) {
+                    continue;
                 }
-                resume[pattern] = resume[pattern].max(a);
+                for (pattern, first) in self.first.iter().enumerate() {
+                    if resume[pattern] > a || !first.contains(b) {
+                        continue;
+                    }
+                    let input = Input::new(hay)
+                        .range(a..)
+                        .anchored(Anchored::Pattern(PatternID::new_unchecked(pattern)));
+                    if let Some(m) = self.regex.search(&input) {
+                        found.push((pattern, a, m.end()));
+                        resume[pattern] = m.end();
+                    }
+                }
+            }
+            for r in &mut resume {
+                *r = (*r).max(end);
             }
             // No pattern matches the empty string: `end > start`.
             at = end.max(start + 1);
         }
     }
+}
+
+/// Calls `each` with every non-empty match of `regex`'s own search from `from` on, then from
+/// each match's end.
+pub fn each_match(regex: &OneRegex, text: &str, from: usize, each: &mut dyn FnMut(usize, usize)) {
+    let mut at = from;
+    while let Some(m) = regex.find_at(text, at) {
+        if m.end() > m.start() {
+            at = m.end();
+            each(m.start(), m.end());
+            continue;
+        }
+        at = next_boundary(text, m.end());
+        if at > text.len() {
+            break;
+        }
+    }
+}
+
+/// Whether a pattern is searched alone: its own search skips to a literal prefix, or it can
+/// match the empty string (which the group does not take).
+pub fn alone(pattern: &str) -> bool {
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+        return true;
+    };
+    !Group::fits(&hir) || Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir).is_some_and(|p| p.is_fast())
 }
