@@ -1,6 +1,7 @@
 //! The built-in detectors: a bounded regular expression that finds candidates in one linear
-//! pass (inside the matcher's `RegexSet`), and a check that keeps only real ones (Luhn for
-//! cards, mod-97 for IBANs, the address parser for IPv6, number plans for SSNs and phones).
+//! pass (alone, or in the matcher's group of patterns without a literal), and a check that
+//! keeps only real ones (Luhn for cards, mod-97 for IBANs, the address parser for IPv6,
+//! number plans for SSNs and phones).
 //! The checks are what keep ordinary text (dates, versions, order numbers, `std::vec`) from
 //! being flagged.
 
