@@ -1,7 +1,7 @@
 //! The content rules of one direction, compiled once per routing table: each pattern and
-//! built-in detector with a literal to skip to searched alone (its own prefilter), the others
-//! in one leftmost pass of one multi-pattern regex ([`Group`]), keywords in one Aho-Corasick
-//! automaton (case-insensitive) behind a vectorised prefilter ([`Keywords`]).
+//! built-in detector with a literal to skip to searched alone (its own prefilter), the other
+//! built-ins in one leftmost pass of one multi-pattern regex ([`Group`]), keywords in one
+//! Aho-Corasick automaton (case-insensitive) behind a vectorised prefilter ([`Keywords`]).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use regex::{Regex, RegexBuilder};
 use super::detectors::detector;
 use super::json_text::{safe_in_string, JsonText};
 use super::keywords::Keywords;
-use super::scan::{alone, each_match, Group};
+use super::scan::{each_match, Group};
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -51,7 +51,7 @@ struct Entry {
     source: Source,
     /// The rules using this detector or pattern, in rule order.
     rules: Vec<u16>,
-    /// Searched alone (it has a literal to skip to), not in the group.
+    /// Searched alone (a pattern, or a built-in with a literal to skip to), not in the group.
     alone: bool,
 }
 
@@ -150,7 +150,7 @@ impl Matcher {
                     regex: build(pattern, &rule.name)?,
                     source: Source::Pattern,
                     rules: vec![index],
-                    alone: alone(pattern),
+                    alone: true,
                 });
             }
             for keyword in rule.keywords.iter().flatten() {

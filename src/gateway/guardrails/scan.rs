@@ -1,7 +1,7 @@
-//! The patterns without a literal to skip to (the digit-led detectors: cards, SSNs, phones,
-//! IP addresses, IBANs, and user patterns like them), found in one leftmost pass of one
-//! multi-pattern regex instead of a pass each or an overlapping `RegexSet` pass (both cost
-//! two to three times as much on digit-heavy text).
+//! The built-in detectors without a literal to skip to (the digit-led ones: cards, SSNs,
+//! phones, IP addresses, IBANs), found in one leftmost pass of one multi-pattern regex
+//! instead of a pass each or an overlapping `RegexSet` pass (both cost two to three times as
+//! much on digit-heavy text).
 //!
 //! What it reports is exactly what each pattern's own search would: the matches of
 //! `find_at` from `from`, then from each match's end, for every pattern. The leftmost pass
@@ -10,12 +10,14 @@
 //! pass (a start in a gap would have been the leftmost one), and inside each span each
 //! pattern is tried, anchored, at the positions its first byte allows, from where its own
 //! search would resume. Spans are few and short on ordinary text (`d::c` in
-//! `std::collections` is one), so the pass is nearly all of the cost.
+//! `std::collections` is one), so the pass is most of the cost. Only patterns whose matches
+//! are short belong here (the built-ins' are at most about 50 bytes): a span is then short
+//! and each re-search inside it stops within a match's length. (A user's pattern like
+//! `\d{200}z` would make every digit inside another pattern's spans a 200-byte re-search;
+//! user patterns are searched alone.)
 
 use regex::Regex as OneRegex;
 use regex_automata::meta::{self, Regex};
-use regex_automata::util::prefilter::Prefilter;
-use regex_automata::MatchKind;
 use regex_automata::{Anchored, Input, PatternID};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Hir;
@@ -87,11 +89,6 @@ impl Group {
         Ok(Group { regex, first, any })
     }
 
-    /// Whether `hir` fits in a group: it never matches the empty string.
-    pub fn fits(hir: &Hir) -> bool {
-        hir.properties().minimum_len().is_some_and(|n| n > 0)
-    }
-
     /// Appends `(pattern, start, end)` for every match each pattern's own leftmost-first
     /// search makes from `from` on, then from each match's end; each pattern's in order of
     /// start (the patterns' interleaved).
@@ -153,13 +150,4 @@ pub fn each_match(regex: &OneRegex, text: &str, from: usize, each: &mut dyn FnMu
             break;
         }
     }
-}
-
-/// Whether a pattern is searched alone: its own search skips to a literal prefix, or it can
-/// match the empty string (which the group does not take).
-pub fn alone(pattern: &str) -> bool {
-    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
-        return true;
-    };
-    !Group::fits(&hir) || Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir).is_some_and(|p| p.is_fast())
 }
