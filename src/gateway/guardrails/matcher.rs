@@ -166,9 +166,9 @@ impl Matcher {
         let group = match grouped.is_empty() {
             true => None,
             false => {
-                let patterns: Vec<&str> = grouped.iter().map(|i| entries[*i].regex.as_str()).collect();
-                let group = Group::new(&patterns, PATTERN_SIZE * patterns.len())
-                    .map_err(|source| GuardError::Group { source })?;
+                let alone: Vec<Regex> = grouped.iter().map(|i| entries[*i].regex.clone()).collect();
+                let group =
+                    Group::new(alone, PATTERN_SIZE * grouped.len()).map_err(|source| GuardError::Group { source })?;
                 Some(group)
             }
         };

@@ -60,17 +60,21 @@ impl Bytes {
 /// Several patterns (none of which matches the empty string) scanned together.
 pub struct Group {
     regex: Regex,
+    /// Each pattern alone, for text dense in matches.
+    alone: Vec<OneRegex>,
     /// The first bytes of each pattern, and of any.
     first: Vec<Bytes>,
     any: Bytes,
 }
 
 impl Group {
-    /// `patterns` in order; each pattern's matches are reported with its index here.
-    pub fn new(patterns: &[&str], size_limit: usize) -> Result<Group, Box<meta::BuildError>> {
+    /// The patterns of `alone`, in order; each pattern's matches are reported with its index
+    /// there.
+    pub fn new(alone: Vec<OneRegex>, size_limit: usize) -> Result<Group, Box<meta::BuildError>> {
+        let patterns: Vec<&str> = alone.iter().map(OneRegex::as_str).collect();
         let regex = Regex::builder()
             .configure(Regex::config().auto_prefilter(false).nfa_size_limit(Some(size_limit)))
-            .build_many(patterns)
+            .build_many(&patterns)
             .map_err(Box::new)?;
         let first = patterns
             .iter()
@@ -86,7 +90,12 @@ impl Group {
                 *word |= bits;
             }
         }
-        Ok(Group { regex, first, any })
+        Ok(Group {
+            regex,
+            alone,
+            first,
+            any,
+        })
     }
 
     /// Appends `(pattern, start, end)` for every match each pattern's own leftmost-first
@@ -97,11 +106,14 @@ impl Group {
         // Where each pattern's own search resumes: no start before it is still to report.
         let mut resume = vec![from; self.first.len()];
         let mut at = from;
+        // Searches made (spans and re-searches, a few hundred instructions each).
+        let mut searches = 0usize;
         while at < hay.len() {
             let Some(span) = self.regex.search(&Input::new(hay).range(at..)) else {
                 return;
             };
             let (start, end) = (span.start(), span.end());
+            searches += 1;
             let leading = span.pattern().as_usize();
             if resume[leading] <= start {
                 found.push((leading, start, end));
@@ -120,6 +132,7 @@ impl Group {
                     let input = Input::new(hay)
                         .range(a..)
                         .anchored(Anchored::Pattern(PatternID::new_unchecked(pattern)));
+                    searches += 1;
                     if let Some(m) = self.regex.search(&input) {
                         found.push((pattern, a, m.end()));
                         resume[pattern] = m.end();
@@ -131,6 +144,16 @@ impl Group {
             }
             // No pattern matches the empty string: `end > start`.
             at = end.max(start + 1);
+            if searches > 64 + (at - from) / 8 {
+                // Text dense in matches (a table of numbers): each pattern's own search from
+                // where it resumes costs less than re-searching every span.
+                for (pattern, regex) in self.alone.iter().enumerate() {
+                    each_match(regex, text, resume[pattern], &mut |start, end| {
+                        found.push((pattern, start, end))
+                    });
+                }
+                return;
+            }
         }
     }
 }

@@ -175,7 +175,14 @@ const PIECES: [&str; 56] = [
 
 fn text(rng: &mut fastrand::Rng) -> String {
     let mut text = String::new();
-    for _ in 0..rng.usize(0..40) {
+    // One text in eight is long and dense in matches (the group then searches each pattern
+    // alone from where it is).
+    let pieces = if rng.usize(..8) == 0 {
+        rng.usize(100..600)
+    } else {
+        rng.usize(0..40)
+    };
+    for _ in 0..pieces {
         match rng.usize(..4) {
             0 => (0..rng.usize(1..20)).for_each(|_| text.push(rng.char('0'..='9'))),
             1 => (0..rng.usize(1..6)).for_each(|_| {
