@@ -1,6 +1,7 @@
 //! The built-in detectors: a bounded regular expression that finds candidates in one linear
-//! pass (inside the matcher's `RegexSet`), and a check that keeps only real ones (Luhn for
-//! cards, mod-97 for IBANs, the address parser for IPv6, number plans for SSNs and phones).
+//! pass (alone, or in the matcher's group of patterns without a literal), and a check that
+//! keeps only real ones (Luhn for cards, mod-97 for IBANs, the address parser for IPv6,
+//! number plans for SSNs and phones).
 //! The checks are what keep ordinary text (dates, versions, order numbers, `std::vec`) from
 //! being flagged.
 
@@ -15,6 +16,9 @@ pub struct Detector {
     /// Replaces a masked match.
     pub placeholder: &'static str,
     pub check: Check,
+    /// Its own search skips to a literal (a prefix, or an address's `@`): it is searched
+    /// alone, not in the matcher's group of patterns without one.
+    pub literal: bool,
 }
 
 /// ASCII word boundaries (`(?-u:\b)`) keep the lazy DFA on every input.
@@ -23,6 +27,8 @@ const B: &str = r"(?-u:\b)";
 /// The detector of a builtin. `response`: the form used on streamed responses, where a match
 /// must fit the hold-back window (a private key's header, not its whole block).
 pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
+    use BuiltinDetector::{AwsAccessKey, Email, GithubToken, OpenaiKey, PrivateKey};
+    let literal = matches!(builtin, Email | AwsAccessKey | PrivateKey | OpenaiKey | GithubToken);
     let (pattern, placeholder, check): (String, _, Check) = match builtin {
         BuiltinDetector::Email => (
             format!(r"{B}[A-Za-z0-9._%+-]{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9.-]{{0,62}}[A-Za-z0-9])?\.[A-Za-z]{{2,18}}{B}"),
@@ -85,6 +91,7 @@ pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
         pattern: format!("(?-u){pattern}"),
         placeholder,
         check,
+        literal,
     }
 }
 

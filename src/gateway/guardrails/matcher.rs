@@ -1,15 +1,16 @@
-//! The content rules of one direction, compiled once per routing table: every pattern and
-//! built-in detector in one `RegexSet` (one linear pass says which can match), keywords in
-//! one Aho-Corasick automaton (case-insensitive) behind a vectorised prefilter
-//! ([`Keywords`]), then positions only for what matched.
+//! The content rules of one direction, compiled once per routing table: each pattern and
+//! built-in detector with a literal to skip to searched alone (its own prefilter), the other
+//! built-ins in one leftmost pass of one multi-pattern regex ([`Group`]), keywords in one
+//! Aho-Corasick automaton (case-insensitive) behind a vectorised prefilter ([`Keywords`]).
 
 use std::sync::Arc;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder};
 
 use super::detectors::detector;
 use super::json_text::{safe_in_string, JsonText};
 use super::keywords::Keywords;
+use super::scan::{each_match, Group};
 use super::GuardError;
 use crate::crd::{ContentRule, Direction, GuardAction, MessageRole};
 
@@ -50,6 +51,8 @@ struct Entry {
     source: Source,
     /// The rules using this detector or pattern, in rule order.
     rules: Vec<u16>,
+    /// Searched alone (a pattern, or a built-in with a literal to skip to), not in the group.
+    alone: bool,
 }
 
 /// What a scanned text is, which decides what a masking match does.
@@ -81,8 +84,11 @@ pub struct Finding {
 
 pub struct Matcher {
     pub rules: Vec<RuleInfo>,
-    set: RegexSet,
     entries: Vec<Entry>,
+    /// The entries not searched alone, scanned together; `grouped[i]` is the entry of its
+    /// pattern `i`.
+    group: Option<Group>,
+    grouped: Vec<usize>,
     keywords: Option<Keywords>,
     /// The rule of each keyword.
     keyword_rules: Vec<u16>,
@@ -135,6 +141,7 @@ impl Matcher {
                         check: found.check,
                     },
                     rules: vec![index],
+                    alone: found.literal,
                 });
             }
             for pattern in rule.patterns.iter().flatten() {
@@ -143,6 +150,7 @@ impl Matcher {
                     regex: build(pattern, &rule.name)?,
                     source: Source::Pattern,
                     rules: vec![index],
+                    alone: true,
                 });
             }
             for keyword in rule.keywords.iter().flatten() {
@@ -154,18 +162,25 @@ impl Matcher {
         if infos.is_empty() {
             return Ok(None);
         }
-        let set = RegexSetBuilder::new(entries.iter().map(|e| e.regex.as_str()))
-            .size_limit(PATTERN_SIZE * entries.len().max(1))
-            .build()
-            .map_err(|source| GuardError::Patterns { source })?;
+        let grouped: Vec<usize> = (0..entries.len()).filter(|i| !entries[*i].alone).collect();
+        let group = match grouped.is_empty() {
+            true => None,
+            false => {
+                let alone: Vec<Regex> = grouped.iter().map(|i| entries[*i].regex.clone()).collect();
+                let group =
+                    Group::new(alone, PATTERN_SIZE * grouped.len()).map_err(|source| GuardError::Group { source })?;
+                Some(group)
+            }
+        };
         let keywords = match keywords.is_empty() {
             true => None,
             false => Some(Keywords::new(&keywords)?),
         };
         Ok(Some(Matcher {
             rules: infos,
-            set,
             entries,
+            group,
+            grouped,
             keywords,
             keyword_rules,
             window: longest.min(WINDOW_CAP) + LOOKAHEAD,
@@ -193,40 +208,44 @@ impl Matcher {
                     .unwrap_or(first),
             )
         };
-        if !self.entries.is_empty() {
-            for index in self.set.matches_at(text, from).iter() {
-                let entry = &self.entries[index];
-                let Some(rule) = decide(&entry.rules) else { continue };
-                let mut at = from;
-                while let Some(m) = entry.regex.find_at(text, at) {
-                    at = if m.end() > m.start() {
-                        m.end()
-                    } else {
-                        next_boundary(text, m.end())
-                    };
-                    if m.start() == m.end() {
-                        if at > text.len() {
-                            break;
-                        }
+        // (entry, start, end) of every candidate, entry by entry, each entry's in order.
+        let mut raw: Vec<(usize, usize, usize)> = Vec::new();
+        for (index, entry) in self.entries.iter().enumerate() {
+            if entry.alone && decide(&entry.rules).is_some() {
+                each_match(&entry.regex, text, from, &mut |start, end| {
+                    raw.push((index, start, end))
+                });
+            }
+        }
+        if let Some(group) = &self.group {
+            if self.grouped.iter().any(|i| decide(&self.entries[*i].rules).is_some()) {
+                let alone = raw.len();
+                group.each(text, from, &mut raw);
+                for found in &mut raw[alone..] {
+                    found.0 = self.grouped[found.0];
+                }
+                // Stable: each entry's candidates stay in order of position.
+                raw.sort_by_key(|found| found.0);
+            }
+        }
+        for (index, start, end) in raw {
+            let entry = &self.entries[index];
+            let Some(rule) = decide(&entry.rules) else { continue };
+            let placeholder = match &entry.source {
+                Source::Builtin { placeholder, check } => {
+                    if !check(text, start, end) {
                         continue;
                     }
-                    let placeholder = match &entry.source {
-                        Source::Builtin { placeholder, check } => {
-                            if !check(text, m.start(), m.end()) {
-                                continue;
-                            }
-                            Some(*placeholder)
-                        }
-                        Source::Pattern => None,
-                    };
-                    out.push(Finding {
-                        start: m.start(),
-                        end: m.end(),
-                        rule,
-                        placeholder,
-                    });
+                    Some(*placeholder)
                 }
-            }
+                Source::Pattern => None,
+            };
+            out.push(Finding {
+                start,
+                end,
+                rule,
+                placeholder,
+            });
         }
         if let Some(keywords) = &self.keywords {
             keywords.each(text, from, &mut |start, end, keyword| {
@@ -353,7 +372,7 @@ fn whole_word(text: &str, start: usize, end: usize) -> bool {
     edge_ok(first, text[..start].chars().next_back()) && edge_ok(last, text[end..].chars().next())
 }
 
-fn next_boundary(text: &str, at: usize) -> usize {
+pub(super) fn next_boundary(text: &str, at: usize) -> usize {
     let mut next = at + 1;
     while next < text.len() && !text.is_char_boundary(next) {
         next += 1;
@@ -383,3 +402,7 @@ fn max_len(pattern: &str) -> usize {
 #[cfg(test)]
 #[path = "matcher_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod scan_tests;

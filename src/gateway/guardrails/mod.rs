@@ -17,6 +17,7 @@ mod matcher;
 pub mod metrics;
 mod request;
 mod response;
+mod scan;
 mod surface;
 pub mod webhook;
 mod window;
@@ -48,6 +49,11 @@ pub enum GuardError {
     Patterns {
         #[source]
         source: regex::Error,
+    },
+    #[error("the content rules' patterns do not compile together: {source}")]
+    Group {
+        #[source]
+        source: Box<regex_automata::meta::BuildError>,
     },
     #[error("the content rules' keywords do not compile: {source}")]
     Keywords {
