@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 
 use super::body::probe;
 use super::error::ApiError;
@@ -101,16 +101,64 @@ pub(super) async fn read_body(
         return Err(ApiError::body_too_large(limit));
     }
     // A body that came with its headers is read at once; only a slow one gets a timer.
-    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
-    let collected = match futures_util::poll!(collect.as_mut()) {
-        std::task::Poll::Ready(collected) => collected,
-        std::task::Poll::Pending => tokio::time::timeout(timeout, collect)
+    let mut read = std::pin::pin!(collect(body, limit));
+    match futures_util::poll!(read.as_mut()) {
+        std::task::Poll::Ready(read) => read,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, read)
             .await
             .map_err(|_| ApiError::body_timeout(timeout))?,
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
-        Err(e) => Err(ApiError::body_unreadable(&e.to_string())),
+    }
+}
+
+/// The body's data, at most `limit` bytes: its only data frame itself when it came in one (as
+/// a small body does), else the frames copied into one buffer. Trailers are ignored.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::body_unreadable(&e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(ApiError::body_too_large(limit));
+        }
+        match joined.as_mut() {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None if data.is_empty() => {}
+            None => {
+                let mut buf = BytesMut::with_capacity(total);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(chunks: &[&'static str]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))).collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_and_within_the_limit() {
+        let one = Bytes::from_static(b"{\"model\":\"m\"}");
+        let read = collect(Body::from(one.clone()), 100).await.expect("one frame");
+        assert_eq!(read.as_ptr(), one.as_ptr(), "a body in one frame is not copied");
+        let joined = collect(frames(&["{\"mo", "", "del\":", "\"m\"}"]), 100)
+            .await
+            .expect("frames");
+        assert_eq!(&joined[..], b"{\"model\":\"m\"}");
+        assert_eq!(collect(frames(&["", "ab"]), 2).await.expect("at the limit"), "ab");
+        let over = collect(frames(&["ab", "c"]), 2).await.expect_err("over the limit");
+        assert_eq!(over.code, Some("request_too_large"));
     }
 }

@@ -165,7 +165,11 @@ impl Prepared {
         let method = request.method();
         let expects_body = !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
         if !body.is_empty() || expects_body {
-            line(&mut head, b"content-length", body.len().to_string().as_bytes());
+            line(
+                &mut head,
+                b"content-length",
+                itoa::Buffer::new().format(body.len()).as_bytes(),
+            );
         }
         head.extend_from_slice(b"\r\n");
         Prepared {
