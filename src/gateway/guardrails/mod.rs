@@ -18,6 +18,7 @@ pub mod metrics;
 mod request;
 mod response;
 mod scan;
+mod strict;
 mod surface;
 pub mod webhook;
 mod window;
@@ -170,7 +171,7 @@ fn unreadable(alias: &str, what: &str) -> ApiError {
         kind: "upstream_error",
         code: Some("upstream_unreadable_answer"),
         param: None,
-        message: format!("The answer was withheld: the provider sent {what} that is not valid JSON, so the content rules of the model '{alias}' could not check it. Retry the request; if it keeps failing, ask the platform team about the provider."),
+        message: format!("The answer was withheld: the provider sent {what} that is not valid JSON (or names one member twice in an object, which readers take two ways), so the content rules of the model '{alias}' could not check it. Retry the request; if it keeps failing, ask the platform team about the provider."),
         headers: None,
     }
 }

@@ -30,7 +30,7 @@ pub async fn check(
         return Ok(None);
     }
     let surface = surface(endpoint);
-    let mut value: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    let mut value: Value = super::strict::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
     let mut changed = false;
     if let Some((cap, mode)) = guard.cap {
         changed |= cap_output(surface, &mut value, cap, mode, &guard.alias, &count)?;

@@ -154,7 +154,7 @@ impl Scanned {
             return done;
         }
         let parsed = match data.trim_start().starts_with('{') {
-            true => match serde_json::from_str::<Value>(data) {
+            true => match super::strict::from_str(data) {
                 Ok(value) => Some(value),
                 Err(error) => {
                     tracing::warn!(alias = %self.guard.alias, %error, "a streamed event the guardrails cannot read ended the stream");

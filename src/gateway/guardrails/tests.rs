@@ -373,3 +373,44 @@ async fn answers_the_rules_cannot_read_are_withheld_not_passed_on_unchecked() {
     .await;
     assert_eq!(out.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_name_repeated_in_one_object_is_refused_not_read_two_ways() {
+    // serde_json keeps the last of two equal names, other readers the first: passed on as it
+    // came, the first would reach a reader the rules never checked it for.
+    let rules = "{content: [{name: pii, builtin: [email], \"on\": [both], action: mask}]}";
+    let g = Arc::new(guard(rules));
+    let metrics = Arc::new(GuardMetrics::unregistered());
+    let request = Bytes::from_static(
+        br#"{"model":"chat","messages":[{"role":"user","content":"bob@example.com","content":"clean"}]}"#,
+    );
+    let error = check_request(Some(&g), Endpoint::chat_completions, &request, &metrics)
+        .await
+        .expect_err("refused");
+    assert_eq!(error.status, StatusCode::BAD_REQUEST);
+    assert!(error.message.contains("\"content\" appears twice"), "{}", error.message);
+    assert!(!error.message.contains("bob@"), "{}", error.message);
+    let answer =
+        r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com","content":"clean"}}]}"#;
+    let out = guard_response(
+        Some(&g),
+        Endpoint::chat_completions,
+        Response::new(Body::from(answer)),
+        &metrics,
+    )
+    .await;
+    assert_eq!(out.status(), StatusCode::BAD_GATEWAY);
+    let text = out.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("upstream_unreadable_answer") && !text.contains("bob@"),
+        "{text}"
+    );
+    let event = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"bob@example.com","content":"hi"},"finish_reason":null}]}"#;
+    let body = format!("data: {}\n\ndata: {event}\n\ndata: [DONE]\n\n", delta("Hello ", None));
+    for pieces in [1, 5] {
+        let (_, raw) = scan_stream(guard(rules), &body, pieces).await;
+        assert!(!raw.contains("bob@example.com"), "{raw}");
+        assert!(raw.contains("upstream_unreadable_answer"), "{raw}");
+    }
+}

@@ -3,7 +3,6 @@
 //! cannot read it.
 
 use bytes::Bytes;
-use serde_json::Value;
 
 use super::super::matcher::Matcher;
 use super::super::metrics::{Action, Side};
@@ -22,7 +21,7 @@ pub(super) fn scan_whole(
     let Some(matcher) = &guard.response else {
         return Ok(None);
     };
-    let mut value = match serde_json::from_slice::<Value>(bytes) {
+    let mut value = match super::super::strict::from_slice(bytes) {
         Ok(value) => value,
         Err(_) if bytes.trim_ascii().is_empty() => return Ok(None),
         Err(error) => {
