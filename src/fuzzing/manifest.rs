@@ -35,7 +35,10 @@ pub fn manifest_yaml(data: &[u8]) {
                 "a syntax error without its line: {problem:?}"
             );
         }
-        assert!(!problem.subject.is_empty() && !problem.field.is_empty() && !problem.message.is_empty());
+        assert!(
+            !problem.subject.is_empty() && !problem.field.is_empty() && !problem.message.is_empty(),
+            "{problem:?}"
+        );
     }
     for object in manifests
         .providers

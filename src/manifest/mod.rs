@@ -258,6 +258,28 @@ metadata: {name: nokind}
     }
 
     #[test]
+    fn a_key_with_no_name_is_named_as_such() {
+        let text = r#"apiVersion: modelgate.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: p}
+spec: {type: mock, models: [m]}
+?
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: a}
+spec: {target: p/m, "": 1}
+"#;
+        assert_eq!(
+            problems(text),
+            vec![
+                "m.yaml: LLMProvider default/p: <empty key>: a key with no name at '<empty key>' (an empty or null key, such as a `?` line with nothing after it); remove it",
+                "m.yaml: ModelAlias default/a: spec.<empty key>: a key with no name at 'spec.<empty key>' (an empty or null key, such as a `?` line with nothing after it); remove it",
+            ]
+        );
+    }
+
+    #[test]
     fn a_yaml_syntax_error_is_fatal_for_its_file() {
         let mut manifests = Manifests::default();
         parse_documents("kind: [unclosed\n", Path::new("bad.yaml"), &mut manifests);

@@ -188,12 +188,27 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, (String, St
         .iter()
         .find(|f| !matches!(f.as_str(), "apiVersion" | "kind") && !f.starts_with("status"));
     match unexpected {
+        Some(field) if field.split('.').any(str::is_empty) => {
+            let field = named_empty_keys(field);
+            Err((
+                field.clone(),
+                format!("a key with no name at '{field}' (an empty or null key, such as a `?` line with nothing after it); remove it"),
+            ))
+        }
         Some(field) => Err((
             field.clone(),
             format!("unknown field '{field}'; check its spelling against `modelgate crds` or `kubectl explain`"),
         )),
         _ => Ok(parsed),
     }
+}
+
+/// A field path with each empty key spelled out (`spec.` → `spec.<empty key>`).
+fn named_empty_keys(path: &str) -> String {
+    path.split('.')
+        .map(|key| if key.is_empty() { "<empty key>" } else { key })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn parse_secret(value: serde_json::Value, namespace: &str, name: &str, origin: Origin, manifests: &mut Manifests) {
