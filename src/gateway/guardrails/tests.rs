@@ -325,6 +325,20 @@ async fn whole_answers_are_masked_or_refused() {
     assert!(!String::from_utf8_lossy(&text).contains("Falcon!"));
 }
 
+/// A whole chat answer through the response rules: the status and body the client gets.
+async fn whole_answer(g: &Arc<Guard>, metrics: &Arc<GuardMetrics>, body: &'static str) -> (StatusCode, String) {
+    let out = guard_response(
+        Some(g),
+        Endpoint::chat_completions,
+        Response::new(Body::from(body)),
+        metrics,
+    )
+    .await;
+    let status = out.status();
+    let text = out.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
 #[tokio::test]
 async fn answers_the_rules_cannot_read_are_withheld_not_passed_on_unchecked() {
     let rules = "{content: [{name: pii, builtin: [email], \"on\": [response], action: mask}]}";
@@ -347,16 +361,8 @@ async fn answers_the_rules_cannot_read_are_withheld_not_passed_on_unchecked() {
         r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com \ud800"}}]}"#,
         r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com"#,
     ] {
-        let out = guard_response(
-            Some(&g),
-            Endpoint::chat_completions,
-            Response::new(Body::from(body)),
-            &metrics,
-        )
-        .await;
-        assert_eq!(out.status(), StatusCode::BAD_GATEWAY);
-        let text = out.into_body().collect().await.expect("body").to_bytes();
-        let text = String::from_utf8_lossy(&text);
+        let (status, text) = whole_answer(&g, &metrics, body).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
         assert!(!text.contains("bob@"), "{text}");
         assert!(
             text.contains("upstream_unreadable_answer") && text.contains("not valid JSON"),
@@ -392,16 +398,8 @@ async fn a_name_repeated_in_one_object_is_refused_not_read_two_ways() {
     assert!(!error.message.contains("bob@"), "{}", error.message);
     let answer =
         r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"bob@example.com","content":"clean"}}]}"#;
-    let out = guard_response(
-        Some(&g),
-        Endpoint::chat_completions,
-        Response::new(Body::from(answer)),
-        &metrics,
-    )
-    .await;
-    assert_eq!(out.status(), StatusCode::BAD_GATEWAY);
-    let text = out.into_body().collect().await.expect("body").to_bytes();
-    let text = String::from_utf8_lossy(&text);
+    let (status, text) = whole_answer(&g, &metrics, answer).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(
         text.contains("upstream_unreadable_answer") && !text.contains("bob@"),
         "{text}"
