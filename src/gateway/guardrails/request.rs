@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::metrics::{Action, Side};
+use super::splice::Masked;
 use super::surface::{surface, Surface};
 use super::{violation, Guard, GuardMetrics};
 use crate::crd::{CapMode, Direction, MessageRole};
@@ -32,9 +33,9 @@ pub async fn check(
     let surface = surface(endpoint);
     let mut value: Value = super::strict::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
     // The body is written whole when the output cap changed it; else only masked strings are
-    // spliced into the client's bytes (their addresses in `value`).
+    // spliced into the client's bytes (by their addresses in `value`).
     let mut changed = false;
-    let mut spliced: Vec<usize> = Vec::new();
+    let mut spliced: Vec<Masked> = Vec::new();
     if let Some((cap, mode)) = guard.cap {
         changed |= cap_output(surface, &mut value, cap, mode, &guard.alias, &count)?;
     }
@@ -47,7 +48,13 @@ pub async fn check(
                 let before = masked.len();
                 blocked = matcher.apply(text, Some(role), form, &mut findings, &mut masked);
                 if masked.len() > before {
-                    spliced.push(std::ptr::from_ref::<String>(text) as usize);
+                    spliced.push(Masked {
+                        address: std::ptr::from_ref::<String>(text) as usize,
+                        found: findings
+                            .iter()
+                            .map(|f| (f.start, f.end, matcher.placeholder(f)))
+                            .collect(),
+                    });
                 }
             }
         });

@@ -8,21 +8,32 @@
 //! name leads to one value), arrays item by item. Everything else keeps the client's bytes:
 //! the upstream reads the same value as from the body written again, and the bytes the guard
 //! did not change go through as they were (order of members, spacing, escapes, numbers).
+//! A masked string itself is written as its source bytes between the matches, with the
+//! placeholders between them: only the placeholders are escaped, not the whole text again.
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
-/// `body` (the JSON text `value` was parsed from) with every string of `value` whose address
-/// is in `masked` written as its text now; `None` when the body does not walk beside the
-/// value (not for a body the value was parsed from: the caller then writes the value whole).
-pub fn splice(body: &[u8], value: &Value, masked: &[usize]) -> Option<Vec<u8>> {
-    let mut masked = masked.to_vec();
-    masked.sort_unstable();
+use super::json_text::{safe_in_string, JsonText};
+
+/// A string of the parsed body the rules masked: its address, and each match replaced
+/// (`start..end` in the text before masking, in order) with its placeholder.
+pub struct Masked<'p> {
+    pub address: usize,
+    pub found: Vec<(usize, usize, &'p str)>,
+}
+
+/// `body` (the JSON text `value` was parsed from) with every string of `value` in `masked`
+/// written as its text now; `None` when the body does not walk beside the value (not for a
+/// body the value was parsed from: the caller then writes the value whole).
+pub fn splice(body: &[u8], value: &Value, masked: &[Masked]) -> Option<Vec<u8>> {
+    let mut order: Vec<(usize, usize)> = masked.iter().enumerate().map(|(i, m)| (m.address, i)).collect();
+    order.sort_unstable();
     let mut walk = Walk {
         body,
         at: 0,
-        masked: &masked,
+        masked: &order,
         spans: Vec::with_capacity(masked.len()),
     };
     walk.value(value, 0)?;
@@ -30,20 +41,66 @@ pub fn splice(body: &[u8], value: &Value, masked: &[usize]) -> Option<Vec<u8>> {
     if walk.at != body.len() {
         return None;
     }
-    let grown: usize = walk
-        .spans
+    let grown: usize = masked
         .iter()
-        .map(|(_, _, text)| text.len() + text.len() / 8 + 2)
+        .flat_map(|m| m.found.iter().map(|(_, _, placeholder)| placeholder.len() + 2))
         .sum();
     let mut out = Vec::with_capacity(body.len() + grown);
     let mut at = 0;
-    for (start, end, text) in walk.spans {
+    for (start, end, text, index) in walk.spans {
         out.extend_from_slice(&body[at..start]);
-        serde_json::to_writer(&mut out, text).ok()?;
+        let mark = out.len();
+        if !masked_source(&mut out, &body[start + 1..end - 1], text, &masked[index].found) {
+            // Not the text the matches were found in (never for a body the value was parsed
+            // from): the text as it is now, escaped whole.
+            out.truncate(mark);
+            serde_json::to_writer(&mut out, text).ok()?;
+        }
         at = end;
     }
     out.extend_from_slice(&body[at..]);
     Some(out)
+}
+
+/// Writes the string whose source (without quotes) is `source` masked, as `"`, its source
+/// between the matches and each placeholder; whether `source` decodes to the text the
+/// matches were found in (checked outside the matches against `now`, the masked text).
+fn masked_source(out: &mut Vec<u8>, source: &[u8], now: &str, found: &[(usize, usize, &str)]) -> bool {
+    let Ok(source) = std::str::from_utf8(source) else {
+        return false;
+    };
+    // Without escapes, the source is the text.
+    let decoded = memchr::memchr(b'\\', source.as_bytes()).map(|_| JsonText::decode(source, true, true));
+    let text = decoded.as_ref().map_or(source, |d| d.text.as_str());
+    let to_source = |at: usize| decoded.as_ref().map_or(at, |d| d.to_source(at));
+    out.push(b'"');
+    let (mut at, mut at_now) = (0, 0);
+    for &(start, end, placeholder) in found {
+        let Some(kept) = text.get(at..start) else {
+            return false;
+        };
+        let after = at_now + kept.len();
+        if now.get(at_now..after) != Some(kept) || now.get(after..after + placeholder.len()) != Some(placeholder) {
+            return false;
+        }
+        at_now = after + placeholder.len();
+        out.extend_from_slice(&source.as_bytes()[to_source(at)..to_source(start)]);
+        if safe_in_string(placeholder) {
+            out.extend_from_slice(placeholder.as_bytes());
+        } else {
+            let Ok(quoted) = serde_json::to_string(placeholder) else {
+                return false;
+            };
+            out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
+        }
+        at = end;
+    }
+    if text.get(at..) != now.get(at_now..) {
+        return false;
+    }
+    out.extend_from_slice(&source.as_bytes()[to_source(at)..]);
+    out.push(b'"');
+    true
 }
 
 /// Deepest nesting walked (the parser refuses deeper bodies before: 128).
@@ -52,10 +109,11 @@ const DEPTH: usize = 256;
 struct Walk<'a> {
     body: &'a [u8],
     at: usize,
-    /// Addresses of the masked strings, sorted.
-    masked: &'a [usize],
-    /// `start..end` (with the quotes) of each masked string in the body, and its text now.
-    spans: Vec<(usize, usize, &'a str)>,
+    /// Addresses of the masked strings, sorted, and each one's index in the caller's list.
+    masked: &'a [(usize, usize)],
+    /// `start..end` (with the quotes) of each masked string in the body, its text now and
+    /// its index in the caller's list.
+    spans: Vec<(usize, usize, &'a str, usize)>,
 }
 
 impl<'a> Walk<'a> {
@@ -129,8 +187,8 @@ impl<'a> Walk<'a> {
             (b'"', Value::String(text)) => {
                 let (start, end) = self.string()?;
                 let address = std::ptr::from_ref(text) as usize;
-                if self.masked.binary_search(&address).is_ok() {
-                    self.spans.push((start, end, text.as_str()));
+                if let Ok(i) = self.masked.binary_search_by_key(&address, |m| m.0) {
+                    self.spans.push((start, end, text.as_str(), self.masked[i].1));
                 }
             }
             (b'"' | b'{' | b'[', _) => return None,

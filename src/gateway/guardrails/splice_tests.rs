@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::splice;
+use super::{splice, Masked};
 use serde_json::Value;
 
 use super::super::matcher::{Finding, Form, Matcher};
@@ -63,12 +63,20 @@ fn text(rng: &mut fastrand::Rng) -> String {
 
 /// `text` as a JSON string, each character written as itself or escaped, at random.
 fn quoted(rng: &mut fastrand::Rng, text: &str) -> String {
+    quoted_map(rng, text).0
+}
+
+/// [`quoted`], and where each character of `text` starts in it (by its offset in `text`;
+/// `text.len()`: where the closing quote is).
+fn quoted_map(rng: &mut fastrand::Rng, text: &str) -> (String, Vec<usize>) {
+    let mut map = vec![0; text.len() + 1];
     let mut out = String::from("\"");
     let hex = |rng: &mut fastrand::Rng, unit: u32| match rng.bool() {
         true => format!("\\u{unit:04x}"),
         false => format!("\\u{unit:04X}"),
     };
-    for c in text.chars() {
+    for (i, c) in text.char_indices() {
+        map[i] = out.len();
         let escape = rng.usize(..4) == 0;
         match c {
             '"' if escape => out.push_str(&hex(rng, 0x22)),
@@ -89,19 +97,30 @@ fn quoted(rng: &mut fastrand::Rng, text: &str) -> String {
             c => out.push(c),
         }
     }
+    map[text.len()] = out.len();
     out.push('"');
-    out
+    (out, map)
 }
 
 /// Writes one value of a generated request.
 type Writer<'a> = Box<dyn FnMut(&mut Request, &mut fastrand::Rng) + 'a>;
+
+/// A scanned string: where it is in the body, what it decodes to and where each of its
+/// characters starts in the body, its role and form.
+struct Scanned {
+    start: usize,
+    text: String,
+    map: Vec<usize>,
+    role: MessageRole,
+    form: Form,
+}
 
 /// One generated request: its bytes, and each scanned string's span there, what it decodes
 /// to, its role and form.
 #[derive(Default)]
 struct Request {
     body: String,
-    strings: Vec<(usize, usize, String, MessageRole, Form)>,
+    strings: Vec<Scanned>,
 }
 
 impl Request {
@@ -113,8 +132,16 @@ impl Request {
     fn scanned(&mut self, rng: &mut fastrand::Rng, text: Option<String>, role: MessageRole, form: Form) {
         let text = text.unwrap_or_else(|| self::text(rng));
         let start = self.body.len();
-        self.body.push_str(&quoted(rng, &text));
-        self.strings.push((start, self.body.len(), text, role, form));
+        let (quoted, map) = quoted_map(rng, &text);
+        self.body.push_str(&quoted);
+        let map = map.into_iter().map(|at| start + at).collect();
+        self.strings.push(Scanned {
+            start,
+            text,
+            map,
+            role,
+            form,
+        });
     }
 
     /// `"name":` and a value written by `value`, with spacing.
@@ -290,22 +317,30 @@ async fn masked_strings_are_spliced_into_the_bytes_the_client_sent() {
     for _ in 0..3000 {
         let request = Request::generate(&mut rng);
         let body = Bytes::from(request.body.clone());
-        // The expected bytes: each string the rules changed written again, nothing else.
+        // The expected bytes: the client's, with each match in a string the rules changed
+        // replaced by its placeholder (over the escapes it was written with).
         let mut expected = String::new();
         let mut at = 0;
         let (mut findings, mut masked, mut blocked) = (Vec::new(), Vec::new(), None);
-        for (start, end, decoded, role, form) in &request.strings {
-            let mut text = decoded.clone();
-            if blocked.is_some() || !matcher.scans(*role) {
+        for scanned in &request.strings {
+            let mut text = scanned.text.clone();
+            if blocked.is_some() || !matcher.scans(scanned.role) {
                 continue;
             }
             let before = masked.len();
-            blocked = matcher.apply(&mut text, Some(*role), *form, &mut findings, &mut masked);
+            blocked = matcher.apply(&mut text, Some(scanned.role), scanned.form, &mut findings, &mut masked);
             if masked.len() > before {
-                expected.push_str(&request.body[at..*start]);
-                expected.push_str(&serde_json::to_string(&text).expect("string"));
-                at = *end;
-                masked_json += usize::from(*form == Form::Json);
+                expected.push_str(&request.body[at..scanned.start]);
+                expected.push('"');
+                let mut from = 0;
+                for f in &findings {
+                    expected.push_str(&request.body[scanned.map[from]..scanned.map[f.start]]);
+                    expected.push_str(matcher.placeholder(f));
+                    from = f.end;
+                }
+                expected.push_str(&request.body[scanned.map[from]..scanned.map[scanned.text.len()]]);
+                at = scanned.map[scanned.text.len()];
+                masked_json += usize::from(scanned.form == Form::Json);
             }
         }
         expected.push_str(&request.body[at..]);
@@ -356,9 +391,20 @@ fn a_body_that_does_not_walk_beside_its_value_is_left_to_the_caller() {
         panic!("a string")
     };
     let address_of_string = std::ptr::from_ref(x) as usize;
+    let masked = |found| {
+        [Masked {
+            address: address_of_string,
+            found,
+        }]
+    };
     assert_eq!(
-        splice(br#"{"a":["x"]}"#, &value, &[address_of_string]).as_deref(),
+        splice(br#"{"a":["x"]}"#, &value, &masked(vec![])).as_deref(),
         Some(&br#"{"a":["x"]}"#[..])
+    );
+    // Matches that are not where the text says: the text now, escaped whole.
+    assert_eq!(
+        splice(br#"{"a":[ "\u0078"]}"#, &value, &masked(vec![(0, 1, "[X]")])).as_deref(),
+        Some(&br#"{"a":[ "x"]}"#[..])
     );
     for other in [
         &br#"{"a":["x","y"]}"#[..],
@@ -368,7 +414,7 @@ fn a_body_that_does_not_walk_beside_its_value_is_left_to_the_caller() {
         br#"{"a":"x"}"#,
     ] {
         assert_eq!(
-            splice(other, &value, &[address_of_string]),
+            splice(other, &value, &masked(vec![])),
             None,
             "{}",
             String::from_utf8_lossy(other)
