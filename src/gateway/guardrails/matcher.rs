@@ -228,9 +228,19 @@ impl Matcher {
                 raw.sort_by_key(|found| found.0);
             }
         }
+        // Candidates come entry by entry: each entry's rule is decided once.
+        let mut decided: Option<(usize, Option<u16>)> = None;
         for (index, start, end) in raw {
             let entry = &self.entries[index];
-            let Some(rule) = decide(&entry.rules) else { continue };
+            let rule = match decided {
+                Some((last, rule)) if last == index => rule,
+                _ => {
+                    let rule = decide(&entry.rules);
+                    decided = Some((index, rule));
+                    rule
+                }
+            };
+            let Some(rule) = rule else { continue };
             let placeholder = match &entry.source {
                 Source::Builtin { placeholder, check } => {
                     if !check(text, start, end) {

@@ -18,6 +18,7 @@ pub mod metrics;
 mod request;
 mod response;
 mod scan;
+mod splice;
 mod strict;
 mod surface;
 pub mod webhook;

@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::metrics::{Action, Side};
+use super::splice::Masked;
 use super::surface::{surface, Surface};
 use super::{violation, Guard, GuardMetrics};
 use crate::crd::{CapMode, Direction, MessageRole};
@@ -31,7 +32,10 @@ pub async fn check(
     }
     let surface = surface(endpoint);
     let mut value: Value = super::strict::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    // The body is written whole when the output cap changed it; else only masked strings are
+    // spliced into the client's bytes (by their addresses in `value`).
     let mut changed = false;
+    let mut spliced: Vec<Masked> = Vec::new();
     if let Some((cap, mode)) = guard.cap {
         changed |= cap_output(surface, &mut value, cap, mode, &guard.alias, &count)?;
     }
@@ -41,7 +45,17 @@ pub async fn check(
         let mut findings = Vec::new();
         surface.request_texts(&mut value, &mut |role, text, form| {
             if blocked.is_none() && matcher.scans(role) {
+                let before = masked.len();
                 blocked = matcher.apply(text, Some(role), form, &mut findings, &mut masked);
+                if masked.len() > before {
+                    spliced.push(Masked {
+                        address: std::ptr::from_ref::<String>(text) as usize,
+                        found: findings
+                            .iter()
+                            .map(|f| (f.start, f.end, matcher.placeholder(f)))
+                            .collect(),
+                    });
+                }
             }
         });
         if let Some(rule) = blocked {
@@ -54,7 +68,6 @@ pub async fn check(
         for rule in &masked {
             count(&matcher.rules[usize::from(*rule)].name, Action::mask);
         }
-        changed |= !masked.is_empty();
     }
     if let Some(webhook) = &guard.webhook {
         let mut text = String::new();
@@ -86,7 +99,12 @@ pub async fn check(
         }
     }
     if !changed {
-        return Ok(None);
+        if spliced.is_empty() {
+            return Ok(None);
+        }
+        if let Some(body) = super::splice::splice(body, &value, &spliced) {
+            return Ok(Some(Bytes::from(body)));
+        }
     }
     serde_json::to_vec(&value)
         .map(|v| Some(Bytes::from(v)))

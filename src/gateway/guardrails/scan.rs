@@ -35,6 +35,16 @@ impl Bytes {
         self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
 
+    fn add(&mut self, other: &Bytes) {
+        for (word, bits) in self.0.iter_mut().zip(other.0) {
+            *word |= bits;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+
     /// The first bytes of `hir`'s matches (every byte when they cannot be bounded).
     fn first(hir: &Hir) -> Bytes {
         let seq = Extractor::new()
@@ -62,9 +72,8 @@ pub struct Group {
     regex: Regex,
     /// Each pattern alone, for text dense in matches.
     alone: Vec<OneRegex>,
-    /// The first bytes of each pattern, and of any.
+    /// The first bytes of each pattern.
     first: Vec<Bytes>,
-    any: Bytes,
 }
 
 impl Group {
@@ -84,18 +93,7 @@ impl Group {
                     .map_or(Bytes::ALL, |hir| Bytes::first(&hir))
             })
             .collect::<Vec<Bytes>>();
-        let mut any = Bytes([0; 4]);
-        for set in &first {
-            for (word, bits) in any.0.iter_mut().zip(set.0) {
-                *word |= bits;
-            }
-        }
-        Ok(Group {
-            regex,
-            alone,
-            first,
-            any,
-        })
+        Ok(Group { regex, alone, first })
     }
 
     /// Appends `(pattern, start, end)` for every match each pattern's own leftmost-first
@@ -119,10 +117,20 @@ impl Group {
                 found.push((leading, start, end));
                 resume[leading] = end;
             }
+            // The first bytes of the patterns that may still start inside the span: none, for
+            // the usual span (`d::c` in `std::collections`) whose pattern resumes at its end
+            // and no other starts with its bytes; then no position is looked at.
+            let mut live = Bytes([0; 4]);
+            for (pattern, first) in self.first.iter().enumerate() {
+                if resume[pattern] < end {
+                    live.add(first);
+                }
+            }
             // Positions in order: a pattern that matched resumes at its match's end.
-            for a in start..end {
+            let positions = if live.is_empty() { start..start } else { start..end };
+            for a in positions {
                 let b = hay[a];
-                if !self.any.contains(b) || !text.is_char_boundary(a) {
+                if !live.contains(b) || !text.is_char_boundary(a) {
                     continue;
                 }
                 for (pattern, first) in self.first.iter().enumerate() {

@@ -173,7 +173,49 @@ const PIECES: [&str; 56] = [
     "v1.2.3.4",
 ];
 
+/// Code dense in `::` (paths, IPv6-looking spans the IP detector's check rejects) and real
+/// IPv6 and IPv4 addresses beside and inside them.
+const CODE: [&str; 24] = [
+    "std::collections::HashMap",
+    "d::c",
+    "a::b::c",
+    "::",
+    ":::",
+    "::1",
+    "1::",
+    "fe80::1",
+    "ab::cd:ef",
+    "0:0:0:0:0:0:0:1",
+    "1:2:3:4:5:6:7:8:9",
+    "::ffff:10.0.0.1",
+    "ab::a.10.0.0.1",
+    "Vec::<u8>::new()",
+    "self::x",
+    "crate::a::B",
+    "10.0.0.1",
+    "_::f",
+    "::f.1.2.3",
+    "2001:db8::",
+    "(415) 555-2671",
+    "4111111111111111",
+    "dead:beef::",
+    "AB12::",
+];
+
+/// A line of code: `CODE` pieces joined by what code puts between them.
+fn code(rng: &mut fastrand::Rng) -> String {
+    let mut text = String::new();
+    for _ in 0..rng.usize(1..30) {
+        text.push_str(CODE[rng.usize(..CODE.len())]);
+        text.push_str([" ", "", "(", ");", ", ", ".", ":", "\n", "é", "_"][rng.usize(..10)]);
+    }
+    text
+}
+
 fn text(rng: &mut fastrand::Rng) -> String {
+    if rng.usize(..4) == 0 {
+        return code(rng);
+    }
     let mut text = String::new();
     // One text in eight is long and dense in matches (the group then searches each pattern
     // alone from where it is).
