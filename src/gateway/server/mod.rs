@@ -5,7 +5,8 @@
 //! - `registry`: every open connection's phase and deadline; closing the ones past their
 //!   timeouts, and the longest-waiting ones first at the cap.
 //! - `connection`: one connection, driven until it ends or is told to close; `sniff`: which
-//!   protocol it speaks, from a peek at its first bytes.
+//!   protocol it speaks, from a peek at its first bytes; `h1`: our own HTTP/1.1 connection
+//!   (HTTP/2 stays on hyper).
 //! - `service`: per request: busy until the last byte, JSON errors for oversized headers,
 //!   `Connection: close` while draining, the error event that ends a stream at shutdown.
 //! - `common`: what a listener's connections share (settings, coarse clock, drain state);
@@ -16,6 +17,7 @@ mod common;
 mod connection;
 pub mod drain;
 pub mod fd;
+mod h1;
 pub mod metrics;
 mod registry;
 mod service;
