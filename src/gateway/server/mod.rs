@@ -36,6 +36,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use drain::{DrainReport, Shutdown};
+#[cfg(any(test, feature = "fuzzing"))]
+pub use h1::parse_head;
 pub use metrics::{CloseReason, ConnectionMetrics, ListenerMetrics, ListenerName};
 pub use service::{Tracked, MAX_URI_BYTES};
 

@@ -16,6 +16,8 @@ use crate::gateway::server::MAX_URI_BYTES;
 
 /// Header lines allowed in one request, as hyper's server.
 const MAX_HEADERS: usize = 100;
+/// Header spans kept on the stack while a head is read; more take a vector.
+const INLINE_SPANS: usize = 24;
 
 /// Why a head was refused; each is answered, then the connection closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,35 +93,43 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
     let path = request.path.unwrap_or_default();
     let path_at = path.as_ptr() as usize - base;
     let path_span = (path_at, path_at + path.len());
+    // Where each name and value is in the head (kept on the stack for a typical head); the
+    // values stay slices of it, without a copy.
     let count = request.headers.len();
-    let mut spans = Vec::with_capacity(count);
-    for header in request.headers.iter() {
+    let mut inline = [Span::default(); INLINE_SPANS];
+    let mut heap = Vec::new();
+    let spans = match count <= INLINE_SPANS {
+        true => &mut inline[..count],
+        false => {
+            heap.resize(count, Span::default());
+            &mut heap[..]
+        }
+    };
+    for (span, header) in spans.iter_mut().zip(request.headers.iter()) {
         let name = header.name.as_ptr() as usize - base;
         let value = header.value.as_ptr() as usize - base;
-        spans.push(((name, name + header.name.len()), (value, value + header.value.len())));
+        *span = Span {
+            name: (name, name + header.name.len()),
+            value: (value, value + header.value.len()),
+        };
     }
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_span.0..path_span.1))
         .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
     let mut headers = HeaderMap::with_capacity(count);
-    for (name, value) in spans {
-        let name = HeaderName::from_bytes(&head[name.0..name.1])
+    // The headers that frame the body and the connection, noted on the way (no lookups after).
+    let mut scan = Scan::default();
+    for span in spans.iter() {
+        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
             .map_err(|_| HeadError::Malformed("a header name is invalid"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
+        let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
             .map_err(|_| HeadError::Malformed("a header value is invalid"))?;
+        scan.note(&name, value.as_bytes())?;
         headers.append(name, value);
     }
-    let framing = framing(&headers, version)?;
-    let (mut close, mut keep_alive_10) = (false, false);
-    for token in tokens(&headers, &CONNECTION) {
-        close |= token.eq_ignore_ascii_case(b"close");
-        keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
-    }
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_10);
-    let expect_continue = version == Version::HTTP_11
-        && headers
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let framing = scan.framing(version)?;
+    let keep_alive = !scan.close && (version == Version::HTTP_11 || scan.keep_alive);
+    let expect_continue = version == Version::HTTP_11 && scan.expect_continue;
     let mut built = Request::new(());
     *built.method_mut() = method;
     *built.uri_mut() = uri;
@@ -142,20 +152,74 @@ fn too_large(buf: &[u8]) -> HeadError {
     }
 }
 
-/// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
-fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+/// Where a header's name and value are in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// What the framing and connection headers said.
+#[derive(Default)]
+struct Scan {
+    /// A `Transfer-Encoding` header was sent (even an empty one); its codings, and whether
+    /// the last was `chunked`.
+    encoded: bool,
+    codings: usize,
+    chunked: bool,
+    length: Option<u64>,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
-/// The body's framing (RFC 9112 section 6): a request without either header has none.
-fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if headers.contains_key(CONTENT_LENGTH) {
+impl Scan {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), HeadError> {
+        if name == TRANSFER_ENCODING {
+            self.encoded = true;
+            for coding in tokens(value) {
+                self.codings += 1;
+                self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name == CONTENT_LENGTH {
+            for part in value.split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                let n = match part.len() {
+                    1..=19 if part.iter().all(u8::is_ascii_digit) => {
+                        part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+                    }
+                    _ => return Err(HeadError::Malformed("the Content-Length is not a number")),
+                };
+                if self.length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Malformed("the Content-Length values differ"));
+                }
+                self.length = Some(n);
+            }
+        } else if name == CONNECTION {
+            for token in tokens(value) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == EXPECT {
+            self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        }
+        Ok(())
+    }
+
+    /// The body's framing (RFC 9112 section 6): a request without either header has none.
+    fn framing(&self, version: Version) -> Result<Framing, HeadError> {
+        if !self.encoded {
+            return Ok(Framing::Length(self.length.unwrap_or(0)));
+        }
+        if self.length.is_some() {
             return Err(HeadError::Malformed(
                 "Transfer-Encoding and Content-Length are both set",
             ));
@@ -163,29 +227,11 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> 
         if version == Version::HTTP_10 {
             return Err(HeadError::Malformed("Transfer-Encoding is not allowed in HTTP/1.0"));
         }
-        let mut codings = tokens(headers, &TRANSFER_ENCODING);
-        return match (codings.next(), codings.next()) {
-            (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+        match (self.codings, self.chunked) {
+            (1, true) => Ok(Framing::Chunked),
             _ => Err(HeadError::Malformed(
                 "the only transfer coding accepted is a lone chunked",
             )),
-        };
-    }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            let n = match part.len() {
-                1..=19 if part.iter().all(u8::is_ascii_digit) => {
-                    part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
-                }
-                _ => return Err(HeadError::Malformed("the Content-Length is not a number")),
-            };
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Malformed("the Content-Length values differ"));
-            }
-            length = Some(n);
         }
     }
-    Ok(Framing::Length(length.unwrap_or(0)))
 }

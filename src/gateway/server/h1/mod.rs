@@ -33,7 +33,7 @@ use wire::{lock, Wire};
 use write::Plan;
 
 pub use body::RequestBody;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub use head::parse as parse_head;
 
 /// The most of a request body the handler left unread that is read and dropped to keep the
@@ -178,8 +178,27 @@ fn poll_drain(wire: &Mutex<Wire>, cx: &mut std::task::Context<'_>) -> Poll<bool>
     }
 }
 
+/// Closes the connection: our side first, then what the client still sends is read and
+/// dropped (up to [`DRAIN_LIMIT`]) until it closes too, so that the answer is not lost to a
+/// reset (closing a socket with unread bytes resets it).
 async fn close(wire: &Mutex<Wire>) {
     let _ = poll_fn(|cx| lock(wire).poll_shutdown(cx)).await;
+    let mut dropped = 0;
+    poll_fn(|cx| {
+        let mut wire = lock(wire);
+        loop {
+            dropped += wire.buf.len();
+            wire.buf.clear();
+            if dropped > DRAIN_LIMIT || wire.conn.command() != RUN {
+                return Poll::Ready(());
+            }
+            match ready!(wire.poll_fill(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Writes a response: the head (with the first body frame when it is ready, in one write),
