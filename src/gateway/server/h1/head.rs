@@ -12,12 +12,11 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::gateway::error::ApiError;
+use crate::gateway::h1::wire::{spans, Span, INLINE_SPANS};
 use crate::gateway::server::MAX_URI_BYTES;
 
 /// Header lines allowed in one request, as hyper's server.
 const MAX_HEADERS: usize = 100;
-/// Header spans kept on the stack while a head is read; more take a vector.
-const INLINE_SPANS: usize = 24;
 
 /// Why a head was refused; each is answered, then the connection closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,26 +92,10 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
     let path = request.path.unwrap_or_default();
     let path_at = path.as_ptr() as usize - base;
     let path_span = (path_at, path_at + path.len());
-    // Where each name and value is in the head (kept on the stack for a typical head); the
-    // values stay slices of it, without a copy.
+    // Where each name and value is in the head; the values stay slices of it (no copy).
     let count = request.headers.len();
-    let mut inline = [Span::default(); INLINE_SPANS];
-    let mut heap = Vec::new();
-    let spans = match count <= INLINE_SPANS {
-        true => &mut inline[..count],
-        false => {
-            heap.resize(count, Span::default());
-            &mut heap[..]
-        }
-    };
-    for (span, header) in spans.iter_mut().zip(request.headers.iter()) {
-        let name = header.name.as_ptr() as usize - base;
-        let value = header.value.as_ptr() as usize - base;
-        *span = Span {
-            name: (name, name + header.name.len()),
-            value: (value, value + header.value.len()),
-        };
-    }
+    let (mut inline, mut heap) = ([Span::default(); INLINE_SPANS], Vec::new());
+    let spans = spans(base, request.headers, &mut inline, &mut heap);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_span.0..path_span.1))
         .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
@@ -150,13 +133,6 @@ fn too_large(buf: &[u8]) -> HeadError {
         None if line.count() > MAX_URI_BYTES => HeadError::UriTooLong,
         _ => HeadError::TooLarge,
     }
-}
-
-/// Where a header's name and value are in the head.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
 }
 
 /// What the framing and connection headers said.
