@@ -176,7 +176,7 @@ async fn a_slow_uploader_gets_a_408_json_error() {
 }
 
 #[tokio::test]
-async fn oversized_headers_get_a_json_431_and_too_many_get_hyper_s_empty_one() {
+async fn oversized_headers_get_a_json_431_and_so_do_too_many_header_lines() {
     let (_config, gateway) = mock_gateway(ServerOptions::default()).await;
     let big = "x".repeat(40 << 10);
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
@@ -197,16 +197,19 @@ async fn oversized_headers_get_a_json_431_and_too_many_get_hyper_s_empty_one() {
     let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
     assert_eq!(body["error"]["code"], "uri_too_long");
 
-    // More than 100 header lines: hyper refuses them while parsing, before any hook runs
-    // (the exception the README documents).
+    // More than 100 header lines: refused while parsing, with the same JSON (hyper's server
+    // answered an empty 431 here), and the connection closes.
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
     stream
         .write_all(format!("GET /v1/models HTTP/1.1\r\nHost: g\r\n{many}\r\n").as_bytes())
         .await
         .expect("write");
-    let (status, _, body) = response(&mut stream).await;
-    assert_eq!((status, body.len()), (431, 0));
+    let (status, head, body) = response(&mut stream).await;
+    assert_eq!(status, 431, "{head}");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(body["error"]["code"], "headers_too_large");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
 }
 
 /// An HTTP/2 frame header: length, type, flags, stream.

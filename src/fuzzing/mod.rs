@@ -8,6 +8,7 @@
 
 mod compiler;
 mod h1;
+mod h1_request;
 mod keys;
 mod manifest;
 mod request;
@@ -18,6 +19,7 @@ mod wire;
 
 pub use compiler::compiler_graph;
 pub use h1::h1_response;
+pub use h1_request::h1_request;
 pub use keys::api_key;
 pub use manifest::manifest_yaml;
 pub use request::request_body;
@@ -54,6 +56,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("surface_request", surface_request),
     ("api_key", api_key),
     ("h1_response", h1_response),
+    ("h1_request", h1_request),
 ];
 
 #[cfg(test)]

@@ -237,6 +237,18 @@ impl ApiError {
         )
     }
 
+    /// A request the HTTP/1.1 parser refused (`detail` is ours, never the client's bytes);
+    /// the connection closes after it.
+    pub fn malformed_request(detail: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "malformed_request",
+            format!("The request is not valid HTTP/1.1: {detail}. Send a well-formed request (one Content-Length, or Transfer-Encoding: chunked alone)."),
+        )
+        .closing()
+    }
+
     pub fn uri_too_long(limit: usize) -> Self {
         ApiError::new(
             StatusCode::URI_TOO_LONG,

@@ -18,8 +18,6 @@ const MAX_HEADERS: usize = 100;
 /// Room left in a head's map for the headers the gateway adds to the answer (its request id,
 /// the provider's, the target, limits): growing the map on the way back cost more.
 const ADDED_LATER: usize = 4;
-/// Header spans kept on the stack while a head is read; more take a vector.
-const INLINE_SPANS: usize = 24;
 /// A chunk-size line (with its extensions) or a trailer section longer than this is refused.
 const MAX_LINE: usize = 4 << 10;
 const MAX_TRAILERS: usize = 16 << 10;
@@ -92,23 +90,8 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
         // A typical head fits the small array kept on the stack; a longer one takes a vector.
         let base = buf.as_ptr() as usize;
         let count = response.headers.len();
-        let mut inline = [Span::default(); INLINE_SPANS];
-        let mut heap = Vec::new();
-        let spans = match count <= INLINE_SPANS {
-            true => &mut inline[..count],
-            false => {
-                heap.resize(count, Span::default());
-                &mut heap[..]
-            }
-        };
-        for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-            let name = header.name.as_ptr() as usize - base;
-            let value = header.value.as_ptr() as usize - base;
-            *span = Span {
-                name: (name, name + header.name.len()),
-                value: (value, value + header.value.len()),
-            };
-        }
+        let (mut inline, mut heap) = ([Span::default(); INLINE_SPANS], Vec::new());
+        let spans = spans(base, response.headers, &mut inline, &mut heap);
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count + ADDED_LATER);
         for span in spans.iter() {
@@ -142,9 +125,40 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
 
 /// Where a header's name and value are in the head.
 #[derive(Clone, Copy, Default)]
-struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+pub(crate) struct Span {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+}
+
+/// Header spans kept on the stack while a head is read; more take a vector.
+pub(crate) const INLINE_SPANS: usize = 24;
+
+/// Where each of `headers` is in the head that starts at address `base`: in `inline` for a
+/// typical head, in `heap` for a longer one. (The values then become slices of the head,
+/// without a copy, once the parser's borrow of it has ended.)
+pub(crate) fn spans<'a>(
+    base: usize,
+    headers: &[httparse::Header<'_>],
+    inline: &'a mut [Span; INLINE_SPANS],
+    heap: &'a mut Vec<Span>,
+) -> &'a [Span] {
+    let count = headers.len();
+    let spans = match count <= INLINE_SPANS {
+        true => &mut inline[..count],
+        false => {
+            heap.resize(count, Span::default());
+            &mut heap[..]
+        }
+    };
+    for (span, header) in spans.iter_mut().zip(headers) {
+        let name = header.name.as_ptr() as usize - base;
+        let value = header.value.as_ptr() as usize - base;
+        *span = Span {
+            name: (name, name + header.name.len()),
+            value: (value, value + header.value.len()),
+        };
+    }
+    spans
 }
 
 /// How the body is framed (RFC 9112 section 6.3), and whether its end is known exactly.

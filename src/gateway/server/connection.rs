@@ -1,6 +1,7 @@
-//! One client connection: hyper-util's HTTP/1.1-or-HTTP/2 connection (the protocol told by
-//! `sniff` from a peek at the first bytes) over a socket that reports reads and stalled writes
-//! to the registry, driven until it ends or is told to close.
+//! One client connection: our own HTTP/1.1 connection (`h1`), or hyper-util's HTTP/2 (or
+//! detecting) connection over a socket that reports reads and stalled writes to the registry
+//! (the protocol told by `sniff` from a peek at the first bytes), driven until it ends or is
+//! told to close.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -115,6 +116,9 @@ pub(super) async fn serve<S>(
     let Some(peeked) = peeked else {
         return;
     };
+    if super::sniff::is_http1(&first[..peeked]) {
+        return super::h1::serve(stream, conn, service).await;
+    }
     let builder = builders.for_first_bytes(&first[..peeked]);
     let io = TokioIo::new(Watched {
         stream,

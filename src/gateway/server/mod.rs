@@ -1,11 +1,12 @@
-//! The listener stage: serves a service on a socket with hyper-util's HTTP/1.1-and-HTTP/2
-//! connection, hardened against clients that are slow, silent or too many.
+//! The listener stage: serves a service on a socket (HTTP/1.1 with our own connection, HTTP/2
+//! with hyper-util's), hardened against clients that are slow, silent or too many.
 //!
 //! - `accept`: the accept loop; the connection cap; backoff on accept errors.
 //! - `registry`: every open connection's phase and deadline; closing the ones past their
 //!   timeouts, and the longest-waiting ones first at the cap.
 //! - `connection`: one connection, driven until it ends or is told to close; `sniff`: which
-//!   protocol it speaks, from a peek at its first bytes.
+//!   protocol it speaks, from a peek at its first bytes; `h1`: our own HTTP/1.1 connection
+//!   (HTTP/2 stays on hyper).
 //! - `service`: per request: busy until the last byte, JSON errors for oversized headers,
 //!   `Connection: close` while draining, the error event that ends a stream at shutdown.
 //! - `common`: what a listener's connections share (settings, coarse clock, drain state);
@@ -16,6 +17,7 @@ mod common;
 mod connection;
 pub mod drain;
 pub mod fd;
+mod h1;
 pub mod metrics;
 mod registry;
 mod service;
@@ -34,6 +36,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use drain::{DrainReport, Shutdown};
+#[cfg(any(test, feature = "fuzzing"))]
+pub use h1::parse_head;
 pub use metrics::{CloseReason, ConnectionMetrics, ListenerMetrics, ListenerName};
 pub use service::{Tracked, MAX_URI_BYTES};
 
@@ -100,9 +104,10 @@ pub(crate) struct Settings {
     pub max_header_bytes: usize,
 }
 
-/// hyper-util's connection builder with our limits. hyper answers a head over its buffer
-/// (twice `max_header_bytes`) itself, with an empty 431; the JSON 431 of `service` covers
-/// everything below. (hyper-util's builder offers no `max_header_size`; the buffer limit
+/// hyper-util's connection builder with our limits (HTTP/2, and the HTTP/1.1 connections
+/// `sniff` cannot tell from their first bytes). hyper answers a head over its buffer (twice
+/// `max_header_bytes`) itself, with an empty 431; the JSON 431 of `service` covers everything
+/// below. (hyper-util's builder offers no `max_header_size`; the buffer limit
 /// also bounds what a slow client's unfinished head can hold.)
 fn builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let ceiling = options.max_header_bytes.saturating_mul(2).max(8 << 10);

@@ -37,15 +37,12 @@ impl<S> Guard<S> {
     }
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for Guard<S>
+impl<S> Guard<S>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
 {
-    type Response = Response<Tracked>;
-    type Error = Infallible;
-    type Future = Answer<Oneshot<S, Request<Body>>>;
-
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    /// Calls the service with `request` (or answers it at once when its head is too large).
+    pub fn answer(&self, request: Request<Body>) -> Answer<Oneshot<S, Request<Body>>> {
         let h1 = request.version() < Version::HTTP_2;
         self.conn.begin(!h1);
         let busy = Busy(self.conn.clone());
@@ -57,12 +54,25 @@ where
                 h1,
             },
             None => Answer {
-                inner: Some(self.inner.clone().oneshot(request.map(Body::new))),
+                inner: Some(self.inner.clone().oneshot(request)),
                 ready: None,
                 busy: Some(busy),
                 h1,
             },
         }
+    }
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Guard<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    type Response = Response<Tracked>;
+    type Error = Infallible;
+    type Future = Answer<Oneshot<S, Request<Body>>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.answer(request.map(Body::new))
     }
 }
 

@@ -23,6 +23,13 @@ pub(super) struct Builders {
     http2: Builder,
 }
 
+/// Whether a connection whose first bytes are `first` speaks HTTP/1.1 (served by our own
+/// connection, `super::h1`): some bytes came, and they cannot begin the HTTP/2 preface.
+pub(super) fn is_http1(first: &[u8]) -> bool {
+    let n = first.len().min(PREFACE.len());
+    n > 0 && first[..n] != PREFACE[..n]
+}
+
 impl Builders {
     pub fn new(builder: Builder) -> Self {
         Builders {
@@ -75,5 +82,7 @@ mod tests {
         assert_eq!(which(&builders, b"PR"), "detect");
         assert_eq!(which(&builders, b""), "detect");
         assert_eq!(which(&builders, b"PRI * HTTP/1.1\r\n"), "http1");
+        assert!(is_http1(b"G") && is_http1(b"PRI * HTTP/1.1\r\n"));
+        assert!(!is_http1(b"") && !is_http1(b"PR") && !is_http1(PREFACE));
     }
 }
