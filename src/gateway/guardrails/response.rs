@@ -14,7 +14,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
-use super::matcher::Matcher;
+use super::matcher::{Finding, Form, Matcher};
 use super::metrics::{Action, Side};
 use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
@@ -27,6 +27,9 @@ use crate::llm::stream::write_sse;
 
 #[path = "one_delta.rs"]
 mod one_delta;
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod record_tests;
 #[path = "sse_split.rs"]
 mod sse_split;
 #[path = "whole.rs"]
@@ -36,6 +39,10 @@ use whole::scan_whole;
 
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
+/// Most memory a stream's slots keep for the texts its events repeat whole (their text and
+/// masks, [`Window::record`]); a slot whose record would pass it forgets it, and its
+/// repeats are scanned.
+const RECORD_CAP: usize = 1 << 20;
 
 pub async fn wrap(
     guard: Arc<Guard>,
@@ -90,6 +97,9 @@ struct Scanned {
     metrics: Arc<GuardMetrics>,
     /// Rules whose masks were counted, as bits.
     counted: u64,
+    /// Memory the slots' records hold, and the most they may ([`RECORD_CAP`]; less in tests).
+    recorded: usize,
+    record_cap: usize,
     /// The `sequence_number` of the next event written, when the surface numbers events.
     sequence: Option<u64>,
     done: bool,
@@ -117,6 +127,8 @@ impl Scanned {
             surface,
             metrics,
             counted: 0,
+            recorded: 0,
+            record_cap: RECORD_CAP,
             sequence: None,
             done: false,
             typed: true,
@@ -125,11 +137,19 @@ impl Scanned {
     }
 
     fn slot(&mut self, id: u32) -> &mut Slot {
-        let at = match self.slots.iter().position(|s| s.id == id) {
+        let at = self.slot_at(id);
+        &mut self.slots[at]
+    }
+
+    fn slot_at(&mut self, id: u32) -> usize {
+        match self.slots.iter().position(|s| s.id == id) {
             Some(at) => at,
             None => {
                 let mut window = Window::default();
                 window.form = self.surface.delta_form(kind_of(id));
+                if self.surface.repeats_deltas() {
+                    window.record();
+                }
                 self.slots.push(Slot {
                     id,
                     window,
@@ -137,8 +157,27 @@ impl Scanned {
                 });
                 self.slots.len() - 1
             }
-        };
-        &mut self.slots[at]
+        }
+    }
+
+    /// Pushes `text` into the window of the slot at `at`; its record is forgotten when the
+    /// stream's records would pass [`RECORD_CAP`].
+    fn push(&mut self, matcher: &Matcher, at: usize, text: &str, last: bool) -> Released {
+        let window = &mut self.slots[at].window;
+        let before = window.record_cost();
+        let released = window.push(matcher, text, last);
+        self.recorded += window.record_cost() - before;
+        if self.recorded > self.record_cap {
+            self.recorded -= window.record_cost();
+            window.forget();
+        }
+        released
+    }
+
+    /// The masks of a whole text the stream repeats, from the record of the slot whose text it
+    /// is; `None`: no slot's record is that text (it is scanned).
+    fn recorded_masks(&self, text: &str, form: Form) -> Option<&[Finding]> {
+        self.slots.iter().find_map(|slot| slot.window.masks_of(text, form))
     }
 
     /// Scans the events completed by `bytes`; `Err` ends the stream with an error event.
@@ -180,12 +219,13 @@ impl Scanned {
         let mut before = Vec::new();
         let surface = self.surface;
         for (id, text, ends) in &deltas {
-            let slot = self.slot(*id);
+            let at = self.slot_at(*id);
+            let slot = &mut self.slots[at];
             if text.is_some() && slot.template.is_null() {
                 slot.template = value.clone();
             }
-            let result = slot.window.push(matcher, text.as_deref().unwrap_or_default(), *ends);
-            let masked = slot.window.masked;
+            let result = self.push(matcher, at, text.as_deref().unwrap_or_default(), *ends);
+            let masked = self.slots[at].window.masked;
             self.count_masks(matcher, masked);
             match result {
                 Released::Blocked(rule) => {
@@ -202,11 +242,20 @@ impl Scanned {
                 self.end_group(matcher, *id, &mut before, out)?;
             }
         }
-        // Texts the event repeats whole: masked, or the stream ends.
+        // Texts the event repeats whole: masked as their deltas were when they are the text
+        // of one slot, else scanned; masked, or the stream ends.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
         self.surface.event_whole_texts(&mut value, &mut |text, form| {
-            if blocked.is_none() {
-                blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
+            if blocked.is_some() {
+                return;
+            }
+            match self.recorded_masks(text, form) {
+                Some([]) => {}
+                Some(masks) => {
+                    *text = matcher.mask(text, masks);
+                    masked.extend(masks.iter().map(|f| f.rule));
+                }
+                None => blocked = matcher.apply(text, None, form, &mut findings, &mut masked),
             }
         });
         if let Some(rule) = blocked {
@@ -320,12 +369,11 @@ impl Scanned {
     /// Ends the slot at `at`: the event carrying its held text, if any (`Err`: the stream
     /// ended in an error event).
     fn release(&mut self, matcher: &Matcher, at: usize, out: &mut BytesMut) -> Result<Option<Value>, ()> {
-        let slot = &mut self.slots[at];
-        if !slot.window.holds() {
+        if !self.slots[at].window.holds() {
             return Ok(None);
         }
-        let result = slot.window.push(matcher, "", true);
-        let masked = slot.window.masked;
+        let result = self.push(matcher, at, "", true);
+        let masked = self.slots[at].window.masked;
         self.count_masks(matcher, masked);
         match result {
             Released::Blocked(rule) => {

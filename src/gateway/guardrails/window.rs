@@ -14,6 +14,12 @@
 //! the text ends), so each byte is scanned about `(window + BATCH) / BATCH` times rather than
 //! once per delta. A stream therefore holds back at most `window + BATCH` bytes (plus the
 //! last delta, when one delta is larger than that): O(window), whatever the answer's length.
+//!
+//! A window can also keep a [`Record`] of its text: what came and where it was masked, for
+//! surfaces that repeat the streamed text whole in later events (the Responses API). A whole
+//! text byte-identical to the record's (an exact comparison) is masked from the record without
+//! a scan: the window's output does not depend on where the text was cut, so it is what a
+//! scan of the whole text gives.
 
 use super::json_text::{ends_in_string, JsonText};
 use super::matcher::{Finding, Form, Matcher};
@@ -35,6 +41,26 @@ pub struct Window {
     pub form: Form,
     /// JSON source: `held` starts inside a string.
     in_string: bool,
+    /// Source bytes released so far.
+    released: usize,
+    /// The text as it came and its masks, when kept ([`Window::record`]).
+    record: Option<Record>,
+}
+
+/// A window's whole text and the masks it released, at offsets of that text.
+#[derive(Default, Debug)]
+pub struct Record {
+    text: String,
+    masks: Vec<Finding>,
+    /// The last text came (`push` with `last`): the masks are those of the whole text.
+    complete: bool,
+}
+
+impl Record {
+    /// Bytes of memory the record holds.
+    pub fn cost(&self) -> usize {
+        self.text.len() + self.masks.len() * std::mem::size_of::<Finding>()
+    }
 }
 
 /// What a piece of text released.
@@ -49,6 +75,16 @@ pub enum Released {
 impl Window {
     /// Adds `text`; `last`: no more text follows (everything held is released).
     pub fn push(&mut self, matcher: &Matcher, text: &str, last: bool) -> Released {
+        if let Some(record) = &mut self.record {
+            match record.complete && !text.is_empty() {
+                // Text after the end: the masks no longer are the whole text's.
+                true => self.record = None,
+                false => {
+                    record.text.push_str(text);
+                    record.complete |= last;
+                }
+            }
+        }
         self.held.push_str(text);
         let unreleased = self.held.len() - self.context;
         if unreleased == 0 || (!last && unreleased < matcher.window + BATCH) {
@@ -129,14 +165,46 @@ impl Window {
                 self.masked |= 1 << f.rule;
             }
         }
+        if let Some(record) = &mut self.record {
+            let at = self.released;
+            record.masks.extend(acted.iter().map(|f| Finding {
+                start: at + f.start,
+                end: at + f.end,
+                ..*f
+            }));
+        }
         acted
     }
 
     /// Drops the held text before `keep` (the character before the cut, context for the next
     /// scan); the text up to `cut` is released.
     fn keep_from(&mut self, keep: usize, cut: usize) {
+        self.released += cut - self.context;
         self.held.drain(..keep);
         self.context = cut - keep;
+    }
+
+    /// Starts keeping a [`Record`] of the text (before the first push).
+    pub fn record(&mut self) {
+        self.record = Some(Record::default());
+    }
+
+    /// Stops keeping the record, freeing it.
+    pub fn forget(&mut self) {
+        self.record = None;
+    }
+
+    /// The memory the record holds (0 without one).
+    pub fn record_cost(&self) -> usize {
+        self.record.as_ref().map_or(0, Record::cost)
+    }
+
+    /// The masks of `text` of `form`, when it is this window's whole text, released in full:
+    /// byte-identical to the text that came, every piece of it. `None`: scan it.
+    pub fn masks_of(&self, text: &str, form: Form) -> Option<&[Finding]> {
+        let record = self.record.as_ref()?;
+        let whole = record.complete && !self.holds() && self.form == form && record.text == text;
+        whole.then_some(record.masks.as_slice())
     }
 
     /// Whether text is held back.

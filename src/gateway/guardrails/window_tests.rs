@@ -199,3 +199,29 @@ fn json_source_cut_anywhere_is_masked_as_the_whole_of_it() {
         assert_eq!(out, expected, "{pieces:?}");
     }
 }
+
+#[test]
+fn a_record_gives_the_masks_of_the_whole_text_only() {
+    let m = matcher(RULES, Direction::Response);
+    let text = "mail jane.doe@example.com, card 4111 1111 1111 1111, plain words after it";
+    let mut window = Window::default();
+    window.record();
+    let mut out = String::new();
+    for piece in split_at(text, &[9, 30, 41]) {
+        assert!(window.masks_of(text, Form::Plain).is_none(), "not before the end");
+        if let Released::Text(t) = window.push(&m, piece, false) {
+            out.push_str(&t);
+        }
+    }
+    if let Released::Text(t) = window.push(&m, "", true) {
+        out.push_str(&t);
+    }
+    let masks = window.masks_of(text, Form::Plain).expect("complete");
+    assert_eq!(m.mask(text, masks), out);
+    assert_eq!(out, whole(&m, text));
+    assert!(window.masks_of(&text[1..], Form::Plain).is_none());
+    // Text after the end: the record no longer is the whole text's.
+    window.push(&m, " more", true);
+    assert!(window.masks_of(text, Form::Plain).is_none());
+    assert_eq!(window.record_cost(), 0);
+}
