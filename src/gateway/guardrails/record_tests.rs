@@ -227,3 +227,21 @@ fn records_are_bounded_and_past_the_bound_repeats_are_scanned() {
         "{out}"
     );
 }
+
+#[test]
+fn a_clean_repeat_goes_out_as_it_came() {
+    let mut scanned = scanned("", 1 << 20);
+    let mut out = BytesMut::new();
+    let delta = r#"{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"plain words"}"#;
+    scanned
+        .event("response.output_text.delta", delta, &mut out)
+        .expect("delta");
+    // Written as no serializer writes it: a rewrite would show.
+    let done = r#"{"type": "response.output_text.done", "output_index": 0, "content_index": 0, "text": "plain words"}"#;
+    out.clear();
+    scanned
+        .event("response.output_text.done", done, &mut out)
+        .expect("done");
+    let out = String::from_utf8(out.to_vec()).expect("utf-8");
+    assert!(out.ends_with(&format!("data: {done}\n\n")), "{out}");
+}

@@ -14,7 +14,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
-use super::matcher::{Finding, Form, Matcher};
+use super::matcher::Matcher;
 use super::metrics::{Action, Side};
 use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
@@ -27,6 +27,8 @@ use crate::llm::stream::write_sse;
 
 #[path = "one_delta.rs"]
 mod one_delta;
+#[path = "record.rs"]
+mod record;
 #[cfg(test)]
 #[path = "record_tests.rs"]
 mod record_tests;
@@ -39,10 +41,7 @@ use whole::scan_whole;
 
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
-/// Most memory a stream's slots keep for the texts its events repeat whole (their text and
-/// masks, [`Window::record`]); a slot whose record would pass it forgets it, and its
-/// repeats are scanned.
-const RECORD_CAP: usize = 1 << 20;
+use record::RECORD_CAP;
 
 pub async fn wrap(
     guard: Arc<Guard>,
@@ -139,45 +138,6 @@ impl Scanned {
     fn slot(&mut self, id: u32) -> &mut Slot {
         let at = self.slot_at(id);
         &mut self.slots[at]
-    }
-
-    fn slot_at(&mut self, id: u32) -> usize {
-        match self.slots.iter().position(|s| s.id == id) {
-            Some(at) => at,
-            None => {
-                let mut window = Window::default();
-                window.form = self.surface.delta_form(kind_of(id));
-                if self.surface.repeats_deltas() {
-                    window.record();
-                }
-                self.slots.push(Slot {
-                    id,
-                    window,
-                    template: Value::Null,
-                });
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    /// Pushes `text` into the window of the slot at `at`; its record is forgotten when the
-    /// stream's records would pass [`RECORD_CAP`].
-    fn push(&mut self, matcher: &Matcher, at: usize, text: &str, last: bool) -> Released {
-        let window = &mut self.slots[at].window;
-        let before = window.record_cost();
-        let released = window.push(matcher, text, last);
-        self.recorded += window.record_cost() - before;
-        if self.recorded > self.record_cap {
-            self.recorded -= window.record_cost();
-            window.forget();
-        }
-        released
-    }
-
-    /// The masks of a whole text the stream repeats, from the record of the slot whose text it
-    /// is; `None`: no slot's record is that text (it is scanned).
-    fn recorded_masks(&self, text: &str, form: Form) -> Option<&[Finding]> {
-        self.slots.iter().find_map(|slot| slot.window.masks_of(text, form))
     }
 
     /// Scans the events completed by `bytes`; `Err` ends the stream with an error event.
@@ -281,7 +241,8 @@ impl Scanned {
                 return Ok(());
             }
         }
-        let changed = rewritten || !deltas.is_empty();
+        // Deltas without text (a `*.done` ending its slot) leave the event as it came.
+        let changed = rewritten || deltas.iter().any(|(_, text, _)| text.is_some());
         let mut released = released.into_iter();
         self.surface.event_texts(&mut value, &mut |_, text, _| {
             if let (Some(text), Some(r)) = (text, released.next()) {
