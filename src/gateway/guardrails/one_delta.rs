@@ -98,4 +98,4 @@ fn decoded(literal: &str) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 #[path = "one_delta_tests.rs"]
-mod tests;
+pub(super) mod tests;
