@@ -183,6 +183,11 @@ fn scanned_with(endpoint: Endpoint, body: &str, typed: bool, located: bool) -> S
     let mut scanned = Scanned::new(g, surface, Body::from(body.to_string()), metrics);
     scanned.typed = typed;
     scanned.located = located;
+    output(scanned)
+}
+
+/// What a stream guard over a ready body writes.
+pub(in super::super) fn output(scanned: Scanned) -> String {
     let out = scanned
         .collect()
         .now_or_never()

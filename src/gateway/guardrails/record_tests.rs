@@ -7,8 +7,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::BytesMut;
-use futures_util::FutureExt;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use super::super::matcher::Form;
@@ -16,7 +14,7 @@ use super::super::stream_tests::cut;
 use super::super::surface::surface;
 use super::super::tests::guard;
 use super::super::GuardMetrics;
-use super::one_delta::tests::{text, RULES};
+use super::one_delta::tests::{output, text, RULES};
 use super::Scanned;
 use crate::gateway::metrics::Endpoint;
 
@@ -33,13 +31,7 @@ fn scanned(body: &str, record_cap: usize) -> Scanned {
 }
 
 fn through(body: &str, record_cap: usize) -> String {
-    let out = scanned(body, record_cap)
-        .collect()
-        .now_or_never()
-        .expect("ready")
-        .expect("body")
-        .to_bytes();
-    String::from_utf8(out.to_vec()).expect("utf-8")
+    output(scanned(body, record_cap))
 }
 
 /// A Responses stream of one to three output items (message text, a refusal, a function
