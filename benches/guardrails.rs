@@ -229,6 +229,11 @@ fn main() {
             text.len(),
             Box::new(stream(Endpoint::responses, responses_stream(&text))),
         ),
+        (
+            format!("streamed Responses answer, clean, {size}-byte deltas (per KB of text)"),
+            clean.len(),
+            Box::new(stream(Endpoint::responses, responses_stream(&clean))),
+        ),
     ];
     let fixed = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
     if let (Some(case), Some(runs)) = (fixed("GUARDRAILS_BENCH_CASE"), fixed("GUARDRAILS_BENCH_RUNS")) {

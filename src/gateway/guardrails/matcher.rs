@@ -51,6 +51,9 @@ struct Entry {
     source: Source,
     /// The rules using this detector or pattern, in rule order.
     rules: Vec<u16>,
+    /// Its longest match (at most [`WINDOW_CAP`]) plus [`LOOKAHEAD`]: a match starting this
+    /// far before the end of the text is complete.
+    window: usize,
     /// Searched alone (a pattern, or a built-in with a literal to skip to), not in the group.
     alone: bool,
 }
@@ -69,6 +72,15 @@ pub enum Form {
     /// a changed text no longer matches its signature and the provider refuses it on the next
     /// turn, so a masking match blocks.
     Signed,
+}
+
+/// A match of one search before it is checked: `engine` is its entry, or the keywords'
+/// index plus the keyword's ([`Matcher::engines`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub engine: usize,
+    pub start: usize,
+    pub end: usize,
 }
 
 /// One match to act on.
@@ -92,6 +104,8 @@ pub struct Matcher {
     keywords: Option<Keywords>,
     /// The rule of each keyword.
     keyword_rules: Vec<u16>,
+    /// The keywords' [`Entry::window`].
+    keyword_window: usize,
     /// Bytes of text a streamed response holds back (longest match plus context).
     pub window: usize,
 }
@@ -105,6 +119,7 @@ impl Matcher {
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules = Vec::new();
         let mut longest = 0usize;
+        let mut keyword_window = 0;
         let response = direction == Direction::Response;
         for rule in rules {
             let on = rule.directions().map_or(&[Direction::Request][..], Vec::as_slice);
@@ -133,8 +148,10 @@ impl Matcher {
                     entry.rules.push(index);
                     continue;
                 }
+                let window = max_len(&found.pattern).min(WINDOW_CAP) + LOOKAHEAD;
                 longest = longest.max(max_len(&found.pattern));
                 entries.push(Entry {
+                    window,
                     regex: build(&found.pattern, &rule.name)?,
                     source: Source::Builtin {
                         placeholder: found.placeholder,
@@ -147,6 +164,7 @@ impl Matcher {
             for pattern in rule.patterns.iter().flatten() {
                 longest = longest.max(max_len(pattern));
                 entries.push(Entry {
+                    window: max_len(pattern).min(WINDOW_CAP) + LOOKAHEAD,
                     regex: build(pattern, &rule.name)?,
                     source: Source::Pattern,
                     rules: vec![index],
@@ -155,6 +173,7 @@ impl Matcher {
             }
             for keyword in rule.keywords.iter().flatten() {
                 longest = longest.max(keyword.len());
+                keyword_window = keyword_window.max(keyword.len().min(WINDOW_CAP) + LOOKAHEAD);
                 keywords.push(keyword.clone());
                 keyword_rules.push(index);
             }
@@ -183,6 +202,7 @@ impl Matcher {
             grouped,
             keywords,
             keyword_rules,
+            keyword_window,
             window: longest.min(WINDOW_CAP) + LOOKAHEAD,
         }))
     }
@@ -191,16 +211,85 @@ impl Matcher {
     /// context), for text of `role` (`None`: a response, where every rule applies). The
     /// findings come sorted and without overlaps; a blocking rule's finding wins its overlap.
     pub fn find(&self, text: &str, from: usize, role: Option<MessageRole>, out: &mut Vec<Finding>) {
-        let start = out.len();
-        let applies = |rule: u16| {
-            role.is_none_or(|role| {
-                self.rules
-                    .get(usize::from(rule))
-                    .is_some_and(|r| r.roles & role_bit(role) != 0)
-            })
-        };
+        let mut raw = Vec::new();
+        self.candidates(text, &|_| from, role, &mut raw);
+        self.judge(text, &mut raw, role, out);
+    }
+
+    /// Searches: an entry (detector or pattern) is an [`Engine`] of its index, the keywords
+    /// one of index `entries` (each keyword's candidates are `entries + keyword`).
+    pub fn engines(&self) -> usize {
+        self.entries.len() + 1
+    }
+
+    /// The search a candidate of `engine` comes from.
+    pub fn search_of(&self, engine: usize) -> usize {
+        engine.min(self.entries.len())
+    }
+
+    /// The window of a search ([`Entry::window`]): its candidates that start this far before
+    /// the end of the text are final, whatever text follows.
+    pub fn search_window(&self, search: usize) -> usize {
+        self.entries.get(search).map_or(self.keyword_window, |e| e.window)
+    }
+
+    /// Whether a search's next search resumes where its last candidate ended (a regex's
+    /// leftmost-first matches, one after another) rather than anywhere (overlapping keywords).
+    pub fn chained(&self, search: usize) -> bool {
+        search < self.entries.len()
+    }
+
+    /// Appends every candidate of each search from where it starts (`starts(search)`; the
+    /// text before is context) for text of `role`: each regex's own matches from there, then
+    /// from each match's end; every keyword occurrence from there on. Unchecked, unresolved.
+    pub fn candidates(
+        &self,
+        text: &str,
+        starts: &dyn Fn(usize) -> usize,
+        role: Option<MessageRole>,
+        raw: &mut Vec<Candidate>,
+    ) {
+        let applies = |rules: &[u16]| rules.iter().any(|r| self.applies(*r, role));
+        for (index, entry) in self.entries.iter().enumerate() {
+            if entry.alone && applies(&entry.rules) {
+                each_match(&entry.regex, text, starts(index), &mut |start, end| {
+                    raw.push(Candidate {
+                        engine: index,
+                        start,
+                        end,
+                    })
+                });
+            }
+        }
+        if let Some(group) = &self.group {
+            if self.grouped.iter().any(|i| applies(&self.entries[*i].rules)) {
+                let mut found = Vec::new();
+                group.each(text, self.grouped.iter().map(|i| starts(*i)).collect(), &mut found);
+                raw.extend(found.into_iter().map(|(pattern, start, end)| Candidate {
+                    engine: self.grouped[pattern],
+                    start,
+                    end,
+                }));
+            }
+        }
+        if let Some(keywords) = &self.keywords {
+            let base = self.entries.len();
+            keywords.each(text, starts(base), &mut |start, end, keyword| {
+                raw.push(Candidate {
+                    engine: base + keyword,
+                    start,
+                    end,
+                })
+            });
+        }
+    }
+
+    /// The findings of `raw` (candidates of `text` for `role`): checked, their rules decided,
+    /// sorted and without overlaps ([`resolve`]). The order of `raw` does not matter.
+    pub fn judge(&self, text: &str, raw: &mut [Candidate], role: Option<MessageRole>, out: &mut Vec<Finding>) {
+        raw.sort_unstable_by_key(|c| (c.start, std::cmp::Reverse(c.end), c.engine));
         let decide = |rules: &[u16]| -> Option<u16> {
-            let mut applicable = rules.iter().copied().filter(|r| applies(*r));
+            let mut applicable = rules.iter().copied().filter(|r| self.applies(*r, role));
             let first = applicable.clone().next()?;
             Some(
                 applicable
@@ -208,39 +297,21 @@ impl Matcher {
                     .unwrap_or(first),
             )
         };
-        // (entry, start, end) of every candidate, entry by entry, each entry's in order.
-        let mut raw: Vec<(usize, usize, usize)> = Vec::new();
-        for (index, entry) in self.entries.iter().enumerate() {
-            if entry.alone && decide(&entry.rules).is_some() {
-                each_match(&entry.regex, text, from, &mut |start, end| {
-                    raw.push((index, start, end))
-                });
-            }
-        }
-        if let Some(group) = &self.group {
-            if self.grouped.iter().any(|i| decide(&self.entries[*i].rules).is_some()) {
-                let alone = raw.len();
-                group.each(text, from, &mut raw);
-                for found in &mut raw[alone..] {
-                    found.0 = self.grouped[found.0];
+        let mut found = Vec::new();
+        for &Candidate { engine, start, end } in raw.iter() {
+            let Some(entry) = self.entries.get(engine) else {
+                let rule = self.keyword_rules[engine - self.entries.len()];
+                if self.applies(rule, role) && whole_word(text, start, end) {
+                    found.push(Finding {
+                        start,
+                        end,
+                        rule,
+                        placeholder: None,
+                    });
                 }
-                // Stable: each entry's candidates stay in order of position.
-                raw.sort_by_key(|found| found.0);
-            }
-        }
-        // Candidates come entry by entry: each entry's rule is decided once.
-        let mut decided: Option<(usize, Option<u16>)> = None;
-        for (index, start, end) in raw {
-            let entry = &self.entries[index];
-            let rule = match decided {
-                Some((last, rule)) if last == index => rule,
-                _ => {
-                    let rule = decide(&entry.rules);
-                    decided = Some((index, rule));
-                    rule
-                }
+                continue;
             };
-            let Some(rule) = rule else { continue };
+            let Some(rule) = decide(&entry.rules) else { continue };
             let placeholder = match &entry.source {
                 Source::Builtin { placeholder, check } => {
                     if !check(text, start, end) {
@@ -250,28 +321,22 @@ impl Matcher {
                 }
                 Source::Pattern => None,
             };
-            out.push(Finding {
+            found.push(Finding {
                 start,
                 end,
                 rule,
                 placeholder,
             });
         }
-        if let Some(keywords) = &self.keywords {
-            keywords.each(text, from, &mut |start, end, keyword| {
-                let rule = self.keyword_rules[keyword];
-                if applies(rule) && whole_word(text, start, end) {
-                    out.push(Finding {
-                        start,
-                        end,
-                        rule,
-                        placeholder: None,
-                    });
-                }
-            });
-        }
-        let found: Vec<Finding> = out.drain(start..).collect();
         out.extend(resolve(found, &self.rules));
+    }
+
+    fn applies(&self, rule: u16, role: Option<MessageRole>) -> bool {
+        role.is_none_or(|role| {
+            self.rules
+                .get(usize::from(rule))
+                .is_some_and(|r| r.roles & role_bit(role) != 0)
+        })
     }
 
     /// Scans a whole text of `role` and masks it in place; the blocking rule, if one matched
@@ -358,7 +423,8 @@ fn resolve(mut found: Vec<Finding>, rules: &[RuleInfo]) -> Vec<Finding> {
         return found;
     }
     let blocks = |f: &Finding| rules[usize::from(f.rule)].action == GuardAction::Block;
-    found.sort_unstable_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    // Stable: candidates of one span stay in the order [`Matcher::judge`] gave them.
+    found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
     let mut kept: Vec<Finding> = Vec::with_capacity(found.len());
     for f in found {
         match kept.last_mut() {

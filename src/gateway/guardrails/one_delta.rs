@@ -38,9 +38,8 @@ impl Scanned {
         // The literal is a sub-slice of `data`: its offset is where the released text goes.
         let start = (literal.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
         let (before, after) = (data.get(..start)?, data.get(start + literal.len()..)?);
-        let slot = &mut self.slots[at];
-        let result = slot.window.push(matcher, &text, false);
-        let masked = slot.window.masked;
+        let result = self.push(matcher, at, &text, false);
+        let masked = self.slots[at].window.masked;
         self.count_masks(matcher, masked);
         let released = match result {
             Released::Blocked(rule) => {
@@ -99,4 +98,4 @@ fn decoded(literal: &str) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 #[path = "one_delta_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -22,7 +22,7 @@ type Generator = fn(&mut fastrand::Rng) -> String;
 /// An event of a surface with one text delta and a sequence number.
 type Event = fn(&str, u64) -> Value;
 
-const RULES: &str = "{content: [{name: pii, builtin: [email, usSSN], \"on\": [response], action: mask}, {name: code, keywords: [falcon], \"on\": [response]}]}";
+pub(in super::super) const RULES: &str = "{content: [{name: pii, builtin: [email, usSSN], \"on\": [response], action: mask}, {name: code, keywords: [falcon], \"on\": [response]}]}";
 
 /// Words of generated answers: emails and numbers to mask, a keyword that blocks (rarely),
 /// and every kind of character JSON escapes.
@@ -45,7 +45,7 @@ const WORDS: [&str; 16] = [
     ". ",
 ];
 
-fn text(rng: &mut fastrand::Rng) -> String {
+pub(in super::super) fn text(rng: &mut fastrand::Rng) -> String {
     let mut text: String = (0..rng.usize(1..30)).map(|_| WORDS[rng.usize(..WORDS.len())]).collect();
     if rng.usize(..12) == 0 {
         text.push_str("falcon ");
@@ -183,6 +183,11 @@ fn scanned_with(endpoint: Endpoint, body: &str, typed: bool, located: bool) -> S
     let mut scanned = Scanned::new(g, surface, Body::from(body.to_string()), metrics);
     scanned.typed = typed;
     scanned.located = located;
+    output(scanned)
+}
+
+/// What a stream guard over a ready body writes.
+pub(in super::super) fn output(scanned: Scanned) -> String {
     let out = scanned
         .collect()
         .now_or_never()

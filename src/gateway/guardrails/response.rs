@@ -27,6 +27,11 @@ use crate::llm::stream::write_sse;
 
 #[path = "one_delta.rs"]
 mod one_delta;
+#[path = "record.rs"]
+mod record;
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod record_tests;
 #[path = "sse_split.rs"]
 mod sse_split;
 #[path = "whole.rs"]
@@ -36,6 +41,7 @@ use whole::scan_whole;
 
 /// Largest whole answer read for scanning.
 const MAX_ANSWER: usize = 64 << 20;
+use record::RECORD_CAP;
 
 pub async fn wrap(
     guard: Arc<Guard>,
@@ -90,6 +96,9 @@ struct Scanned {
     metrics: Arc<GuardMetrics>,
     /// Rules whose masks were counted, as bits.
     counted: u64,
+    /// Memory the slots' records hold, and the most they may ([`RECORD_CAP`]; less in tests).
+    recorded: usize,
+    record_cap: usize,
     /// The `sequence_number` of the next event written, when the surface numbers events.
     sequence: Option<u64>,
     done: bool,
@@ -117,6 +126,8 @@ impl Scanned {
             surface,
             metrics,
             counted: 0,
+            recorded: 0,
+            record_cap: RECORD_CAP,
             sequence: None,
             done: false,
             typed: true,
@@ -125,19 +136,7 @@ impl Scanned {
     }
 
     fn slot(&mut self, id: u32) -> &mut Slot {
-        let at = match self.slots.iter().position(|s| s.id == id) {
-            Some(at) => at,
-            None => {
-                let mut window = Window::default();
-                window.form = self.surface.delta_form(kind_of(id));
-                self.slots.push(Slot {
-                    id,
-                    window,
-                    template: Value::Null,
-                });
-                self.slots.len() - 1
-            }
-        };
+        let at = self.slot_at(id);
         &mut self.slots[at]
     }
 
@@ -180,12 +179,13 @@ impl Scanned {
         let mut before = Vec::new();
         let surface = self.surface;
         for (id, text, ends) in &deltas {
-            let slot = self.slot(*id);
+            let at = self.slot_at(*id);
+            let slot = &mut self.slots[at];
             if text.is_some() && slot.template.is_null() {
                 slot.template = value.clone();
             }
-            let result = slot.window.push(matcher, text.as_deref().unwrap_or_default(), *ends);
-            let masked = slot.window.masked;
+            let result = self.push(matcher, at, text.as_deref().unwrap_or_default(), *ends);
+            let masked = self.slots[at].window.masked;
             self.count_masks(matcher, masked);
             match result {
                 Released::Blocked(rule) => {
@@ -202,11 +202,20 @@ impl Scanned {
                 self.end_group(matcher, *id, &mut before, out)?;
             }
         }
-        // Texts the event repeats whole: masked, or the stream ends.
+        // Texts the event repeats whole: masked as their deltas were when they are the text
+        // of one slot, else scanned; masked, or the stream ends.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
         self.surface.event_whole_texts(&mut value, &mut |text, form| {
-            if blocked.is_none() {
-                blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
+            if blocked.is_some() {
+                return;
+            }
+            match self.recorded_masks(text, form) {
+                Some([]) => {}
+                Some(masks) => {
+                    *text = matcher.mask(text, masks);
+                    masked.extend(masks.iter().map(|f| f.rule));
+                }
+                None => blocked = matcher.apply(text, None, form, &mut findings, &mut masked),
             }
         });
         if let Some(rule) = blocked {
@@ -232,7 +241,8 @@ impl Scanned {
                 return Ok(());
             }
         }
-        let changed = rewritten || !deltas.is_empty();
+        // Deltas without text (a `*.done` ending its slot) leave the event as it came.
+        let changed = rewritten || deltas.iter().any(|(_, text, _)| text.is_some());
         let mut released = released.into_iter();
         self.surface.event_texts(&mut value, &mut |_, text, _| {
             if let (Some(text), Some(r)) = (text, released.next()) {
@@ -320,12 +330,11 @@ impl Scanned {
     /// Ends the slot at `at`: the event carrying its held text, if any (`Err`: the stream
     /// ended in an error event).
     fn release(&mut self, matcher: &Matcher, at: usize, out: &mut BytesMut) -> Result<Option<Value>, ()> {
-        let slot = &mut self.slots[at];
-        if !slot.window.holds() {
+        if !self.slots[at].window.holds() {
             return Ok(None);
         }
-        let result = slot.window.push(matcher, "", true);
-        let masked = slot.window.masked;
+        let result = self.push(matcher, at, "", true);
+        let masked = self.slots[at].window.masked;
         self.count_masks(matcher, masked);
         match result {
             Released::Blocked(rule) => {

@@ -97,12 +97,13 @@ impl Group {
     }
 
     /// Appends `(pattern, start, end)` for every match each pattern's own leftmost-first
-    /// search makes from `from` on, then from each match's end; each pattern's in order of
-    /// start (the patterns' interleaved).
-    pub fn each(&self, text: &str, from: usize, found: &mut Vec<(usize, usize, usize)>) {
+    /// search makes from `resume[pattern]` on, then from each match's end; each pattern's in
+    /// order of start (the patterns' interleaved). The pass starts at the least of them: every
+    /// match of a pattern from where it resumes still starts inside one of its spans.
+    pub fn each(&self, text: &str, mut resume: Vec<usize>, found: &mut Vec<(usize, usize, usize)>) {
         let hay = text.as_bytes();
         // Where each pattern's own search resumes: no start before it is still to report.
-        let mut resume = vec![from; self.first.len()];
+        let from = resume.iter().copied().min().unwrap_or(hay.len());
         let mut at = from;
         // Searches made (spans and re-searches, a few hundred instructions each).
         let mut searches = 0usize;

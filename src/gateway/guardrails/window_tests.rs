@@ -199,3 +199,100 @@ fn json_source_cut_anywhere_is_masked_as_the_whole_of_it() {
         assert_eq!(out, expected, "{pieces:?}");
     }
 }
+
+#[test]
+fn a_record_gives_the_masks_of_the_whole_text_only() {
+    let m = matcher(RULES, Direction::Response);
+    let text = "mail jane.doe@example.com, card 4111 1111 1111 1111, plain words after it";
+    let mut window = Window::default();
+    window.record();
+    let mut out = String::new();
+    for piece in split_at(text, &[9, 30, 41]) {
+        assert!(window.masks_of(text, Form::Plain).is_none(), "not before the end");
+        if let Released::Text(t) = window.push(&m, piece, false) {
+            out.push_str(&t);
+        }
+    }
+    if let Released::Text(t) = window.push(&m, "", true) {
+        out.push_str(&t);
+    }
+    let masks = window.masks_of(text, Form::Plain).expect("complete");
+    assert_eq!(m.mask(text, masks), out);
+    assert_eq!(out, whole(&m, text));
+    assert!(window.masks_of(&text[1..], Form::Plain).is_none());
+    // Text after the end: the record no longer is the whole text's.
+    window.push(&m, " more", true);
+    assert!(window.masks_of(text, Form::Plain).is_none());
+    assert_eq!(window.record_cost(), 0);
+}
+
+/// Text dense in matches and near-matches of every search (numbers joined to longer ones,
+/// cards, addresses, phones, IBANs, emails, keywords inside words, the pattern across
+/// spaces), long enough for many scans, each resuming where its searches left off.
+fn dense(rng: &mut fastrand::Rng, len: usize) -> String {
+    const TOKENS: [&str; 24] = [
+        "4111 1111 1111 1111",
+        "1.4111 1111 1111 1111",
+        "4111-1111-1111-1111-2",
+        "10.0.0.1",
+        "10.0.0.1.5",
+        "::1",
+        "std::vec::Vec",
+        "(415) 555-2671",
+        "+1 415 555 2671",
+        "GB82 WEST 1234 5698 7654 32",
+        "jane.doe@example.com",
+        "x@y",
+        "bluebird",
+        "bluebirds",
+        "project   falcon",
+        "Project\nFalcon",
+        "2024-05-17",
+        "1,250",
+        "12345678901234567890",
+        " ",
+        ", ",
+        "-",
+        ".",
+        "é",
+    ];
+    let mut text = String::new();
+    while text.len() < len {
+        text.push_str(TOKENS[rng.usize(..TOKENS.len())]);
+        if rng.bool() {
+            text.push(' ');
+        }
+    }
+    text
+}
+
+#[test]
+fn dense_text_cut_anywhere_gives_the_whole_text_output() {
+    let m = matcher(RULES, Direction::Response);
+    let mut rng = fastrand::Rng::with_seed(77);
+    for round in 0..6 {
+        let text = dense(&mut rng, 1200 + round * 300);
+        let expected = whole(&m, &text);
+        assert!(
+            expected.contains("[CREDIT_CARD]") && expected.contains("[EMAIL]"),
+            "{expected}"
+        );
+        for first in 0..=text.len() {
+            if !text.is_char_boundary(first) {
+                continue;
+            }
+            // A first piece ending at every position, then pieces of one size (the scans
+            // fall at every offset), and every two-piece split.
+            let step = rng.usize(1..48);
+            let cuts: Vec<usize> = (first..text.len()).step_by(step).collect();
+            let pieces = split_at(&text, &cuts);
+            assert_eq!(
+                stream(&m, &pieces).expect("masked"),
+                expected,
+                "{first}/{step}: {text:?}"
+            );
+            let two = stream(&m, &[&text[..first], &text[first..]]).expect("masked");
+            assert_eq!(two, expected, "split at {first}: {text:?}");
+        }
+    }
+}

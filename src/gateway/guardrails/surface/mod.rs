@@ -55,6 +55,12 @@ pub trait Surface: Sync {
     /// masked or blocked as whole answers are.
     fn event_whole_texts(&self, _data: &mut Value, _each: &mut WholeTexts) {}
 
+    /// Whether [`Surface::event_whole_texts`] repeats the deltas' text whole (the Responses
+    /// API): each slot then keeps its text and masks, so a repeat is masked without a scan.
+    fn repeats_deltas(&self) -> bool {
+        false
+    }
+
     /// An event carrying `text` for `slot`, shaped after `template` (the slot's first event
     /// with text): held text released where the stream's own events have no room for it.
     fn text_event(&self, slot: u32, text: String, template: &Value) -> Value;

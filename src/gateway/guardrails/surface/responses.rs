@@ -216,6 +216,10 @@ impl Surface for Responses {
         }
     }
 
+    fn repeats_deltas(&self) -> bool {
+        true
+    }
+
     /// Token log probabilities of deltas, `*.done` events and output_text parts.
     fn scrub(&self, data: &mut Value) -> bool {
         fn empty(logprobs: Option<&mut Value>) -> bool {
