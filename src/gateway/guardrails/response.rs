@@ -450,7 +450,9 @@ impl http_body::Body for Scanned {
             match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    let mut out = BytesMut::new();
+                    // About what comes in goes out: one allocation, not a doubling ladder
+                    // copying a large frame's events again and again.
+                    let mut out = BytesMut::with_capacity(data.len() + data.len() / 8);
                     let _ = this.feed(&data, &mut out);
                     if out.is_empty() {
                         continue;
