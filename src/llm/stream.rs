@@ -84,17 +84,25 @@ impl Framer for SseFramer {
 
 /// Writes one server-sent event (`event:` line only when `event` is given).
 pub fn write_sse(out: &mut BytesMut, event: Option<&str>, data: &str) {
+    write_sse_bytes(out, event, data.as_bytes());
+}
+
+/// [`write_sse`] for data as bytes: one `data:` line per line of `data`.
+pub fn write_sse_bytes(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {
     if let Some(event) = event {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(event.as_bytes());
         out.extend_from_slice(b"\n");
     }
-    for line in data.split('\n') {
+    let mut at = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\n");
+        out.extend_from_slice(&data[at..=end]);
+        at = end + 1;
     }
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&data[at..]);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Joins a canonical stream into the response a non-streamed call returns: text concatenated,

@@ -14,7 +14,7 @@ impl Scanned {
     /// Scans `data` when it is an event with one text delta for a slot that already has its
     /// template; `None` when the general path must (the event is untouched, nothing written).
     pub(super) fn one_delta(&mut self, name: &str, data: &str, out: &mut BytesMut) -> Option<Result<(), ()>> {
-        if !self.typed {
+        if !self.typed || !self.surface.may_be_delta(name) {
             return None;
         }
         let guard = self.guard.clone();

@@ -243,14 +243,18 @@ fn an_event_with_one_text_delta_takes_the_fast_path() {
         let mut out = bytes::BytesMut::new();
         let first = event("first", 1).to_string();
         assert!(
-            scanned.one_delta("x", &first, &mut out).is_none(),
+            scanned.one_delta("message", &first, &mut out).is_none(),
             "{endpoint:?}: no template yet"
         );
-        scanned.event("x", &first, &mut out).expect("scanned");
+        scanned.event("message", &first, &mut out).expect("scanned");
         let second = event(text, 2).to_string();
-        assert_eq!(scanned.one_delta("x", &second, &mut out), Some(Ok(())), "{endpoint:?}");
+        assert_eq!(
+            scanned.one_delta("message", &second, &mut out),
+            Some(Ok(())),
+            "{endpoint:?}"
+        );
         let gap = event(text, 7).to_string();
-        let fast = scanned.one_delta("x", &gap, &mut out);
+        let fast = scanned.one_delta("message", &gap, &mut out);
         assert_eq!(
             fast.is_some(),
             endpoint != Endpoint::responses,

@@ -36,7 +36,7 @@ fn through(body: &str, record_cap: usize) -> String {
 
 /// A Responses stream of one to three output items (message text, a refusal, a function
 /// call's arguments); each repeat of a text is, at random, the text, another text, or absent.
-fn generated(rng: &mut fastrand::Rng) -> String {
+pub(super) fn generated(rng: &mut fastrand::Rng) -> String {
     let mut events = vec![json!({"type": "response.created", "response": {"id": "r", "output": []}})];
     let mut items = Vec::new();
     for index in 0..rng.usize(1..4) {

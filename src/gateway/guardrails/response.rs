@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::matcher::Matcher;
 use super::metrics::{Action, Side};
+use super::splice::{splice_raw, Masked};
 use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
 use super::{unreadable, violation, Guard, GuardMetrics};
@@ -23,7 +24,7 @@ use crate::crd::Direction;
 use crate::gateway::error::ApiError;
 use crate::gateway::metrics::Endpoint;
 use crate::gateway::surfaces::{error_response, Envelope};
-use crate::llm::stream::write_sse;
+use crate::llm::stream::{write_sse, write_sse_bytes};
 
 #[path = "one_delta.rs"]
 mod one_delta;
@@ -32,6 +33,9 @@ mod record;
 #[cfg(test)]
 #[path = "record_tests.rs"]
 mod record_tests;
+#[cfg(test)]
+#[path = "spliced_tests.rs"]
+mod spliced_tests;
 #[path = "sse_split.rs"]
 mod sse_split;
 #[path = "whole.rs"]
@@ -108,6 +112,10 @@ struct Scanned {
     /// Whether the fast path first locates the delta in the event's bytes
     /// ([`Surface::locate`]): always, but in the tests that compare it with the typed view.
     located: bool,
+    /// Whether an event whose only changes are masked whole texts and its number is written
+    /// as its own bytes with those spliced in: always, but in the tests that compare it with
+    /// the event written again from its value.
+    spliced: bool,
 }
 
 struct Slot {
@@ -132,6 +140,7 @@ impl Scanned {
             done: false,
             typed: true,
             located: true,
+            spliced: true,
         }
     }
 
@@ -203,20 +212,36 @@ impl Scanned {
             }
         }
         // Texts the event repeats whole: masked as their deltas were when they are the text
-        // of one slot, else scanned; masked, or the stream ends.
+        // of one slot, else scanned; masked, or the stream ends. Each masked one is noted
+        // (by its address) to be spliced into the event's own bytes.
         let (mut blocked, mut masked, mut findings) = (None, Vec::new(), Vec::new());
+        let mut spliced = Vec::new();
         self.surface.event_whole_texts(&mut value, &mut |text, form| {
             if blocked.is_some() {
                 return;
             }
-            match self.recorded_masks(text, form) {
-                Some([]) => {}
+            let address = std::ptr::from_ref::<String>(text) as usize;
+            let found = match self.recorded_masks(text, form) {
+                Some([]) => return,
                 Some(masks) => {
                     *text = matcher.mask(text, masks);
                     masked.extend(masks.iter().map(|f| f.rule));
+                    masks
                 }
-                None => blocked = matcher.apply(text, None, form, &mut findings, &mut masked),
-            }
+                None => {
+                    let before = masked.len();
+                    blocked = matcher.apply(text, None, form, &mut findings, &mut masked);
+                    if masked.len() == before {
+                        return;
+                    }
+                    &findings
+                }
+            };
+            let found = found.iter().map(|f| (f.start, f.end, matcher.placeholder(f)));
+            spliced.push(Masked {
+                address,
+                found: found.collect(),
+            });
         });
         if let Some(rule) = blocked {
             self.block(matcher, rule, out);
@@ -228,11 +253,13 @@ impl Scanned {
             self.count_masks(matcher, bits);
         }
         // Token log probabilities would show held or masked text before it is checked.
-        rewritten |= self.surface.scrub(&mut value);
+        let scrubbed = self.surface.scrub(&mut value);
+        rewritten |= scrubbed;
         for extra in before {
             self.write_value(out, extra);
         }
-        rewritten |= self.renumber(&mut value);
+        let renumbered = self.renumber(&mut value);
+        rewritten |= renumbered;
         // One delta and nothing else changed: its released text goes into the raw event.
         if let ([(id, Some(original), _)], [text], false) = (&deltas[..], &released[..], rewritten) {
             let key = surface.delta_key(kind_of(*id)).unwrap_or_default();
@@ -242,7 +269,22 @@ impl Scanned {
             }
         }
         // Deltas without text (a `*.done` ending its slot) leave the event as it came.
-        let changed = rewritten || deltas.iter().any(|(_, text, _)| text.is_some());
+        let texts = deltas.iter().any(|(_, text, _)| text.is_some());
+        if rewritten && !texts && !scrubbed && self.spliced {
+            // Only whole texts masked and the number changed: the event's own bytes with
+            // those replaced (a walk beside the value: a text cannot fake the number's key).
+            let number = renumbered.then(|| value.get("sequence_number")).flatten();
+            let digits = number.map(Value::to_string).unwrap_or_default();
+            let raw: Vec<(usize, &[u8])> = number
+                .map(|n| (std::ptr::from_ref(n) as usize, digits.as_bytes()))
+                .into_iter()
+                .collect();
+            if let Some(bytes) = splice_raw(data.as_bytes(), &value, &spliced, &raw) {
+                write_event_bytes(out, name, &bytes);
+                return Ok(());
+            }
+        }
+        let changed = rewritten || texts;
         let mut released = released.into_iter();
         self.surface.event_texts(&mut value, &mut |_, text, _| {
             if let (Some(text), Some(r)) = (text, released.next()) {
@@ -390,6 +432,11 @@ fn write_event(out: &mut BytesMut, name: &str, data: &str) {
     write_sse(out, (name != "message").then_some(name), data);
 }
 
+/// [`write_event`] for data as bytes (JSON text the guard spliced).
+fn write_event_bytes(out: &mut BytesMut, name: &str, data: &[u8]) {
+    write_sse_bytes(out, (name != "message").then_some(name), data);
+}
+
 impl http_body::Body for Scanned {
     type Data = Bytes;
     type Error = axum::Error;
@@ -403,7 +450,9 @@ impl http_body::Body for Scanned {
             match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    let mut out = BytesMut::new();
+                    // About what comes in goes out: one allocation, not a doubling ladder
+                    // copying a large frame's events again and again.
+                    let mut out = BytesMut::with_capacity(data.len() + data.len() / 8);
                     let _ = this.feed(&data, &mut out);
                     if out.is_empty() {
                         continue;

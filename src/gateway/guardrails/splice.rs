@@ -28,13 +28,22 @@ pub struct Masked<'p> {
 /// written as its text now; `None` when the body does not walk beside the value (not for a
 /// body the value was parsed from: the caller then writes the value whole).
 pub fn splice(body: &[u8], value: &Value, masked: &[Masked]) -> Option<Vec<u8>> {
+    splice_raw(body, value, masked, &[])
+}
+
+/// [`splice`], and each value of `value` in `raw` (by its address, a `&Value`'s) written as
+/// the JSON text given (a number the caller changed, say), whatever its source was.
+pub fn splice_raw(body: &[u8], value: &Value, masked: &[Masked], raw: &[(usize, &[u8])]) -> Option<Vec<u8>> {
     let mut order: Vec<(usize, usize)> = masked.iter().enumerate().map(|(i, m)| (m.address, i)).collect();
     order.sort_unstable();
+    let mut raw_order: Vec<(usize, usize)> = raw.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+    raw_order.sort_unstable();
     let mut walk = Walk {
         body,
         at: 0,
         masked: &order,
-        spans: Vec::with_capacity(masked.len()),
+        raw: &raw_order,
+        spans: Vec::with_capacity(masked.len() + raw.len()),
     };
     walk.value(value, 0)?;
     walk.space();
@@ -44,11 +53,20 @@ pub fn splice(body: &[u8], value: &Value, masked: &[Masked]) -> Option<Vec<u8>> 
     let grown: usize = masked
         .iter()
         .flat_map(|m| m.found.iter().map(|(_, _, placeholder)| placeholder.len() + 2))
+        .chain(raw.iter().map(|r| r.1.len()))
         .sum();
     let mut out = Vec::with_capacity(body.len() + grown);
     let mut at = 0;
-    for (start, end, text, index) in walk.spans {
+    for (start, end, edit) in walk.spans {
         out.extend_from_slice(&body[at..start]);
+        let (text, index) = match edit {
+            Edit::Masked(text, index) => (text, index),
+            Edit::Raw(index) => {
+                out.extend_from_slice(raw[index].1);
+                at = end;
+                continue;
+            }
+        };
         let mark = out.len();
         if !masked_source(&mut out, &body[start + 1..end - 1], text, &masked[index].found) {
             // Not the text the matches were found in (never for a body the value was parsed
@@ -111,9 +129,20 @@ struct Walk<'a> {
     at: usize,
     /// Addresses of the masked strings, sorted, and each one's index in the caller's list.
     masked: &'a [(usize, usize)],
-    /// `start..end` (with the quotes) of each masked string in the body, its text now and
-    /// its index in the caller's list.
-    spans: Vec<(usize, usize, &'a str, usize)>,
+    /// Addresses of the values written as given, sorted, and each one's index in the caller's
+    /// list.
+    raw: &'a [(usize, usize)],
+    /// `start..end` of each masked string (with the quotes) and value written as given in the
+    /// body, in order, and what replaces it.
+    spans: Vec<(usize, usize, Edit<'a>)>,
+}
+
+/// What replaces a span of the body.
+enum Edit<'a> {
+    /// A masked string: its text now and its index in the caller's list.
+    Masked(&'a str, usize),
+    /// A value written as given: its index in the caller's list.
+    Raw(usize),
 }
 
 impl<'a> Walk<'a> {
@@ -138,6 +167,20 @@ impl<'a> Walk<'a> {
             return None;
         }
         self.space();
+        let address = std::ptr::from_ref(value) as usize;
+        if let Ok(i) = self.raw.binary_search_by_key(&address, |r| r.0) {
+            // Walked to find its end; what it holds is replaced with it.
+            let (start, spans) = (self.at, self.spans.len());
+            self.source(value, depth)?;
+            self.spans.truncate(spans);
+            self.spans.push((start, self.at, Edit::Raw(self.raw[i].1)));
+            return Some(());
+        }
+        self.source(value, depth)
+    }
+
+    /// Walks the source of `value` (at `at`, after any space).
+    fn source(&mut self, value: &'a Value, depth: usize) -> Option<()> {
         match (self.body.get(self.at)?, value) {
             (b'{', Value::Object(members)) => {
                 self.at += 1;
@@ -188,7 +231,8 @@ impl<'a> Walk<'a> {
                 let (start, end) = self.string()?;
                 let address = std::ptr::from_ref(text) as usize;
                 if let Ok(i) = self.masked.binary_search_by_key(&address, |m| m.0) {
-                    self.spans.push((start, end, text.as_str(), self.masked[i].1));
+                    self.spans
+                        .push((start, end, Edit::Masked(text.as_str(), self.masked[i].1)));
                 }
             }
             (b'"' | b'{' | b'[', _) => return None,

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::{splice, Masked};
+use super::{splice, splice_raw, Masked};
 use serde_json::Value;
 
 use super::super::matcher::{Finding, Form, Matcher};
@@ -420,4 +420,39 @@ fn a_body_that_does_not_walk_beside_its_value_is_left_to_the_caller() {
             String::from_utf8_lossy(other)
         );
     }
+}
+
+#[test]
+fn values_given_raw_replace_their_source_and_what_it_holds() {
+    let body = br#"{ "n" : 1.0, "t":"a\u0062c", "o": {"n": 1, "t": "x"} }"#;
+    let mut value = strict::from_slice(body).expect("json");
+    // The texts as masked (by the matches below).
+    value["t"] = Value::from("a[B]c");
+    value["o"]["t"] = Value::from("[X]");
+    let address = |pointer: &str| value.pointer(pointer).map(|v| std::ptr::from_ref(v) as usize);
+    let string = |pointer: &str| match value.pointer(pointer) {
+        Some(Value::String(s)) => std::ptr::from_ref(s) as usize,
+        _ => 0,
+    };
+    let (n, o) = (address("/n").expect("n"), address("/o").expect("o"));
+    assert_eq!(
+        splice_raw(body, &value, &[], &[(n, b"7")]).as_deref(),
+        Some(&br#"{ "n" : 7, "t":"a\u0062c", "o": {"n": 1, "t": "x"} }"#[..]),
+        "only the top-level number"
+    );
+    // A masked string inside a value given raw: the raw value alone.
+    let inner = Masked {
+        address: string("/o/t"),
+        found: vec![(0, 1, "[X]")],
+    };
+    let outer = Masked {
+        address: string("/t"),
+        found: vec![(1, 2, "[B]")],
+    };
+    assert_eq!(
+        splice_raw(body, &value, &[inner, outer], &[(o, b"{}"), (n, b"2")]).as_deref(),
+        Some(&br#"{ "n" : 2, "t":"a[B]c", "o": {} }"#[..])
+    );
+    // Not the body the value was parsed from: the caller writes the value whole.
+    assert_eq!(splice_raw(br#"{"n":1,"m":2}"#, &value, &[], &[(n, b"2")]), None);
 }

@@ -118,6 +118,12 @@ pub trait Surface: Sync {
         None
     }
 
+    /// Whether an event of this SSE name may be one [`Surface::one_delta`] reads (a hint to
+    /// spare the fast path's readers a whole answer: the general path reads any event).
+    fn may_be_delta(&self, _name: &str) -> bool {
+        true
+    }
+
     /// What [`Surface::one_delta`] finds, located in the event's bytes without a parser when
     /// the event is compact JSON of the usual shape ([`locate`]); `None` when not certain
     /// (then [`Surface::one_delta`] decides).

@@ -307,6 +307,11 @@ impl Surface for Responses {
         })
     }
 
+    /// Events are named by their type; unnamed ones may be anything.
+    fn may_be_delta(&self, name: &str) -> bool {
+        name == "message" || name.ends_with(".delta")
+    }
+
     fn delta_key(&self, _kind: u32) -> Option<&'static str> {
         Some("delta")
     }
