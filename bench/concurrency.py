@@ -7,8 +7,9 @@
                                  [--h2-requests 10] [--h2-rate 1000] [--no-request-id]
                                  [--skip http1,http2,h2-clients]
 
-Standard-library Python plus the `h2` package for the HTTP/2 parts (the shared venv has it:
-run it with `$MODELGATE_CACHE/venv/bin/python`; without `h2` those parts are reported skipped).
+Standard-library Python plus the `h2` package for the HTTP/2 parts (not in the test venv:
+`$MODELGATE_CACHE/venv/bin/pip install h2==4.4.1`, then run this with that venv's python; without
+`h2` those parts are reported skipped).
 
 The mock upstream (`bench/mock-upstream`, one thread) sends one chunk a second
 (`--chunk-interval-ms 1000`; a stream's length is the request's `max_tokens`). A release gateway
@@ -822,7 +823,7 @@ def main() -> int:
             R["connection_cap"] = R["phases"]["http1"].get("connection_cap")
         if "http2" not in skip:
             if h2 is None:
-                R["problems"].append("HTTP/2 streams skipped: the `h2` package is missing (use the shared venv)")
+                R["problems"].append("HTTP/2 streams skipped: the `h2` package is missing (pip install h2==4.4.1 into the venv running this)")
             else:
                 R["phases"]["http2"] = stream_phase("http2", args, ctx, tmp, mock_port, args.streams, fd_limit)
                 R.setdefault("connection_cap", R["phases"]["http2"].get("connection_cap"))
