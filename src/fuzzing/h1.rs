@@ -19,17 +19,7 @@ pub fn h1_response(data: &[u8]) {
         return;
     };
     if settings & 1 == 0 {
-        let whole = read(&[rest]);
-        assert_eq!(
-            whole,
-            read(&rest.chunks(1).collect::<Vec<_>>()),
-            "one piece and single bytes disagree"
-        );
-        assert_eq!(
-            whole,
-            read(&super::random_cuts(settings >> 1, rest)),
-            "one piece and random cuts disagree"
-        );
+        super::same_however_cut(settings >> 1, rest, read);
         return;
     }
     let mut encoded = Vec::new();

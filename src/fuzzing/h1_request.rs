@@ -47,15 +47,5 @@ pub fn h1_request(data: &[u8]) {
     let Some((&seed, rest)) = data.split_first() else {
         return;
     };
-    let whole = read(&[rest]);
-    assert_eq!(
-        whole,
-        read(&rest.chunks(1).collect::<Vec<_>>()),
-        "one piece and single bytes disagree"
-    );
-    assert_eq!(
-        whole,
-        read(&super::random_cuts(seed, rest)),
-        "one piece and random cuts disagree"
-    );
+    super::same_however_cut(seed, rest, read);
 }

@@ -41,6 +41,27 @@ pub(crate) fn random_cuts(seed: u8, bytes: &[u8]) -> Vec<&[u8]> {
     pieces
 }
 
+/// Asserts `read` gives the same for `bytes` in one piece, one byte at a time and cut at
+/// random places (from `seed`); returns what it gave.
+pub(crate) fn same_however_cut<T: PartialEq + std::fmt::Debug>(
+    seed: u8,
+    bytes: &[u8],
+    read: impl Fn(&[&[u8]]) -> T,
+) -> T {
+    let whole = read(&[bytes]);
+    assert_eq!(
+        whole,
+        read(&bytes.chunks(1).collect::<Vec<_>>()),
+        "one piece and single bytes disagree"
+    );
+    assert_eq!(
+        whole,
+        read(&random_cuts(seed, bytes)),
+        "one piece and random cuts disagree"
+    );
+    whole
+}
+
 /// A property check: panics when `data` breaks a property.
 pub type Check = fn(&[u8]);
 

@@ -18,7 +18,8 @@ use super::one_delta::tests::{output, text, RULES};
 use super::Scanned;
 use crate::gateway::metrics::Endpoint;
 
-fn scanned(body: &str, record_cap: usize) -> Scanned {
+/// A Responses stream guard over `body` whose records hold at most `record_cap` bytes.
+pub(super) fn scanned(body: &str, record_cap: usize) -> Scanned {
     let metrics = Arc::new(GuardMetrics::unregistered());
     let mut scanned = Scanned::new(
         Arc::new(guard(RULES)),

@@ -4,27 +4,13 @@
 //! pretty (several `data:` lines), with escapes where `serde_json` writes none and with the
 //! number's key escaped; the numbers stay consecutive, and only the top-level one changes.
 
-use std::sync::Arc;
-
-use axum::body::Body;
 use serde_json::{json, Value};
 
-use super::super::surface::surface;
-use super::super::tests::guard;
-use super::super::GuardMetrics;
-use super::one_delta::tests::{output, RULES};
-use super::record_tests::generated;
-use super::Scanned;
-use crate::gateway::metrics::Endpoint;
+use super::one_delta::tests::output;
+use super::record_tests::{generated, scanned};
 
 fn through(body: &str, spliced: bool) -> String {
-    let metrics = Arc::new(GuardMetrics::unregistered());
-    let mut scanned = Scanned::new(
-        Arc::new(guard(RULES)),
-        surface(Endpoint::responses),
-        Body::from(body.to_string()),
-        metrics,
-    );
+    let mut scanned = scanned(body, super::RECORD_CAP);
     scanned.spliced = spliced;
     output(scanned)
 }
