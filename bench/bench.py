@@ -62,10 +62,17 @@ BODY = json.dumps(
 )
 
 
+# Chunks a streamed answer has: the mock's `--chunks` (set from it at start), sent as the
+# request's `max_tokens` too. The mock streams `max_tokens` chunks when a request names it, and a
+# request translated for an Anthropic upstream always does (that API requires it; the
+# gateway fills in its default, 4,096: 41 s a stream at 10 ms a chunk).
+STREAM_CHUNKS = 20
+
+
 def body_for(model: str, stream: bool = False) -> str:
     d = {"model": model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
     if stream:
-        d["stream"] = True
+        d |= {"stream": True, "max_tokens": STREAM_CHUNKS}
     return json.dumps(d, separators=(",", ":"))
 
 
@@ -1671,7 +1678,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global STREAM_CHUNKS
     args = parse_args(argv)
+    STREAM_CHUNKS = args.chunks
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
