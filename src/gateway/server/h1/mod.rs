@@ -27,7 +27,7 @@ use http_body::Body as _;
 use super::registry::{Conn, ABORT, RUN};
 use super::service::Guard;
 use super::Served;
-use crate::gateway::h1::wire::Decoder;
+use crate::gateway::h1::wire::{Decoded, Decoder};
 use head::{Framing, HeadError};
 use wire::{lock, Wire};
 use write::Plan;
@@ -162,14 +162,14 @@ fn poll_drain(wire: &Mutex<Wire>, cx: &mut std::task::Context<'_>) -> Poll<bool>
     loop {
         let wire = &mut *wire;
         match wire.body.decode(&mut wire.buf) {
-            Ok(crate::gateway::h1::wire::Decoded::Data(data)) => {
+            Ok(Decoded::Data(data)) => {
                 drained += data.len();
                 if drained > DRAIN_LIMIT {
                     return Poll::Ready(false);
                 }
             }
-            Ok(crate::gateway::h1::wire::Decoded::End) => return Poll::Ready(true),
-            Ok(crate::gateway::h1::wire::Decoded::More) => match ready!(wire.poll_fill(cx)) {
+            Ok(Decoded::End) => return Poll::Ready(true),
+            Ok(Decoded::More) => match ready!(wire.poll_fill(cx)) {
                 Ok(0) | Err(_) => return Poll::Ready(false),
                 Ok(_) => {}
             },
