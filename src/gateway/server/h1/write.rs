@@ -71,7 +71,8 @@ pub fn head(out: &mut Vec<u8>, parts: &Parts, version: Version, plan: Plan) {
             continue;
         }
         if name == CONTENT_LENGTH {
-            // A length the body contradicts is replaced by the body's; several are one.
+            // Only the length the framing uses, once: an unreadable one (the framing then
+            // comes from the body's size) or a second one is dropped.
             if length
                 || !matches!(plan.framing, Framing::Length(n) if value.as_bytes() == itoa::Buffer::new().format(n).as_bytes())
             {
