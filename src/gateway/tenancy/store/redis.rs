@@ -96,8 +96,9 @@ impl RedisStore {
     fn down(&self, why: &str) {
         self.conn.store(None);
         if self.up.swap(false, Ordering::AcqRel) {
-            self.gauge.set(0);
+            // Logged before the gauge moves, so whoever sees the gauge can find the line.
             tracing::warn!(store = %self.shown, error = %why, "usage store unreachable: serving on this replica's own counters until it is back");
+            self.gauge.set(0);
         }
     }
 
@@ -121,8 +122,8 @@ impl RedisStore {
         self.heartbeat_on(&mut conn).await?;
         self.conn.store(Some(Arc::new(conn)));
         if !self.up.swap(true, Ordering::AcqRel) {
-            self.gauge.set(1);
             tracing::info!(store = %self.shown, replica = %self.replica, "usage store connected: limits and credits are shared by every replica");
+            self.gauge.set(1);
         }
         Ok(())
     }
