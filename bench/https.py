@@ -225,6 +225,12 @@ def sequential(port: int, n: int) -> int:
     return ok
 
 
+def modelgate_env(args) -> dict:
+    """`--modelgate-env KEY=VALUE`: set for modelgate's processes only (an A/B of, say, an
+    allocator preloaded with LD_PRELOAD), not for nginx, the load or the mock."""
+    return dict(kv.split("=", 1) for kv in args.modelgate_env)
+
+
 def instructions(args, tmp: Path, front: int, ca: Path) -> dict:
     out: dict = {}
     for name in ("nginx", "modelgate"):
@@ -233,6 +239,8 @@ def instructions(args, tmp: Path, front: int, ca: Path) -> dict:
         os.chmod(d, 0o755)
         port = free_port()
         env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
+        if name == "modelgate":
+            env.update(modelgate_env(args))
         if name == "nginx":
             argv = [bench.nginx_bin() or "nginx", "-p", str(d), "-c", str(nginx_proxy_conf(d, port, front, ca, False)),
                     "-e", str(d / "error.log")]
@@ -310,6 +318,8 @@ def main(argv=None) -> int:
     ap.add_argument("--step-seconds", type=float, default=5.0, help="length of each open-loop rate step")
     ap.add_argument("--plain", action="store_true",
                     help="the same figures with a plain-HTTP upstream (the mock itself, no TLS front)")
+    ap.add_argument("--modelgate-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="set for modelgate's processes only (repeatable)")
     ap.add_argument("--out")
     ap.add_argument("--profile-dir", help="keep each proxy's callgrind dump here (for callgrind_annotate)")
     args = ap.parse_args(argv)
@@ -352,7 +362,7 @@ def main(argv=None) -> int:
                                  PROXY_CPU, tmp)
         # modelgate
         mport, madmin = free_port(), free_port()
-        env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
+        env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn", **modelgate_env(args))
         mg_proc = PROCS.start("modelgate", modelgate_argv(args, modelgate_conf(tmp / "modelgate", front, ca), mport, madmin),
                               PROXY_CPU, tmp, env=env)
         bench.wait_http_ok(f"http://127.0.0.1:{madmin}/readyz", 60, mg_proc, "modelgate")
