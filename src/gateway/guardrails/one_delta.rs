@@ -19,7 +19,12 @@ impl Scanned {
         }
         let guard = self.guard.clone();
         let matcher = guard.response.as_ref()?;
-        let located = if self.located { self.surface.locate(data) } else { None };
+        let surface = self.surface;
+        let located = if self.located {
+            self.shapes.locate(surface, data)
+        } else {
+            None
+        };
         // A located event is one line: the compact reader allows no raw line break.
         let one_line = located.is_some();
         let delta = located.or_else(|| self.surface.one_delta(data))?;

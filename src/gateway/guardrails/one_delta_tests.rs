@@ -266,7 +266,7 @@ fn an_event_with_one_text_delta_takes_the_fast_path() {
 /// Where the byte-level locate finds a delta, the typed view finds the same one.
 fn located_as_typed(endpoint: Endpoint, data: &str) -> bool {
     let surface = surface(endpoint);
-    let Some(located) = surface.locate(data) else {
+    let Some(located) = crate::gateway::guardrails::surface::shape::locate(surface, data) else {
         return false;
     };
     let typed = surface.one_delta(data);

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::matcher::Matcher;
 use super::metrics::{Action, Side};
 use super::splice::{splice_raw, Masked};
+use super::surface::shape::Shapes;
 use super::surface::{group_of, kind_of, surface, Surface};
 use super::window::{Released, Window};
 use super::{unreadable, violation, Guard, GuardMetrics};
@@ -112,6 +113,8 @@ struct Scanned {
     /// Whether the fast path first locates the delta in the event's bytes
     /// ([`Surface::locate`]): always, but in the tests that compare it with the typed view.
     located: bool,
+    /// The shapes of the delta events located so far.
+    shapes: Shapes,
     /// Whether an event whose only changes are masked whole texts and its number is written
     /// as its own bytes with those spliced in: always, but in the tests that compare it with
     /// the event written again from its value.
@@ -140,6 +143,7 @@ impl Scanned {
             done: false,
             typed: true,
             located: true,
+            shapes: Shapes::default(),
             spliced: true,
         }
     }

@@ -190,8 +190,8 @@ impl Surface for AnthropicMessages {
     }
 
     /// A `content_block_delta` whose delta has its type's text field.
-    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
-        super::locate::anthropic(data)
+    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+        super::locate::anthropic(json)
     }
 
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {

@@ -15,11 +15,84 @@ pub struct Compact<'a> {
     text: &'a str,
     at: usize,
     depth: u8,
+    /// Where the values a later event of the same shape may change are ([`Compact::recording`]).
+    holes: Option<Vec<Hole>>,
+}
+
+/// A value of a read event that a later event of the same [`Shape`](super::shape::Shape) may
+/// have differently: its span in the event and what it must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hole {
+    pub start: usize,
+    pub end: usize,
+    pub kind: HoleKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoleKind {
+    /// The delta's text: a string literal.
+    Text,
+    /// A string literal skipped unread.
+    String,
+    /// A number skipped unread.
+    Number,
+    /// The event's `sequence_number`: an index, not null.
+    Sequence,
 }
 
 impl<'a> Compact<'a> {
     pub fn new(text: &'a str) -> Self {
-        Compact { text, at: 0, depth: 0 }
+        Compact {
+            text,
+            at: 0,
+            depth: 0,
+            holes: None,
+        }
+    }
+
+    /// A reader that notes where the values it skips and the sequence number it reads are
+    /// ([`Compact::holes`]).
+    pub fn recording(text: &'a str) -> Self {
+        Compact {
+            holes: Some(Vec::new()),
+            ..Compact::new(text)
+        }
+    }
+
+    /// A reader of one value at `at` of `text` (a [`Hole`] of an event of a known shape).
+    pub fn at(text: &'a str, at: usize) -> Self {
+        Compact {
+            at,
+            ..Compact::new(text)
+        }
+    }
+
+    /// Where the reader is.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// The holes noted by a [`Compact::recording`] reader, in the order read.
+    pub fn holes(&mut self) -> Vec<Hole> {
+        self.holes.take().unwrap_or_default()
+    }
+
+    fn note(&mut self, start: usize, kind: HoleKind) {
+        if let Some(holes) = &mut self.holes {
+            holes.push(Hole {
+                start,
+                end: self.at,
+                kind,
+            });
+        }
+    }
+
+    /// The top-level `sequence_number`: an index, not null.
+    pub fn sequence_number(&mut self) -> Option<u64> {
+        let start = self.at;
+        let number = self.index()??;
+        self.note(start, HoleKind::Sequence);
+        Some(number)
     }
 
     /// Whether the whole text was read.
@@ -129,7 +202,7 @@ impl<'a> Compact<'a> {
         }
     }
 
-    fn number(&mut self) -> Option<()> {
+    pub fn number(&mut self) -> Option<()> {
         let start = self.at;
         let _ = self.eat(b'-');
         match self.peek()? {
@@ -150,14 +223,23 @@ impl<'a> Compact<'a> {
 
     /// Any value, checked and skipped.
     pub fn skip(&mut self) -> Option<()> {
+        let start = self.at;
         match self.peek()? {
-            b'"' => self.string().map(drop),
+            b'"' => {
+                self.string()?;
+                self.note(start, HoleKind::String);
+                Some(())
+            }
             b'{' => self.object(|json, _| json.skip()),
             b'[' => self.array(|json| json.skip()),
             b't' => self.word("true"),
             b'f' => self.word("false"),
             b'n' => self.word("null"),
-            _ => self.number(),
+            _ => {
+                self.number()?;
+                self.note(start, HoleKind::Number);
+                Some(())
+            }
         }
     }
 

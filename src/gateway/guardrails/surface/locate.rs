@@ -28,8 +28,7 @@ fn null(json: &mut Compact<'_>, seen: &mut Option<()>) -> Option<()> {
 
 /// An OpenAI chat chunk of one choice whose delta is `content` or `reasoning_content` alone
 /// (`role` and unknown fields aside), which neither finishes nor has log probabilities.
-pub fn chat(data: &str) -> Option<OneDelta<'_>> {
-    let mut json = Compact::new(data);
+pub fn chat<'a>(json: &mut Compact<'a>) -> Option<OneDelta<'a>> {
     let mut found = None;
     json.object(|json, key| match key {
         "choices" => {
@@ -78,8 +77,7 @@ fn chat_delta<'a>(json: &mut Compact<'a>) -> Option<(u32, &'a str)> {
 const ANTHROPIC_FIELDS: [&str; 3] = ["text", "thinking", "partial_json"];
 
 /// An Anthropic `content_block_delta` whose delta has its type's text field.
-pub fn anthropic(data: &str) -> Option<OneDelta<'_>> {
-    let mut json = Compact::new(data);
+pub fn anthropic<'a>(json: &mut Compact<'a>) -> Option<OneDelta<'a>> {
     let (mut kind, mut index, mut delta) = (None, None, None);
     json.object(|json, key| match key {
         "type" => once(&mut kind, json.plain()?),
@@ -114,8 +112,7 @@ fn anthropic_delta<'a>(json: &mut Compact<'a>) -> Option<(u32, &'a str)> {
 
 /// A Responses `<stream>.delta` event of a text stream, with no log probabilities and no
 /// part, item or response inside.
-pub fn responses(data: &str) -> Option<OneDelta<'_>> {
-    let mut json = Compact::new(data);
+pub fn responses<'a>(json: &mut Compact<'a>) -> Option<OneDelta<'a>> {
     let (mut kind, mut delta, mut sequence, mut logprobs) = (None, None, None, None);
     let mut indexes: [Option<Option<u64>>; 3] = [None; 3];
     let mut whole: [Option<()>; 4] = [None; 4];
@@ -125,7 +122,7 @@ pub fn responses(data: &str) -> Option<OneDelta<'_>> {
         "output_index" => once(&mut indexes[0], json.index()?),
         "content_index" => once(&mut indexes[1], json.index()?),
         "summary_index" => once(&mut indexes[2], json.index()?),
-        "sequence_number" => once(&mut sequence, json.index()??),
+        "sequence_number" => once(&mut sequence, json.sequence_number()?),
         "logprobs" => {
             once(&mut logprobs, ())?;
             (json.null() || json.empty_array()).then_some(())

@@ -8,10 +8,12 @@ mod compact;
 mod locate;
 mod openai;
 mod responses;
+pub mod shape;
 pub mod typed;
 
 use serde_json::Value;
 
+use self::compact::Compact;
 use self::typed::OneDelta;
 
 pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
@@ -124,10 +126,11 @@ pub trait Surface: Sync {
         true
     }
 
-    /// What [`Surface::one_delta`] finds, located in the event's bytes without a parser when
-    /// the event is compact JSON of the usual shape ([`locate`]); `None` when not certain
-    /// (then [`Surface::one_delta`] decides).
-    fn locate<'a>(&self, _data: &'a str) -> Option<OneDelta<'a>> {
+    /// What [`Surface::one_delta`] finds, located in the event's bytes by the compact reader
+    /// `json` when the event is compact JSON of the usual shape ([`locate`]); `None` when not
+    /// certain (then [`Surface::one_delta`] decides). Events of a shape already read are
+    /// located by [`shape::Shapes`] instead.
+    fn locate<'a>(&self, _json: &mut Compact<'a>) -> Option<OneDelta<'a>> {
         None
     }
 }

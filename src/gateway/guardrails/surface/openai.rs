@@ -188,8 +188,8 @@ impl Surface for OpenAiChat {
 
     /// A chunk of one choice whose delta is `content` or `reasoning_content` alone, which
     /// neither finishes nor has log probabilities.
-    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
-        super::locate::chat(data)
+    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+        super::locate::chat(json)
     }
 
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {

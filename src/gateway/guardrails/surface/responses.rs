@@ -274,8 +274,8 @@ impl Surface for Responses {
 
     /// A `<stream>.delta` event with its text, without log probabilities, a part, an item or
     /// a response, whose `sequence_number` (if any) is a number.
-    fn locate<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
-        super::locate::responses(data)
+    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+        super::locate::responses(json)
     }
 
     fn one_delta<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// The one text delta of a streamed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OneDelta<'a> {
     /// Its slot (see [`slot_id`](super::slot_id)).
     pub slot: u32,
