@@ -16,9 +16,11 @@ pub struct Detector {
     /// Replaces a masked match.
     pub placeholder: &'static str,
     pub check: Check,
-    /// Its own search skips to a literal (a prefix, or an address's `@`): it is searched
-    /// alone, not in the matcher's group of patterns without one.
-    pub literal: bool,
+    /// Literals every match contains one of (a prefix, or an address's `@`); none for the
+    /// digit-led ones. A detector with some skips to them in its own search: it is searched
+    /// alone, not in the matcher's group of patterns without one, and text holding none of
+    /// them is not searched at all.
+    pub required: &'static [&'static str],
 }
 
 /// ASCII word boundaries (`(?-u:\b)`) keep the lazy DFA on every input.
@@ -28,7 +30,14 @@ const B: &str = r"(?-u:\b)";
 /// must fit the hold-back window (a private key's header, not its whole block).
 pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
     use BuiltinDetector::{AwsAccessKey, Email, GithubToken, OpenaiKey, PrivateKey};
-    let literal = matches!(builtin, Email | AwsAccessKey | PrivateKey | OpenaiKey | GithubToken);
+    let required: &[&str] = match builtin {
+        Email => &["@"],
+        AwsAccessKey => &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        PrivateKey => &["-----BEGIN "],
+        OpenaiKey => &["sk-"],
+        GithubToken => &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        _ => &[],
+    };
     let (pattern, placeholder, check): (String, _, Check) = match builtin {
         BuiltinDetector::Email => (
             format!(r"{B}[A-Za-z0-9._%+-]{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9.-]{{0,62}}[A-Za-z0-9])?\.[A-Za-z]{{2,18}}{B}"),
@@ -91,7 +100,7 @@ pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
         pattern: format!("(?-u){pattern}"),
         placeholder,
         check,
-        literal,
+        required,
     }
 }
 

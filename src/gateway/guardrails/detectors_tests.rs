@@ -154,3 +154,43 @@ fn every_detector_is_bounded_so_streams_can_hold_it_back() {
         assert!(longest <= 256, "{builtin:?} can match {longest} bytes");
     }
 }
+
+/// A detector's required literals are required: every match starts with a literal that
+/// begins with one of them (its prefixes, as the regex's own literal extraction finds them),
+/// or, for an address, the pattern is a sequence with its `@` in it. Text without any of
+/// them is not searched.
+#[test]
+fn every_match_contains_one_of_the_detectors_required_literals() {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::HirKind;
+    for builtin in BuiltinDetector::ALL {
+        for response in [false, true] {
+            let found = detector(builtin, response);
+            if found.required.is_empty() {
+                continue;
+            }
+            let hir = regex_syntax::Parser::new().parse(&found.pattern).expect("parse");
+            if found.required == ["@"] {
+                let HirKind::Concat(parts) = hir.kind() else {
+                    panic!("{builtin:?} is not a sequence")
+                };
+                let at = parts
+                    .iter()
+                    .any(|part| matches!(part.kind(), HirKind::Literal(l) if l.0.contains(&b'@')));
+                assert!(at, "{builtin:?}: no `@` in its sequence");
+                continue;
+            }
+            let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+            let prefixes = prefixes.literals().expect("a finite set of prefixes");
+            for prefix in prefixes {
+                assert!(
+                    found
+                        .required
+                        .iter()
+                        .any(|r| prefix.as_bytes().starts_with(r.as_bytes())),
+                    "{builtin:?}: a match may start with {prefix:?}"
+                );
+            }
+        }
+    }
+}

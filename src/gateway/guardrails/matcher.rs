@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 
 use super::detectors::detector;
@@ -56,6 +57,10 @@ struct Entry {
     window: usize,
     /// Searched alone (a pattern, or a built-in with a literal to skip to), not in the group.
     alone: bool,
+    /// The literals every match contains one of, when known (a built-in's): text without any
+    /// is not searched (a search costs hundreds of instructions even where its own prefilter
+    /// finds nothing, and a stream's window searches every few hundred bytes).
+    gate: Option<AhoCorasick>,
 }
 
 /// What a scanned text is, which decides what a masking match does.
@@ -158,7 +163,8 @@ impl Matcher {
                         check: found.check,
                     },
                     rules: vec![index],
-                    alone: found.literal,
+                    alone: !found.required.is_empty(),
+                    gate: gate(found.required)?,
                 });
             }
             for pattern in rule.patterns.iter().flatten() {
@@ -169,6 +175,7 @@ impl Matcher {
                     source: Source::Pattern,
                     rules: vec![index],
                     alone: true,
+                    gate: None,
                 });
             }
             for keyword in rule.keywords.iter().flatten() {
@@ -251,8 +258,10 @@ impl Matcher {
     ) {
         let applies = |rules: &[u16]| rules.iter().any(|r| self.applies(*r, role));
         for (index, entry) in self.entries.iter().enumerate() {
-            if entry.alone && applies(&entry.rules) {
-                each_match(&entry.regex, text, starts(index), &mut |start, end| {
+            let from = starts(index);
+            let gated = |gate: &AhoCorasick| text.as_bytes().get(from..).is_none_or(|rest| !gate.is_match(rest));
+            if entry.alone && applies(&entry.rules) && !entry.gate.as_ref().is_some_and(gated) {
+                each_match(&entry.regex, text, from, &mut |start, end| {
                     raw.push(Candidate {
                         engine: index,
                         start,
@@ -454,6 +463,16 @@ pub(super) fn next_boundary(text: &str, at: usize) -> usize {
         next += 1;
     }
     next
+}
+
+/// The gate of a built-in's search: an automaton of the literals its matches contain.
+fn gate(required: &[&str]) -> Result<Option<AhoCorasick>, GuardError> {
+    if required.is_empty() {
+        return Ok(None);
+    }
+    AhoCorasick::new(required)
+        .map(Some)
+        .map_err(|source| GuardError::Gate { source })
 }
 
 fn build(pattern: &str, rule: &str) -> Result<Regex, GuardError> {

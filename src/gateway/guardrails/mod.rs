@@ -62,6 +62,11 @@ pub enum GuardError {
         #[source]
         source: aho_corasick::BuildError,
     },
+    #[error("a built-in detector's literals do not compile: {source}")]
+    Gate {
+        #[source]
+        source: aho_corasick::BuildError,
+    },
     #[error("the webhook guard cannot be set up: {0}")]
     Webhook(String),
 }
