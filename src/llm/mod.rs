@@ -14,6 +14,7 @@ pub mod chat;
 pub mod embeddings;
 pub mod failure;
 pub mod gemini;
+pub mod json_string;
 pub mod openai;
 pub mod openai_json;
 pub mod responses;

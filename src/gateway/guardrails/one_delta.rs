@@ -5,10 +5,11 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::super::window::Released;
 use super::{write_event, Scanned};
+use crate::llm::json_string;
 
 impl Scanned {
     /// Scans `data` when it is an event with one text delta for a slot that already has its
@@ -83,8 +84,7 @@ fn write_spliced(out: &mut BytesMut, name: &str, [before, after]: [&str; 2], rel
     out.extend_from_slice(before.as_bytes());
     match released.is_empty() {
         true => out.extend_from_slice(b"\"\""),
-        // Writing a `str` to memory cannot fail.
-        false => drop(serde_json::to_writer((&mut *out).writer(), released)),
+        false => json_string::write(out, released),
     }
     out.extend_from_slice(after.as_bytes());
     out.extend_from_slice(b"\n\n");

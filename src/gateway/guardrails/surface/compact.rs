@@ -5,6 +5,8 @@
 //! of a surrogate, a number with an exponent or more than 18 characters, deep nesting) is
 //! `None`, so the event goes to the typed view and then the general path, which decide.
 
+use crate::llm::json_string::plain_run;
+
 /// Nesting allowed inside an event (`serde_json` allows 128).
 const MAX_DEPTH: u8 = 32;
 /// Characters of a number skipped: shorter ones cannot overflow an `f64` or a `u64`.
@@ -275,33 +277,6 @@ impl<'a> Compact<'a> {
         self.depth -= 1;
         Some(())
     }
-}
-
-/// Where the run of bytes from `at` that need no look inside a string ends: at a quote, a
-/// backslash, a control character or the end. Eight bytes at a time (bit tricks on a `u64`:
-/// a byte's top bit is set where it is a quote, a backslash or below 0x20; the lowest such
-/// byte is exact).
-#[inline]
-fn plain_run(bytes: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const TOPS: u64 = ONES << 7;
-    let zero = |word: u64| word.wrapping_sub(ONES) & !word & TOPS;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let special = zero(word ^ (ONES * u64::from(b'"')))
-            | zero(word ^ (ONES * u64::from(b'\\')))
-            | (word.wrapping_sub(ONES * 0x20) & !word & TOPS);
-        if special != 0 {
-            return at + (special.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes.get(at).is_some_and(|b| *b != b'"' && *b != b'\\' && *b >= 0x20) {
-        at += 1;
-    }
-    at
 }
 
 /// A field read at most once: `Err` on the second time (the typed view fails on a duplicate

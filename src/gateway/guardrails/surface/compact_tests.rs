@@ -1,6 +1,6 @@
 //! The compact reader accepts what `serde_json` reads and refuses what it is not sure of.
 
-use super::{plain_run, Compact};
+use super::Compact;
 
 fn skips(text: &str) -> bool {
     let mut json = Compact::new(text);
@@ -51,26 +51,5 @@ fn an_index_is_a_plain_unsigned_integer_or_null() {
     assert_eq!(index("null"), Some(None));
     for text in ["-1", "1.0", "1e2", "01", "\"1\"", "99999999999999999999"] {
         assert_eq!(index(text), None, "{text}");
-    }
-}
-
-#[test]
-fn a_run_of_plain_bytes_ends_at_the_first_quote_backslash_or_control_character() {
-    let mut rng = fastrand::Rng::with_seed(5);
-    let alphabet = [
-        b'a', b'"', b'\\', 0x1F, 0x20, 0x7F, 0x80, 0xC3, 0xFF, b'!', b'#', b'[', b']',
-    ];
-    for _ in 0..5000 {
-        let bytes: Vec<u8> = (0..rng.usize(0..40))
-            .map(|_| match rng.usize(..4) {
-                0 => alphabet[rng.usize(..alphabet.len())],
-                _ => b'x',
-            })
-            .collect();
-        let from = rng.usize(0..=bytes.len());
-        let expected = (from..bytes.len())
-            .find(|&at| matches!(bytes[at], b'"' | b'\\' | 0..=0x1F))
-            .unwrap_or(bytes.len());
-        assert_eq!(plain_run(&bytes, from), expected, "{bytes:?} from {from}");
     }
 }
