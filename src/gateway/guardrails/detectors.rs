@@ -21,6 +21,10 @@ pub struct Detector {
     /// alone, not in the matcher's group of patterns without one, and text holding none of
     /// them is not searched at all.
     pub required: &'static [&'static str],
+    /// How far after a match's start its required literal may begin, plus the literal's
+    /// length but one: text holding none of them can only end inside a match that started
+    /// this far before its end ([`Gate`](super::gate::Gate)).
+    pub lead: usize,
 }
 
 /// ASCII word boundaries (`(?-u:\b)`) keep the lazy DFA on every input.
@@ -101,6 +105,12 @@ pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
         placeholder,
         check,
         required,
+        // An address's `@` follows at most 64 bytes of its local part; the others' literals
+        // are prefixes.
+        lead: match builtin {
+            Email => 64,
+            _ => required.iter().map(|l| l.len()).max().unwrap_or(1) - 1,
+        },
     }
 }
 

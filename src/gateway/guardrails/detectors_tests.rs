@@ -178,10 +178,22 @@ fn every_match_contains_one_of_the_detectors_required_literals() {
                     .iter()
                     .any(|part| matches!(part.kind(), HirKind::Literal(l) if l.0.contains(&b'@')));
                 assert!(at, "{builtin:?}: no `@` in its sequence");
+                let before: Vec<_> = parts
+                    .iter()
+                    .take_while(|part| !matches!(part.kind(), HirKind::Literal(l) if l.0.contains(&b'@')))
+                    .cloned()
+                    .collect();
+                let before = regex_syntax::hir::Hir::concat(before).properties().maximum_len();
+                assert!(
+                    before.is_some_and(|n| n <= found.lead),
+                    "{builtin:?}: `@` after {before:?} bytes"
+                );
                 continue;
             }
             let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
             let prefixes = prefixes.literals().expect("a finite set of prefixes");
+            let longest = found.required.iter().map(|l| l.len()).max().unwrap_or(0);
+            assert_eq!(found.lead, longest - 1, "{builtin:?}");
             for prefix in prefixes {
                 assert!(
                     found

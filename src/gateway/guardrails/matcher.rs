@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 
 use super::detectors::detector;
+use super::gate::Gate;
 use super::json_text::{safe_in_string, JsonText};
 use super::keywords::Keywords;
 use super::scan::{each_match, Group};
@@ -57,10 +57,8 @@ struct Entry {
     window: usize,
     /// Searched alone (a pattern, or a built-in with a literal to skip to), not in the group.
     alone: bool,
-    /// The literals every match contains one of, when known (a built-in's): text without any
-    /// is not searched (a search costs hundreds of instructions even where its own prefilter
-    /// finds nothing, and a stream's window searches every few hundred bytes).
-    gate: Option<AhoCorasick>,
+    /// The literals every match contains one of, when known ([`Gate`]).
+    gate: Option<Gate>,
 }
 
 /// What a scanned text is, which decides what a masking match does.
@@ -164,7 +162,7 @@ impl Matcher {
                     },
                     rules: vec![index],
                     alone: !found.required.is_empty(),
-                    gate: gate(found.required)?,
+                    gate: Gate::builtin(found.required, found.lead)?,
                 });
             }
             for pattern in rule.patterns.iter().flatten() {
@@ -175,7 +173,7 @@ impl Matcher {
                     source: Source::Pattern,
                     rules: vec![index],
                     alone: true,
-                    gate: None,
+                    gate: Gate::prefixes(pattern)?,
                 });
             }
             for keyword in rule.keywords.iter().flatten() {
@@ -219,7 +217,7 @@ impl Matcher {
     /// findings come sorted and without overlaps; a blocking rule's finding wins its overlap.
     pub fn find(&self, text: &str, from: usize, role: Option<MessageRole>, out: &mut Vec<Finding>) {
         let mut raw = Vec::new();
-        self.candidates(text, &|_| from, role, &mut raw);
+        let _ = self.candidates(text, &|_| from, role, &mut raw);
         self.judge(text, &mut raw, role, out);
     }
 
@@ -240,6 +238,12 @@ impl Matcher {
         self.entries.get(search).map_or(self.keyword_window, |e| e.window)
     }
 
+    /// How far before the end of text a match of a search may start and still be incomplete
+    /// when its gate found none of its literals ([`Gate::lead`]); `None`: no gate.
+    pub fn lead(&self, search: usize) -> Option<usize> {
+        self.entries.get(search)?.gate.as_ref().map(|gate| gate.lead)
+    }
+
     /// Whether a search's next search resumes where its last candidate ended (a regex's
     /// leftmost-first matches, one after another) rather than anywhere (overlapping keywords).
     pub fn chained(&self, search: usize) -> bool {
@@ -249,26 +253,35 @@ impl Matcher {
     /// Appends every candidate of each search from where it starts (`starts(search)`; the
     /// text before is context) for text of `role`: each regex's own matches from there, then
     /// from each match's end; every keyword occurrence from there on. Unchecked, unresolved.
+    /// Returns the searches (as bits, below 64) whose gate found none of its literals from
+    /// where they started: [`Matcher::lead`] bounds where their next search starts.
     pub fn candidates(
         &self,
         text: &str,
         starts: &dyn Fn(usize) -> usize,
         role: Option<MessageRole>,
         raw: &mut Vec<Candidate>,
-    ) {
+    ) -> u64 {
         let applies = |rules: &[u16]| rules.iter().any(|r| self.applies(*r, role));
+        let mut closed = 0;
         for (index, entry) in self.entries.iter().enumerate() {
-            let from = starts(index);
-            let gated = |gate: &AhoCorasick| text.as_bytes().get(from..).is_none_or(|rest| !gate.is_match(rest));
-            if entry.alone && applies(&entry.rules) && !entry.gate.as_ref().is_some_and(gated) {
-                each_match(&entry.regex, text, from, &mut |start, end| {
-                    raw.push(Candidate {
-                        engine: index,
-                        start,
-                        end,
-                    })
-                });
+            if !entry.alone || !applies(&entry.rules) {
+                continue;
             }
+            let from = starts(index);
+            if let Some(gate) = &entry.gate {
+                if !text.as_bytes().get(from..).is_some_and(|rest| gate.open(rest)) {
+                    closed |= u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i)).unwrap_or(0);
+                    continue;
+                }
+            }
+            each_match(&entry.regex, text, from, &mut |start, end| {
+                raw.push(Candidate {
+                    engine: index,
+                    start,
+                    end,
+                })
+            });
         }
         if let Some(group) = &self.group {
             if self.grouped.iter().any(|i| applies(&self.entries[*i].rules)) {
@@ -291,6 +304,7 @@ impl Matcher {
                 })
             });
         }
+        closed
     }
 
     /// The findings of `raw` (candidates of `text` for `role`): checked, their rules decided,
@@ -463,16 +477,6 @@ pub(super) fn next_boundary(text: &str, at: usize) -> usize {
         next += 1;
     }
     next
-}
-
-/// The gate of a built-in's search: an automaton of the literals its matches contain.
-fn gate(required: &[&str]) -> Result<Option<AhoCorasick>, GuardError> {
-    if required.is_empty() {
-        return Ok(None);
-    }
-    AhoCorasick::new(required)
-        .map(Some)
-        .map_err(|source| GuardError::Gate { source })
 }
 
 fn build(pattern: &str, rule: &str) -> Result<Regex, GuardError> {

@@ -11,6 +11,7 @@
 //! What the text of each client API is lives in [`surface`]; the rest works on plain text.
 
 mod detectors;
+mod gate;
 mod json_text;
 mod keywords;
 mod matcher;

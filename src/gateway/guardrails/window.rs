@@ -111,7 +111,7 @@ impl Window {
         raw.extend(self.carried.drain(..).filter(|c| c.start >= from));
         let resume = &self.resume;
         let starts = |search: usize| resume.get(search).map_or(from, |at| (*at).max(from));
-        matcher.candidates(&self.held, &starts, None, &mut raw);
+        let closed = matcher.candidates(&self.held, &starts, None, &mut raw);
         matcher.judge(&self.held, &mut raw, None, &mut self.findings);
         let len = self.held.len();
         let mut cut = match last {
@@ -129,7 +129,7 @@ impl Window {
         }
         let acted = self.acted(cut, |at| at);
         let released = matcher.mask(&self.held[self.context..cut], &acted);
-        self.carry(matcher, &raw, cut, last);
+        self.carry(matcher, &raw, closed, cut, last);
         self.candidates = raw;
         self.keep_from(context_start(&self.held, cut), cut);
         Released::Text(released)
@@ -138,9 +138,10 @@ impl Window {
     /// Keeps, for the next scan, what this one found that no more text can change: per
     /// search, the candidates starting more than its own window before the end (and after the
     /// cut), and where it resumes (past them, at the end of the last one when its matches
-    /// follow one another). A search whose resume point falls before the cut (a finding acted
-    /// on reached past it) starts again at the cut, carrying nothing.
-    fn carry(&mut self, matcher: &Matcher, raw: &[Candidate], cut: usize, last: bool) {
+    /// follow one another; only its gate's lead before the end when the gate found none of
+    /// its literals, the `closed` searches). A search whose resume point falls before the cut
+    /// (a finding acted on reached past it) starts again at the cut, carrying nothing.
+    fn carry(&mut self, matcher: &Matcher, raw: &[Candidate], closed: u64, cut: usize, last: bool) {
         self.resume.clear();
         self.carried.clear();
         if last {
@@ -151,6 +152,11 @@ impl Window {
             .map(|search| floor_boundary(&self.held, len.saturating_sub(matcher.search_window(search))))
             .collect();
         self.resume.extend_from_slice(&done);
+        for (search, resume) in self.resume.iter_mut().enumerate().take(64) {
+            if let Some(lead) = matcher.lead(search).filter(|_| closed & (1 << search) != 0) {
+                *resume = (*resume).max(floor_boundary(&self.held, len.saturating_sub(lead)));
+            }
+        }
         for c in raw {
             let search = matcher.search_of(c.engine);
             if matcher.chained(search) && c.start < done[search] {

@@ -227,10 +227,12 @@ fn a_record_gives_the_masks_of_the_whole_text_only() {
 }
 
 /// Text dense in matches and near-matches of every search (numbers joined to longer ones,
-/// cards, addresses, phones, IBANs, emails, keywords inside words, the pattern across
-/// spaces), long enough for many scans, each resuming where its searches left off.
+/// cards, addresses, phones, IBANs, emails, keys, keywords inside words, the pattern across
+/// spaces), long enough for many scans, each resuming where its searches left off (or, where
+/// a search's gate saw none of its literals, only its lead before the end).
 fn dense(rng: &mut fastrand::Rng, len: usize) -> String {
-    const TOKENS: [&str; 24] = [
+    const TOKENS: [&str; 25] = [
+        "sk-proj-a1B2a1B2a1B2a1B2a1B2T3BlbkFJZ9y8Z9y8Z9y8Z9y8Z9y8",
         "4111 1111 1111 1111",
         "1.4111 1111 1111 1111",
         "4111-1111-1111-1111-2",
@@ -269,10 +271,12 @@ fn dense(rng: &mut fastrand::Rng, len: usize) -> String {
 #[test]
 fn dense_text_cut_anywhere_gives_the_whole_text_output() {
     let m = matcher(RULES, Direction::Response);
-    let mut rng = fastrand::Rng::with_seed(77);
+    let mut rng = fastrand::Rng::with_seed(78);
+    let mut keys = 0;
     for round in 0..6 {
         let text = dense(&mut rng, 1200 + round * 300);
         let expected = whole(&m, &text);
+        keys += expected.matches("[OPENAI_KEY]").count();
         assert!(
             expected.contains("[CREDIT_CARD]") && expected.contains("[EMAIL]"),
             "{expected}"
@@ -295,4 +299,5 @@ fn dense_text_cut_anywhere_gives_the_whole_text_output() {
             assert_eq!(two, expected, "split at {first}: {text:?}");
         }
     }
+    assert!(keys > 2, "{keys} keys in the texts");
 }
