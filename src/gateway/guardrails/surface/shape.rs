@@ -62,39 +62,26 @@ impl Shape {
     /// text and sequence number compared whole (two or three comparisons an event). Bytes
     /// equal to the shape's are read the same, the skipped values in them included.
     fn read_same<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
-        let (event, bytes) = (self.event.as_bytes(), data.as_bytes());
-        let (mut from, mut at) = (0, 0);
-        let (mut text, mut sequence) = (None, None);
-        for hole in self.holes.iter() {
-            if matches!(hole.kind, HoleKind::String | HoleKind::Number) {
-                continue;
-            }
-            let same = event.get(from..hole.start)?;
-            if bytes.get(at..at + same.len())? != same {
-                return None;
-            }
-            let mut json = Compact::at(data, at + same.len());
-            match hole.kind {
-                HoleKind::Text => text = Some(json.string()?),
-                _ => sequence = Some(json.sequence_number()?),
-            }
-            (at, from) = (json.position(), hole.end);
-        }
-        (bytes.get(at..)? == event.get(from..)?).then_some(())?;
-        Some(OneDelta {
-            slot: self.slot,
-            text: text?,
-            sequence,
-        })
+        self.read_with::<true>(data)
     }
 
     /// [`Shape::read`] hole by hole: the bytes between holes compared, each hole read by the
     /// reader's rules for its value.
     fn read_holes<'a>(&self, data: &'a str) -> Option<OneDelta<'a>> {
+        self.read_with::<false>(data)
+    }
+
+    /// Compares the bytes between holes and reads each hole; with `SAME`, the skipped values
+    /// are compared as part of the bytes around them.
+    fn read_with<'a, const SAME: bool>(&self, data: &'a str) -> Option<OneDelta<'a>> {
         let (event, bytes) = (self.event.as_bytes(), data.as_bytes());
         let (mut from, mut at) = (0, 0);
         let (mut text, mut sequence) = (None, None);
         for hole in self.holes.iter() {
+            let skipped = matches!(hole.kind, HoleKind::String | HoleKind::Number);
+            if SAME && skipped {
+                continue;
+            }
             let literal = event.get(from..hole.start)?;
             if bytes.get(at..at + literal.len())? != literal {
                 return None;
