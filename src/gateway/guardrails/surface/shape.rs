@@ -20,6 +20,8 @@ use super::Surface;
 
 /// Shapes kept per stream (choices, reasoning beside text, Responses' several streams).
 const KEPT: usize = 4;
+/// The longest event kept as a shape: a stream holds at most `KEPT` times this.
+const LONGEST: usize = 1024;
 
 /// An event whose delta the compact reader located, and where later events may differ.
 #[derive(Debug)]
@@ -34,6 +36,9 @@ impl Shape {
     /// The shape of `data`, read by a [`Compact::recording`] reader that noted `holes` and
     /// found `delta` in it; `None` when the delta's text is not part of `data`.
     fn learn(data: &str, mut holes: Vec<Hole>, delta: &OneDelta<'_>) -> Option<Shape> {
+        if data.len() > LONGEST {
+            return None;
+        }
         let start = (delta.text.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
         let end = start + delta.text.len();
         data.get(start..end)?;

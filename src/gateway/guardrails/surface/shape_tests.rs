@@ -162,3 +162,12 @@ fn at_most_a_few_shapes_are_kept() {
     }
     assert_eq!(shapes.0.len(), super::KEPT);
 }
+
+#[test]
+fn a_long_event_is_located_but_not_kept() {
+    let mut shapes = Shapes::default();
+    let text = "a".repeat(super::LONGEST);
+    let data = format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#);
+    assert!(shapes.locate(surface(Endpoint::messages), &data).is_some());
+    assert!(shapes.0.is_empty());
+}
