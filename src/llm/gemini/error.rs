@@ -78,7 +78,12 @@ fn from_google(status: u16, error: GoogleError) -> UpstreamError {
         ours.code = Some("upstream_auth_failed".to_string());
         return ours;
     }
-    let class = if matches!(class, FailureClass::ClientError) && mentions_context_window(None, &message) {
+    // Only a 400 or 413 is a context-window error (as for the other providers): another client
+    // error that quotes the phrase stays a client error.
+    let class = if matches!(class, FailureClass::ClientError)
+        && matches!(status, 400 | 413)
+        && mentions_context_window(None, &message)
+    {
         FailureClass::ContextWindowExceeded
     } else {
         class
