@@ -63,7 +63,7 @@ pub enum GuardError {
         #[source]
         source: aho_corasick::BuildError,
     },
-    #[error("a built-in detector's literals do not compile: {source}")]
+    #[error("the literals a content rule's matches contain (its search's gate) do not compile: {source}")]
     Gate {
         #[source]
         source: aho_corasick::BuildError,
