@@ -29,6 +29,8 @@ pub struct Detector {
 
 /// ASCII word boundaries (`(?-u:\b)`) keep the lazy DFA on every input.
 const B: &str = r"(?-u:\b)";
+/// Not at an ASCII word boundary.
+const NB: &str = r"(?-u:\B)";
 
 /// The detector of a builtin. `response`: the form used on streamed responses, where a match
 /// must fit the hold-back window (a private key's header, not its whole block).
@@ -61,9 +63,12 @@ pub fn detector(builtin: BuiltinDetector, response: bool) -> Detector {
             "[PHONE]",
             phone,
         ),
+        // An IPv6 address does not start right after a letter, digit or `_` (the check refuses
+        // such a match as glued to its word): the leading boundary keeps the search from
+        // stopping at every `std::vec`-like span of code, the check from seeing them.
         BuiltinDetector::IpAddress => (
             format!(
-                r"{B}(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){{3}}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d){B}|(?:[0-9a-fA-F]{{1,4}})?(?::[0-9a-fA-F]{{0,4}}){{2,7}}(?:(?:\.\d{{1,3}}){{3}})?"
+                r"{B}(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){{3}}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d){B}|(?:{B}[0-9a-fA-F]{{1,4}}|{NB})(?::[0-9a-fA-F]{{0,4}}){{2,7}}(?:(?:\.\d{{1,3}}){{3}})?"
             ),
             "[IP_ADDRESS]",
             ip_address,
