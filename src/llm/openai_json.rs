@@ -1,8 +1,9 @@
 //! The translated path's hot JSON, without serde's generic detours:
 //! - a chat completion written straight into one pre-sized buffer ([`write_chat_response`]):
-//!   keys as literals, numbers with `itoa`, strings copied whole when they need no escaping
-//!   (checked a machine word at a time) — byte for byte what `serde_json::to_vec` writes,
-//!   which the tests check, with serde still writing the rare parts (tool calls, extra fields);
+//!   keys as literals, numbers with `itoa`, strings by [`json_string::write`] (runs needing
+//!   no escape found a machine word at a time and copied whole) — byte for byte what
+//!   `serde_json::to_vec` writes, which the tests check, with serde still writing the rare
+//!   parts (tool calls, extra fields);
 //! - message content read without buffering (`Content` is a string or a list of parts: an
 //!   untagged enum made serde copy every string into a buffer first and then again).
 //!
@@ -15,6 +16,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::chat::{ChatResponse, Choice, Content, FinishReason, ResponseMessage, Usage};
+use super::json_string;
 
 /// `response` as `serde_json::to_vec` writes it, in one allocation for the common answer.
 pub fn write_chat_response(response: &ChatResponse) -> Vec<u8> {
@@ -134,25 +136,9 @@ fn serde_value(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
     }
 }
 
-/// A JSON string: copied whole when nothing in it needs escaping, else serde_json's escaping
-/// (the same bytes either way).
+/// A JSON string, as serde_json writes it ([`json_string::write`]).
 fn string(out: &mut Vec<u8>, text: &str) {
-    if needs_escape(text.as_bytes()) {
-        serde_value(out, text);
-    } else {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    }
-}
-
-/// Whether any byte is one serde_json escapes: a control character, `"` or `\`. Without an
-/// early exit, so the compiler checks whole vectors at a time.
-fn needs_escape(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    json_string::write(out, text);
 }
 
 /// `content`: a string, or a list of parts, read directly (see the module's comment).
