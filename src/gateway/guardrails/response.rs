@@ -422,18 +422,20 @@ impl Scanned {
 pub(super) fn splice(data: &str, key: &str, original: &str, released: &str) -> Option<String> {
     let value = serde_json::to_string(original).ok()?;
     let name = format!("\"{key}\":");
-    let mut found = memchr::memmem::find_iter(data.as_bytes(), name.as_bytes())
-        .filter(|at| (data.as_bytes().get(at + name.len()..)).is_some_and(|rest| rest.starts_with(value.as_bytes())));
+    let mut found = memchr::memmem::find_iter(data.as_bytes(), name.as_bytes()).filter(|at| {
+        data.as_bytes()
+            .get(at + name.len()..)
+            .is_some_and(|rest| rest.starts_with(value.as_bytes()))
+    });
     let at = found.next()?;
     if found.next().is_some() || data[..at].ends_with('\\') {
         return None;
     }
     let value_at = at + name.len();
-    let needle_len = name.len() + value.len();
     let mut out = String::with_capacity(data.len() + released.len());
     out.push_str(&data[..value_at]);
     out.push_str(&serde_json::to_string(released).ok()?);
-    out.push_str(&data[at + needle_len..]);
+    out.push_str(&data[value_at + value.len()..]);
     Some(out)
 }
 
