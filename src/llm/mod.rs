@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod chat;
+pub mod compact;
 pub mod embeddings;
 pub mod failure;
 pub mod gemini;

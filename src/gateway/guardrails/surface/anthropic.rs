@@ -190,7 +190,7 @@ impl Surface for AnthropicMessages {
     }
 
     /// A `content_block_delta` whose delta has its type's text field.
-    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+    fn locate<'a>(&self, json: &mut crate::llm::compact::Compact<'a>) -> Option<OneDelta<'a>> {
         super::locate::anthropic(json)
     }
 

@@ -8,9 +8,9 @@
 //! [`Surface::locate`]: super::Surface::locate
 //! [`Surface::one_delta`]: super::Surface::one_delta
 
-use super::compact::{once, Compact};
 use super::typed::OneDelta;
 use super::{anthropic, responses, slot_id, REASONING, TEXT};
+use crate::llm::compact::{once, Compact};
 
 /// A text field: a string literal, or null (`Some(None)`); anything else is not certain.
 fn text<'a>(json: &mut Compact<'a>) -> Option<Option<&'a str>> {

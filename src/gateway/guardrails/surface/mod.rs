@@ -4,7 +4,6 @@
 //! the OpenAI Responses API ([`responses`]).
 
 mod anthropic;
-mod compact;
 mod locate;
 mod openai;
 mod responses;
@@ -13,8 +12,8 @@ pub mod typed;
 
 use serde_json::Value;
 
-use self::compact::Compact;
 use self::typed::OneDelta;
+use crate::llm::compact::Compact;
 
 pub use self::anthropic::{AnthropicMessages, ANTHROPIC_COUNT_TOKENS};
 pub use self::openai::{OpenAiChat, OpenAiCompletions, OPENAI_EMBEDDINGS};

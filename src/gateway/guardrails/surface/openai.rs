@@ -188,7 +188,7 @@ impl Surface for OpenAiChat {
 
     /// A chunk of one choice whose delta is `content` or `reasoning_content` alone, which
     /// neither finishes nor has log probabilities.
-    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+    fn locate<'a>(&self, json: &mut crate::llm::compact::Compact<'a>) -> Option<OneDelta<'a>> {
         super::locate::chat(json)
     }
 

@@ -274,7 +274,7 @@ impl Surface for Responses {
 
     /// A `<stream>.delta` event with its text, without log probabilities, a part, an item or
     /// a response, whose `sequence_number` (if any) is a number.
-    fn locate<'a>(&self, json: &mut super::compact::Compact<'a>) -> Option<OneDelta<'a>> {
+    fn locate<'a>(&self, json: &mut crate::llm::compact::Compact<'a>) -> Option<OneDelta<'a>> {
         super::locate::responses(json)
     }
 

@@ -14,9 +14,9 @@
 //! same decisions and finds the same slot, with the new text and number
 //! (`shapes_read_what_the_reader_reads` checks it against the reader on mutated events).
 
-use super::compact::{Compact, Hole, HoleKind};
 use super::typed::OneDelta;
 use super::Surface;
+use crate::llm::compact::{Compact, Hole, HoleKind};
 
 /// Shapes kept per stream (choices, reasoning beside text, Responses' several streams).
 const KEPT: usize = 4;

@@ -1,9 +1,9 @@
 //! A shape reads an event exactly as the compact reader does, or leaves it to the reader.
 
 use super::{locate, Shape, Shapes};
-use crate::gateway::guardrails::surface::compact::Compact;
 use crate::gateway::guardrails::surface::{surface, Surface};
 use crate::gateway::metrics::Endpoint;
+use crate::llm::compact::Compact;
 
 const TEXT: &str = "\u{0}TEXT\u{0}";
 const OBFUSCATION: &str = "\u{0}OBF\u{0}";

@@ -1,11 +1,12 @@
 //! A byte-level reader of compact JSON (no whitespace between tokens, as providers stream
-//! events): the cheapest way to find the one text delta of an event ([`super::locate`]).
+//! events and most clients send requests): the cheapest way to find the one text delta of a
+//! streamed event (the guardrails), and the fields a request is routed by (`gateway::body`).
 //! It accepts only what it is certain `serde_json` reads the same way: every value is
 //! checked as it is skipped, and anything unusual (whitespace, an escaped key, a `\u` escape
 //! of a surrogate, a number with an exponent or more than 18 characters, deep nesting) is
-//! `None`, so the event goes to the typed view and then the general path, which decide.
+//! `None`, so the caller goes to its general path (`serde_json`), which decides.
 
-use crate::llm::json_string::plain_run;
+use super::json_string::plain_run;
 
 /// Nesting allowed inside an event (`serde_json` allows 128).
 const MAX_DEPTH: u8 = 32;
