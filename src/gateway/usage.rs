@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::metrics::{RouteMetrics, StatusClass};
 use super::tenancy::Admission;
 use crate::llm::anthropic::types::UsageCounts as AnthropicCounts;
+use crate::llm::compact::{once, Compact};
 
 /// Largest non-streamed body copied aside to read its `usage`.
 const MAX_JSON_COPY: usize = 4 << 20;
@@ -258,8 +259,69 @@ pub fn responses_usage_in_json(body: &[u8]) -> Option<Usage> {
     find_usage::<ResponsesUsage>(body).map(Usage::from)
 }
 
+/// A `usage` object as one API names its counts.
+trait UsageRead: serde::de::DeserializeOwned {
+    /// Read by the compact reader from the start of `text`; `None` when it is not sure serde
+    /// reads it the same way (whitespace, a `null` count, a repeated field, …).
+    fn compact(_text: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl UsageRead for Usage {
+    fn compact(text: &str) -> Option<Self> {
+        compact_counts(text, ["prompt_tokens", "completion_tokens", "prompt_tokens_details"])
+    }
+}
+
+impl UsageRead for ResponsesUsage {
+    fn compact(text: &str) -> Option<Self> {
+        let usage = compact_counts(text, ["input_tokens", "output_tokens", "input_tokens_details"])?;
+        Some(ResponsesUsage {
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
+            input_tokens_details: usage.prompt_tokens_details,
+        })
+    }
+}
+
+impl UsageRead for AnthropicCounts {}
+
+/// The counts named `names` (input, output, input details) of a compact `usage` object at the
+/// start of `text`, as serde reads them into [`Usage`]: a fifth of serde's instructions.
+fn compact_counts(text: &str, names: [&str; 3]) -> Option<Usage> {
+    let mut json = Compact::new(text);
+    let (mut input, mut output, mut details) = (None, None, None);
+    json.object(|json, key| match key {
+        _ if key == names[0] => once(&mut input, json.index()??),
+        _ if key == names[1] => once(&mut output, json.index()??),
+        _ if key == names[2] => {
+            let read = match json.null() {
+                true => None,
+                false => {
+                    let mut cached = None;
+                    json.object(|json, key| match key {
+                        "cached_tokens" => once(&mut cached, json.index()?),
+                        _ => json.skip(),
+                    })?;
+                    Some(PromptDetails {
+                        cached_tokens: cached.flatten(),
+                    })
+                }
+            };
+            once(&mut details, read)
+        }
+        _ => json.skip(),
+    })?;
+    Some(Usage {
+        prompt_tokens: input.unwrap_or(0),
+        completion_tokens: output.unwrap_or(0),
+        prompt_tokens_details: details.flatten(),
+    })
+}
+
 /// The last `usage` object of a JSON body (see [`usage_in_json`]), read as `T`.
-fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+fn find_usage<T: UsageRead>(body: &[u8]) -> Option<T> {
     let mut end = body.len();
     while let Some(at) = rfind_usage_key(&body[..end]) {
         end = at;
@@ -274,7 +336,11 @@ fn find_usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
         if after[colon] != b':' {
             continue;
         }
-        let mut value = serde_json::Deserializer::from_slice(&after[colon + 1..]);
+        let value = &after[colon + 1..];
+        if let Some(usage) = std::str::from_utf8(value).ok().and_then(T::compact) {
+            return Some(usage);
+        }
+        let mut value = serde_json::Deserializer::from_slice(value);
         if let Ok(Some(usage)) = Option::<T>::deserialize(&mut value) {
             return Some(usage);
         }
@@ -460,6 +526,91 @@ impl<B: Body> Drop for Metered<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What serde reads from the start of `text`, as `find_usage` asks it.
+    fn serde_read<T: UsageRead>(text: &str) -> Option<T> {
+        Option::<T>::deserialize(&mut serde_json::Deserializer::from_str(text))
+            .ok()
+            .flatten()
+    }
+
+    /// Whatever the compact reader reads of a `usage` object, serde reads the same.
+    #[test]
+    fn the_compact_usage_reader_agrees_with_serde() {
+        const KEYS: [&str; 9] = [
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+            "total_tokens",
+            "input_tokens",
+            "output_tokens",
+            "input_tokens_details",
+            "completion_tokens_details",
+            "x",
+        ];
+        const VALUES: [&str; 16] = [
+            "12",
+            "0",
+            "7",
+            "null",
+            "-1",
+            "1.5",
+            "\"3\"",
+            "{\"cached_tokens\":5}",
+            "{\"cached_tokens\":null}",
+            "{}",
+            "{\"audio_tokens\":1,\"cached_tokens\":2}",
+            "18446744073709551616",
+            "123456789012345678",
+            "[]",
+            "{\"cached_tokens\":1,\"cached_tokens\":2}",
+            "1e2",
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let (mut read, mut agreed) = (0, 0);
+        for _ in 0..100_000 {
+            let mut text = String::from("{");
+            for i in 0..rng.usize(..5) {
+                if i > 0 {
+                    text.push(',');
+                }
+                let (key, value) = (KEYS[rng.usize(..KEYS.len())], VALUES[rng.usize(..VALUES.len())]);
+                text.push_str(&format!("\"{key}\":{value}"));
+            }
+            text.push_str(["}", "},\"model\":\"m\"}", "} ", " }"][rng.usize(..4)]);
+            if let Some(usage) = Usage::compact(&text) {
+                read += 1;
+                assert_eq!(serde_read::<Usage>(&text), Some(usage), "{text}");
+            }
+            if let Some(usage) = ResponsesUsage::compact(&text) {
+                read += 1;
+                assert_eq!(
+                    serde_read::<ResponsesUsage>(&text).map(Usage::from),
+                    Some(Usage::from(usage)),
+                    "{text}"
+                );
+            }
+            agreed += usize::from(serde_read::<Usage>(&text).is_some());
+        }
+        assert!(
+            read > 20_000 && agreed > read / 2,
+            "{read} read, {agreed} read by serde"
+        );
+    }
+
+    #[test]
+    fn usage_is_read_from_compact_and_spaced_answers() {
+        let compact = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4}},"system_fingerprint":null}"#;
+        let spaced = br#"{"id": "x", "usage": {"prompt_tokens": 12, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4}}}"#;
+        for body in [&compact[..], &spaced[..]] {
+            let usage = usage_in_json(body).expect("usage");
+            assert_eq!(
+                (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens()),
+                (12, 5, 4)
+            );
+        }
+        assert!(Usage::compact(r#"{"prompt_tokens":12,"completion_tokens":5}"#).is_some());
+    }
 
     #[test]
     fn a_body_that_ends_cleanly_after_the_provider_failed_counts_as_aborted() {
