@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::egress::{self, ConnectError, Policy};
+use super::fixed::FixedHeaders;
 use super::h1::{self, Conn, ExchangeError, H1Body, H1BodyError, IdleStack, Io, Prepared};
 
 /// Why a request to a plain-HTTP upstream failed before its response headers.
@@ -58,8 +59,12 @@ impl H1Pool {
 
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one.
     /// A request that a closing idle connection could not take is sent again on a new one.
-    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, H1Error> {
-        let prepared = Prepared::new(&request, None);
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        fixed: Option<&FixedHeaders>,
+    ) -> Result<Response<PooledBody>, H1Error> {
+        let prepared = Prepared::new(&request, None, fixed);
         drop(request);
         if let Some(sent) = self.idle.send_idle(&prepared).await {
             return sent.map(light).map_err(H1Error::Request);

@@ -6,6 +6,7 @@ pub(crate) mod body;
 pub mod cluster;
 pub mod egress;
 pub mod error;
+pub(crate) mod fixed;
 pub mod guardrails;
 pub(crate) mod h1;
 mod h1pool;

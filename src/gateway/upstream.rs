@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
+use super::fixed::FixedHeaders;
 use super::h1pool::{H1Pool, PooledBody, ReadError};
 use super::tls::{self, ClientTlsError, TlsPool};
 use crate::compiler::{ResolvedTimeouts, TrustedCa};
@@ -220,13 +221,18 @@ impl Limits {
 }
 
 /// Sends a request and waits for the response headers within `limits`; the body that follows
-/// stays under the same limits.
+/// stays under the same limits. `fixed`: the provider's headers, when the request does not
+/// carry them already.
 pub async fn send(
     client: &UpstreamClient,
-    request: Request<Full<Bytes>>,
+    mut request: Request<Full<Bytes>>,
+    fixed: Option<&FixedHeaders>,
     limits: Limits,
 ) -> Result<Response<Timed<PooledBody>>, SendError> {
     let mut timer = Box::pin(tokio::time::sleep_until(limits.next_wake()));
+    if let (UpstreamClient::Pooled(_), Some(fixed)) = (client, fixed) {
+        fixed.merge_into(request.headers_mut());
+    }
     let exchange = async {
         match client {
             UpstreamClient::Pooled(client) => match client.request(request).await {
@@ -234,12 +240,12 @@ pub async fn send(
                 Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),
             },
-            UpstreamClient::Tls(pool) => match pool.send(request).await {
+            UpstreamClient::Tls(pool) => match pool.send(request, fixed).await {
                 Ok(response) => Ok(response),
                 Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),
             },
-            UpstreamClient::H1(pool) => match pool.send(request).await {
+            UpstreamClient::H1(pool) => match pool.send(request, fixed).await {
                 Ok(response) => Ok(response),
                 Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
                 Err(e) => Err(SendError::Failed(e.into())),

@@ -140,7 +140,7 @@ impl HttpClassifier {
         if let Some(host) = &self.host {
             headers.insert(header::HOST, host.clone());
         }
-        let response = upstream::send(&self.client, request, Limits::new(&self.timeouts))
+        let response = upstream::send(&self.client, request, None, Limits::new(&self.timeouts))
             .await
             .map_err(|e| match e {
                 upstream::SendError::Timeout => ClassifierError::Timeout(self.timeouts.request),

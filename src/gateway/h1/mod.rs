@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::fixed::FixedHeaders;
 pub use body::{H1Body, H1BodyError};
 pub use idle::IdleStack;
 use wire::WireError;
@@ -132,9 +133,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Serializes `request` in origin form; `host` is the `Host` it gets when it has none
-    /// (else the URI's authority). The body's length is always its `Content-Length`.
-    pub fn new(request: &Request<Full<Bytes>>, host: Option<&HeaderValue>) -> Self {
+    /// Serializes `request` in origin form, with `fixed` (the provider's headers, when the
+    /// request does not carry them already) first; `host` is the `Host` it gets when it has
+    /// none (else the URI's authority). The body's length is always its `Content-Length`.
+    pub fn new(request: &Request<Full<Bytes>>, host: Option<&HeaderValue>, fixed: Option<&FixedHeaders>) -> Self {
         let mut full = request.body().clone();
         let mut cx = Context::from_waker(Waker::noop());
         let body = match Pin::new(&mut full).poll_frame(&mut cx) {
@@ -144,12 +146,14 @@ impl Prepared {
         let uri = request.uri();
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let headers = request.headers();
-        let mut head = Vec::with_capacity(64 + path.len() + headers.len() * 48);
+        let lines = fixed.map_or(&[][..], FixedHeaders::lines);
+        let mut head = Vec::with_capacity(64 + path.len() + lines.len() + headers.len() * 48);
         head.extend_from_slice(request.method().as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        if !headers.contains_key(HOST) {
+        head.extend_from_slice(lines);
+        if !fixed.is_some_and(FixedHeaders::has_host) && !headers.contains_key(HOST) {
             let authority = uri.authority().map(|a| a.as_str().as_bytes());
             if let Some(host) = host.map(HeaderValue::as_bytes).or(authority) {
                 line(&mut head, b"host", host);

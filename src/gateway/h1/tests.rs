@@ -254,7 +254,7 @@ async fn send(port: u16, idle: &Arc<IdleStack>) -> Result<(StatusCode, Vec<u8>),
         .header("host", format!("127.0.0.1:{port}"))
         .body(Full::new(Bytes::from_static(b"{\"model\":\"m\"}")))
         .unwrap();
-    let prepared = Prepared::new(&request, None);
+    let prepared = Prepared::new(&request, None, None);
     let response = match idle.send_idle(&prepared).await {
         Some(sent) => sent,
         None => {
@@ -289,7 +289,7 @@ async fn a_connection_is_reused_after_a_full_body_only() {
     .await;
     let idle = Arc::new(IdleStack::default());
     let request = Request::get("/").body(Full::new(Bytes::new())).unwrap();
-    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("p")));
+    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("p")), None);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut response = exchange(Conn::new(Io::Tcp(tcp)), &prepared, &idle).await.unwrap();
     let first = response.body_mut().frame().await.unwrap().unwrap();
@@ -338,7 +338,7 @@ async fn a_request_written_and_answered_by_a_close_is_not_sent_again() {
     let idle = Arc::new(IdleStack::default());
     assert_eq!(send(port, &idle).await.unwrap().1, b"ok");
     let request = Request::post("/").body(Full::new(Bytes::from_static(b"{}"))).unwrap();
-    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("p")));
+    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("p")), None);
     let conn = idle.take().expect("the kept connection");
     let Err(error) = exchange(conn, &prepared, &idle).await else {
         panic!("the provider gave no answer");
@@ -373,7 +373,11 @@ async fn the_request_goes_out_in_origin_form_with_host_and_length() {
         .header("content-length", "99")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
-    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("api.example:8443")));
+    let prepared = Prepared::new(
+        &request,
+        Some(&http::HeaderValue::from_static("api.example:8443")),
+        None,
+    );
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let idle = Arc::new(IdleStack::default());
     let response = exchange(Conn::new(Io::Tcp(tcp)), &prepared, &idle).await.unwrap();
@@ -382,5 +386,28 @@ async fn the_request_goes_out_in_origin_form_with_host_and_length() {
     assert_eq!(
         sent,
         "POST /v1/x?q=1 HTTP/1.1\r\nhost: api.example:8443\r\nauthorization: Bearer k\r\ncontent-length: 2\r\n\r\n{}"
+    );
+}
+
+#[test]
+fn the_providers_fixed_headers_go_first_once_and_host_is_not_repeated() {
+    let mut provider = http::HeaderMap::new();
+    for (name, value) in [
+        ("host", "up:8000"),
+        ("authorization", "Bearer k"),
+        ("content-length", "7"),
+    ] {
+        provider.insert(name, http::HeaderValue::from_static(value));
+    }
+    let fixed = FixedHeaders::new(provider, &[]);
+    let request = Request::post("/v1/chat/completions")
+        .header("x-request-id", "r1")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let prepared = Prepared::new(&request, Some(&http::HeaderValue::from_static("other")), Some(&fixed));
+    assert_eq!(
+        String::from_utf8(prepared.head.clone()).unwrap(),
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: up:8000\r\nauthorization: Bearer k\r\n\
+         x-request-id: r1\r\ncontent-length: 2\r\n\r\n"
     );
 }

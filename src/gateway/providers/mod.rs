@@ -33,6 +33,7 @@ pub use sign::{RequestSigner, SignError};
 
 use super::egress;
 use super::error::ApiError;
+use super::fixed::FixedHeaders;
 use super::h1pool::PooledBody;
 use super::headers as response_headers;
 use super::live::LiveTarget;
@@ -188,8 +189,8 @@ pub struct HttpUpstream {
     /// for the plain-HTTP pool.
     pub base: String,
     /// Headers of every request: the provider's own, `Content-Type`, `Host` for plain HTTP,
-    /// and the static credential header (marked sensitive).
-    pub headers: HeaderMap,
+    /// and the static credential header (marked sensitive), prepared once (`fixed`).
+    pub headers: FixedHeaders,
     /// Signs each request (Bedrock's SigV4), when the credential is not a static header.
     pub signer: Option<Arc<dyn RequestSigner>>,
     pub timeouts: ResolvedTimeouts,
@@ -328,7 +329,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         client,
         uris: Vec::new(),
         base,
-        headers,
+        headers: FixedHeaders::new(headers, &PER_REQUEST_HEADERS),
         signer: bedrock::signer(endpoint),
         timeouts: endpoint.timeouts,
         key: endpoint.api_key.clone(),
@@ -356,6 +357,19 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         kind: UpstreamKind::Http(Box::new(http)),
     })
 }
+
+/// The request headers a request may set itself (the client's forwarded headers, its id): a
+/// provider's header of one of these names is a default, not fixed.
+const PER_REQUEST_HEADERS: [HeaderName; 8] = [
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+    super::request_id::X_REQUEST_ID,
+];
 
 /// The static header carrying a provider's key, marked sensitive so it never prints.
 fn credential_header(endpoint: &ProviderEndpoint) -> Option<(HeaderName, HeaderValue)> {
@@ -473,10 +487,18 @@ pub(super) async fn send(
     mut request: http::Request<Full<Bytes>>,
 ) -> Result<Response<Timed<PooledBody>>, Failed> {
     let provider = &call.target.upstream.name;
+    // The fixed headers go as they are prepared, unless the request changes one (a raised
+    // hop count) or must be signed with them: then they join its map.
+    let mut fixed = Some(&http.headers);
     if call.hops > 0 {
         request
             .headers_mut()
             .insert(egress::HOPS, egress::hops_value(call.hops.saturating_add(1)));
+        fixed = None;
+    }
+    if fixed.is_none() || http.signer.is_some() {
+        http.headers.merge_into(request.headers_mut());
+        fixed = None;
     }
     if let Some(signer) = &http.signer {
         let authority = request
@@ -492,7 +514,7 @@ pub(super) async fn send(
             return Err(fail(call, error, HeaderMap::new(), None));
         }
     }
-    upstream::send(&http.client, request, Limits::new(&http.timeouts))
+    upstream::send(&http.client, request, fixed, Limits::new(&http.timeouts))
         .await
         .map_err(|e| {
             tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");

@@ -36,13 +36,14 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     let mut request = http::Request::new(Full::new(outgoing));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
+    // The request's own headers; the provider's fixed ones join them on the way (`send`).
     let outgoing_headers = request.headers_mut();
-    *outgoing_headers = http.headers.clone();
     copy_forwarded(call.headers, outgoing_headers, &FORWARDED_REQUEST_HEADERS);
     if matches!(call.endpoint, Endpoint::messages | Endpoint::count_tokens) {
         copy_forwarded(call.headers, outgoing_headers, &ANTHROPIC_REQUEST_HEADERS);
     }
     outgoing_headers.insert(X_REQUEST_ID, call.request_id.clone());
+    http.headers.apply_defaults(outgoing_headers);
     let sent = Instant::now();
     let response = super::send(call, http, request).await?;
     call.metrics.upstream.observe(sent.elapsed().as_secs_f64());

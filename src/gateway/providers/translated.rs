@@ -112,13 +112,13 @@ async fn send(
     let mut request = http::Request::new(Full::new(wire.body));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
-    *request.headers_mut() = http.headers.clone();
     for name in FORWARDED {
         if let Some(value) = call.headers.get(&name) {
             request.headers_mut().insert(name, value.clone());
         }
     }
     request.headers_mut().insert(X_REQUEST_ID, call.request_id.clone());
+    http.headers.apply_defaults(request.headers_mut());
     let sent = Instant::now();
     let response = super::send(call, http, request).await?;
     call.metrics.upstream.observe(sent.elapsed().as_secs_f64());

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::gateway::egress::{self, ConnectError, Policy};
+use crate::gateway::fixed::FixedHeaders;
 use crate::gateway::h1::{self, Conn, ExchangeError, IdleStack, Io, Prepared};
 use crate::gateway::h1pool::{self, PooledBody};
 
@@ -149,10 +150,18 @@ impl TlsPool {
 
     /// Sends `request` (absolute `https` URI) on the HTTP/2 connection, an idle HTTP/1.1 one,
     /// or a new connection. A request a closing connection could not take is sent again.
-    pub async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<PooledBody>, TlsPoolError> {
+    /// `fixed`: the provider's headers, when the request does not carry them already.
+    pub async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        mut fixed: Option<&FixedHeaders>,
+    ) -> Result<Response<PooledBody>, TlsPoolError> {
         loop {
             match self.next_step() {
                 Step::H2(mut sender, id) => {
+                    if let Some(fixed) = fixed.take() {
+                        fixed.merge_into(request.headers_mut());
+                    }
                     if sender.ready().await.is_err() {
                         self.forget_h2(id);
                         continue;
@@ -180,7 +189,7 @@ impl TlsPool {
                 Step::Connect(notify, protocol) => {
                     let mut prepared = None;
                     if protocol == Protocol::H1 {
-                        let h1 = Prepared::new(&request, self.host_header.as_ref());
+                        let h1 = Prepared::new(&request, self.host_header.as_ref(), fixed);
                         if let Some(sent) = self.idle.send_idle(&h1).await {
                             return sent.map(h1pool::light).map_err(TlsPoolError::H1);
                         }
@@ -190,7 +199,7 @@ impl TlsPool {
                     // Boxed: the TLS and HTTP/2 handshakes' state is large, and kept inline it
                     // would be copied with every request's future (callgrind: +22,000
                     // instructions a request in `memcpy`, plain HTTP too).
-                    return Box::pin(self.connect_and_send(guard, request, prepared)).await;
+                    return Box::pin(self.connect_and_send(guard, request, prepared, fixed)).await;
                 }
             }
         }
@@ -226,8 +235,9 @@ impl TlsPool {
     async fn connect_and_send(
         &self,
         guard: Connecting<'_>,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
         prepared: Option<Prepared>,
+        fixed: Option<&FixedHeaders>,
     ) -> Result<Response<PooledBody>, TlsPoolError> {
         let stream = match self.connect().await {
             Ok(stream) => stream,
@@ -255,6 +265,9 @@ impl TlsPool {
                 });
             }
             guard.done();
+            if let Some(fixed) = fixed {
+                fixed.merge_into(request.headers_mut());
+            }
             return sender
                 .send_request(request)
                 .await
@@ -263,7 +276,7 @@ impl TlsPool {
         }
         self.state().protocol = Protocol::H1;
         guard.done();
-        let prepared = prepared.unwrap_or_else(|| Prepared::new(&request, self.host_header.as_ref()));
+        let prepared = prepared.unwrap_or_else(|| Prepared::new(&request, self.host_header.as_ref(), fixed));
         drop(request);
         h1::exchange(Conn::new(Io::Tls(Box::new(stream))), &prepared, &self.idle)
             .await
