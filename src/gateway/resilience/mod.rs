@@ -101,7 +101,9 @@ pub async fn serve(
         surface,
         metered: !admission.is_open(),
     };
-    let served = attempt::run(&env, plan, &caller).await?;
+    // Boxed: routes with a policy are the fewer, and kept inline its state would be copied
+    // with every request's future, theirs or not (see the README's "Futures moved by value").
+    let served = Box::pin(attempt::run(&env, plan, &caller)).await?;
     let Committed {
         mut parts,
         held,
