@@ -113,6 +113,27 @@ fn framing_and_keep_alive_follow_the_head() {
         (b"HTTP/1.1 200 OK\r\n\r\n", None, false),
         (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", None, false),
         (b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", Some(5), true),
+        // The last coding of all the headers decides; a length beside it is not trusted.
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked, \r\n\r\n",
+            None,
+            true,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            None,
+            false,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: x\r\n\r\n",
+            None,
+            false,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\ncontent-length: 0\r\n\r\n",
+            Some(0),
+            false,
+        ),
     ];
     for (head, remaining, reusable) in cases {
         let parsed = parse_head(&mut BytesMut::from(*head), &Method::POST).unwrap().unwrap();
@@ -129,6 +150,8 @@ fn framing_and_keep_alive_follow_the_head() {
         b"content-length: -1",
         b"content-length: 5x",
         b"content-length: ",
+        b"content-length: 5\r\ncontent-length: 6",
+        b"content-length: 18446744073709551616",
     ] {
         let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
         head.extend_from_slice(bad);

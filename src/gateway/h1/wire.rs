@@ -94,25 +94,18 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
         let spans = spans(base, response.headers, &mut inline, &mut heap);
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count + ADDED_LATER);
+        // The headers that frame the body and the connection, noted on the way (no lookups after).
+        let mut noted = Noted::default();
         for span in spans.iter() {
             let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
                 .map_err(|_| WireError::Head("an invalid header name".to_string()))?;
             let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
                 .map_err(|_| WireError::Head(format!("the value of {name}")))?;
+            noted.note(&name, value.as_bytes());
             headers.append(name, value);
         }
-        let (decoder, clean) = framing(status, &headers, method)?;
-        let (mut close, mut keep_alive_10) = (false, false);
-        for token in headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive_10 |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-        let reusable = clean && !close && (version == Version::HTTP_11 || keep_alive_10);
+        let (decoder, clean) = noted.framing(status, method)?;
+        let reusable = clean && !noted.close && (version == Version::HTTP_11 || noted.keep_alive);
         return Ok(Some(Head {
             status,
             version,
@@ -161,48 +154,80 @@ pub(crate) fn spans<'a>(
     spans
 }
 
-/// How the body is framed (RFC 9112 section 6.3), and whether its end is known exactly.
-fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<(Decoder, bool), WireError> {
-    if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Decoder::length(0), true));
-    }
-    let encodings = headers.get_all(TRANSFER_ENCODING);
-    if encodings.iter().next().is_some() {
-        let last = encodings
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|t| !t.is_empty());
-        let chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        // With a Content-Length beside it, the length is ignored and the connection closed
-        // after (a sign of a proxy in between that may disagree about where the body ends).
-        let clean = chunked && !headers.contains_key(CONTENT_LENGTH);
-        return Ok(match chunked {
-            true => (Decoder::chunked(), clean),
-            false => (Decoder::close(), false),
-        });
-    }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
-                return Err(WireError::ContentLength);
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// What the framing and connection headers of a response head said.
+#[derive(Default)]
+struct Noted {
+    /// A `Transfer-Encoding` was sent; whether the last coding it named was `chunked`.
+    encoded: bool,
+    chunked: bool,
+    /// A `Content-Length` was sent; its value, unless one was invalid or two differed.
+    lengths: bool,
+    length: Option<u64>,
+    bad_length: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Noted {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == TRANSFER_ENCODING {
+            self.encoded = true;
+            if let Some(last) = tokens(value).next_back() {
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
             }
-            let n: u64 = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(WireError::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(WireError::ContentLength);
+        } else if name == CONTENT_LENGTH {
+            self.lengths = true;
+            for part in value.split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                let n = match part.len() {
+                    1..=19 if part.iter().all(u8::is_ascii_digit) => {
+                        part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+                    }
+                    _ => {
+                        self.bad_length = true;
+                        continue;
+                    }
+                };
+                self.bad_length |= self.length.is_some_and(|l| l != n);
+                self.length = Some(n);
             }
-            length = Some(n);
+        } else if name == CONNECTION {
+            for token in tokens(value) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
     }
-    Ok(match length {
-        Some(n) => (Decoder::length(n), true),
-        None => (Decoder::close(), false),
-    })
+
+    /// How the body is framed (RFC 9112 section 6.3), and whether its end is known exactly.
+    fn framing(&self, status: StatusCode, method: &Method) -> Result<(Decoder, bool), WireError> {
+        if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Decoder::length(0), true));
+        }
+        if self.encoded {
+            // With a Content-Length beside it, the length is ignored and the connection closed
+            // after (a sign of a proxy in between that may disagree about where the body ends).
+            return Ok(match self.chunked {
+                true => (Decoder::chunked(), !self.lengths),
+                false => (Decoder::close(), false),
+            });
+        }
+        if self.bad_length {
+            return Err(WireError::ContentLength);
+        }
+        Ok(match self.length {
+            Some(n) => (Decoder::length(n), true),
+            None => (Decoder::close(), false),
+        })
+    }
 }
 
 /// What the decoder found in the buffer.
