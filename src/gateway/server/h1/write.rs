@@ -32,17 +32,22 @@ pub struct Plan {
 pub fn plan(parts: &Parts, exact: Option<u64>, version: Version, keep_alive: bool) -> Plan {
     let status = parts.status;
     let no_body = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let closes = parts
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+    // One pass over the few headers: cheaper than two hashed lookups. The first length counts.
+    let (mut closes, mut declared, mut length_seen) = (false, None, false);
+    for (name, value) in &parts.headers {
+        if name == CONNECTION {
+            closes |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        } else if name == CONTENT_LENGTH && !length_seen {
+            length_seen = true;
+            declared = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+        }
+    }
     let keep_alive = keep_alive && !closes;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse::<u64>().ok());
     let framing = match (no_body, declared.or(exact)) {
         (true, _) => Framing::None,
         (false, Some(n)) => Framing::Length(n),
