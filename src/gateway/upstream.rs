@@ -203,20 +203,34 @@ impl ClientPool {
 /// provider (for the response headers, or between two body frames) may exceed `idle`.
 #[derive(Clone, Copy)]
 pub struct Limits {
+    /// When the request was sent.
+    pub sent: Instant,
     pub deadline: Instant,
     pub idle: Duration,
 }
 
 impl Limits {
+    /// The limits of a request sent now.
     pub fn new(timeouts: &ResolvedTimeouts) -> Self {
+        Self::starting(Instant::now(), timeouts)
+    }
+
+    /// The limits of a request sent at `sent`.
+    pub fn starting(sent: Instant, timeouts: &ResolvedTimeouts) -> Self {
         Limits {
-            deadline: Instant::now() + timeouts.request,
+            sent,
+            deadline: sent + timeouts.request,
             idle: timeouts.idle,
         }
     }
 
     fn next_wake(&self) -> Instant {
-        (Instant::now() + self.idle).min(self.deadline)
+        self.wake_after(Instant::now())
+    }
+
+    /// When to give up on a provider last heard from at `heard`.
+    fn wake_after(&self, heard: Instant) -> Instant {
+        (heard + self.idle).min(self.deadline)
     }
 }
 
@@ -229,7 +243,7 @@ pub async fn send(
     fixed: Option<&FixedHeaders>,
     limits: Limits,
 ) -> Result<Response<Timed<PooledBody>>, SendError> {
-    let mut timer = Box::pin(tokio::time::sleep_until(limits.next_wake()));
+    let mut timer = Box::pin(tokio::time::sleep_until(limits.wake_after(limits.sent)));
     if let (UpstreamClient::Pooled(_), Some(fixed)) = (client, fixed) {
         fixed.merge_into(request.headers_mut());
     }
@@ -257,8 +271,14 @@ pub async fn send(
         response = exchange => response?,
         () = &mut timer => return Err(SendError::Timeout),
     };
-    timer.as_mut().reset(limits.next_wake());
-    Ok(response.map(|inner| Timed { inner, timer, limits }))
+    let answered = Instant::now();
+    timer.as_mut().reset(limits.wake_after(answered));
+    Ok(response.map(|inner| Timed {
+        inner,
+        timer,
+        limits,
+        answered,
+    }))
 }
 
 /// A response body under the request's time limits.
@@ -266,6 +286,15 @@ pub struct Timed<B> {
     inner: B,
     timer: Pin<Box<Sleep>>,
     limits: Limits,
+    /// When the response headers arrived.
+    answered: Instant,
+}
+
+impl<B> Timed<B> {
+    /// How long the provider took to answer with its response headers.
+    pub fn waited(&self) -> Duration {
+        self.answered.saturating_duration_since(self.limits.sent)
+    }
 }
 
 impl<B> Body for Timed<B>

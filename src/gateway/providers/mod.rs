@@ -489,6 +489,8 @@ pub(super) async fn send(
     mut request: http::Request<Full<Bytes>>,
 ) -> Result<Response<Timed<PooledBody>>, Failed> {
     let provider = &call.target.upstream.name;
+    // One clock read for the limits and the upstream latency metric, another when it answers.
+    let sent = tokio::time::Instant::now();
     // The fixed headers go as they are prepared, unless the request changes one (a raised
     // hop count) or must be signed with them: then they join its map.
     let mut fixed = Some(&http.headers);
@@ -516,7 +518,8 @@ pub(super) async fn send(
             return Err(fail(call, error, HeaderMap::new(), None));
         }
     }
-    upstream::send(&http.client, request, fixed, Limits::new(&http.timeouts))
+    let limits = Limits::starting(sent, &http.timeouts);
+    let response = upstream::send(&http.client, request, fixed, limits)
         .await
         .map_err(|e| {
             tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");
@@ -565,7 +568,9 @@ pub(super) async fn send(
                 }
             };
             fail(call, error, HeaderMap::new(), None)
-        })
+        })?;
+    call.metrics.upstream.observe(response.body().waited().as_secs_f64());
+    Ok(response)
 }
 
 /// Counts a failed call and wraps it.

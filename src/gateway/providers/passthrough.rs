@@ -1,8 +1,6 @@
 //! The pass-through path: the client speaks the provider's own API, so only `model` is
 //! rewritten and every other byte travels untouched, both ways.
 
-use std::time::Instant;
-
 use axum::body::Body;
 use http::{header, HeaderMap, HeaderName, Method, Response, Uri};
 use http_body_util::Full;
@@ -44,9 +42,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     }
     outgoing_headers.insert(X_REQUEST_ID, call.request_id.clone());
     http.headers.apply_defaults(outgoing_headers);
-    let sent = Instant::now();
     let response = super::send(call, http, request).await?;
-    call.metrics.upstream.observe(sent.elapsed().as_secs_f64());
 
     let status = response.status();
     if !status.is_success() {

@@ -5,7 +5,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -119,9 +118,7 @@ async fn send(
     }
     request.headers_mut().insert(X_REQUEST_ID, call.request_id.clone());
     http.headers.apply_defaults(request.headers_mut());
-    let sent = Instant::now();
     let response = super::send(call, http, request).await?;
-    call.metrics.upstream.observe(sent.elapsed().as_secs_f64());
     if !response.status().is_success() {
         return Err(super::upstream_failure(call, http, response, false).await);
     }
