@@ -64,8 +64,7 @@ impl H1Pool {
         request: Request<Full<Bytes>>,
         fixed: Option<&FixedHeaders>,
     ) -> Result<Response<PooledBody>, H1Error> {
-        let prepared = Prepared::new(&request, None, fixed);
-        drop(request);
+        let prepared = Prepared::owned(request, None, fixed);
         if let Some(sent) = self.idle.send_idle(&prepared).await {
             return sent.map(light).map_err(H1Error::Request);
         }

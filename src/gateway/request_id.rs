@@ -62,8 +62,10 @@ pub fn generate() -> HeaderValue {
         text[at + 1] = HEX[usize::from(byte & 0xf)];
         at += 2;
     }
-    // 36 hexadecimal digits and dashes are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // 36 hexadecimal digits and dashes are always a valid header value. Owned by its `Bytes`
+    // (one allocation, shared by every clone): a copied slice would be copied again, into a
+    // shared buffer, the first time the id is cloned.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text)).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

@@ -137,18 +137,29 @@ impl Prepared {
     /// request does not carry them already) first; `host` is the `Host` it gets when it has
     /// none (else the URI's authority). The body's length is always its `Content-Length`.
     pub fn new(request: &Request<Full<Bytes>>, host: Option<&HeaderValue>, fixed: Option<&FixedHeaders>) -> Self {
-        let mut full = request.body().clone();
-        let mut cx = Context::from_waker(Waker::noop());
-        let body = match Pin::new(&mut full).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-            _ => Bytes::new(),
-        };
-        let uri = request.uri();
+        let body = whole(request.body().clone());
+        Self::build(request.method(), request.uri(), request.headers(), body, host, fixed)
+    }
+
+    /// [`Prepared::new`] for a request not needed after: its body is taken, not cloned (a clone
+    /// of a body the gateway rewrote is an allocation).
+    pub fn owned(request: Request<Full<Bytes>>, host: Option<&HeaderValue>, fixed: Option<&FixedHeaders>) -> Self {
+        let (parts, body) = request.into_parts();
+        Self::build(&parts.method, &parts.uri, &parts.headers, whole(body), host, fixed)
+    }
+
+    fn build(
+        method: &Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: Bytes,
+        host: Option<&HeaderValue>,
+        fixed: Option<&FixedHeaders>,
+    ) -> Self {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let headers = request.headers();
         let lines = fixed.map_or(&[][..], FixedHeaders::lines);
         let mut head = Vec::with_capacity(64 + path.len() + lines.len() + headers.len() * 48);
-        head.extend_from_slice(request.method().as_str().as_bytes());
+        head.extend_from_slice(method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
@@ -166,7 +177,6 @@ impl Prepared {
                 line(&mut head, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        let method = request.method();
         let expects_body = !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
         if !body.is_empty() || expects_body {
             line(
@@ -181,6 +191,15 @@ impl Prepared {
             head,
             body,
         }
+    }
+}
+
+/// A body sent whole: its one frame.
+fn whole(mut full: Full<Bytes>) -> Bytes {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut full).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
     }
 }
 
