@@ -26,12 +26,12 @@ pub struct FixedHeaders {
 
 impl FixedHeaders {
     /// Splits `all` (a provider's headers) into the fixed ones and the defaults: those named
-    /// in `per_request`, which requests may set.
-    pub fn new(all: HeaderMap, per_request: &[HeaderName]) -> Self {
+    /// in one of the `per_request` lists, which requests may set.
+    pub fn new(all: HeaderMap, per_request: &[&[HeaderName]]) -> Self {
         let (mut map, mut defaults) = (HeaderMap::new(), HeaderMap::new());
         let mut lines = Vec::new();
         for (name, value) in &all {
-            if per_request.contains(name) {
+            if per_request.iter().any(|names| names.contains(name)) {
                 defaults.append(name, value.clone());
                 continue;
             }
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn fixed_headers_are_lines_and_a_map_and_per_request_names_are_defaults() {
-        let fixed = FixedHeaders::new(provider(), &[http::header::USER_AGENT]);
+        let fixed = FixedHeaders::new(provider(), &[&[http::header::USER_AGENT]]);
         assert_eq!(
             std::str::from_utf8(fixed.lines()).expect("ascii"),
             "x-team: a\r\nx-team: b\r\ncontent-type: application/json\r\nhost: up:8000\r\nauthorization: Bearer sk-1\r\n"

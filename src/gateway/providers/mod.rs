@@ -329,7 +329,17 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         client,
         uris: Vec::new(),
         base,
-        headers: FixedHeaders::new(headers, &PER_REQUEST_HEADERS),
+        // A provider's header that a request may set itself (the client's headers each path
+        // forwards, its id) is a default, not fixed.
+        headers: FixedHeaders::new(
+            headers,
+            &[
+                &passthrough::FORWARDED_REQUEST_HEADERS,
+                &passthrough::ANTHROPIC_REQUEST_HEADERS,
+                &translated::FORWARDED,
+                &[super::request_id::X_REQUEST_ID],
+            ],
+        ),
         signer: bedrock::signer(endpoint),
         timeouts: endpoint.timeouts,
         key: endpoint.api_key.clone(),
@@ -357,19 +367,6 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
         kind: UpstreamKind::Http(Box::new(http)),
     })
 }
-
-/// The request headers a request may set itself (the client's forwarded headers, its id): a
-/// provider's header of one of these names is a default, not fixed.
-const PER_REQUEST_HEADERS: [HeaderName; 8] = [
-    header::ACCEPT,
-    header::USER_AGENT,
-    HeaderName::from_static("openai-beta"),
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
-    HeaderName::from_static("anthropic-version"),
-    HeaderName::from_static("anthropic-beta"),
-    super::request_id::X_REQUEST_ID,
-];
 
 /// The static header carrying a provider's key, marked sensitive so it never prints.
 fn credential_header(endpoint: &ProviderEndpoint) -> Option<(HeaderName, HeaderValue)> {

@@ -13,7 +13,7 @@ use crate::gateway::request_id::X_REQUEST_ID;
 /// Client headers passed upstream, with `x-request-id` (the request's id, see `request_id`).
 /// Everything else (notably the client's own `Authorization` and `x-api-key`) stays at the
 /// gateway.
-const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
+pub(super) const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
     header::ACCEPT,
     header::USER_AGENT,
     HeaderName::from_static("openai-beta"),
@@ -22,7 +22,7 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
 ];
 
 /// Anthropic clients' headers that shape the request: passed to Anthropic providers.
-const ANTHROPIC_REQUEST_HEADERS: [HeaderName; 2] = [
+pub(super) const ANTHROPIC_REQUEST_HEADERS: [HeaderName; 2] = [
     HeaderName::from_static("anthropic-version"),
     HeaderName::from_static("anthropic-beta"),
 ];

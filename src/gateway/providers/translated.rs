@@ -26,7 +26,7 @@ use crate::llm::{FailureClass, Framer, StreamDecoder, StreamEncoder, TranslateOp
 
 /// The client's headers a translated request carries on. Constant names: looking a header up
 /// by a `&str` parses the name on every call.
-const FORWARDED: [HeaderName; 3] = [
+pub(super) const FORWARDED: [HeaderName; 3] = [
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
     header::USER_AGENT,
