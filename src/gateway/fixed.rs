@@ -61,11 +61,6 @@ impl FixedHeaders {
         self.map.contains_key(HOST)
     }
 
-    /// The fixed headers, for whoever reads them by name (request signing).
-    pub fn map(&self) -> &HeaderMap {
-        &self.map
-    }
-
     /// Adds the fixed headers to `headers` (a request's own), keeping any it already has.
     pub fn merge_into(&self, headers: &mut HeaderMap) {
         add_missing(&self.map, headers);

