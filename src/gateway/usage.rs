@@ -320,6 +320,21 @@ fn compact_counts(text: &str, names: [&str; 3]) -> Option<Usage> {
     })
 }
 
+/// A usage object is a few counts: the compact reader is given at most this much of what
+/// follows its key, so a body of many `"usage":` keys costs no more than one pass per key.
+const MAX_COMPACT_USAGE: usize = 1 << 10;
+
+/// The text the compact reader gets of a value at the start of `value`: its first
+/// [`MAX_COMPACT_USAGE`] bytes, up to the last whole character (a cut object is `None`
+/// there, and goes to serde).
+fn compact_text(value: &[u8]) -> Option<&str> {
+    let window = &value[..value.len().min(MAX_COMPACT_USAGE)];
+    match std::str::from_utf8(window) {
+        Ok(text) => Some(text),
+        Err(error) => std::str::from_utf8(&window[..error.valid_up_to()]).ok(),
+    }
+}
+
 /// The last `usage` object of a JSON body (see [`usage_in_json`]), read as `T`.
 fn find_usage<T: UsageRead>(body: &[u8]) -> Option<T> {
     let mut end = body.len();
@@ -337,7 +352,7 @@ fn find_usage<T: UsageRead>(body: &[u8]) -> Option<T> {
             continue;
         }
         let value = &after[colon + 1..];
-        if let Some(usage) = std::str::from_utf8(value).ok().and_then(T::compact) {
+        if let Some(usage) = compact_text(value).and_then(T::compact) {
             return Some(usage);
         }
         let mut value = serde_json::Deserializer::from_slice(value);
@@ -595,6 +610,25 @@ mod tests {
         assert!(
             read > 20_000 && agreed > read / 2,
             "{read} read, {agreed} read by serde"
+        );
+    }
+
+    #[test]
+    fn many_usage_keys_and_a_cut_character_still_find_the_object() {
+        // The real object first, then 100,000 keys that hold no object, and text whose
+        // characters straddle the compact reader's window.
+        let mut body = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4},"x":""#.to_vec();
+        body.extend_from_slice("é".repeat(MAX_COMPACT_USAGE).as_bytes());
+        body.extend_from_slice(b"\"");
+        for _ in 0..100_000 {
+            body.extend_from_slice(br#","usage":1"#);
+        }
+        body.push(b'}');
+        let usage = usage_in_json(&body).expect("usage");
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 4));
+        assert_eq!(
+            compact_text("éa".repeat(MAX_COMPACT_USAGE).as_bytes()).map(str::len),
+            Some(MAX_COMPACT_USAGE - 1)
         );
     }
 
