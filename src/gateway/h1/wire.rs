@@ -154,12 +154,25 @@ pub(crate) fn spans<'a>(
     spans
 }
 
-/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped (requests' and
+/// responses' heads alike).
+pub(crate) fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// One comma-separated part of a `Content-Length`: 1 to 19 digits (always within a `u64`),
+/// surrounding whitespace allowed; anything else is `None`.
+pub(crate) fn length(part: &[u8]) -> Option<u64> {
+    let part = part.trim_ascii();
+    match part.len() {
+        1..=19 if part.iter().all(u8::is_ascii_digit) => {
+            Some(part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+        }
+        _ => None,
+    }
 }
 
 /// What the framing and connection headers of a response head said.
@@ -186,15 +199,9 @@ impl Noted {
         } else if name == CONTENT_LENGTH {
             self.lengths = true;
             for part in value.split(|&b| b == b',') {
-                let part = part.trim_ascii();
-                let n = match part.len() {
-                    1..=19 if part.iter().all(u8::is_ascii_digit) => {
-                        part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
-                    }
-                    _ => {
-                        self.bad_length = true;
-                        continue;
-                    }
+                let Some(n) = length(part) else {
+                    self.bad_length = true;
+                    continue;
                 };
                 self.bad_length |= self.length.is_some_and(|l| l != n);
                 self.length = Some(n);

@@ -12,7 +12,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::gateway::error::ApiError;
-use crate::gateway::h1::wire::{spans, Span, INLINE_SPANS};
+use crate::gateway::h1::wire::{length, spans, tokens, Span, INLINE_SPANS};
 use crate::gateway::server::MAX_URI_BYTES;
 
 /// Header lines allowed in one request, as hyper's server.
@@ -149,14 +149,6 @@ struct Scan {
     expect_continue: bool,
 }
 
-/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
 impl Scan {
     fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), HeadError> {
         if name == TRANSFER_ENCODING {
@@ -167,13 +159,7 @@ impl Scan {
             }
         } else if name == CONTENT_LENGTH {
             for part in value.split(|&b| b == b',') {
-                let part = part.trim_ascii();
-                let n = match part.len() {
-                    1..=19 if part.iter().all(u8::is_ascii_digit) => {
-                        part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
-                    }
-                    _ => return Err(HeadError::Malformed("the Content-Length is not a number")),
-                };
+                let n = length(part).ok_or(HeadError::Malformed("the Content-Length is not a number"))?;
                 if self.length.is_some_and(|l| l != n) {
                     return Err(HeadError::Malformed("the Content-Length values differ"));
                 }
