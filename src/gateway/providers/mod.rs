@@ -488,19 +488,20 @@ pub(super) async fn send(
     let provider = &call.target.upstream.name;
     // One clock read for the limits and the upstream latency metric, another when it answers.
     let sent = tokio::time::Instant::now();
-    // The fixed headers go as they are prepared, unless the request changes one (a raised
-    // hop count) or must be signed with them: then they join its map.
-    let mut fixed = Some(&http.headers);
     if call.hops > 0 {
         request
             .headers_mut()
             .insert(egress::HOPS, egress::hops_value(call.hops.saturating_add(1)));
-        fixed = None;
     }
-    if fixed.is_none() || http.signer.is_some() {
-        http.headers.merge_into(request.headers_mut());
-        fixed = None;
-    }
+    // The fixed headers go as they are prepared, unless the request changes one (a raised
+    // hop count) or must be signed with them: then they join its map.
+    let fixed = match call.hops > 0 || http.signer.is_some() {
+        true => {
+            http.headers.merge_into(request.headers_mut());
+            None
+        }
+        false => Some(&http.headers),
+    };
     if let Some(signer) = &http.signer {
         let authority = request
             .headers()
