@@ -668,6 +668,25 @@ fn wait_programmed(stack: &Stack, kind: &str, name: &str) -> Value {
     stack.get(kind, name)
 }
 
+/// The `GatewayReplica` reports of this stack's gateways.
+fn replica_reports(stack: &Stack) -> Vec<Value> {
+    let mut reports = kubectl(["get", "gatewayreplicas", "-n", "modelgate-system", "-o", "json"])
+        .expect_success()
+        .json();
+    let items = reports["items"].as_array_mut().map(std::mem::take).unwrap_or_default();
+    items
+        .into_iter()
+        .filter(|r| r["spec"]["scope"]["selector"] == stack.selector())
+        .collect()
+}
+
+/// The reports' names, sorted.
+fn report_names(reports: &[Value]) -> Vec<&str> {
+    let mut names: Vec<&str> = reports.iter().filter_map(|r| r["metadata"]["name"].as_str()).collect();
+    names.sort_unstable();
+    names
+}
+
 /// Waits until an object's `Programmed` condition, at its current generation, has this message.
 fn wait_programmed_message(stack: &Stack, kind: &str, name: &str, status: &str, message: &str) {
     wait_for(
@@ -702,6 +721,15 @@ async fn programmed_says_when_every_gateway_serves_an_edit_and_names_the_laggard
         &service_account_kubeconfig_via("modelgate-gateway", forwarder.addr),
         &["--replica-name", &two, "--replica-lease", "60s"],
     );
+    // Each gateway reports itself once it serves its first table, just after it turns ready; the
+    // count below is of the gateways reported when the controller reconciles.
+    wait_for("both gateways' reports", DEFAULT_TIMEOUT, || {
+        let reports = replica_reports(&stack);
+        let names = report_names(&reports);
+        (names == [one.as_str(), two.as_str()])
+            .then_some(())
+            .ok_or_else(|| format!("{names:?}"))
+    });
     let _controller = stack.controller("c1");
     stack.apply(&alias("chat", "{target: alpha/m1}"));
 
@@ -723,19 +751,9 @@ async fn programmed_says_when_every_gateway_serves_an_edit_and_names_the_laggard
         "served by 2/2 gateways at generation 1"
     );
     // Each gateway's report: its scope and what it serves.
-    let reports = kubectl(["get", "gatewayreplicas", "-n", "modelgate-system", "-o", "json"])
-        .expect_success()
-        .json();
-    let ours: Vec<&Value> = reports["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|r| r["spec"]["scope"]["selector"] == stack.selector())
-        .collect();
-    let mut names: Vec<&str> = ours.iter().filter_map(|r| r["metadata"]["name"].as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(names, [one.as_str(), two.as_str()], "{reports}");
-    assert!(ours.iter().all(|r| r["spec"]["served"]["routes"] == 1), "{reports}");
+    let ours = replica_reports(&stack);
+    assert_eq!(report_names(&ours), [one.as_str(), two.as_str()], "{ours:?}");
+    assert!(ours.iter().all(|r| r["spec"]["served"]["routes"] == 1), "{ours:?}");
 
     // The second gateway loses the apiserver; an edit reaches only the first. Programmed names
     // the laggard, and `kubectl wait` does not return.

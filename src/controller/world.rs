@@ -89,11 +89,22 @@ impl Snapshot {
         let object = ObjectRef::alias(key.clone());
         let generation = alias.metadata.generation;
         // Gateways matter only while a route published for this generation is not served
-        // everywhere yet.
+        // everywhere yet. Its reference is forgotten once the object's written status says it
+        // is served, not when a status computed here does: the gateways' view and the object's
+        // own watch can each compute one before it is written, and a reference forgotten by
+        // the first would be retaken by the second at the object's newer version, which the
+        // gateways serving the route have not read (`Programmed` then waited for them).
+        let said = alias
+            .status
+            .as_ref()
+            .is_some_and(|s| programmed(&s.conditions, generation));
+        if said {
+            references.done(Kind::ModelAlias, &key);
+        }
         let published = alias
             .status
             .as_ref()
-            .filter(|s| !programmed(&s.conditions, generation))
+            .filter(|_| !said)
             .and_then(|s| s.resolved.as_ref())
             .filter(|r| Some(r.generation) == generation);
         let reference =
@@ -102,9 +113,6 @@ impl Snapshot {
         let mut status = alias_status(alias, route, self.diagnostics_of(&object), env, reference);
         if let Some(summary) = route.and_then(|r| usage.alias(&r.alias)) {
             status.usage = Some(summary);
-        }
-        if reference.is_some() && programmed(&status.conditions, generation) {
-            references.done(Kind::ModelAlias, &key);
         }
         status
     }
@@ -139,21 +147,21 @@ impl Snapshot {
             .status
             .as_ref()
             .is_some_and(|s| programmed(&s.conditions, generation));
+        // As for an alias: forgotten once the object says it is served.
+        if done {
+            references.done(Kind::LLMProvider, &key);
+        }
         let reference = (!done).then(|| {
             let published = u64::try_from(generation.unwrap_or(0)).unwrap_or(0);
             references.of(Kind::LLMProvider, &key, published, resource_version(provider))
         });
-        let status = provider_status(
+        provider_status(
             provider,
             self.compiled.table.providers.get(&key),
             self.diagnostics_of(&object),
             env,
             reference,
-        );
-        if reference.is_some() && programmed(&status.conditions, generation) {
-            references.done(Kind::LLMProvider, &key);
-        }
-        status
+        )
     }
 }
 
