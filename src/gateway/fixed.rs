@@ -22,6 +22,8 @@ pub struct FixedHeaders {
     map: HeaderMap,
     /// The provider's headers a request may replace.
     defaults: HeaderMap,
+    /// Whether a `Host` is among the fixed ones.
+    host: bool,
 }
 
 impl FixedHeaders {
@@ -46,6 +48,7 @@ impl FixedHeaders {
         }
         FixedHeaders {
             lines: Bytes::from(lines),
+            host: map.contains_key(HOST),
             map,
             defaults,
         }
@@ -58,7 +61,7 @@ impl FixedHeaders {
 
     /// Whether a `Host` is among them.
     pub fn has_host(&self) -> bool {
-        self.map.contains_key(HOST)
+        self.host
     }
 
     /// Adds the fixed headers to `headers` (a request's own), keeping any it already has.

@@ -9,6 +9,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
 use http::{StatusCode, Version};
 
+use crate::gateway::h1::wire::{length, tokens};
+
 /// How a response's body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -36,15 +38,10 @@ pub fn plan(parts: &Parts, exact: Option<u64>, version: Version, keep_alive: boo
     let (mut closes, mut declared, mut length_seen) = (false, None, false);
     for (name, value) in &parts.headers {
         if name == CONNECTION {
-            closes |= value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            closes |= tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
         } else if name == CONTENT_LENGTH && !length_seen {
             length_seen = true;
-            declared = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok());
+            declared = length(value.as_bytes());
         }
     }
     let keep_alive = keep_alive && !closes;
