@@ -341,6 +341,81 @@ spec: {alias: Fast.V1, target: mock/three}
         assert_eq!(model(2).as_deref(), Some("three"), "found under spec.alias");
     }
 
+    /// The gateways' view and the object's own watch can each compute an alias's status before
+    /// the first one is written: both must measure the gateways against the same version.
+    #[test]
+    fn programmed_computed_twice_before_it_is_written_waits_for_no_gateway_that_serves_the_route() {
+        use crate::controller::gateways::ServingReplica;
+        use crate::controller::status::DEFAULT_STALL_AFTER;
+        use crate::controller::usage::UsageBook;
+
+        let yaml = r#"
+apiVersion: modelgate.dev/v1alpha1
+kind: LLMProvider
+metadata: {name: mock, namespace: ml, generation: 1}
+spec: {type: mock}
+---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelAlias
+metadata: {name: chat, namespace: ml, generation: 2, resourceVersion: "98"}
+spec: {target: mock/m2}
+"#;
+        let (mut manifests, compiled) = crate::compiler::compile_text(yaml);
+        let snapshot = Snapshot::new(1, compiled);
+        let (references, usage) = (References::default(), UsageBook::default());
+        let now = Time("2026-12-05T10:00:00Z".parse().expect("timestamp"));
+        let view = |one: u64, two: u64| {
+            let replica = |name: &str, version: u64| ServingReplica {
+                name: name.into(),
+                namespace: None,
+                aliases: Some(version),
+                providers: Some(version),
+            };
+            GatewayView::of(vec![replica("one", one), replica("two", two)])
+        };
+        let mut status_with = |gateways: &GatewayView, written_at: Option<u64>| {
+            let alias = &manifests.aliases[0];
+            let env = Env {
+                now: &now,
+                stall_after: DEFAULT_STALL_AFTER,
+                gateways,
+            };
+            let status = snapshot.alias_status(alias, &env, &references, &usage);
+            let programmed = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Programmed")
+                .map(|c| c.message.clone());
+            if let Some(version) = written_at {
+                manifests.aliases[0].status = Some(status);
+                manifests.aliases[0].metadata.resource_version = Some(version.to_string());
+            }
+            programmed.unwrap_or_default()
+        };
+        // The route is published (written at 100); `one` reads it, `two` lags; that is written
+        // at 102.
+        status_with(&view(90, 90), Some(100));
+        assert_eq!(
+            status_with(&view(100, 95), Some(102)),
+            "served by 1/2 gateways at generation 2; waiting for two"
+        );
+        // `two` catches up, reading 102; `one` stays at 100, which carries the route. Two
+        // computations before the write lands both say so.
+        for _ in 0..2 {
+            assert_eq!(
+                status_with(&view(100, 102), None),
+                "served by 2/2 gateways at generation 2"
+            );
+        }
+        // Written at 104, it stays so; the reference is forgotten once the object says it.
+        status_with(&view(100, 102), Some(104));
+        assert_eq!(
+            status_with(&view(100, 102), None),
+            "served by 2/2 gateways at generation 2"
+        );
+        assert!(references.pending(Kind::ModelAlias, |_| true).is_empty());
+    }
+
     #[test]
     fn diagnostics_of_finds_each_objects_run() {
         let object = |name: &str| ObjectRef::alias(ObjectKey::new("ml", name));
