@@ -77,6 +77,18 @@ impl GatewayView {
     pub fn of(replicas: Vec<ServingReplica>) -> Self {
         GatewayView { replicas }
     }
+
+    /// Replicas serving every namespace, each with its alias and provider tables at one version.
+    #[cfg(test)]
+    pub fn at_versions(replicas: &[(&str, u64)]) -> Self {
+        let serving = |&(name, version): &(&str, u64)| ServingReplica {
+            name: name.into(),
+            namespace: None,
+            aliases: Some(version),
+            providers: Some(version),
+        };
+        GatewayView::of(replicas.iter().map(serving).collect())
+    }
 }
 
 /// The current view, republished when it changes.

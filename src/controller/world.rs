@@ -345,7 +345,6 @@ spec: {alias: Fast.V1, target: mock/three}
     /// the first one is written: both must measure the gateways against the same version.
     #[test]
     fn programmed_computed_twice_before_it_is_written_waits_for_no_gateway_that_serves_the_route() {
-        use crate::controller::gateways::ServingReplica;
         use crate::controller::status::DEFAULT_STALL_AFTER;
         use crate::controller::usage::UsageBook;
 
@@ -364,15 +363,7 @@ spec: {target: mock/m2}
         let snapshot = Snapshot::new(1, compiled);
         let (references, usage) = (References::default(), UsageBook::default());
         let now = Time("2026-12-05T10:00:00Z".parse().expect("timestamp"));
-        let view = |one: u64, two: u64| {
-            let replica = |name: &str, version: u64| ServingReplica {
-                name: name.into(),
-                namespace: None,
-                aliases: Some(version),
-                providers: Some(version),
-            };
-            GatewayView::of(vec![replica("one", one), replica("two", two)])
-        };
+        let view = |one: u64, two: u64| GatewayView::at_versions(&[("one", one), ("two", two)]);
         let mut status_with = |gateways: &GatewayView, written_at: Option<u64>| {
             let alias = &manifests.aliases[0];
             let env = Env {

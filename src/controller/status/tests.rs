@@ -17,13 +17,7 @@ fn time(s: &str) -> Time {
 
 /// Two gateway replicas serving every namespace, with their tables at these alias versions.
 fn two_gateways(a: u64, b: u64) -> GatewayView {
-    let replica = |name: &str, version: u64| ServingReplica {
-        name: name.into(),
-        namespace: None,
-        aliases: Some(version),
-        providers: Some(version),
-    };
-    GatewayView::of(vec![replica("gw-a", a), replica("gw-b", b)])
+    GatewayView::at_versions(&[("gw-a", a), ("gw-b", b)])
 }
 
 fn env<'a>(now: &'a Time, gateways: &'a GatewayView) -> Env<'a> {
