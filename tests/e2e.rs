@@ -673,7 +673,7 @@ fn replica_reports(stack: &Stack) -> Vec<Value> {
     let mut reports = kubectl(["get", "gatewayreplicas", "-n", "modelgate-system", "-o", "json"])
         .expect_success()
         .json();
-    let items = reports["items"].as_array_mut().map(std::mem::take).unwrap_or_default();
+    let items = reports["items"].as_array_mut().map(std::mem::take).expect("items");
     items
         .into_iter()
         .filter(|r| r["spec"]["scope"]["selector"] == stack.selector())

@@ -495,12 +495,11 @@ pub(super) async fn send(
     }
     // The fixed headers go as they are prepared, unless the request changes one (a raised
     // hop count) or must be signed with them: then they join its map.
-    let fixed = match call.hops > 0 || http.signer.is_some() {
-        true => {
-            http.headers.merge_into(request.headers_mut());
-            None
-        }
-        false => Some(&http.headers),
+    let fixed = if call.hops > 0 || http.signer.is_some() {
+        http.headers.merge_into(request.headers_mut());
+        None
+    } else {
+        Some(&http.headers)
     };
     if let Some(signer) = &http.signer {
         let authority = request
