@@ -307,7 +307,9 @@ where
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            if frame.is_some() {
+            // The idle limit runs from this frame, unless it was the last: a whole response
+            // (most are one frame) then pays no clock read and no timer update.
+            if frame.is_some() && !this.inner.is_end_stream() {
                 let wake = this.limits.next_wake();
                 this.timer.as_mut().reset(wake);
             }

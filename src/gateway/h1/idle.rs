@@ -21,8 +21,9 @@ struct Idle {
 }
 
 impl Idle {
-    fn fresh(&self) -> bool {
-        self.since.elapsed() < IDLE_TIMEOUT
+    /// Whether the connection has been idle less than `IDLE_TIMEOUT` at `now`.
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.since) < IDLE_TIMEOUT
     }
 }
 
@@ -58,23 +59,22 @@ impl IdleStack {
         loop {
             // Checked outside the lock: the check may make a system call.
             let mut entry = self.idle().pop_back()?;
-            if entry.fresh() && entry.conn.is_open() {
+            if entry.fresh(Instant::now()) && entry.conn.is_open() {
                 return Some(entry.conn);
             }
         }
     }
 
     pub(super) fn put(&self, conn: Conn) {
+        // One clock read: when the connection came back, and what is too old by then.
+        let now = Instant::now();
         let mut idle = self.idle();
         // Connections idle too long are closed as traffic goes on, oldest first.
-        while idle.front().is_some_and(|oldest| !oldest.fresh()) {
+        while idle.front().is_some_and(|oldest| !oldest.fresh(now)) {
             idle.pop_front();
         }
         if idle.len() < MAX_IDLE {
-            idle.push_back(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push_back(Idle { conn, since: now });
         }
     }
 
