@@ -184,10 +184,12 @@ async fn debug_targets(State(shared): State<Arc<Shared>>) -> Response {
 /// How often [`anchor_timers`] wakes.
 const TIMER_ANCHOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Keeps a timer due within [`TIMER_ANCHOR`] at all times. Every proxied request arms a
-/// timeout (its provider's `idle`, 2 minutes by default); when that is the runtime's earliest
-/// timer, registering it wakes the I/O driver: an eventfd write and an extra `epoll_wait` per
-/// request. With an earlier timer always pending, registering one costs no system call.
+/// Keeps a timer due within [`TIMER_ANCHOR`] at all times. Some requests arm a timer of their
+/// own (an alias's `firstToken` or `total` timeout, a body slow to arrive; the provider's
+/// `request` and `idle` limits are kept by `upstream::Watch` without one); when that is the
+/// runtime's earliest timer, registering it wakes the I/O driver: an eventfd write and an
+/// extra `epoll_wait` per request. With an earlier timer always pending, registering one costs
+/// no system call.
 async fn anchor_timers() {
     let mut tick = tokio::time::interval(TIMER_ANCHOR);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

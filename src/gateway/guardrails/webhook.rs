@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compiler::ResolvedTimeouts;
 use crate::crd::{FailureMode, WebhookGuard};
-use crate::gateway::upstream::{self, ClientPool, Limits, UpstreamClient};
+use crate::gateway::upstream::{self, ClientPool, Limits, UpstreamClient, Watch};
 
 /// Default wait for the classifier.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,6 +96,7 @@ impl Webhook {
 /// A classifier over HTTP, through the gateway's egress policy.
 pub struct HttpClassifier {
     client: UpstreamClient,
+    watch: Watch,
     uri: Uri,
     host: Option<HeaderValue>,
     timeouts: ResolvedTimeouts,
@@ -116,6 +117,7 @@ impl HttpClassifier {
                 let path = parsed.path_and_query().map_or("/", |p| p.as_str());
                 Ok(HttpClassifier {
                     client: UpstreamClient::H1(clients.h1(host, port.unwrap_or(80), &timeouts)),
+                    watch: clients.watch(),
                     uri: Uri::try_from(path).map_err(|e| e.to_string())?,
                     host: HeaderValue::from_str(authority.as_str()).ok(),
                     timeouts,
@@ -123,6 +125,7 @@ impl HttpClassifier {
             }
             None => Ok(HttpClassifier {
                 client: UpstreamClient::Pooled(Box::new(clients.client(&timeouts, None).map_err(|e| e.to_string())?)),
+                watch: clients.watch(),
                 uri: parsed,
                 host: None,
                 timeouts,
@@ -140,7 +143,7 @@ impl HttpClassifier {
         if let Some(host) = &self.host {
             headers.insert(header::HOST, host.clone());
         }
-        let response = upstream::send(&self.client, request, None, Limits::new(&self.timeouts))
+        let response = upstream::send(&self.client, &self.watch, request, None, Limits::new(&self.timeouts))
             .await
             .map_err(|e| match e {
                 upstream::SendError::Timeout => ClassifierError::Timeout(self.timeouts.request),

@@ -41,7 +41,7 @@ use super::metrics::{Endpoint, RouteMetrics};
 use super::mock::{self, MockRequest};
 use super::tenancy::Admission;
 use super::tls::ClientTlsError;
-use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient};
+use super::upstream::{self, ClientPool, Limits, SendError, Timed, UpstreamClient, Watch};
 use super::usage::{Metered, UsageScanner, UsageShape};
 use crate::compiler::{ObjectKey, ProviderEndpoint, ProviderSettings, ResolvedTimeouts};
 use crate::crd::ProviderType;
@@ -179,6 +179,8 @@ pub enum UpstreamKind {
 /// A provider reached over HTTP.
 pub struct HttpUpstream {
     pub client: UpstreamClient,
+    /// Keeps the time limits of its requests (the client pool's).
+    pub watch: Watch,
     /// Its API.
     pub wire: Box<dyn Wire>,
     /// The pass-through URIs, parsed once (absolute for hyper-util's client, origin-form for
@@ -327,6 +329,7 @@ pub fn prepare(endpoint: &ProviderEndpoint, clients: &ClientPool) -> Result<Upst
     };
     let mut http = HttpUpstream {
         client,
+        watch: clients.watch(),
         uris: Vec::new(),
         base,
         // A provider's header that a request may set itself (the client's headers each path
@@ -516,7 +519,7 @@ pub(super) async fn send(
         }
     }
     let limits = Limits::starting(sent, &http.timeouts);
-    let response = upstream::send(&http.client, request, fixed, limits)
+    let response = upstream::send(&http.client, &http.watch, request, fixed, limits)
         .await
         .map_err(|e| {
             tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");

@@ -1,10 +1,12 @@
-//! The HTTP clients that talk to providers, with one timer per request enforcing the
-//! provider's `request` and `idle` timeouts until the last byte: hyper-util's pooled client
-//! for guardrail webhooks, our own pools for providers: `tls::TlsPool` for HTTPS (HTTP/2 on
-//! hyper, or HTTP/1.1 on our own connection, by ALPN), `h1pool` for plain HTTP (`h1`).
+//! The HTTP clients that talk to providers, with the provider's `request` and `idle` timeouts
+//! enforced until the last byte (`watch`: one sweeper over a coarse clock, not a timer per
+//! request): hyper-util's pooled client for guardrail webhooks, our own pools for providers:
+//! `tls::TlsPool` for HTTPS (HTTP/2 on hyper, or HTTP/1.1 on our own connection, by ALPN),
+//! `h1pool` for plain HTTP (`h1`).
+
+mod watch;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
@@ -17,13 +19,14 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::egress::{find_blocked, Blocked, GuardedConnector, Policy};
 use super::fixed::FixedHeaders;
 use super::h1pool::{H1Pool, PooledBody, ReadError};
 use super::tls::{self, ClientTlsError, TlsPool};
 use crate::compiler::{ResolvedTimeouts, TrustedCa};
+pub use watch::{Waiting, Watch};
 
 /// A pooled client for provider requests.
 pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
@@ -101,6 +104,7 @@ pub struct ClientPool {
     h1: Mutex<HashMap<(String, u16, Duration), Arc<H1Pool>>>,
     tls: Mutex<HashMap<TlsKey, Weak<TlsPool>>>,
     configs: Mutex<HashMap<Option<[u8; 32]>, Weak<rustls::ClientConfig>>>,
+    watch: Watch,
 }
 
 impl ClientPool {
@@ -111,7 +115,13 @@ impl ClientPool {
             h1: Mutex::default(),
             tls: Mutex::default(),
             configs: Mutex::default(),
+            watch: Watch::new(),
         }
+    }
+
+    /// What keeps the time limits of the requests sent through this pool's clients.
+    pub fn watch(&self) -> Watch {
+        self.watch.clone()
     }
 
     /// The HTTPS pool for the upstream of `uri` (an `https` URL) that trusts `ca` (`None`: the
@@ -207,6 +217,8 @@ pub struct Limits {
     pub sent: Instant,
     pub deadline: Instant,
     pub idle: Duration,
+    /// The shorter of the request and idle timeouts.
+    shortest: Duration,
 }
 
 impl Limits {
@@ -221,6 +233,7 @@ impl Limits {
             sent,
             deadline: sent + timeouts.request,
             idle: timeouts.idle,
+            shortest: timeouts.request.min(timeouts.idle),
         }
     }
 
@@ -234,16 +247,17 @@ impl Limits {
     }
 }
 
-/// Sends a request and waits for the response headers within `limits`; the body that follows
-/// stays under the same limits. `fixed`: the provider's headers, when the request does not
-/// carry them already.
+/// Sends a request and waits for the response headers within `limits` (kept by `watch`); the
+/// body that follows stays under the same limits. `fixed`: the provider's headers, when the
+/// request does not carry them already.
 pub async fn send(
     client: &UpstreamClient,
+    watch: &Watch,
     mut request: Request<Full<Bytes>>,
     fixed: Option<&FixedHeaders>,
     limits: Limits,
 ) -> Result<Response<Timed<PooledBody>>, SendError> {
-    let mut timer = Box::pin(tokio::time::sleep_until(limits.wake_after(limits.sent)));
+    let waiting = watch.until(limits.wake_after(limits.sent), limits.shortest);
     if let (UpstreamClient::Pooled(_), Some(fixed)) = (client, fixed) {
         fixed.merge_into(request.headers_mut());
     }
@@ -266,16 +280,12 @@ pub async fn send(
             },
         }
     };
-    let response = tokio::select! {
-        biased;
-        response = exchange => response?,
-        () = &mut timer => return Err(SendError::Timeout),
-    };
+    let response = waiting.within(exchange).await.ok_or(SendError::Timeout)??;
     let answered = Instant::now();
-    timer.as_mut().reset(limits.wake_after(answered));
+    waiting.set(limits.wake_after(answered));
     Ok(response.map(|inner| Timed {
         inner,
-        timer,
+        waiting,
         limits,
         answered,
     }))
@@ -284,7 +294,7 @@ pub async fn send(
 /// A response body under the request's time limits.
 pub struct Timed<B> {
     inner: B,
-    timer: Pin<Box<Sleep>>,
+    waiting: Waiting,
     limits: Limits,
     /// When the response headers arrived.
     answered: Instant,
@@ -310,12 +320,11 @@ where
             // The idle limit runs from this frame, unless it was the last: a whole response
             // (most are one frame) then pays no clock read and no timer update.
             if frame.is_some() && !this.inner.is_end_stream() {
-                let wake = this.limits.next_wake();
-                this.timer.as_mut().reset(wake);
+                this.waiting.set(this.limits.next_wake());
             }
             return Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)));
         }
-        ready!(this.timer.as_mut().poll(cx));
+        ready!(this.waiting.poll_expired(cx));
         let error = if Instant::now() >= this.limits.deadline {
             BodyError::Deadline
         } else {
