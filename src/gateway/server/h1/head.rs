@@ -6,13 +6,14 @@
 //! coding but a lone `chunked`, obs-fold and malformed lines are refused.
 
 use std::mem::MaybeUninit;
+use std::sync::LazyLock;
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, Request, Uri, Version};
 
 use crate::gateway::error::ApiError;
-use crate::gateway::h1::wire::{length, spans, tokens, Span, INLINE_SPANS};
+use crate::gateway::h1::wire::{length, spans, tokens, value, Span, INLINE_SPANS};
 use crate::gateway::server::MAX_URI_BYTES;
 
 /// Header lines allowed in one request, as hyper's server.
@@ -58,6 +59,33 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
+/// The API's paths, parsed once: a request for one of them takes a copy of the parsed URI
+/// (static bytes: no parse, no reference to the head's buffer).
+static KNOWN_URIS: LazyLock<[Uri; 6]> = LazyLock::new(|| {
+    [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/models",
+    ]
+    .map(Uri::from_static)
+});
+
+fn known_uri(path: &[u8]) -> Option<Uri> {
+    let index = match path {
+        b"/v1/chat/completions" => 0,
+        b"/v1/messages" => 1,
+        b"/v1/responses" => 2,
+        b"/v1/embeddings" => 3,
+        b"/v1/completions" => 4,
+        b"/v1/models" => 5,
+        _ => return None,
+    };
+    KNOWN_URIS.get(index).cloned()
+}
+
 /// Parses one request head from the front of `buf` (consuming it). `Ok(None)`: incomplete,
 /// read more. `limit`: the most bytes an incomplete head may hold.
 pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError> {
@@ -97,16 +125,18 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
     let (mut inline, mut heap) = ([Span::default(); INLINE_SPANS], Vec::new());
     let spans = spans(base, request.headers, &mut inline, &mut heap);
     let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path_span.0..path_span.1))
-        .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
+    let uri = match known_uri(&head[path_span.0..path_span.1]) {
+        Some(uri) => uri,
+        None => Uri::from_maybe_shared(head.slice(path_span.0..path_span.1))
+            .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?,
+    };
     let mut headers = HeaderMap::with_capacity(count);
     // The headers that frame the body and the connection, noted on the way (no lookups after).
     let mut scan = Scan::default();
     for span in spans.iter() {
         let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
             .map_err(|_| HeadError::Malformed("a header name is invalid"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
-            .map_err(|_| HeadError::Malformed("a header value is invalid"))?;
+        let value = value(&head, span.value).map_err(|_| HeadError::Malformed("a header value is invalid"))?;
         scan.note(&name, value.as_bytes())?;
         headers.append(name, value);
     }

@@ -54,6 +54,45 @@ fn a_head_is_parsed_with_its_framing_and_connection() {
 }
 
 #[test]
+fn the_api_paths_and_common_header_values_read_as_sent() {
+    let head = parse_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nAccept: */*\r\nX-B: application/jsonx\r\nContent-Length: 2\r\n\r\n",
+    )
+    .expect("valid")
+    .expect("complete");
+    let request = head.request;
+    assert_eq!(request.uri(), "/v1/chat/completions");
+    assert_eq!(request.uri().query(), None);
+    assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+    assert_eq!(request.headers()["accept"], "*/*");
+    assert_eq!(request.headers()["x-b"], "application/jsonx");
+    // Every API path reads as sent; so do the same with a query, another case or a suffix
+    // (parsed from the head).
+    let api = [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/models",
+    ];
+    let others = [
+        "/v1/chat/completions?stream=1",
+        "/V1/chat/completions",
+        "/v1/chat/completions/",
+        "/chat/completions",
+    ];
+    for path in api.into_iter().chain(others) {
+        let bytes = format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        let head = parse_all(bytes.as_bytes()).expect("valid").expect("complete");
+        assert_eq!(head.request.uri(), path);
+    }
+    // A value with a byte no header may carry is refused, common-looking or not.
+    let refused = parse_all(b"POST /v1/messages HTTP/1.1\r\nContent-Type: application/json\x7f\r\n\r\n");
+    assert!(refused.is_err(), "{:?}", refused.map(|h| h.map(|h| h.request)));
+}
+
+#[test]
 fn a_request_cut_at_every_byte_parses_the_same_and_leaves_the_next_one() {
     let first = b"POST /v1/embeddings HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer k\r\nContent-Length: 5\r\n\r\n";
     let next = b"GET /v1/models HTTP/1.1\r\n\r\n";
