@@ -59,30 +59,22 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
-/// The API's paths, parsed once: a request for one of them takes a copy of the parsed URI
-/// (static bytes: no parse, no reference to the head's buffer).
-static KNOWN_URIS: LazyLock<[Uri; 6]> = LazyLock::new(|| {
-    [
-        "/v1/chat/completions",
-        "/v1/messages",
-        "/v1/responses",
-        "/v1/embeddings",
-        "/v1/completions",
-        "/v1/models",
-    ]
-    .map(Uri::from_static)
-});
+/// The API's paths that clients call the most.
+pub(super) const API_PATHS: [&str; 6] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/models",
+];
+
+/// [`API_PATHS`], parsed once: a request for one of them takes a copy of the parsed URI (static
+/// bytes: no parse, no reference to the head's buffer).
+static KNOWN_URIS: LazyLock<[Uri; 6]> = LazyLock::new(|| API_PATHS.map(Uri::from_static));
 
 fn known_uri(path: &[u8]) -> Option<Uri> {
-    let index = match path {
-        b"/v1/chat/completions" => 0,
-        b"/v1/messages" => 1,
-        b"/v1/responses" => 2,
-        b"/v1/embeddings" => 3,
-        b"/v1/completions" => 4,
-        b"/v1/models" => 5,
-        _ => return None,
-    };
+    let index = API_PATHS.iter().position(|known| known.as_bytes() == path)?;
     KNOWN_URIS.get(index).cloned()
 }
 

@@ -68,21 +68,13 @@ fn the_api_paths_and_common_header_values_read_as_sent() {
     assert_eq!(request.headers()["x-b"], "application/jsonx");
     // Every API path reads as sent; so do the same with a query, another case or a suffix
     // (parsed from the head).
-    let api = [
-        "/v1/chat/completions",
-        "/v1/messages",
-        "/v1/responses",
-        "/v1/embeddings",
-        "/v1/completions",
-        "/v1/models",
-    ];
     let others = [
         "/v1/chat/completions?stream=1",
         "/V1/chat/completions",
         "/v1/chat/completions/",
         "/chat/completions",
     ];
-    for path in api.into_iter().chain(others) {
+    for path in super::head::API_PATHS.into_iter().chain(others) {
         let bytes = format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
         let head = parse_all(bytes.as_bytes()).expect("valid").expect("complete");
         assert_eq!(head.request.uri(), path);
