@@ -24,6 +24,7 @@ mod service;
 mod sniff;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 pub use drain::{DrainReport, Shutdown};
 #[cfg(any(test, feature = "fuzzing"))]
@@ -87,15 +89,16 @@ impl Default for ServerOptions {
 pub trait Served:
     tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
 {
+    /// The answer to one request of an HTTP/1.1 connection. The connection holds this future
+    /// in its own state, so a service whose answer need not be a named (boxed) type answers
+    /// without an allocation per request, as the API does for its proxied endpoints. By
+    /// default, the service's own future (HTTP/2 connections always use that one).
+    fn answer(&self, request: Request) -> impl Future<Output = Result<Response, Infallible>> + Send + use<Self> {
+        self.clone().oneshot(request)
+    }
 }
 
-impl<S> Served for S where
-    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-        + Clone
-        + Send
-        + 'static
-{
-}
+impl Served for axum::Router {}
 
 /// What every connection of one listener needs.
 pub(crate) struct Settings {

@@ -20,6 +20,7 @@ use tower::util::Oneshot;
 use tower::ServiceExt;
 
 use super::registry::Conn;
+use super::Served;
 use crate::gateway::error::ApiError;
 
 /// Longest request target (path and query) accepted; the API's paths are short.
@@ -37,12 +38,19 @@ impl<S> Guard<S> {
     }
 }
 
-impl<S> Guard<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
-{
-    /// Calls the service with `request` (or answers it at once when its head is too large).
-    pub fn answer(&self, request: Request<Body>) -> Answer<Oneshot<S, Request<Body>>> {
+impl<S: Served> Guard<S> {
+    /// Answers `request` on an HTTP/1.1 connection, with the service's in-place answer
+    /// ([`Served::answer`]).
+    pub fn answer(
+        &self,
+        request: Request<Body>,
+    ) -> Answer<impl Future<Output = Result<Response<Body>, Infallible>> + Send> {
+        self.start(request, |request| self.inner.answer(request))
+    }
+
+    /// Marks the connection busy and calls `call` with `request`, or answers it at once when
+    /// its head is too large.
+    fn start<F>(&self, request: Request<Body>, call: impl FnOnce(Request<Body>) -> F) -> Answer<F> {
         let h1 = request.version() < Version::HTTP_2;
         self.conn.begin(!h1);
         let busy = Busy(self.conn.clone());
@@ -54,7 +62,7 @@ where
                 h1,
             },
             None => Answer {
-                inner: Some(self.inner.clone().oneshot(request)),
+                inner: Some(call(request)),
                 ready: None,
                 busy: Some(busy),
                 h1,
@@ -63,16 +71,13 @@ where
     }
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for Guard<S>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
-{
+impl<S: Served> hyper::service::Service<Request<Incoming>> for Guard<S> {
     type Response = Response<Tracked>;
     type Error = Infallible;
     type Future = Answer<Oneshot<S, Request<Body>>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.answer(request.map(Body::new))
+        self.start(request.map(Body::new), |request| self.inner.clone().oneshot(request))
     }
 }
 
