@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use super::body::probe;
 use super::error::ApiError;
 use super::guardrails;
+use super::h1::maps;
 use super::metrics::Endpoint;
 use super::providers::Failed;
 use super::resilience::{self, Request};
@@ -28,7 +29,10 @@ pub async fn handle(
     id: HeaderValue,
 ) -> Response<Body> {
     let started = Instant::now();
-    match serve(&shared, endpoint, &headers, body, started, &id).await {
+    let served = serve(&shared, endpoint, &headers, body, started, &id).await;
+    // The client's headers are done with once the response head is made.
+    maps::give(headers);
+    match served {
         Ok(response) => response,
         Err(failed) => surfaces::failure_response(Envelope::of(endpoint), failed),
     }

@@ -12,6 +12,7 @@
 
 mod body;
 mod idle;
+pub mod maps;
 pub(crate) mod wire;
 
 use std::io::{self, IoSlice};
@@ -145,7 +146,9 @@ impl Prepared {
     /// of a body the gateway rewrote is an allocation).
     pub fn owned(request: Request<Full<Bytes>>, host: Option<&HeaderValue>, fixed: Option<&FixedHeaders>) -> Self {
         let (parts, body) = request.into_parts();
-        Self::build(&parts.method, &parts.uri, &parts.headers, whole(body), host, fixed)
+        let prepared = Self::build(&parts.method, &parts.uri, &parts.headers, whole(body), host, fixed);
+        maps::give(parts.headers);
+        prepared
     }
 
     fn build(

@@ -93,7 +93,7 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
         let (mut inline, mut heap) = ([Span::default(); INLINE_SPANS], Vec::new());
         let spans = spans(base, response.headers, &mut inline, &mut heap);
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count + ADDED_LATER);
+        let mut headers = super::maps::take(count + ADDED_LATER);
         // The headers that frame the body and the connection, noted on the way (no lookups after).
         let mut noted = Noted::default();
         for span in spans.iter() {

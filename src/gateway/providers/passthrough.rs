@@ -7,6 +7,7 @@ use http_body_util::Full;
 
 use super::{Call, Failed, HttpUpstream};
 use crate::gateway::body::rewrite_model;
+use crate::gateway::h1::maps;
 use crate::gateway::metrics::Endpoint;
 use crate::gateway::request_id::X_REQUEST_ID;
 
@@ -32,6 +33,7 @@ pub async fn forward(call: &Call<'_>, http: &HttpUpstream, uri: Uri) -> Result<R
     let target = call.target;
     let outgoing = rewrite_model(call.body, call.model_span, &target.model_json);
     let mut request = http::Request::new(Full::new(outgoing));
+    *request.headers_mut() = maps::take(8);
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     // The request's own headers; the provider's fixed ones join them on the way (`send`).

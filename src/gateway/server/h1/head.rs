@@ -10,9 +10,10 @@ use std::sync::LazyLock;
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, Method, Request, Uri, Version};
+use http::{HeaderName, Method, Request, Uri, Version};
 
 use crate::gateway::error::ApiError;
+use crate::gateway::h1::maps;
 use crate::gateway::h1::wire::{length, spans, tokens, value, Span, INLINE_SPANS};
 use crate::gateway::server::MAX_URI_BYTES;
 
@@ -122,7 +123,7 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
         None => Uri::from_maybe_shared(head.slice(path_span.0..path_span.1))
             .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?,
     };
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = maps::take(count);
     // The headers that frame the body and the connection, noted on the way (no lookups after).
     let mut scan = Scan::default();
     for span in spans.iter() {

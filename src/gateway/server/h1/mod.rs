@@ -27,6 +27,7 @@ use http_body::Body as _;
 use super::registry::{Conn, ABORT, RUN};
 use super::service::Guard;
 use super::Served;
+use crate::gateway::h1::maps;
 use crate::gateway::h1::wire::{Decoded, Decoder};
 use head::{Framing, HeadError};
 use wire::{lock, Wire};
@@ -95,7 +96,9 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         let (parts, body) = Response::into_parts(response);
         let keep_alive = keep_alive && conn.command() == RUN;
         let plan = write::plan(&parts, body.size_hint().exact(), version, keep_alive);
-        match respond(wire, &mut out, &parts, body, version, plan, head_only, limit).await {
+        let sent = respond(wire, &mut out, &parts, body, version, plan, head_only, limit).await;
+        maps::give(parts.headers);
+        match sent {
             Ok(true) if plan.keep_alive && conn.command() == RUN => {}
             _ => return close(wire).await,
         }
