@@ -144,8 +144,8 @@ async fn proxied_answer(
     request: Request,
     id: HeaderValue,
 ) -> Result<Response, Infallible> {
-    let (parts, body) = request.into_parts();
-    let response = proxy::handle(shared, endpoint, parts.headers, body, id.clone()).await;
+    let (http::request::Parts { headers, .. }, body) = request.into_parts();
+    let response = proxy::handle(shared, endpoint, headers, body, id.clone()).await;
     Ok(with_id(response, id))
 }
 

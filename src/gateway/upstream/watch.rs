@@ -227,13 +227,31 @@ impl Waiting {
     }
 
     /// `future`'s output, or `None` if the wait ends first.
-    pub async fn within<F: Future>(&self, future: F) -> Option<F::Output> {
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+    pub fn within<F: Future>(&self, future: F) -> Within<'_, F> {
+        Within { waiting: self, future }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Waiting::within`]: a named future, so that `future` is held once (an `async fn` kept
+    /// both the argument and its pinned copy: twice the provider exchange's size in every
+    /// request's state).
+    pub struct Within<'w, F> {
+        waiting: &'w Waiting,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.future.poll(cx) {
             Poll::Ready(output) => Poll::Ready(Some(output)),
-            Poll::Pending => self.poll_expired(cx).map(|()| None),
-        })
-        .await
+            Poll::Pending => this.waiting.poll_expired(cx).map(|()| None),
+        }
     }
 }
 
