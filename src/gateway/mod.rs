@@ -20,6 +20,7 @@ pub mod report;
 mod request_id;
 pub mod resilience;
 pub mod server;
+mod sockio;
 pub mod standalone;
 pub mod surfaces;
 pub mod tenancy;

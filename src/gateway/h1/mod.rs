@@ -31,13 +31,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::fixed::FixedHeaders;
+use super::sockio::{self, READ_SIZE};
 pub use body::{H1Body, H1BodyError};
 pub use idle::IdleStack;
 use wire::WireError;
-
-/// The most a single read takes from the socket (on the stack; the buffer kept is sized to
-/// what arrived).
-const READ_SIZE: usize = 16 << 10;
 
 /// The socket of a connection: plain TCP or TLS.
 pub enum Io {
@@ -68,7 +65,7 @@ impl AsyncWrite for Io {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Io::Tcp(tcp) => sockio::poll_write(tcp, cx, bufs),
             Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -109,6 +106,9 @@ impl Conn {
 
     /// Reads what the socket has (up to `READ_SIZE`) onto the end of the buffer; 0 at EOF.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if let Io::Tcp(tcp) = &self.io {
+            return sockio::poll_fill(tcp, cx, &mut self.buf);
+        }
         let mut stack = [MaybeUninit::<u8>::uninit(); READ_SIZE];
         let mut read = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;

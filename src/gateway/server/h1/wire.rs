@@ -3,20 +3,17 @@
 //! connection's task, so the lock is never contended).
 
 use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::gateway::h1::wire::Decoder;
 use crate::gateway::server::registry::Conn;
-
-/// The most one read takes (on the stack; the buffer keeps only what arrived).
-const READ_SIZE: usize = 16 << 10;
+use crate::gateway::sockio;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -56,12 +53,8 @@ impl Wire {
 
     /// Reads what the socket has into the buffer: the bytes read (0: the client closed).
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut stack = [MaybeUninit::<u8>::uninit(); READ_SIZE];
-        let mut read = ReadBuf::uninit(&mut stack);
-        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
-        let n = read.filled().len();
+        let n = ready!(sockio::poll_fill(&self.stream, cx, &mut self.buf))?;
         if n > 0 {
-            self.buf.extend_from_slice(read.filled());
             self.conn.on_read();
         }
         Poll::Ready(Ok(n))
@@ -69,7 +62,7 @@ impl Wire {
 
     /// Writes some of `bufs`, telling the registry whether the socket took them.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let polled = sockio::poll_write(&self.stream, cx, bufs);
         match &polled {
             Poll::Ready(Ok(_)) => self.conn.on_write(),
             Poll::Pending => self.conn.on_write_blocked(),
