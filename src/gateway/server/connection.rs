@@ -117,9 +117,7 @@ pub(super) async fn serve<S>(
         return;
     };
     if super::sniff::is_http1(&first[..peeked]) {
-        // Boxed (once per connection): the HTTP/1.1 loop holds the request's answer in place
-        // (about 4 KB), which every HTTP/2 connection's task would otherwise carry too.
-        return Box::pin(super::h1::serve(stream, conn, service)).await;
+        return super::h1::serve(stream, conn, service).await;
     }
     let builder = builders.for_first_bytes(&first[..peeked]);
     let io = TokioIo::new(Watched {

@@ -14,7 +14,7 @@ pub(super) mod write;
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Poll};
 
@@ -66,6 +66,10 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
     let limit = max_header_bytes.saturating_mul(2).max(8 << 10);
     let mut out = Vec::new();
     let mut seq = 0u64;
+    // The answer's future (about 4 KB) lives in a box kept from one request to the next: no
+    // allocation per request. An event stream gives it up, so that a connection holding a
+    // long stream holds only what the stream needs.
+    let mut slot = None;
     loop {
         let head = match poll_fn(|cx| poll_head(wire, conn, limit, cx)).await {
             Ok(Some(head)) => head,
@@ -81,7 +85,7 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         let (version, keep_alive) = (head.request.version(), head.keep_alive);
         let head_only = head.request.method() == Method::HEAD;
         let body = request_body(wire, seq, &head);
-        let mut answer = pin!(guard.answer(head.request.map(|()| body)));
+        let mut answer = reuse(&mut slot, guard.answer(head.request.map(|()| body)));
         let response = poll_fn(|cx| {
             if let Poll::Ready(Ok(response)) = answer.as_mut().poll(cx) {
                 return Poll::Ready(Some(response));
@@ -94,6 +98,11 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
             return; // the client left before its answer
         };
         let (parts, body) = Response::into_parts(response);
+        // Dropped now, not at the end of the iteration: a stream's box is freed while it runs.
+        match event_stream(&parts) {
+            false => slot = Some(answer),
+            true => drop(answer),
+        }
         let keep_alive = keep_alive && conn.command() == RUN;
         let plan = write::plan(&parts, body.size_hint().exact(), version, keep_alive);
         let sent = respond(wire, &mut out, &parts, body, version, plan, head_only, limit).await;
@@ -106,6 +115,25 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
             return close(wire).await;
         }
     }
+}
+
+/// `future` in the box `slot` holds, if any (written over the finished future there), else in
+/// a new box.
+fn reuse<F: Future>(slot: &mut Option<Pin<Box<F>>>, future: F) -> Pin<Box<F>> {
+    match slot.take() {
+        Some(mut boxed) => {
+            boxed.set(future);
+            boxed
+        }
+        None => Box::pin(future),
+    }
+}
+
+fn event_stream(parts: &http::response::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// The next head, read until complete; `None`: the connection ends without one.
