@@ -82,8 +82,8 @@ impl Service<Request> for Api {
     }
 }
 
-/// The HTTP/1.1 connection holds the proxied endpoints' answer in its own state: no
-/// allocation (of about 5 KB, with the copy into it) per request.
+/// The HTTP/1.1 connection keeps the proxied endpoints' answer in a box it reuses: no
+/// allocation (of about 5 KB) per request.
 impl Served for Api {
     fn answer(&self, request: Request) -> impl Future<Output = Result<Response, Infallible>> + Send + use<> {
         let route = self.route(request);

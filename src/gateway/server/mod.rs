@@ -89,10 +89,11 @@ impl Default for ServerOptions {
 pub trait Served:
     tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
 {
-    /// The answer to one request of an HTTP/1.1 connection. The connection holds this future
-    /// in its own state, so a service whose answer need not be a named (boxed) type answers
-    /// without an allocation per request, as the API does for its proxied endpoints. By
-    /// default, the service's own future (HTTP/2 connections always use that one).
+    /// The answer to one request of an HTTP/1.1 connection. The connection keeps this future
+    /// in a box it reuses from one request to the next, so a service whose answer need not be
+    /// a named (boxed) type answers without an allocation per request, as the API does for its
+    /// proxied endpoints. By default, the service's own future (HTTP/2 connections always use
+    /// that one).
     fn answer(&self, request: Request) -> impl Future<Output = Result<Response, Infallible>> + Send + use<Self> {
         self.clone().oneshot(request)
     }

@@ -39,7 +39,7 @@ impl<S> Guard<S> {
 }
 
 impl<S: Served> Guard<S> {
-    /// Answers `request` on an HTTP/1.1 connection, with the service's in-place answer
+    /// Answers `request` on an HTTP/1.1 connection, with the service's unboxed answer
     /// ([`Served::answer`]).
     pub fn answer(
         &self,
@@ -151,16 +151,19 @@ where
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let stream = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let body = match stream {
+        let body = match is_event_stream(&parts.headers) {
             true => Tracked::event_stream(body, busy),
             false => Tracked::new(body, busy),
         };
         Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
+}
+
+/// Whether a response's headers announce an event stream.
+pub(super) fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// A response body that keeps its connection busy until it ends. An event stream still

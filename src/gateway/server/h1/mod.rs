@@ -25,7 +25,7 @@ use http::{Method, Response, Version};
 use http_body::Body as _;
 
 use super::registry::{Conn, ABORT, RUN};
-use super::service::Guard;
+use super::service::{is_event_stream, Guard};
 use super::Served;
 use crate::gateway::h1::maps;
 use crate::gateway::h1::wire::{Decoded, Decoder};
@@ -99,7 +99,7 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         };
         let (parts, body) = Response::into_parts(response);
         // Dropped now, not at the end of the iteration: a stream's box is freed while it runs.
-        match event_stream(&parts) {
+        match is_event_stream(&parts.headers) {
             false => slot = Some(answer),
             true => drop(answer),
         }
@@ -127,13 +127,6 @@ fn reuse<F: Future>(slot: &mut Option<Pin<Box<F>>>, future: F) -> Pin<Box<F>> {
         }
         None => Box::pin(future),
     }
-}
-
-fn event_stream(parts: &http::response::Parts) -> bool {
-    parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// The next head, read until complete; `None`: the connection ends without one.
