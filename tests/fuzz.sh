@@ -48,6 +48,33 @@ seconds="${FUZZ_SECONDS:-$(( ${FUZZ_TOTAL_SECONDS:-75} / ${#targets[@]} ))}"
 started=$SECONDS
 cargo fuzz build "${flags[@]}"
 echo "tests/fuzz.sh: fuzz targets built in $((SECONDS - started)) s" >&2
+
+# The library lies outside the fuzz workspace, so cargo puts the checkout's absolute path into
+# the hash of every unit built from it: a clone in another directory builds them all anew and
+# would leave the old copies in the cache, about 1 GB a checkout. Keep only this build's.
+prune_other_checkouts() {
+  local dir="$target_dir/x86_64-unknown-linux-gnu/release" keep=() oldest="" t f lib h base
+  for t in "${all[@]}"; do
+    # The binary cargo-fuzz runs is a hard link to this build's copy in deps/.
+    f="$(find "$dir/deps" -maxdepth 1 -name "$t-????????????????" -samefile "$dir/$t" 2>/dev/null | head -n1)"
+    [[ -n "$f" ]] || return 0
+    keep+=("${f##*-}")
+    [[ -z "$oldest" || "$f" -ot "$oldest" ]] && oldest="$f"
+  done
+  # This build's library is the newest one not written after the binaries linked against it.
+  lib="$(find "$dir/deps" -maxdepth 1 -name 'libmodelgate-*.rlib' ! -newer "$oldest" -printf '%T@ %f\n' |
+    sort -n | tail -n1 | sed -E 's/.*-([0-9a-f]{16})\.rlib$/\1/')"
+  [[ -n "$lib" ]] || return 0
+  keep+=("$lib")
+  for f in "$dir"/deps/* "$dir"/.fingerprint/*; do
+    base="${f##*/}"
+    [[ "$base" =~ ^(lib)?(modelgate|modelgate-fuzz|[a-z0-9_]+)-([0-9a-f]{16})(\..*)?$ ]] || continue
+    case " modelgate modelgate-fuzz ${all[*]} " in *" ${BASH_REMATCH[2]} "*) ;; *) continue ;; esac
+    h="${BASH_REMATCH[3]}"
+    [[ " ${keep[*]} " == *" $h "* ]] || rm -rf -- "$f"
+  done
+}
+prune_other_checkouts
 for target in "${targets[@]}"; do
   corpus="$cache/fuzz/corpus/$target"
   artifacts="$cache/fuzz/artifacts/$target"
