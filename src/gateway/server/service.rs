@@ -39,13 +39,24 @@ impl<S> Guard<S> {
 }
 
 impl<S: Served> Guard<S> {
-    /// Answers `request` on an HTTP/1.1 connection, with the service's unboxed answer
-    /// ([`Served::answer`]).
-    pub fn answer(
+    /// Answers `request` on an HTTP/1.1 connection with the service's unboxed answer
+    /// ([`Served::answer`], passed as `make`), written in the box `slot` holds (over the
+    /// finished answer there) or in a new one. The box is taken back with
+    /// [`Answer::into_inner`]: the answer (about 5 KB) is neither allocated per request nor
+    /// moved once more on its way into the box.
+    pub fn answer<F>(
         &self,
         request: Request<Body>,
-    ) -> Answer<impl Future<Output = Result<Response<Body>, Infallible>> + Send> {
-        self.start(request, |request| self.inner.answer(request))
+        slot: &mut Option<Pin<Box<F>>>,
+        make: impl FnOnce(&S, Request<Body>) -> F,
+    ) -> Answer<Pin<Box<F>>> {
+        self.start(request, |request| match slot.take() {
+            Some(mut boxed) => {
+                boxed.set(make(&self.inner, request));
+                boxed
+            }
+            None => Box::pin(make(&self.inner, request)),
+        })
     }
 
     /// Marks the connection busy and calls `call` with `request`, or answers it at once when
@@ -156,6 +167,14 @@ where
             false => Tracked::new(body, busy),
         };
         Poll::Ready(Ok(Response::from_parts(parts, body)))
+    }
+}
+
+impl<F: Unpin> Answer<F> {
+    /// The service's future, once the answer has come: `None` if it was dropped (the
+    /// shutdown's grace period ended first) or never made (the head was too large).
+    pub fn into_inner(self) -> Option<F> {
+        self.inner
     }
 }
 

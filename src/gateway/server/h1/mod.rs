@@ -85,9 +85,9 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         let (version, keep_alive) = (head.request.version(), head.keep_alive);
         let head_only = head.request.method() == Method::HEAD;
         let body = request_body(wire, seq, &head);
-        let mut answer = reuse(&mut slot, guard.answer(head.request.map(|()| body)));
+        let mut answer = guard.answer(head.request.map(|()| body), &mut slot, S::answer);
         let response = poll_fn(|cx| {
-            if let Poll::Ready(Ok(response)) = answer.as_mut().poll(cx) {
+            if let Poll::Ready(Ok(response)) = Pin::new(&mut answer).poll(cx) {
                 return Poll::Ready(Some(response));
             }
             ready!(lock(wire).poll_gone(cx, limit));
@@ -99,9 +99,11 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         };
         let (parts, body) = Response::into_parts(response);
         // Dropped now, not at the end of the iteration: a stream's box is freed while it runs.
-        match is_event_stream(&parts.headers) {
-            false => slot = Some(answer),
-            true => drop(answer),
+        // (A head too large was answered without it: the box stayed in the slot.)
+        match (is_event_stream(&parts.headers), answer.into_inner()) {
+            (false, Some(boxed)) => slot = Some(boxed),
+            (true, _) => slot = None,
+            (false, None) => {}
         }
         let keep_alive = keep_alive && conn.command() == RUN;
         let plan = write::plan(&parts, body.size_hint().exact(), version, keep_alive);
@@ -114,18 +116,6 @@ async fn connection<S: Served>(wire: &Arc<Mutex<Wire>>, guard: Guard<S>, conn: &
         if !poll_fn(|cx| poll_drain(wire, cx)).await {
             return close(wire).await;
         }
-    }
-}
-
-/// `future` in the box `slot` holds, if any (written over the finished future there), else in
-/// a new box.
-fn reuse<F: Future>(slot: &mut Option<Pin<Box<F>>>, future: F) -> Pin<Box<F>> {
-    match slot.take() {
-        Some(mut boxed) => {
-            boxed.set(future);
-            boxed
-        }
-        None => Box::pin(future),
     }
 }
 
