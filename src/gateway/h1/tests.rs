@@ -69,6 +69,59 @@ fn a_head_with_many_headers_keeps_every_one_up_to_the_limit() {
 }
 
 #[test]
+fn header_names_read_the_same_in_any_case_as_http_reads_them() {
+    let names = [
+        "Host",
+        "DATE",
+        "accept",
+        "Server",
+        "connection",
+        "User-Agent",
+        "content-TYPE",
+        "Authorization",
+        "Content-Length",
+        "accept-encoding",
+        "Transfer-Encoding",
+        "x-request-id",
+        "hosts",
+        "X-Api-Key",
+        "dat",
+        "Content_Length",
+        "hOST",
+        "transfer-encodinG",
+    ];
+    for spelled in names {
+        let ours = super::wire::name(spelled.as_bytes()).unwrap();
+        assert_eq!(
+            ours,
+            http::HeaderName::from_bytes(spelled.as_bytes()).unwrap(),
+            "{spelled}"
+        );
+        assert_eq!(ours.as_str(), spelled.to_ascii_lowercase(), "{spelled}");
+    }
+    for invalid in [
+        &b""[..],
+        b"ho st",
+        b"content-length:",
+        b"host\r",
+        b"content\rlength",
+        b"h\x0fst",
+        "hóst".as_bytes(),
+    ] {
+        assert!(super::wire::name(invalid).is_err(), "{invalid:?}");
+    }
+    // Through a whole head: a response's names, in capitals, come out as the standard ones.
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 2\r\nServer: s\r\nDate: d\r\n\r\nok"[..]);
+    let head = parse_head(&mut buf, &Method::POST).unwrap().unwrap();
+    let got: Vec<_> = head
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("content-length", "2"), ("server", "s"), ("date", "d")]);
+}
+
+#[test]
 fn interim_answers_are_skipped_and_101_is_refused() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"[..],

@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{self, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// A response head larger than this is refused.
@@ -97,7 +97,7 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
         // The headers that frame the body and the connection, noted on the way (no lookups after).
         let mut noted = Noted::default();
         for span in spans.iter() {
-            let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+            let name = self::name(&head[span.name.0..span.name.1])
                 .map_err(|_| WireError::Head("an invalid header name".to_string()))?;
             let value = value(&head, span.value).map_err(|_| WireError::Head(format!("the value of {name}")))?;
             noted.note(&name, value.as_bytes());
@@ -151,6 +151,43 @@ pub(crate) fn spans<'a>(
         };
     }
     spans
+}
+
+/// The header name `bytes` spell (in any case). The names most heads carry are matched here,
+/// a few word compares each, without the lowercased copy and table lookup of
+/// [`HeaderName::from_bytes`], which takes every other.
+pub(crate) fn name(bytes: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    let common = match bytes.len() {
+        4 if spells(bytes, b"host") => header::HOST,
+        4 if spells(bytes, b"date") => header::DATE,
+        6 if spells(bytes, b"accept") => header::ACCEPT,
+        6 if spells(bytes, b"server") => header::SERVER,
+        10 if spells(bytes, b"connection") => header::CONNECTION,
+        10 if spells(bytes, b"user-agent") => header::USER_AGENT,
+        12 if spells(bytes, b"content-type") => header::CONTENT_TYPE,
+        13 if spells(bytes, b"authorization") => header::AUTHORIZATION,
+        14 if spells(bytes, b"content-length") => header::CONTENT_LENGTH,
+        15 if spells(bytes, b"accept-encoding") => header::ACCEPT_ENCODING,
+        17 if spells(bytes, b"transfer-encoding") => header::TRANSFER_ENCODING,
+        _ => return HeaderName::from_bytes(bytes),
+    };
+    Ok(common)
+}
+
+/// Whether `bytes` spell `known` (lowercase) with its letters in either case and its other
+/// bytes exact. Without early exits, so that the compiler turns it into a few word compares.
+#[inline(always)]
+fn spells<const N: usize>(bytes: &[u8], known: &[u8; N]) -> bool {
+    let Ok(bytes) = <&[u8; N]>::try_from(bytes) else {
+        return false;
+    };
+    let mut diff = 0u8;
+    for (&byte, &want) in bytes.iter().zip(known) {
+        // `byte | 0x20` is a lowercase letter only when `byte` is that letter in either case.
+        let fold = if want.is_ascii_lowercase() { 0x20 } else { 0 };
+        diff |= (byte | fold) ^ want;
+    }
+    diff == 0
 }
 
 /// Header values most heads carry, kept static: taking one costs no check of its bytes and no

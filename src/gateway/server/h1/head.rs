@@ -14,7 +14,7 @@ use http::{HeaderName, Method, Request, Uri, Version};
 
 use crate::gateway::error::ApiError;
 use crate::gateway::h1::maps;
-use crate::gateway::h1::wire::{length, spans, tokens, value, Span, INLINE_SPANS};
+use crate::gateway::h1::wire::{self, length, spans, tokens, value, Span, INLINE_SPANS};
 use crate::gateway::server::MAX_URI_BYTES;
 
 /// Header lines allowed in one request, as hyper's server.
@@ -127,7 +127,7 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
     // The headers that frame the body and the connection, noted on the way (no lookups after).
     let mut scan = Scan::default();
     for span in spans.iter() {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+        let name = wire::name(&head[span.name.0..span.name.1])
             .map_err(|_| HeadError::Malformed("a header name is invalid"))?;
         let value = value(&head, span.value).map_err(|_| HeadError::Malformed("a header value is invalid"))?;
         scan.note(&name, value.as_bytes())?;
