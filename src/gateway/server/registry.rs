@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use prometheus_client::metrics::gauge::Gauge;
+use slab::Slab;
 use tokio::sync::Notify;
 
 use super::common::Common;
@@ -119,7 +120,8 @@ impl Conn {
 /// The open connections of one listener.
 pub(super) struct Registry {
     pub common: Arc<Common>,
-    slots: Mutex<Slots>,
+    /// Every registered connection, by its slot.
+    slots: Mutex<Slab<Arc<Conn>>>,
     /// Registered connections.
     open: AtomicUsize,
     /// Registered connections asked to close at once (still counted in `open`).
@@ -132,12 +134,6 @@ pub(super) struct Registry {
     pub cap: usize,
     metrics: ListenerMetrics,
     open_gauge: Gauge,
-}
-
-#[derive(Default)]
-struct Slots {
-    conns: Vec<Option<Arc<Conn>>>,
-    free: Vec<usize>,
 }
 
 impl Registry {
@@ -157,7 +153,7 @@ impl Registry {
         }
     }
 
-    fn slots(&self) -> MutexGuard<'_, Slots> {
+    fn slots(&self) -> MutexGuard<'_, Slab<Arc<Conn>>> {
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -178,7 +174,8 @@ impl Registry {
     pub fn admit(&self) -> Arc<Conn> {
         let now = self.common.tick();
         let mut slots = self.slots();
-        let slot = slots.free.pop().unwrap_or(slots.conns.len());
+        let place = slots.vacant_entry();
+        let slot = place.key();
         let conn = Arc::new(Conn {
             common: self.common.clone(),
             phase: AtomicU8::new(FRESH),
@@ -190,10 +187,7 @@ impl Registry {
             waker: AtomicWaker::new(),
             slot,
         });
-        match slots.conns.get_mut(slot) {
-            Some(entry) => *entry = Some(conn.clone()),
-            None => slots.conns.push(Some(conn.clone())),
-        }
+        place.insert(conn.clone());
         drop(slots);
         if self.open.fetch_add(1, Relaxed) == 0 {
             self.admitted.notify_one();
@@ -204,12 +198,7 @@ impl Registry {
 
     /// Unregisters a connection whose task has ended.
     pub fn remove(&self, conn: &Conn) {
-        let mut slots = self.slots();
-        if let Some(entry) = slots.conns.get_mut(conn.slot) {
-            *entry = None;
-            slots.free.push(conn.slot);
-        }
-        drop(slots);
+        self.slots().try_remove(conn.slot);
         if conn.command() == ABORT {
             self.aborting.fetch_sub(1, Relaxed);
         }
@@ -236,9 +225,8 @@ impl Registry {
     pub fn shed(&self, count: usize) -> usize {
         let slots = self.slots();
         let mut waiting: Vec<(u64, &Arc<Conn>)> = slots
-            .conns
             .iter()
-            .flatten()
+            .map(|(_, conn)| conn)
             .filter(|c| c.command() != ABORT && c.waiting())
             .map(|c| (c.since.load(Relaxed), c))
             .collect();
@@ -262,7 +250,7 @@ impl Registry {
         let elapsed = |since: u64| Duration::from_millis(now.saturating_sub(since));
         let slots = self.slots();
         let mut in_flight = 0;
-        for conn in slots.conns.iter().flatten() {
+        for (_, conn) in slots.iter() {
             if conn.command() == ABORT {
                 continue;
             }
@@ -295,7 +283,7 @@ impl Registry {
     /// `Connection: close` instead, and those still open when accepting stops close then.
     pub fn close_served(&self) {
         let slots = self.slots();
-        for conn in slots.conns.iter().flatten() {
+        for (_, conn) in slots.iter() {
             if conn.h2.load(Relaxed) {
                 self.close(conn, GRACEFUL, None);
             }
@@ -307,7 +295,7 @@ impl Registry {
     /// sending to this gateway is waiting for them).
     pub fn close_all(&self) {
         let slots = self.slots();
-        for conn in slots.conns.iter().flatten() {
+        for (_, conn) in slots.iter() {
             match conn.phase.load(Relaxed) {
                 FRESH | READING if conn.in_flight.load(Relaxed) == 0 => self.close(conn, ABORT, None),
                 _ => self.close(conn, GRACEFUL, None),
@@ -318,7 +306,7 @@ impl Registry {
     /// Wakes every connection's task (to let it see the drain state).
     pub fn wake_all(&self) {
         let slots = self.slots();
-        for conn in slots.conns.iter().flatten() {
+        for (_, conn) in slots.iter() {
             conn.waker.wake();
         }
     }
@@ -327,7 +315,7 @@ impl Registry {
     pub fn abort_all(&self, reason: CloseReason) -> usize {
         let slots = self.slots();
         let mut count = 0;
-        for conn in slots.conns.iter().flatten() {
+        for (_, conn) in slots.iter() {
             self.close(conn, ABORT, Some(reason));
             count += 1;
         }

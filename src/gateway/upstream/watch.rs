@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use slab::Slab;
 use tokio::time::Instant;
 
 /// The shortest and the longest tick.
@@ -44,9 +45,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    watched: Vec<Option<Arc<Entry>>>,
-    free: Vec<usize>,
-    count: usize,
+    watched: Slab<Arc<Entry>>,
     spare: Vec<Arc<Entry>>,
     /// A sweeper task is running; it ends when it finds nothing watched.
     sweeping: bool,
@@ -87,12 +86,7 @@ impl Watch {
         let mut state = inner.state();
         let entry = state.spare.pop().unwrap_or_default();
         entry.due.store(inner.millis_at(due), Ordering::Relaxed);
-        let slot = state.free.pop().unwrap_or(state.watched.len());
-        match state.watched.get_mut(slot) {
-            Some(place) => *place = Some(entry.clone()),
-            None => state.watched.push(Some(entry.clone())),
-        }
-        state.count += 1;
+        let slot = state.watched.insert(entry.clone());
         let start = !state.sweeping;
         state.sweeping = true;
         drop(state);
@@ -149,7 +143,7 @@ impl Inner {
     fn sweep_once(&self) -> bool {
         let now = self.millis_at(Instant::now());
         let mut state = self.state();
-        for entry in state.watched.iter().flatten() {
+        for (_, entry) in state.watched.iter() {
             let due = entry.due.load(Ordering::Acquire);
             if due <= now
                 && entry
@@ -160,7 +154,7 @@ impl Inner {
                 entry.waker.wake();
             }
         }
-        if state.count == 0 {
+        if state.watched.is_empty() {
             state.sweeping = false;
             return false;
         }
@@ -260,14 +254,10 @@ impl Drop for Waiting {
         // The task the waker names may be ending: hold no reference to it.
         drop(self.entry.waker.take());
         let mut state = self.inner.state();
-        let mut listed = state.watched.get_mut(self.slot).and_then(Option::take);
-        if listed.is_some() {
-            state.free.push(self.slot);
-            state.count -= 1;
-            // The list's reference (to this entry) becomes the spare one.
-            if state.spare.len() < MAX_SPARE {
-                state.spare.extend(listed.take());
-            }
+        let mut listed = state.watched.try_remove(self.slot);
+        // The list's reference (to this entry) becomes the spare one.
+        if state.spare.len() < MAX_SPARE {
+            state.spare.extend(listed.take());
         }
         drop(state);
         drop(listed);
