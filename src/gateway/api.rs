@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures_util::future::Either;
 use tower::Service;
 
 use super::error::{json_response, ApiError};
@@ -86,12 +87,13 @@ impl Service<Request> for Api {
 /// allocation (of about 5 KB) per request.
 impl Served for Api {
     fn answer(&self, request: Request) -> impl Future<Output = Result<Response, Infallible>> + Send + use<> {
-        let route = self.route(request);
-        async move {
-            match route {
-                Route::Proxied(shared, endpoint, request, id) => proxied_answer(shared, endpoint, request, id).await,
-                Route::Other(answer) => answer.await,
+        // Either future, not an `async` block over the route: that would keep the route (296
+        // bytes) beside the answer made from it.
+        match self.route(request) {
+            Route::Proxied(shared, endpoint, request, id) => {
+                Either::Left(proxied_answer(shared, endpoint, request, id))
             }
+            Route::Other(answer) => Either::Right(answer),
         }
     }
 }
@@ -138,15 +140,19 @@ impl Api {
 }
 
 /// The answer of a proxied endpoint.
-async fn proxied_answer(
+// Not an `async fn`: the request is taken apart before the future is made, so that the future
+// holds only its headers and body, once each.
+fn proxied_answer(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     request: Request,
     id: HeaderValue,
-) -> Result<Response, Infallible> {
+) -> impl Future<Output = Result<Response, Infallible>> {
     let (http::request::Parts { headers, .. }, body) = request.into_parts();
-    let response = proxy::handle(shared, endpoint, headers, body, id.clone()).await;
-    Ok(with_id(response, id))
+    async move {
+        let response = proxy::handle(shared, endpoint, headers, body, id.clone()).await;
+        Ok(with_id(response, id))
+    }
 }
 
 fn with_id(mut response: Response, id: HeaderValue) -> Response {

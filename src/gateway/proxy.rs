@@ -2,6 +2,7 @@
 //! *resilience* stage, which picks targets and calls their providers' adapters (`providers`).
 //! Errors come back in the envelope of the API the client called (`surfaces`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,20 +22,25 @@ use super::surfaces::{self, Envelope};
 use super::Shared;
 
 /// Serves one request to a proxied endpoint; `id` is its request id (`request_id`).
-pub async fn handle(
+// Not an `async fn`: its future would hold the headers and the id twice, as arguments and as
+// the body's own copies (the argument copy of rust-lang/rust#62958).
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+pub fn handle(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     headers: HeaderMap,
     body: Body,
     id: HeaderValue,
-) -> Response<Body> {
-    let started = Instant::now();
-    let served = serve(&shared, endpoint, &headers, body, started, &id).await;
-    // The client's headers are done with once the response head is made.
-    maps::give(headers);
-    match served {
-        Ok(response) => response,
-        Err(failed) => surfaces::failure_response(Envelope::of(endpoint), failed),
+) -> impl Future<Output = Response<Body>> {
+    async move {
+        let started = Instant::now();
+        let served = serve(&shared, endpoint, &headers, body, started, &id).await;
+        // The client's headers are done with once the response head is made.
+        maps::give(headers);
+        match served {
+            Ok(response) => response,
+            Err(failed) => surfaces::failure_response(Envelope::of(endpoint), failed),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod passthrough;
 mod sign;
 pub mod translated;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -483,94 +484,98 @@ fn mock_call(call: &Call<'_>) -> Result<Response<Body>, Failed> {
 }
 
 /// Signs (when the provider needs it) and sends a request within the provider's time limits.
-pub(super) async fn send(
-    call: &Call<'_>,
-    http: &HttpUpstream,
+// Not an `async fn`, so that its future holds the request once (see `upstream::send`).
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+pub(super) fn send<'a, 'c>(
+    call: &'a Call<'c>,
+    http: &'a HttpUpstream,
     mut request: http::Request<Full<Bytes>>,
-) -> Result<Response<Timed<PooledBody>>, Failed> {
-    let provider = &call.target.upstream.name;
-    // One clock read for the limits and the upstream latency metric, another when it answers.
-    let sent = tokio::time::Instant::now();
-    if call.hops > 0 {
-        request
-            .headers_mut()
-            .insert(egress::HOPS, egress::hops_value(call.hops.saturating_add(1)));
-    }
-    // The fixed headers go as they are prepared, unless the request changes one (a raised
-    // hop count) or must be signed with them: then they join its map.
-    let fixed = if call.hops > 0 || http.signer.is_some() {
-        http.headers.merge_into(request.headers_mut());
-        None
-    } else {
-        Some(&http.headers)
-    };
-    if let Some(signer) = &http.signer {
-        let authority = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| request.uri().authority().map(|a| a.to_string()))
-            .unwrap_or_default();
-        if let Err(e) = signer.sign(&mut request, &authority).await {
-            tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %e, "cannot sign the upstream request");
-            let error = UpstreamError::new(FailureClass::AuthFailed, 502, format!("The gateway cannot sign requests for the provider '{provider}': {e}. The platform team must fix the provider's credentials."));
-            return Err(fail(call, error, HeaderMap::new(), None));
+) -> impl Future<Output = Result<Response<Timed<PooledBody>>, Failed>> + use<'a, 'c> {
+    async move {
+        let provider = &call.target.upstream.name;
+        // One clock read for the limits and the upstream latency metric, another when it answers.
+        let sent = tokio::time::Instant::now();
+        if call.hops > 0 {
+            request
+                .headers_mut()
+                .insert(egress::HOPS, egress::hops_value(call.hops.saturating_add(1)));
         }
+        // The fixed headers go as they are prepared, unless the request changes one (a raised
+        // hop count) or must be signed with them: then they join its map.
+        let fixed = if call.hops > 0 || http.signer.is_some() {
+            http.headers.merge_into(request.headers_mut());
+            None
+        } else {
+            Some(&http.headers)
+        };
+        if let Some(signer) = &http.signer {
+            let authority = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| request.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_default();
+            if let Err(e) = signer.sign(&mut request, &authority).await {
+                tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %e, "cannot sign the upstream request");
+                let error = UpstreamError::new(FailureClass::AuthFailed, 502, format!("The gateway cannot sign requests for the provider '{provider}': {e}. The platform team must fix the provider's credentials."));
+                return Err(fail(call, error, HeaderMap::new(), None));
+            }
+        }
+        let limits = Limits::starting(sent, &http.timeouts);
+        let response = upstream::send(&http.client, &http.watch, request, fixed, limits)
+            .await
+            .map_err(|e| {
+                tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");
+                let error = match e {
+                    SendError::Timeout => {
+                        let mut error =
+                            UpstreamError::new(FailureClass::Timeout, 504, ApiError::upstream_timeout(provider).message);
+                        error.code = Some("upstream_timeout".to_string());
+                        error
+                    }
+                    SendError::Connect(_) => {
+                        let mut error = UpstreamError::new(
+                            FailureClass::Unreachable,
+                            502,
+                            ApiError::upstream_unreachable(provider).message,
+                        );
+                        error.code = Some("upstream_unreachable".to_string());
+                        error
+                    }
+                    SendError::Tls(tls) => {
+                        let mut error = UpstreamError::new(
+                            FailureClass::Unreachable,
+                            502,
+                            ApiError::upstream_tls(provider, &super::tls::explain(&tls)).message,
+                        );
+                        error.code = Some("upstream_tls_failed".to_string());
+                        error
+                    }
+                    SendError::Blocked(blocked) => {
+                        let mut error = UpstreamError::new(
+                            FailureClass::Unreachable,
+                            502,
+                            ApiError::upstream_blocked(provider, &blocked.describe(false)).message,
+                        );
+                        error.code = Some("upstream_blocked".to_string());
+                        error
+                    }
+                    SendError::Failed(_) => {
+                        let mut error = UpstreamError::new(
+                            FailureClass::Unreachable,
+                            502,
+                            ApiError::upstream_failed(provider).message,
+                        );
+                        error.code = Some("upstream_error".to_string());
+                        error
+                    }
+                };
+                fail(call, error, HeaderMap::new(), None)
+            })?;
+        call.metrics.upstream.observe(response.body().waited().as_secs_f64());
+        Ok(response)
     }
-    let limits = Limits::starting(sent, &http.timeouts);
-    let response = upstream::send(&http.client, &http.watch, request, fixed, limits)
-        .await
-        .map_err(|e| {
-            tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");
-            let error = match e {
-                SendError::Timeout => {
-                    let mut error =
-                        UpstreamError::new(FailureClass::Timeout, 504, ApiError::upstream_timeout(provider).message);
-                    error.code = Some("upstream_timeout".to_string());
-                    error
-                }
-                SendError::Connect(_) => {
-                    let mut error = UpstreamError::new(
-                        FailureClass::Unreachable,
-                        502,
-                        ApiError::upstream_unreachable(provider).message,
-                    );
-                    error.code = Some("upstream_unreachable".to_string());
-                    error
-                }
-                SendError::Tls(tls) => {
-                    let mut error = UpstreamError::new(
-                        FailureClass::Unreachable,
-                        502,
-                        ApiError::upstream_tls(provider, &super::tls::explain(&tls)).message,
-                    );
-                    error.code = Some("upstream_tls_failed".to_string());
-                    error
-                }
-                SendError::Blocked(blocked) => {
-                    let mut error = UpstreamError::new(
-                        FailureClass::Unreachable,
-                        502,
-                        ApiError::upstream_blocked(provider, &blocked.describe(false)).message,
-                    );
-                    error.code = Some("upstream_blocked".to_string());
-                    error
-                }
-                SendError::Failed(_) => {
-                    let mut error = UpstreamError::new(
-                        FailureClass::Unreachable,
-                        502,
-                        ApiError::upstream_failed(provider).message,
-                    );
-                    error.code = Some("upstream_error".to_string());
-                    error
-                }
-            };
-            fail(call, error, HeaderMap::new(), None)
-        })?;
-    call.metrics.upstream.observe(response.body().waited().as_secs_f64());
-    Ok(response)
 }
 
 /// Counts a failed call and wraps it.

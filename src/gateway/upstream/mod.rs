@@ -7,6 +7,7 @@
 mod watch;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
@@ -250,45 +251,51 @@ impl Limits {
 /// Sends a request and waits for the response headers within `limits` (kept by `watch`); the
 /// body that follows stays under the same limits. `fixed`: the provider's headers, when the
 /// request does not carry them already.
-pub async fn send(
-    client: &UpstreamClient,
-    watch: &Watch,
+// Not an `async fn`: its future would hold the request and the limits twice, as arguments
+// and as the body's own copies (the argument copy of rust-lang/rust#62958); the block below
+// uses the ones it captured.
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+pub fn send<'a>(
+    client: &'a UpstreamClient,
+    watch: &'a Watch,
     mut request: Request<Full<Bytes>>,
-    fixed: Option<&FixedHeaders>,
+    fixed: Option<&'a FixedHeaders>,
     limits: Limits,
-) -> Result<Response<Timed<PooledBody>>, SendError> {
-    let waiting = watch.until(limits.wake_after(limits.sent), limits.shortest);
-    if let (UpstreamClient::Pooled(_), Some(fixed)) = (client, fixed) {
-        fixed.merge_into(request.headers_mut());
-    }
-    let exchange = async {
-        match client {
-            UpstreamClient::Pooled(client) => match client.request(request).await {
-                Ok(response) => Ok(response.map(PooledBody::unpooled)),
-                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
-                Err(e) => Err(SendError::Failed(e.into())),
-            },
-            UpstreamClient::Tls(pool) => match pool.send(request, fixed).await {
-                Ok(response) => Ok(response),
-                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
-                Err(e) => Err(SendError::Failed(e.into())),
-            },
-            UpstreamClient::H1(pool) => match pool.send(request, fixed).await {
-                Ok(response) => Ok(response),
-                Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
-                Err(e) => Err(SendError::Failed(e.into())),
-            },
+) -> impl Future<Output = Result<Response<Timed<PooledBody>>, SendError>> + use<'a> {
+    async move {
+        let waiting = watch.until(limits.wake_after(limits.sent), limits.shortest);
+        if let (UpstreamClient::Pooled(_), Some(fixed)) = (client, fixed) {
+            fixed.merge_into(request.headers_mut());
         }
-    };
-    let response = waiting.within(exchange).await.ok_or(SendError::Timeout)??;
-    let answered = Instant::now();
-    waiting.set(limits.wake_after(answered));
-    Ok(response.map(|inner| Timed {
-        inner,
-        waiting,
-        limits,
-        answered,
-    }))
+        let exchange = async {
+            match client {
+                UpstreamClient::Pooled(client) => match client.request(request).await {
+                    Ok(response) => Ok(response.map(PooledBody::unpooled)),
+                    Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
+                    Err(e) => Err(SendError::Failed(e.into())),
+                },
+                UpstreamClient::Tls(pool) => match pool.send(request, fixed).await {
+                    Ok(response) => Ok(response),
+                    Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
+                    Err(e) => Err(SendError::Failed(e.into())),
+                },
+                UpstreamClient::H1(pool) => match pool.send(request, fixed).await {
+                    Ok(response) => Ok(response),
+                    Err(e) if e.is_connect() => Err(SendError::connect(e.into())),
+                    Err(e) => Err(SendError::Failed(e.into())),
+                },
+            }
+        };
+        let response = waiting.within(exchange).await.ok_or(SendError::Timeout)??;
+        let answered = Instant::now();
+        waiting.set(limits.wake_after(answered));
+        Ok(response.map(|inner| Timed {
+            inner,
+            waiting,
+            limits,
+            answered,
+        }))
+    }
 }
 
 /// A response body under the request's time limits.
