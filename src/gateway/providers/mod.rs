@@ -527,50 +527,22 @@ pub(super) fn send<'a, 'c>(
             .await
             .map_err(|e| {
                 tracing::warn!(%provider, alias = %call.alias, request_id = %call.id(), error = %describe(&e), "upstream request failed");
-                let error = match e {
-                    SendError::Timeout => {
-                        let mut error =
-                            UpstreamError::new(FailureClass::Timeout, 504, ApiError::upstream_timeout(provider).message);
-                        error.code = Some("upstream_timeout".to_string());
-                        error
-                    }
-                    SendError::Connect(_) => {
-                        let mut error = UpstreamError::new(
-                            FailureClass::Unreachable,
-                            502,
-                            ApiError::upstream_unreachable(provider).message,
-                        );
-                        error.code = Some("upstream_unreachable".to_string());
-                        error
-                    }
-                    SendError::Tls(tls) => {
-                        let mut error = UpstreamError::new(
-                            FailureClass::Unreachable,
-                            502,
-                            ApiError::upstream_tls(provider, &super::tls::explain(&tls)).message,
-                        );
-                        error.code = Some("upstream_tls_failed".to_string());
-                        error
-                    }
-                    SendError::Blocked(blocked) => {
-                        let mut error = UpstreamError::new(
-                            FailureClass::Unreachable,
-                            502,
-                            ApiError::upstream_blocked(provider, &blocked.describe(false)).message,
-                        );
-                        error.code = Some("upstream_blocked".to_string());
-                        error
-                    }
-                    SendError::Failed(_) => {
-                        let mut error = UpstreamError::new(
-                            FailureClass::Unreachable,
-                            502,
-                            ApiError::upstream_failed(provider).message,
-                        );
-                        error.code = Some("upstream_error".to_string());
-                        error
-                    }
+                // The API error a client would get says the status, code and message.
+                let (class, api) = match e {
+                    SendError::Timeout => (FailureClass::Timeout, ApiError::upstream_timeout(provider)),
+                    SendError::Connect(_) => (FailureClass::Unreachable, ApiError::upstream_unreachable(provider)),
+                    SendError::Tls(tls) => (
+                        FailureClass::Unreachable,
+                        ApiError::upstream_tls(provider, &super::tls::explain(&tls)),
+                    ),
+                    SendError::Blocked(blocked) => (
+                        FailureClass::Unreachable,
+                        ApiError::upstream_blocked(provider, &blocked.describe(false)),
+                    ),
+                    SendError::Failed(_) => (FailureClass::Unreachable, ApiError::upstream_failed(provider)),
                 };
+                let mut error = UpstreamError::new(class, api.status.as_u16(), api.message);
+                error.code = api.code.map(str::to_string);
                 fail(call, error, HeaderMap::new(), None)
             })?;
         call.metrics.upstream.observe(response.body().waited().as_secs_f64());
