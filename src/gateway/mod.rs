@@ -4,6 +4,7 @@
 mod api;
 pub(crate) mod body;
 pub mod cluster;
+pub(crate) mod coarse;
 pub mod egress;
 pub mod error;
 pub(crate) mod fixed;

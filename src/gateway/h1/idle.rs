@@ -4,10 +4,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use http::Response;
-use tokio::time::Instant;
-
 use super::{exchange, Conn, ExchangeError, H1Body, Prepared};
+use crate::gateway::coarse;
+use http::Response;
 
 /// An idle connection is closed after this long unused (when the next request takes or
 /// returns a connection of the same upstream).
@@ -17,13 +16,15 @@ const MAX_IDLE: usize = 1024;
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it came back, on the coarse monotonic clock (a few milliseconds matter nothing
+    /// against `IDLE_TIMEOUT`, and the coarse read is a fraction of the precise one's cost).
+    since: Duration,
 }
 
 impl Idle {
     /// Whether the connection has been idle less than `IDLE_TIMEOUT` at `now`.
-    fn fresh(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+    fn fresh(&self, now: Duration) -> bool {
+        now.saturating_sub(self.since) < IDLE_TIMEOUT
     }
 }
 
@@ -59,7 +60,7 @@ impl IdleStack {
         loop {
             // Checked outside the lock: the check may make a system call.
             let mut entry = self.idle().pop_back()?;
-            if entry.fresh(Instant::now()) && entry.conn.is_open() {
+            if entry.fresh(coarse::monotonic()) && entry.conn.is_open() {
                 return Some(entry.conn);
             }
         }
@@ -67,7 +68,7 @@ impl IdleStack {
 
     pub(super) fn put(&self, conn: Conn) {
         // One clock read: when the connection came back, and what is too old by then.
-        let now = Instant::now();
+        let now = coarse::monotonic();
         let mut idle = self.idle();
         // Connections idle too long are closed as traffic goes on, oldest first.
         while idle.front().is_some_and(|oldest| !oldest.fresh(now)) {

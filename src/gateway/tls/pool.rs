@@ -20,9 +20,9 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use crate::gateway::coarse;
 use crate::gateway::egress::{self, ConnectError, Policy};
 use crate::gateway::fixed::FixedHeaders;
 use crate::gateway::h1::{self, Conn, ExchangeError, IdleStack, Io, Prepared};
@@ -82,7 +82,8 @@ enum Outcome {
 struct H2Conn {
     sender: H2Sender,
     id: u64,
-    used: Instant,
+    /// When last used, on the coarse monotonic clock (`coarse`).
+    used: Duration,
 }
 
 struct State {
@@ -208,8 +209,9 @@ impl TlsPool {
     fn next_step(&self) -> Step {
         let mut state = self.state();
         if let Some(h2) = &mut state.h2 {
-            if !h2.sender.is_closed() && h2.used.elapsed() < IDLE_TIMEOUT {
-                h2.used = Instant::now();
+            let now = coarse::monotonic();
+            if !h2.sender.is_closed() && now.saturating_sub(h2.used) < IDLE_TIMEOUT {
+                h2.used = now;
                 return Step::H2(h2.sender.clone(), h2.id);
             }
             state.h2 = None;
@@ -261,7 +263,7 @@ impl TlsPool {
                 state.h2 = Some(H2Conn {
                     sender: sender.clone(),
                     id: state.next_id,
-                    used: Instant::now(),
+                    used: coarse::monotonic(),
                 });
             }
             guard.done();

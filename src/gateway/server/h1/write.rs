@@ -3,12 +3,13 @@
 //! connection's fate must be said, the body's framing when the handler set none, and `date`.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
 use http::{StatusCode, Version};
 
+use crate::gateway::coarse;
 use crate::gateway::h1::wire::{length, tokens};
 
 /// How a response's body is framed on the wire.
@@ -136,14 +137,17 @@ thread_local! {
     static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// Calls `f` with the current `Date` value.
+/// Calls `f` with the current `Date` value (the coarse wall clock: a second's resolution needs
+/// no precise read).
 fn now(f: impl FnOnce(&[u8])) {
-    let time = SystemTime::now();
-    let second = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let second = coarse::unix_seconds();
     NOW.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != second {
-            *cached = (second, httpdate::fmt_http_date(time));
+            *cached = (
+                second,
+                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(second)),
+            );
         }
         f(cached.1.as_bytes());
     });
