@@ -129,7 +129,7 @@ pub fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, HeadError
     for span in spans.iter() {
         let name = wire::name(&head[span.name.0..span.name.1])
             .map_err(|_| HeadError::Malformed("a header name is invalid"))?;
-        let value = value(&head, span.value).map_err(|_| HeadError::Malformed("a header value is invalid"))?;
+        let value = value(&head, span.value);
         scan.note(&name, value.as_bytes())?;
         headers.append(name, value);
     }
