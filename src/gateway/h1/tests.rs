@@ -121,26 +121,17 @@ fn header_names_read_the_same_in_any_case_as_http_reads_them() {
     assert_eq!(got, [("content-length", "2"), ("server", "s"), ("date", "d")]);
 }
 
-/// `wire::value` takes a value `httparse` read without checking its bytes again: every byte
-/// `HeaderValue` refuses must fail the head or end the value before it (debug builds, as
-/// here, would panic on an invalid value), and every byte it accepts must come through.
+/// `wire::value` takes a value `httparse` read without checking its bytes again (debug builds,
+/// as here, would panic on an invalid value): a response's values, byte by byte.
 #[test]
 fn values_httparse_reads_are_the_values_http_accepts() {
-    for byte in 0..=255u8 {
-        let wanted = [b'a', byte, b'z'];
+    super::wire::every_value_byte(|wanted| {
         let mut raw = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-v: ".to_vec();
-        raw.extend_from_slice(&wanted);
+        raw.extend_from_slice(wanted);
         raw.extend_from_slice(b"\r\n\r\n");
         let read = parse_head(&mut BytesMut::from(&raw[..]), &Method::GET);
-        let value = read.ok().flatten().and_then(|head| head.headers.get("x-v").cloned());
-        match http::HeaderValue::from_bytes(&wanted) {
-            Ok(valid) => assert_eq!(value, Some(valid), "byte {byte:#04x} is valid and read whole"),
-            Err(_) => assert!(
-                value.is_none_or(|v| v.as_bytes() != wanted),
-                "byte {byte:#04x} is invalid but was read into a value"
-            ),
-        }
-    }
+        read.ok().flatten().and_then(|head| head.headers.get("x-v").cloned())
+    });
 }
 
 #[test]

@@ -219,6 +219,24 @@ pub(crate) fn value(head: &Bytes, span: (usize, usize)) -> HeaderValue {
     common.clone()
 }
 
+/// Checks a head parser against `HeaderValue`, byte by byte: `read` parses a head whose value
+/// is the three bytes it is given and returns that value as read. A byte `HeaderValue` accepts
+/// must come through whole; one it refuses must fail the head or end the value before it.
+#[cfg(test)]
+pub(crate) fn every_value_byte(read: impl Fn(&[u8]) -> Option<HeaderValue>) {
+    for byte in 0..=255u8 {
+        let wanted = [b'a', byte, b'z'];
+        let value = read(&wanted);
+        match HeaderValue::from_bytes(&wanted) {
+            Ok(valid) => assert_eq!(value, Some(valid), "byte {byte:#04x} is valid and read whole"),
+            Err(_) => assert!(
+                value.is_none_or(|v| v.as_bytes() != wanted),
+                "byte {byte:#04x} is invalid but was read into a value"
+            ),
+        }
+    }
+}
+
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped (requests' and
 /// responses' heads alike).
 pub(crate) fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {

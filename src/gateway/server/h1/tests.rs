@@ -289,27 +289,17 @@ fn chunk_size_lines_are_hex() {
 
 mod wire_level;
 
-/// A request's header values are taken without a second check of their bytes (`wire::value`):
-/// a byte `HeaderValue` refuses fails the head (debug builds, as here, would panic on an
-/// invalid value), and one it accepts comes through.
+/// A request's header values are taken without a second check of their bytes (`wire::value`;
+/// debug builds, as here, would panic on an invalid value), byte by byte.
 #[test]
 fn request_values_hold_only_the_bytes_http_accepts() {
-    for byte in 0..=255u8 {
-        let wanted = [b'a', byte, b'z'];
+    crate::gateway::h1::wire::every_value_byte(|wanted| {
         let mut raw = b"GET /v1/models HTTP/1.1\r\nhost: h\r\nx-v: ".to_vec();
-        raw.extend_from_slice(&wanted);
+        raw.extend_from_slice(wanted);
         raw.extend_from_slice(b"\r\n\r\n");
         let read = parse_all(&raw);
-        let value = read
-            .ok()
+        read.ok()
             .flatten()
-            .and_then(|head| head.request.headers().get("x-v").cloned());
-        match HeaderValue::from_bytes(&wanted) {
-            Ok(valid) => assert_eq!(value, Some(valid), "byte {byte:#04x} is valid and read whole"),
-            Err(_) => assert!(
-                value.is_none_or(|v| v.as_bytes() != wanted),
-                "byte {byte:#04x} is invalid but was read into a value"
-            ),
-        }
-    }
+            .and_then(|head| head.request.headers().get("x-v").cloned())
+    });
 }
