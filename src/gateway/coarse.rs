@@ -3,8 +3,8 @@
 //! `Date` header and how long a pooled connection has been idle.
 //!
 //! Why: a precise clock read costs 25–45 ns on this kind of VM, a coarse one 9 ns, and a
-//! request made eight precise reads; three of them needed no precision (README, "Where the
-//! instructions go").
+//! plain-HTTP request's path made six or seven precise reads, two or three of which needed no
+//! precision (README, "Round eight").
 
 use std::time::Duration;
 
