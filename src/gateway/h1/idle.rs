@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use http::Response;
+
 use super::{exchange, Conn, ExchangeError, H1Body, Prepared};
 use crate::gateway::coarse;
-use http::Response;
 
 /// An idle connection is closed after this long unused (when the next request takes or
 /// returns a connection of the same upstream).
