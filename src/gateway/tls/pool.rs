@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use crate::gateway::coarse;
 use crate::gateway::egress::{self, ConnectError, Policy};
 use crate::gateway::fixed::FixedHeaders;
-use crate::gateway::h1::{self, Conn, ExchangeError, IdleStack, Io, Prepared};
+use crate::gateway::h1::{self, maps, Conn, ExchangeError, IdleStack, Io, Prepared};
 use crate::gateway::h1pool::{self, PooledBody};
 
 /// An HTTP/2 connection unused for this long is closed (when the next request comes).
@@ -192,6 +192,10 @@ impl TlsPool {
                     if protocol == Protocol::H1 {
                         let h1 = Prepared::new(&request, self.host_header.as_ref(), fixed);
                         if let Some(sent) = self.idle.send_idle(&h1).await {
+                            // Its header map goes back to the spares, as on the plain path: a
+                            // new map a request was an allocation, its drop two frees
+                            // (callgrind: about 700 instructions a request).
+                            maps::give(request.into_parts().0.headers);
                             return sent.map(h1pool::light).map_err(TlsPoolError::H1);
                         }
                         prepared = Some(h1);
@@ -279,7 +283,7 @@ impl TlsPool {
         self.state().protocol = Protocol::H1;
         guard.done();
         let prepared = prepared.unwrap_or_else(|| Prepared::new(&request, self.host_header.as_ref(), fixed));
-        drop(request);
+        maps::give(request.into_parts().0.headers);
         h1::exchange(Conn::new(Io::Tls(Box::new(stream))), &prepared, &self.idle)
             .await
             .map(h1pool::light)
