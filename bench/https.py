@@ -24,7 +24,12 @@ Figures (interleaved rounds, medians):
   5. TLS handshakes the front saw (its access log's $ssl_session_reused), per proxy;
   6. open-loop max rate (bench/run.sh's method: oha sends at a fixed rate over 32 connections,
      latency counted from when each request was due; the highest rate whose p99 stays under 5 ms
-     with no errors, searched for both proxies in lockstep).
+     with no errors, searched for both proxies in lockstep; `--maxrate-searches K` repeats the
+     search and reports the middle one);
+  7. the spread: each round's own modelgate ÷ nginx ratio for figures 1–3 (the two proxies ran
+     back to back in that round), its median, worst and best round, and how many rounds met the
+     goal; with several searches, each max-rate ratio. One median hides how often a noisy
+     machine lets a figure slip: run with more rounds (`--rounds 15`) to see it.
 Writes bench/results/https-latest.{md,json}.
 """
 
@@ -306,6 +311,44 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+# Goals of issue 16, per figure: (the figure's per-round ratio, whether higher is better, the line).
+GOALS = {"throughput": (True, 0.9), "cpu_per_request": (False, 1.1), "added_p50": (False, 1.1), "added_p99": (False, 1.3)}
+
+
+def spread(lat: dict, thr: dict) -> dict:
+    """Each round's own modelgate ÷ nginx ratio (the two ran one after the other in that round, so
+    a slow minute of the machine hits both), with the median, the worst and best rounds, and how
+    many rounds met the goal: the run-to-run spread a single median hides."""
+    per: dict[str, list] = {k: [] for k in GOALS}
+    for r in range(min(len(thr["nginx"]), len(thr["modelgate"]))):
+        n, m = thr["nginx"][r], thr["modelgate"][r]
+        per["throughput"].append(ratio(m["rps"], n["rps"]))
+        per["cpu_per_request"].append(ratio(m.get("cpu_us_per_request"), n.get("cpu_us_per_request")))
+    for r in range(min(len(lat["nginx"]), len(lat["modelgate"]), len(lat["direct"]))):
+        for q in ("p50", "p99"):
+            d = lat["direct"][r][q]
+            added_n, added_m = lat["nginx"][r][q] - d, lat["modelgate"][r][q] - d
+            # An added latency at or under zero (the proxy's round beat direct's) has no ratio.
+            per[f"added_{q}"].append(ratio(added_m, added_n) if added_n > 0 and added_m > 0 else None)
+    out = {}
+    for k, rounds in per.items():
+        vals = [v for v in rounds if v is not None]
+        if not vals:
+            continue
+        higher, line = GOALS[k]
+        met = sum(1 for v in vals if (v >= line if higher else v <= line))
+        out[k] = {"rounds": [None if v is None else round(v, 3) for v in rounds], "median": median(vals),
+                  "worst": min(vals) if higher else max(vals), "best": max(vals) if higher else min(vals),
+                  "met": met, "of": len(vals), "goal": f"{'≥' if higher else '≤'} {line}×"}
+    return out
+
+
+def median_search(searches: list[dict]) -> dict:
+    """Of several lockstep max-rate searches, the one whose modelgate ÷ nginx ratio is the median."""
+    ranked = sorted(searches, key=lambda s: ratio(s["modelgate"]["max_rate"], s["nginx"]["max_rate"]) or 0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modelgate-bin")
@@ -316,6 +359,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--skip", default="", help="comma list: latency,throughput,maxrate,instructions")
     ap.add_argument("--step-seconds", type=float, default=5.0, help="length of each open-loop rate step")
+    ap.add_argument("--maxrate-searches", type=int, default=1,
+                    help="repeat the open-loop max-rate search (both proxies in lockstep) this many times")
     ap.add_argument("--plain", action="store_true",
                     help="the same figures with a plain-HTTP upstream (the mock itself, no TLS front)")
     ap.add_argument("--modelgate-env", action="append", default=[], metavar="KEY=VALUE",
@@ -408,8 +453,11 @@ def main(argv=None) -> int:
                 p, d = fig[name][f"{q}_ms"], fig["direct"][f"{q}_ms"]
                 fig[name][f"added_{q}_ms"] = None if p is None or d is None else p - d
         result["figures"] = fig
+        result["spread"] = spread(lat, thr)
         if "maxrate" not in skip:
-            result["maxrate"] = maxrate(args, targets)
+            searches = [maxrate(args, targets) for _ in range(max(1, args.maxrate_searches))]
+            result["maxrate"] = median_search(searches)
+            result["maxrate_searches"] = [{n: s[n]["max_rate"] for n in ("nginx", "modelgate")} for s in searches]
         if not args.plain:
             result["handshakes_at_front"] = handshakes(tmp / "front")
         PROCS.stop(mg_proc)
@@ -462,10 +510,36 @@ def write(result: dict, out: Path) -> None:
     if hs:
         lines += ["", f"TLS connections the upstream saw over the whole run (all three clients): {hs['connections']}, "
                       f"of which resumed: {hs['resumed']}."]
+    lines += spread_lines(result)
     errs = {k: v.get("errors") for k, v in f.items()}
     lines += ["", f"Errors (non-2xx or socket errors) per target: {errs}.", ""]
     out.with_suffix(".md").write_text("\n".join(lines))
     log(f"wrote {out.with_suffix('.md')}")
+
+
+def spread_lines(result: dict) -> list[str]:
+    sp, searches = result.get("spread", {}), result.get("maxrate_searches", [])
+    if not sp and len(searches) < 2:
+        return []
+    labels = {"throughput": "throughput (closed loop)", "cpu_per_request": "CPU per request",
+              "added_p50": "added p50", "added_p99": "added p99"}
+    lines = ["", "Spread: each round's own modelgate ÷ nginx ratio (the two ran back to back in that round; a "
+                 "round whose added latency was at or under zero for either proxy has no ratio).", "",
+             "| figure | median of rounds | worst round | best round | rounds meeting the goal | goal | every round |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for k, label in labels.items():
+        s = sp.get(k)
+        if s:
+            every = ", ".join("–" if v is None else f"{v:.2f}" for v in s["rounds"])
+            lines.append(f"| {label} | {fmt(s['median'])}× | {fmt(s['worst'])}× | {fmt(s['best'])}× | "
+                         f"{s['met']} of {s['of']} | {s['goal']} | {every} |")
+    ratios = [r for r in (ratio(s["modelgate"], s["nginx"]) for s in searches) if r is not None]
+    if len(searches) >= 2 and ratios:
+        met = sum(1 for r in ratios if r >= 0.9)
+        lines.append(f"| open-loop max rate ({len(searches)} searches; the table above shows the middle one, the lower of two middles) | "
+                     f"{fmt(median(ratios))}× | {fmt(min(ratios))}× | {fmt(max(ratios))}× | {met} of {len(searches)} | ≥ 0.9× | "
+                     + ", ".join(f"{s['modelgate']:,} ÷ {s['nginx']:,}" for s in searches) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from bench import PROCS, PROXY_CPU, LOAD_CPU, free_port
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", required=True); ap.add_argument("--mock-bin", required=True); ap.add_argument("--rates", default="3000")
 ap.add_argument("--seconds", type=float, default=3)
+ap.add_argument("--https", action="store_true", help="both proxies reach the mock through bench/https.py's TLS front")
 a = ap.parse_args()
 bench.BENCH_TARGET = Path(a.mock_bin).parent.parent
 tmp = Path(tempfile.mkdtemp(prefix="modelgate-syscalls-")); os.chmod(tmp, 0o755)
@@ -39,14 +40,20 @@ try:
     ns = argparse.Namespace(chunks=20, chunk_interval_ms=10, burst_chunks=200)
     _, fast = bench.start_mock("mock", tmp, ns, 0)
     _, slow = bench.start_mock("mock-slow", tmp, ns, 0)
-    bench.write_modelgate_config(tmp / "mg", fast, slow)
-    mport, madmin = free_port(), free_port()
-    env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
-    mg = PROCS.start("modelgate", [a.bin, "gateway", "--config", str(tmp / "mg"), "--listen", f"127.0.0.1:{mport}", "--admin-listen", f"127.0.0.1:{madmin}"], PROXY_CPU, tmp, env=env)
-    bench.wait_http_ok(f"http://127.0.0.1:{madmin}/readyz", 60, mg, "modelgate")
     nd = tmp / "nginx"; nd.mkdir(); os.chmod(nd, 0o755)
     nport = free_port()
-    ng = PROCS.start("nginx", [bench.nginx_bin() or "nginx", "-p", str(nd), "-c", str(bench.nginx_conf(nd, [(nport, fast)], master=False)), "-e", str(nd / "error.log")], PROXY_CPU, tmp)
+    if a.https:
+        ca, crt, key = https.pki(tmp)
+        _, front = https.start_front(tmp, fast, crt, key)
+        config, nconf = https.modelgate_conf(tmp / "mg", front, ca), https.nginx_proxy_conf(nd, nport, front, ca, False)
+    else:
+        config, nconf = tmp / "mg", bench.nginx_conf(nd, [(nport, fast)], master=False)
+        bench.write_modelgate_config(config, fast, slow)
+    mport, madmin = free_port(), free_port()
+    env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench-dummy", RUST_LOG="warn")
+    mg = PROCS.start("modelgate", [a.bin, "gateway", "--config", str(config), "--listen", f"127.0.0.1:{mport}", "--admin-listen", f"127.0.0.1:{madmin}"], PROXY_CPU, tmp, env=env)
+    bench.wait_http_ok(f"http://127.0.0.1:{madmin}/readyz", 60, mg, "modelgate")
+    ng = PROCS.start("nginx", [bench.nginx_bin() or "nginx", "-p", str(nd), "-c", str(nconf), "-e", str(nd / "error.log")], PROXY_CPU, tmp)
     time.sleep(0.5)
     body = bench.body_for("bench-model")
     rows = []
@@ -63,7 +70,7 @@ try:
             n = res["requests"]
             per = {k: round(v / n, 2) for k, v in counts.most_common()}
             row = {"proxy": name, "load": label, "requests": n, "p50_ms": round(res.get("p50_ms", res.get("p50", 0)), 3), "p99_ms": round(res.get("p99_ms", res.get("p99", 0)), 3),
-                   "syscalls_per_request": round(sum(counts.values()) / n, 2), "by_call": per,
+                   "upstream": "HTTPS" if a.https else "plain HTTP", "syscalls_per_request": round(sum(counts.values()) / n, 2), "by_call": per,
                    "epoll_events_per_wait": round(sum(batches) / max(len(batches), 1), 2), "epoll_waits_returning_0": sum(1 for b in batches if b == 0)}
             print(json.dumps(row), flush=True)
 finally:
