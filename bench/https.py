@@ -21,7 +21,8 @@ Figures (interleaved rounds, medians):
   3. CPU per request of the proxy process over figure 2's runs (utime + stime / requests);
   4. user-space instructions per request (callgrind; sequential keep-alive requests from a
      Python client after a warm-up): deterministic, unaffected by other work on the machine;
-  5. TLS handshakes the front saw (its access log's $ssl_session_reused), per proxy;
+  5. the first request after start, through each proxy (it opens the first upstream connection);
+     TLS handshakes the front saw (its access log's $ssl_session_reused), per proxy;
   6. open-loop max rate (bench/run.sh's method: oha sends at a fixed rate over 32 connections,
      latency counted from when each request was due; the highest rate whose p99 stays under 5 ms
      with no errors, searched for both proxies in lockstep; `--maxrate-searches K` repeats the
@@ -203,7 +204,9 @@ end
     return out
 
 
-def check(name: str, port: int, https: bool = False) -> None:
+def check(name: str, port: int, https: bool = False) -> float:
+    """One request, which must succeed; returns how long it took (ms), connecting included."""
+    started = time.perf_counter()
     if https:
         import ssl
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ssl._create_unverified_context())
@@ -215,6 +218,7 @@ def check(name: str, port: int, https: bool = False) -> None:
     conn.close()
     if r.status != 200 or b"choices" not in body:
         raise BenchError(f"{name}: {r.status} {body[:300]!r}")
+    return (time.perf_counter() - started) * 1000
 
 
 def sequential(port: int, n: int) -> int:
@@ -413,8 +417,8 @@ def main(argv=None) -> int:
         bench.wait_http_ok(f"http://127.0.0.1:{madmin}/readyz", 60, mg_proc, "modelgate")
         time.sleep(0.2)
         check("direct", front, https=not args.plain)
-        check("nginx", nport)
-        check("modelgate", mport)
+        # The first request after start: it opens the proxy's first connection to the upstream.
+        result["first_request_ms"] = {"nginx": check("nginx", nport), "modelgate": check("modelgate", mport)}
         targets = {"direct": (f"{'http' if args.plain else 'https'}://127.0.0.1:{front}/v1/chat/completions", None),
                    "nginx": (f"http://127.0.0.1:{nport}/v1/chat/completions", nginx_proc),
                    "modelgate": (f"http://127.0.0.1:{mport}/v1/chat/completions", mg_proc)}
@@ -506,6 +510,10 @@ def write(result: dict, out: Path) -> None:
     for i, (label, nv, mv, goal, digits) in enumerate(rows):
         goal = goal if not plain or i in (2, 5) or goal.startswith("(") else "– (the issue's goal is for HTTPS)"
         lines.append(f"| {label} | {fmt(direct.get(i), digits)} | {fmt(nv, digits)} | {fmt(mv, digits)} | {fmt(ratio(mv, nv))}× | {goal} |")
+    first = result.get("first_request_ms")
+    if first:
+        lines += ["", f"The first request after start (a new client connection; it opens the proxy's first connection "
+                      f"to the upstream): nginx {first['nginx']:.2f} ms, modelgate {first['modelgate']:.2f} ms."]
     hs = result.get("handshakes_at_front")
     if hs:
         lines += ["", f"TLS connections the upstream saw over the whole run (all three clients): {hs['connections']}, "

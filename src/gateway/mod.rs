@@ -337,6 +337,7 @@ pub async fn start_reporting(
     options: GatewayOptions,
     report: Option<report::ReportOptions>,
 ) -> Result<Running, GatewayError> {
+    tls::warm_up();
     let egress = egress::Egress::new(
         &options.egress,
         options.config.is_empty(),

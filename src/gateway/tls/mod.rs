@@ -65,6 +65,21 @@ pub fn client_config(ca: Option<&TrustedCa>) -> Result<ClientConfig, ClientTlsEr
     Ok(config)
 }
 
+/// Has aws-lc draw its first random bytes now, while the gateway starts. Its generator seeds
+/// itself once a process from CPU jitter (`tree_jitter_initialize_once`), 40–75 ms of CPU on
+/// the bench's machine; left to the first TLS handshake to a provider, that was added to the
+/// first proxied request after every start (`bench/https.py`, "first request").
+pub fn warm_up() {
+    let mut seed = [0u8; 32];
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut seed)
+        .is_err()
+    {
+        tracing::warn!("the TLS random generator did not start; handshakes with HTTPS providers will fail");
+    }
+}
+
 /// The client config of the HTTPS pools ([`TlsPool`]) that trust `ca`: ALPN `h2, http/1.1`.
 pub fn pool_config(ca: Option<&TrustedCa>) -> Result<ClientConfig, ClientTlsError> {
     let mut config = client_config(ca)?;
