@@ -192,9 +192,9 @@ impl TlsPool {
                     if protocol == Protocol::H1 {
                         let h1 = Prepared::new(&request, self.host_header.as_ref(), fixed);
                         if let Some(sent) = self.idle.send_idle(&h1).await {
-                            // Its header map goes back to the spares, as on the plain path: a
-                            // new map a request was an allocation, its drop two frees
-                            // (callgrind: about 700 instructions a request).
+                            // Its header map goes back to the spares, as on the plain path;
+                            // dropped, every request took a new one: two allocations, and two
+                            // frees at its drop (callgrind: about 760 instructions a request).
                             maps::give(request.into_parts().0.headers);
                             return sent.map(h1pool::light).map_err(TlsPoolError::H1);
                         }
