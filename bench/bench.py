@@ -176,10 +176,21 @@ def http(method: str, url: str, body: str | None = None, timeout: float = 10.0):
         return e.code, e.read()
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now, never one this process was given before: two calls before
+    either port is bound may otherwise get the same one from the kernel (a callgrind run of the
+    gateway once got its admin port equal to its API port and could not start)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise BenchError("no free port that was not handed out already")
 
 
 def wait_http_ok(url: str, deadline_s: float, proc: subprocess.Popen | None = None, what: str = "") -> float:
