@@ -15,7 +15,8 @@ Set-up (every server on 127.0.0.1, free ports, ended by pid at exit):
     `tls.caSecretRef` naming a Secret in the config files that holds the CA.
   * direct: the load generator straight to the TLS front (it pays the TLS itself).
 
-Figures (interleaved rounds, medians):
+Figures (interleaved rounds, medians; in each round the three latency runs come back to back,
+then the three throughput runs, each in an order that rotates from round to round):
   1. latency at concurrency 1 (wrk -c1, closed loop): p50 and p99, added = proxy - direct;
   2. closed-loop throughput, 32 connections (wrk -c32), one core per proxy;
   3. CPU per request of the proxy process over figure 2's runs (utime + stime / requests);
@@ -462,14 +463,18 @@ def main(argv=None) -> int:
         quiet = [argparse.Namespace(proc=p) for p in {id(p): p for p in (mock_proc, front_proc, nginx_proc, mg_proc)}.values()]
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                url, proc = targets[name]
-                bench.wait_quiet(quiet)
-                if "latency" not in skip:
+            # The three latency runs of a round come back to back, before any of its 32-connection
+            # runs, so the runs compared are as close in time as they can be and none follows
+            # another target's 32-connection run (whose connections are still being closed).
+            if "latency" not in skip:
+                for name in order:
+                    bench.wait_quiet(quiet)
                     s0 = steal_ticks(PROXY_CPU)
-                    lat[name].append(wrk(url, tmp, 1, args.seconds))
+                    lat[name].append(wrk(targets[name][0], tmp, 1, args.seconds))
                     lat[name][-1]["steal_ms"] = (steal_ticks(PROXY_CPU) - s0) * 1000 / hz
-                if "throughput" not in skip:
+            if "throughput" not in skip:
+                for name in order:
+                    url, proc = targets[name]
                     bench.wait_quiet(quiet)
                     c0 = bench.cpu_ticks(proc.pid) if proc else None
                     res = wrk(url, tmp, 32, args.seconds)
