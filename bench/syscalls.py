@@ -39,7 +39,6 @@ def measure(pid, load):
 try:
     ns = argparse.Namespace(chunks=20, chunk_interval_ms=10, burst_chunks=200)
     _, fast = bench.start_mock("mock", tmp, ns, 0)
-    _, slow = bench.start_mock("mock-slow", tmp, ns, 0)
     nd = tmp / "nginx"; nd.mkdir(); os.chmod(nd, 0o755)
     nport = free_port()
     if a.https:
@@ -47,6 +46,8 @@ try:
         _, front = https.start_front(tmp, fast, crt, key)
         config, nconf = https.modelgate_conf(tmp / "mg", front, ca), https.nginx_proxy_conf(nd, nport, front, ca, False)
     else:
+        # the plain config names a second (slow) model too; only this path needs its mock
+        _, slow = bench.start_mock("mock-slow", tmp, ns, 0)
         config, nconf = tmp / "mg", bench.nginx_conf(nd, [(nport, fast)], master=False)
         bench.write_modelgate_config(config, fast, slow)
     mport, madmin = free_port(), free_port()
